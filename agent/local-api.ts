@@ -1,0 +1,133 @@
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { unlink } from 'node:fs/promises';
+import type { Log } from '../common/log.js';
+import { ErrorCode, FerryError, isFerryError } from '../protocol/errors.js';
+import { checkData, checkTarget, type PacketData } from '../protocol/packet.js';
+
+/**
+ * The agent's local API: newline-delimited JSON over a Unix socket, for other programs on the
+ * device (`ferry send`, scripts). One request per line, one response per line, in order.
+ *   {"op":"send","target":"t","data":<JSON>}  ->  {"ok":true,"seq":N}   (after the packet is durable)
+ *   {"op":"stats"}                            ->  {"ok":true,"stats":{...}}
+ * A failure is {"ok":false,"code":CODE,"message":...}. A line over the limit closes the connection.
+ */
+export type LocalRequest = { op: 'send'; target: string; data: PacketData } | { op: 'stats' };
+export type LocalResponse = { ok: true; seq?: number; stats?: unknown } | { ok: false; code: string; message: string };
+
+export interface LocalApiHandlers {
+  send(target: string, data: PacketData): Promise<number>;
+  stats(): unknown;
+}
+
+export const localLineBytesMax = 256 * 1024;
+const connectionsMax = 64;
+
+export async function startLocalApi(socketPath: string, handlers: LocalApiHandlers, opts: { log: Log; dataBytesMax: number }): Promise<Server> {
+  await removeStaleSocket(socketPath);
+  const server = createServer((socket) => serve(socket, handlers, opts));
+  server.maxConnections = connectionsMax;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(socketPath, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  return server;
+}
+
+/** A socket file left by a killed agent refuses connections: remove it. A live one is in use: fail. */
+async function removeStaleSocket(socketPath: string): Promise<void> {
+  const alive = await new Promise<boolean>((resolve) => {
+    const c = createConnection(socketPath);
+    c.once('connect', () => {
+      c.destroy();
+      resolve(true);
+    });
+    c.once('error', () => resolve(false));
+  });
+  if (alive) throw new Error(`another agent is already listening on ${socketPath}`);
+  await unlink(socketPath).catch(() => undefined);
+}
+
+function serve(socket: Socket, handlers: LocalApiHandlers, opts: { log: Log; dataBytesMax: number }): void {
+  let buffered = '';
+  let chain = Promise.resolve();
+  socket.setEncoding('utf8');
+  socket.on('error', () => socket.destroy());
+  socket.on('data', (chunk: string) => {
+    buffered += chunk;
+    if (buffered.length > localLineBytesMax && !buffered.includes('\n')) {
+      reply(socket, { ok: false, code: ErrorCode.LOCAL_REQUEST_INVALID, message: `request line longer than ${localLineBytesMax} bytes` });
+      socket.end();
+      buffered = '';
+      return;
+    }
+    let nl: number;
+    while ((nl = buffered.indexOf('\n')) >= 0) {
+      const line = buffered.slice(0, nl);
+      buffered = buffered.slice(nl + 1);
+      // Answer in request order even though sends resolve at different times.
+      const answer = handle(line, handlers, opts.dataBytesMax);
+      chain = chain.then(async () => reply(socket, await answer));
+    }
+  });
+}
+
+async function handle(line: string, handlers: LocalApiHandlers, dataBytesMax: number): Promise<LocalResponse> {
+  try {
+    let req: unknown;
+    try {
+      req = JSON.parse(line);
+    } catch {
+      throw new FerryError(ErrorCode.LOCAL_REQUEST_INVALID, 'request is not JSON');
+    }
+    if (typeof req !== 'object' || req === null) throw new FerryError(ErrorCode.LOCAL_REQUEST_INVALID, 'request must be a JSON object');
+    const r = req as Record<string, unknown>;
+    if (r.op === 'send') {
+      const target = checkTarget(r.target);
+      if (!('data' in r)) throw new FerryError(ErrorCode.LOCAL_REQUEST_INVALID, 'send needs data');
+      const data = checkData(r.data as PacketData, dataBytesMax);
+      return { ok: true, seq: await handlers.send(target, data) };
+    }
+    if (r.op === 'stats') return { ok: true, stats: handlers.stats() };
+    throw new FerryError(ErrorCode.LOCAL_REQUEST_INVALID, `unknown op ${JSON.stringify(r.op)}`);
+  } catch (err) {
+    if (isFerryError(err)) return { ok: false, code: err.code, message: err.message };
+    return { ok: false, code: ErrorCode.STORE_CLOSED, message: (err as Error).message };
+  }
+}
+
+function reply(socket: Socket, res: LocalResponse): void {
+  if (!socket.destroyed) socket.write(`${JSON.stringify(res)}\n`);
+}
+
+/** Client side: one request, one response. Throws AGENT_UNREACHABLE if no agent listens. */
+export async function localRequest(socketPath: string, req: LocalRequest, timeoutMs = 10_000): Promise<LocalResponse> {
+  return new Promise((resolve, reject) => {
+    const c = createConnection(socketPath);
+    let buf = '';
+    const timer = setTimeout(() => {
+      c.destroy();
+      reject(new FerryError(ErrorCode.AGENT_UNREACHABLE, `no answer from the agent on ${socketPath} within ${timeoutMs} ms`));
+    }, timeoutMs);
+    c.setEncoding('utf8');
+    c.once('connect', () => c.write(`${JSON.stringify(req)}\n`));
+    c.on('data', (chunk: string) => {
+      buf += chunk;
+      const nl = buf.indexOf('\n');
+      if (nl < 0) return;
+      clearTimeout(timer);
+      c.end();
+      try {
+        resolve(JSON.parse(buf.slice(0, nl)) as LocalResponse);
+      } catch (err) {
+        reject(err);
+      }
+    });
+    c.once('error', (err: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      reject(new FerryError(ErrorCode.AGENT_UNREACHABLE, `no agent listening on ${socketPath} (${err.code ?? err.message})`, { cause: err }));
+    });
+  });
+}

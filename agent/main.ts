@@ -1,0 +1,94 @@
+/** Composition of the agent: the only place that wires real IO (files, sockets, serial, clock). */
+import { join } from 'node:path';
+import type { Server } from 'node:net';
+import { realClock } from '../common/clock.js';
+import { createLog, type Log } from '../common/log.js';
+import { agentLimits, loadProfile } from '../hw/index.js';
+import type { AgentConfig } from './config.js';
+import { Link } from './link/link.js';
+import { tcpDialer } from './link/tcp.js';
+import { startLocalApi } from './local-api.js';
+import { createRule, type Rule } from './rules.js';
+import { SerialSource } from './sources/serial-source.js';
+import { LogStore } from './store/log-store.js';
+import type { NewPacket } from '../protocol/packet.js';
+
+export interface RunningAgent {
+  socketPath: string;
+  stats(): AgentStats;
+  stop(): Promise<void>;
+}
+
+export interface AgentStats {
+  readings: number;
+  invalidLines: number;
+  stored: number;
+  backlog: number;
+  inflight: number;
+  acked: number;
+  lastSeq: number;
+  ackedSeq: number;
+  deadLetters: number;
+  link: string;
+  rttMs: number | null;
+}
+
+export async function runAgent(config: AgentConfig, opts: { log?: Log } = {}): Promise<RunningAgent> {
+  const log = opts.log ?? createLog({ level: config.log.level, base: { agent: config.id } });
+  const clock = realClock;
+  const limits = config.profile ? agentLimits(loadProfile(config.profile)) : null;
+  const storeBytesMax = config.store.bytesMax ?? limits?.storeBytesMax ?? 256 * 2 ** 20;
+  const inflightPacketsMax = config.link.inflightPacketsMax ?? limits?.inflightPacketsMax ?? 1024;
+  log.info('agent: starting', { profile: config.profile ?? null, storeBytesMax, inflightPacketsMax, sync: config.store.sync });
+
+  const store = await LogStore.open({ dir: join(config.dataDir, 'store'), sync: config.store.sync, batchWindowMs: config.store.batchWindowMs, bytesMax: storeBytesMax, log });
+  const link = new Link(
+    { agentId: config.id, ...(config.token ? { token: config.token } : {}), inflightPacketsMax, ...config.link },
+    { store, dial: tcpDialer(config.gateway, { connectTimeoutMs: config.link.connectTimeoutMs }), clock, rng: Math.random, log },
+  );
+
+  const produce = (packets: NewPacket[]): void => {
+    for (const p of packets) store.append(p).catch((err) => log.warn('agent: packet not stored', { target: p.target, err }));
+  };
+  const rules: Rule[] = config.rules.map(createRule);
+  const sources = config.sources.map(
+    (s) => new SerialSource(s, { clock, log, onReading: (r) => { const now = clock.now(); for (const rule of rules) produce(rule.onReading(r, now)); } }),
+  );
+  const tick = setInterval(() => {
+    const now = clock.now();
+    for (const rule of rules) produce(rule.onTick(now));
+  }, config.tickMs);
+
+  const stats = (): AgentStats => {
+    const s = store.stats();
+    const l = link.stats();
+    const readings = sources.reduce((n, src) => n + src.stats().readings, 0);
+    const invalidLines = sources.reduce((n, src) => n + src.stats().invalidLines, 0);
+    return {
+      readings, invalidLines, stored: s.appended, backlog: s.backlogPackets, inflight: l.inflightPackets, acked: s.acked,
+      lastSeq: s.lastSeq, ackedSeq: s.ackedSeq, deadLetters: s.deadLetters, link: l.state, rttMs: l.rttMs,
+    };
+  };
+
+  const socketPath = config.socket ?? join(config.dataDir, 'agent.sock');
+  const server: Server = await startLocalApi(
+    socketPath,
+    { send: async (target, data) => (await store.append({ target, data, ts: clock.now() })).seq, stats },
+    { log, dataBytesMax: config.dataBytesMax },
+  );
+  link.start();
+  for (const s of sources) s.start();
+  log.info('agent: running', { socket: socketPath, gateway: config.gateway, lastSeq: store.stats().lastSeq, backlog: store.stats().backlogPackets });
+
+  return {
+    socketPath,
+    stats,
+    async stop() {
+      clearInterval(tick);
+      await Promise.all(sources.map((s) => s.stop()));
+      await new Promise<void>((r) => server.close(() => r()));
+      await link.stop();
+      await store.close();
+    },
+  };
+}

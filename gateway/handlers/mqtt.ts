@@ -1,0 +1,315 @@
+import { connect as mqttConnect, type IClientOptions, type IClientPublishOptions, type MqttClient } from 'mqtt';
+import { ErrorCode, FerryError } from '../../protocol/errors.js';
+import type { PacketData } from '../../protocol/packet.js';
+import type { DispatchPacket, Handler, HandlerResult } from './handler.js';
+
+export interface MqttHandlerOptions {
+  /** Broker URL: `mqtt://host:1883`, `mqtts://…`, `ws://…`. */
+  url: string;
+  /** Topic template: `{agent}` and `{target}` are replaced; a target's `/` levels are kept. */
+  topic: string;
+  /** 1 (default): `handle` resolves ok after the PUBACK; 2: after the PUBCOMP; 0: once written to the socket. */
+  qos?: 0 | 1 | 2;
+  /** Bound on one connection attempt, up to the CONNACK (default 10000). */
+  connectTimeoutMs?: number;
+  /** Bound on one `handle` call, including any wait for the connection or a free in-flight slot (default 5000). */
+  publishTimeoutMs?: number;
+  /** Pause between reconnect attempts (default 1000). */
+  reconnectPeriodMs?: number;
+  /** The retry-after of a retryable failure (default 1000). */
+  retryAfterMs?: number;
+  /**
+   * Publishes sent and not yet acknowledged, at most (default 1000, at most 60000); further
+   * `handle` calls wait for a slot. mqtt.js 5.16 reuses message ids still in flight past 65,535
+   * and ignores the broker's Receive Maximum, so this bound is ours to keep.
+   */
+  inflightMax?: number;
+  /** How long `close()` waits for in-flight publishes and the broker's goodbye before it forces (default 2000). */
+  closeTimeoutMs?: number;
+  clientId?: string;
+  username?: string;
+  password?: string;
+  log?: (msg: string, fields?: object) => void;
+}
+
+export interface MqttHandlerDeps {
+  /** Makes the client; mqtt.js `connect` by default. Tests pass a wrapper to watch the client. */
+  connect?: (brokerUrl: string, opts: IClientOptions) => MqttClient;
+}
+
+/** `connecting`: before the first attempt ended; `disconnected`: the last attempt failed or the connection was lost. */
+export type MqttHandlerStatus = 'connecting' | 'connected' | 'disconnected' | 'closed';
+
+export interface MqttHandler extends Handler {
+  readonly kind: 'mqtt';
+  readonly status: MqttHandlerStatus;
+  /** Publishes sent to the broker and not yet acknowledged. */
+  readonly inflight: number;
+}
+
+export const inflightMaxLimit = 60_000;
+
+/** The topic for a packet: `{agent}` and `{target}` in the template replaced, nothing else touched. */
+export function renderTopic(template: string, agent: string, target: string): string {
+  return template.replaceAll('{agent}', agent).replaceAll('{target}', target);
+}
+
+/** Why `topic` cannot be published to (wildcards, empty, too long, characters brokers refuse), or undefined. */
+export function topicProblem(topic: string): string | undefined {
+  if (topic.length === 0) return 'the topic is empty';
+  if (topic.includes('+') || topic.includes('#')) return `topic "${topic}" contains a wildcard (+ or #), which a publish may not use`;
+  if (Buffer.byteLength(topic, 'utf8') > 65_535) return 'the topic is longer than 65535 bytes';
+  return stringProblem(topic, 'topic');
+}
+
+// MQTT strings must not carry U+0000 and mosquitto drops the connection on other control characters.
+// eslint-disable-next-line no-control-regex
+const controlChars = /[\u0000-\u001f\u007f-\u009f]/;
+
+function stringProblem(s: string, what: string): string | undefined {
+  return controlChars.test(s) ? `${what} contains a control character, which MQTT brokers refuse` : undefined;
+}
+
+function encodePayload(data: PacketData): { payload: Buffer; json: boolean } {
+  if (data instanceof Uint8Array) return { payload: Buffer.from(data.buffer, data.byteOffset, data.byteLength), json: false };
+  const text = JSON.stringify(data) as string | undefined;
+  if (text === undefined) throw new Error('the value has no JSON form');
+  return { payload: Buffer.from(text, 'utf8'), json: true };
+}
+
+interface Job {
+  topic: string;
+  payload: Buffer;
+  publish: IClientPublishOptions;
+  resolve: (result: HandlerResult) => void;
+  timer: NodeJS.Timeout | undefined;
+  settled: boolean;
+  sent: boolean;
+  messageId: number | undefined;
+}
+
+function positive(name: string, value: number | undefined, fallback: number): number {
+  const v = value ?? fallback;
+  if (!Number.isFinite(v) || v <= 0) throw new FerryError(ErrorCode.CONFIG_INVALID, `mqtt handler: ${name} must be a positive number, got ${String(value)}`);
+  return v;
+}
+
+interface Settings {
+  url: string;
+  topic: string;
+  qos: 0 | 1 | 2;
+  publishTimeoutMs: number;
+  retryAfterMs: number;
+  closeTimeoutMs: number;
+  inflightMax: number;
+  log: (msg: string, fields?: object) => void;
+}
+
+function settingsFrom(opts: MqttHandlerOptions): { settings: Settings; clientOpts: IClientOptions } {
+  if (typeof opts.topic !== 'string' || opts.topic.length === 0) throw new FerryError(ErrorCode.CONFIG_INVALID, 'mqtt handler: topic must be a non-empty template');
+  const qos = opts.qos ?? 1;
+  if (qos !== 0 && qos !== 1 && qos !== 2) throw new FerryError(ErrorCode.CONFIG_INVALID, `mqtt handler: qos must be 0, 1 or 2, got ${String(qos)}`);
+  const inflightMax = positive('inflightMax', opts.inflightMax, 1000);
+  if (!Number.isInteger(inflightMax) || inflightMax > inflightMaxLimit) {
+    throw new FerryError(ErrorCode.CONFIG_INVALID, `mqtt handler: inflightMax must be an integer of at most ${inflightMaxLimit}, got ${inflightMax}`);
+  }
+  const settings: Settings = {
+    url: opts.url,
+    topic: opts.topic,
+    qos,
+    publishTimeoutMs: positive('publishTimeoutMs', opts.publishTimeoutMs, 5000),
+    retryAfterMs: positive('retryAfterMs', opts.retryAfterMs, 1000),
+    closeTimeoutMs: positive('closeTimeoutMs', opts.closeTimeoutMs, 2000),
+    inflightMax,
+    log: opts.log ?? (() => {}),
+  };
+  const clientOpts: IClientOptions = {
+    protocolVersion: 5,
+    clean: true,
+    reconnectPeriod: positive('reconnectPeriodMs', opts.reconnectPeriodMs, 1000),
+    connectTimeout: positive('connectTimeoutMs', opts.connectTimeoutMs, 10_000),
+    ...(opts.clientId !== undefined && { clientId: opts.clientId }),
+    ...(opts.username !== undefined && { username: opts.username }),
+    ...(opts.password !== undefined && { password: opts.password }),
+  };
+  return { settings, clientOpts };
+}
+
+/**
+ * A handler that publishes each packet to an MQTT 5 broker. It connects at creation and reconnects
+ * by itself; a broker that is down is never an exception, only a retryable result. `handle` never
+ * rejects: it resolves ok once the broker acknowledged the publish (QoS 1: PUBACK), a retryable
+ * HANDLER_FAILED when the broker is unreachable, refuses, or does not answer in time, and a
+ * permanent HANDLER_FAILED when the packet can never be published (a wildcard in the topic, data
+ * with no JSON form). A publish that failed is withdrawn from mqtt.js, so mqtt.js does not send it
+ * again on reconnect behind the agent's own retry. The packet identity travels in user properties
+ * `ferry-agent`, `ferry-seq`, `ferry-target`, `ferry-ts` for consumers to de-duplicate.
+ * Invalid options throw CONFIG_INVALID.
+ */
+export function createMqttHandler(opts: MqttHandlerOptions, deps: MqttHandlerDeps = {}): MqttHandler {
+  const { settings, clientOpts } = settingsFrom(opts);
+  let client: MqttClient;
+  try {
+    client = (deps.connect ?? mqttConnect)(opts.url, clientOpts);
+  } catch (err) {
+    throw new FerryError(ErrorCode.CONFIG_INVALID, `mqtt handler: cannot use broker URL "${opts.url}": ${(err as Error).message}`, { cause: err });
+  }
+  return new MqttPublisher(settings, client);
+}
+
+class MqttPublisher implements MqttHandler {
+  readonly kind = 'mqtt' as const;
+  private state: MqttHandlerStatus = 'connecting';
+  /** Jobs waiting for the connection or for an in-flight slot, oldest first. */
+  private readonly waiting: Job[] = [];
+  private readonly sentJobs = new Set<Job>();
+  private lastError = '';
+  private inflightEmpty: (() => void) | undefined;
+  private closing: Promise<void> | undefined;
+
+  constructor(
+    private readonly s: Settings,
+    private readonly client: MqttClient,
+  ) {
+    client.on('connect', () => this.onConnect());
+    client.on('close', () => this.onClose());
+    client.on('error', (err) => {
+      if (err.message === this.lastError) return;
+      this.lastError = err.message;
+      this.s.log('mqtt handler: client error', { url: this.s.url, error: err.message });
+    });
+  }
+
+  get status(): MqttHandlerStatus {
+    return this.state;
+  }
+
+  get inflight(): number {
+    return this.sentJobs.size;
+  }
+
+  handle(packet: DispatchPacket): Promise<HandlerResult> {
+    if (this.state === 'closed') return Promise.resolve(this.retryable('the mqtt handler is closed'));
+    const topic = renderTopic(this.s.topic, packet.agent, packet.target);
+    const problem = topicProblem(topic) ?? stringProblem(packet.agent, 'the agent ID') ?? stringProblem(packet.target, 'the target');
+    if (problem !== undefined) return Promise.resolve(this.permanent(`cannot publish: ${problem}`));
+    let encoded: { payload: Buffer; json: boolean };
+    try {
+      encoded = encodePayload(packet.data);
+    } catch (err) {
+      return Promise.resolve(this.permanent(`cannot publish: data cannot be encoded as JSON (${(err as Error).message})`));
+    }
+    if (this.state === 'disconnected') return Promise.resolve(this.retryable(`the MQTT broker at ${this.s.url} is not connected`));
+    const publish: IClientPublishOptions = {
+      qos: this.s.qos,
+      properties: {
+        userProperties: {
+          'ferry-agent': packet.agent,
+          'ferry-seq': String(packet.seq),
+          'ferry-target': packet.target,
+          'ferry-ts': String(packet.ts),
+        },
+        ...(encoded.json && { contentType: 'application/json', payloadFormatIndicator: true }),
+      },
+    };
+    return new Promise<HandlerResult>((resolve) => {
+      const job: Job = { topic, payload: encoded.payload, publish, resolve, timer: undefined, settled: false, sent: false, messageId: undefined };
+      job.timer = setTimeout(() => this.onTimeout(job), this.s.publishTimeoutMs);
+      this.waiting.push(job);
+      this.pump();
+    });
+  }
+
+  close(): Promise<void> {
+    this.closing ??= this.shutdown();
+    return this.closing;
+  }
+
+  private retryable(message: string): HandlerResult {
+    return { ok: false, retryable: true, code: ErrorCode.HANDLER_FAILED, message, retryAfterMs: this.s.retryAfterMs };
+  }
+
+  private permanent(message: string): HandlerResult {
+    return { ok: false, retryable: false, code: ErrorCode.HANDLER_FAILED, message };
+  }
+
+  /** Settles a job once; a failed job still held by mqtt.js is withdrawn so mqtt.js does not send it again. */
+  private finish(job: Job, result: HandlerResult): void {
+    if (job.settled) return;
+    job.settled = true;
+    clearTimeout(job.timer);
+    const at = this.waiting.indexOf(job);
+    if (at >= 0) this.waiting.splice(at, 1);
+    this.sentJobs.delete(job);
+    if (job.messageId !== undefined && !result.ok) this.client.removeOutgoingMessage(job.messageId);
+    job.resolve(result);
+    if (this.sentJobs.size === 0) this.inflightEmpty?.();
+    this.pump();
+  }
+
+  private pump(): void {
+    while (this.state === 'connected' && this.sentJobs.size < this.s.inflightMax && this.waiting.length > 0) this.send(this.waiting.shift()!);
+  }
+
+  private send(job: Job): void {
+    job.sent = true;
+    this.sentJobs.add(job);
+    const done = (err?: Error): void => {
+      this.finish(job, err ? this.retryable(`mqtt publish to "${job.topic}" failed: ${err.message}`) : { ok: true });
+    };
+    this.client.publish(job.topic, job.payload, job.publish, done);
+    if (this.s.qos > 0 && !job.settled) {
+      // publish() allocates the id synchronously while connected; keep it to withdraw the message on failure.
+      const id = this.client.getLastMessageId();
+      if (this.client.outgoing[id]?.cb === done) job.messageId = id;
+    }
+  }
+
+  private onTimeout(job: Job): void {
+    const why = job.sent ? 'the broker did not acknowledge the publish' : this.state === 'connected' ? 'no in-flight slot became free' : 'the broker did not connect';
+    this.finish(job, this.retryable(`mqtt publish to "${job.topic}" timed out after ${this.s.publishTimeoutMs} ms: ${why}`));
+  }
+
+  private onConnect(): void {
+    if (this.state === 'closed') return;
+    this.state = 'connected';
+    this.lastError = '';
+    this.s.log('mqtt handler: connected', { url: this.s.url });
+    this.pump();
+  }
+
+  private onClose(): void {
+    if (this.state === 'closed') return;
+    if (this.state === 'connected') this.s.log('mqtt handler: connection lost', { url: this.s.url });
+    this.state = 'disconnected';
+    for (const job of [...this.sentJobs]) this.finish(job, this.retryable('the connection to the MQTT broker was lost before it acknowledged the publish'));
+    for (const job of [...this.waiting]) this.finish(job, this.retryable(`the MQTT broker at ${this.s.url} is not connected`));
+  }
+
+  /** Refuses new work, gives in-flight publishes until closeTimeoutMs, then ends the client (forced if need be). */
+  private async shutdown(): Promise<void> {
+    const wasConnected = this.state === 'connected';
+    this.state = 'closed';
+    for (const job of [...this.waiting]) this.finish(job, this.retryable('the mqtt handler is closed'));
+    if (this.sentJobs.size > 0 && wasConnected) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, this.s.closeTimeoutMs);
+        this.inflightEmpty = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
+    for (const job of [...this.sentJobs]) this.finish(job, this.retryable('the mqtt handler closed before the broker acknowledged the publish'));
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.client.stream?.destroy(); // the broker did not answer the DISCONNECT: drop the socket, which ends the client
+        resolve();
+      }, this.s.closeTimeoutMs);
+      this.client.end(!wasConnected, {}, () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+}

@@ -1,0 +1,62 @@
+import { ErrorCode, FerryError } from './errors.js';
+
+/** Bytes, or any CBOR/JSON value. Handlers turn a value into JSON text and pass bytes through. */
+export type PacketData = Uint8Array | null | boolean | number | string | PacketData[] | { [key: string]: PacketData };
+
+/** What a producer hands to the agent: a sensor rule, `ferry send`, or the local API. */
+export interface NewPacket {
+  target: string;
+  data: PacketData;
+  /** event time, ms since the epoch */
+  ts: number;
+}
+
+/**
+ * A packet once the agent stored it. `seq` is per agent, strictly increasing for the agent's
+ * life; (agent ID, seq) is the packet's identity end to end. Carried as a JS number: exact up to
+ * 2^53, which a million packets a second takes 285 years to reach; CBOR puts it on the wire as an
+ * unsigned integer of up to 64 bits.
+ */
+export interface Packet extends NewPacket {
+  seq: number;
+}
+
+export const targetBytesMax = 255;
+export const dataBytesMaxDefault = 64 * 1024;
+
+const utf8 = new TextEncoder();
+
+/** Throws TARGET_INVALID unless `target` is a non-empty UTF-8 ID of at most 255 bytes without control characters. */
+export function checkTarget(target: unknown): string {
+  if (typeof target !== 'string' || target.length === 0) {
+    throw new FerryError(ErrorCode.TARGET_INVALID, 'target must be a non-empty string');
+  }
+  const bytes = utf8.encode(target).length;
+  if (bytes > targetBytesMax) {
+    throw new FerryError(ErrorCode.TARGET_INVALID, `target is ${bytes} bytes; the maximum is ${targetBytesMax}`);
+  }
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f\u007f]/.test(target)) {
+    throw new FerryError(ErrorCode.TARGET_INVALID, 'target must not contain control characters');
+  }
+  return target;
+}
+
+/** The data's size as the limit counts it: bytes as they are, a value as its JSON text. */
+export function dataBytes(data: PacketData): number {
+  if (data instanceof Uint8Array) return data.byteLength;
+  return utf8.encode(JSON.stringify(data) ?? 'null').length;
+}
+
+export function checkData(data: PacketData, dataBytesMax: number): PacketData {
+  const bytes = dataBytes(data);
+  if (bytes > dataBytesMax) {
+    throw new FerryError(ErrorCode.DATA_TOO_LARGE, `data is ${bytes} bytes; the maximum is ${dataBytesMax}`);
+  }
+  return data;
+}
+
+/** Packet data inside a JSON document: bytes become `{ "base64": ... }`, values stay as they are. */
+export function dataToJson(data: PacketData): unknown {
+  return data instanceof Uint8Array ? { base64: Buffer.from(data).toString('base64') } : data;
+}

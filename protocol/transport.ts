@@ -1,0 +1,19 @@
+import type { Frame } from './frames.js';
+
+/**
+ * One connection to the gateway that carries frames. TCP is the first implementation; HTTP
+ * long-poll will be the second, and the link above does not know which it has.
+ * - `send` queues a frame; frames arrive at the peer in order or the connection fails;
+ * - `onFrame` is called for each whole frame received, in order;
+ * - `closed` resolves once, when the connection ended for any reason (with the error, if any);
+ *   after that `send` does nothing.
+ */
+export interface Transport {
+  send(frame: Frame): void;
+  onFrame(listener: (frame: Frame) => void): void;
+  close(err?: Error): void;
+  readonly closed: Promise<Error | undefined>;
+}
+
+/** Opens a transport to the gateway; rejects if it cannot connect. */
+export type Dialer = () => Promise<Transport>;
