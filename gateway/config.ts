@@ -1,7 +1,14 @@
 import { z } from 'zod';
+import { compilePattern } from './routes.js';
 
 const positiveInt = z.number().int().positive();
-const pattern = z.string().min(1);
+const pattern = z.string().min(1).superRefine((p, ctx) => {
+  try {
+    compilePattern(p);
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: `invalid route pattern: ${(err as Error).message}` });
+  }
+});
 
 const fileRoute = z.strictObject({
   match: pattern,

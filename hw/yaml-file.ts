@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { LineCounter, parseDocument, isNode } from 'yaml';
+import { LineCounter, parseDocument, isMap, isNode, isScalar, isSeq, type Node as YamlNode } from 'yaml';
 import type { z } from 'zod';
 import { ErrorCode, FerryError } from '../protocol/errors.js';
 
@@ -40,15 +40,7 @@ export function parseYaml<S extends z.ZodType>(text: string, path: string, schem
   const messages = result.error.issues.slice(0, 5).map((issue) => {
     const issuePath = issue.code === 'unrecognized_keys' ? [...issue.path, issue.keys[0]!] : issue.path;
     const fieldPath = issuePath.map(String);
-    // Point at the deepest node that exists in the file (a missing field points at its parent).
-    let line = 1;
-    for (let depth = fieldPath.length; depth >= 0; depth--) {
-      const node = doc.getIn(issuePath.slice(0, depth) as (string | number)[], true);
-      if (isNode(node) && node.range) {
-        line = lines.linePos(node.range[0]).line;
-        break;
-      }
-    }
+    const line = lineOf(doc.contents, issuePath, lines);
     const field = fieldPath.length ? fieldPath.join('.') : '(top level)';
     let message = issue.message.replace(/^Invalid input: /, '');
     if (issue.code === 'unrecognized_keys') message = 'unknown key (not part of this configuration)';
@@ -56,4 +48,29 @@ export function parseYaml<S extends z.ZodType>(text: string, path: string, schem
     return `${path}:${line}: ${field}: ${message}`;
   });
   throw new FerryError(code, messages.join('\n'));
+}
+
+/**
+ * The line of the deepest part of `path` present in the file: the key's line for a map entry
+ * (so an unknown key or a missing field's parent points at the key a user wrote), the item's line
+ * for a list entry, line 1 if nothing matches.
+ */
+function lineOf(root: unknown, path: PropertyKey[], lines: LineCounter): number {
+  let line = 1;
+  let node: unknown = root;
+  for (const step of path) {
+    if (isMap(node)) {
+      const pair = node.items.find((p) => (isScalar(p.key) ? p.key.value : p.key) === step);
+      if (!pair) break;
+      const keyNode = pair.key as YamlNode | null;
+      if (isNode(keyNode) && keyNode.range) line = lines.linePos(keyNode.range[0]).line;
+      node = pair.value;
+    } else if (isSeq(node) && typeof step === 'number') {
+      const item = node.items[step] as YamlNode | undefined;
+      if (!isNode(item)) break;
+      if (item.range) line = lines.linePos(item.range[0]).line;
+      node = item;
+    } else break;
+  }
+  return line;
 }

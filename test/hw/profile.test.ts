@@ -72,8 +72,8 @@ const bad: Array<[string, string, string, (text: string) => number]> = [
   ['unknown key', good.replace('  clockMHz: 1800', '  clockMHz: 1800\n  turbo: true'), 'processor.turbo: unknown key', (x) => lineOf(x, 'turbo:')],
   ['unknown top-level key', good.replace('memoryMiB: 1024', 'memoryMiB: 1024\ngpuMiB: 64'), 'gpuMiB: unknown key', (x) => lineOf(x, 'gpuMiB:')],
   ['bad storage kind', good.replace('kind: sd', 'kind: tape'), 'storage.kind: Invalid option', (x) => lineOf(x, 'kind: tape')],
-  // A missing field points at its parent mapping, which begins at its first entry.
-  ['missing field', good.replace('  eraseBlockBytes: 4194304\n', ''), 'storage.eraseBlockBytes: missing', (x) => lineOf(x, 'storage:') + 1],
+  // A missing field points at its parent's key.
+  ['missing field', good.replace('  eraseBlockBytes: 4194304\n', ''), 'storage.eraseBlockBytes: missing', (x) => lineOf(x, 'storage:')],
   ['invalid YAML', good.replace('memoryMiB: 1024', 'memoryMiB: 1024\nmemoryMiB: 2048'), 'not valid YAML', (x) => lineOf(x, 'memoryMiB: 2048')],
 ];
 

@@ -30,14 +30,13 @@ t.test('yaml-file - wrong type says the expected type, on the field line', async
   t.match(err.message, `c.yaml:${lineOf(text, 'port:')}: port: expected number, received string`);
 });
 
-t.test('yaml-file - missing field says missing and points into its parent block', async (t) => {
+t.test('yaml-file - missing field says missing and points at its parent key', async (t) => {
   const text = good.replace('  certPath: /etc/ferry/cert.pem\n', '');
   const err = ferryErrorFrom(() => parseYaml(text, 'c.yaml', Schema));
-  // The tls mapping begins at its first entry, the line after "tls:".
-  t.match(err.message, `c.yaml:${lineOf(text, 'tls:') + 1}: tls.certPath: missing; expected string`);
+  t.match(err.message, `c.yaml:${lineOf(text, 'tls:')}: tls.certPath: missing; expected string`);
   const noName = good.replace('name: relay\n', '');
-  // The top-level mapping begins at its first key, after the comment.
-  t.match(ferryErrorFrom(() => parseYaml(noName, 'c.yaml', Schema)).message, `c.yaml:${lineOf(noName, 'port:')}: name: missing`);
+  // A missing top-level field has no parent key: the file's first line.
+  t.match(ferryErrorFrom(() => parseYaml(noName, 'c.yaml', Schema)).message, `c.yaml:1: name: missing`);
 });
 
 t.test('yaml-file - several problems are all reported', async (t) => {
