@@ -1,10 +1,18 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 
-/** The compiled CLI entry next to this module (dist/cli/ferry.js). */
-export const ferryBin = join(dirname(fileURLToPath(import.meta.url)), 'ferry.js');
+/** The compiled CLI entry: next to this module in dist/cli, or in dist/cli when this runs from source (tests). */
+const here = dirname(fileURLToPath(import.meta.url));
+export const ferryBin = basename(dirname(here)) === 'dist' ? join(here, 'ferry.js') : join(here, '..', 'dist', 'cli', 'ferry.js');
+
+/** The environment for a child ferry: without a test runner's loader hooks, so it runs as a user's would. */
+function childEnv(): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  delete env.NODE_OPTIONS;
+  return env;
+}
 
 export interface FerryProcess {
   child: ChildProcess;
@@ -22,7 +30,7 @@ export interface FerryProcess {
  * and resolving `ready` when stdout prints a line matching `readyPattern`.
  */
 export function startFerry(args: string[], opts: { readyPattern: RegExp; logFile?: string; readyMsMax?: number; env?: NodeJS.ProcessEnv }): FerryProcess {
-  const child = spawn(process.execPath, [ferryBin, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: opts.env ?? process.env });
+  const child = spawn(process.execPath, [ferryBin, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: opts.env ?? childEnv() });
   const log = opts.logFile ? createWriteStream(opts.logFile, { flags: 'a' }) : null;
   let out = '';
   const outMax = 1 << 20;

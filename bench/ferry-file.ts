@@ -1,0 +1,78 @@
+/**
+ * Benchmark: agent → gateway packets/s, file handler, durable on both sides, 100-byte packets.
+ * A producer process pipelines `send` requests into the agent's local socket; the agent stores
+ * each packet (fdatasync) and forwards it; the gateway appends it to a file (fdatasync), records
+ * it as dispatched (fdatasync) and acks. Timed from the first send until the file holds every line.
+ */
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { localRequest } from '../agent/local-api.js';
+import { ferryBin } from '../cli/proc.js';
+import { tallyFile } from '../cli/tally.js';
+import type { Cleanup } from './lib/cleanup.js';
+import { runClient } from './lib/client.js';
+import { agentId, tempDir, writeAgentConfig, writeGatewayConfig } from './lib/configs.js';
+import { watchLines } from './lib/lines.js';
+import type { BenchOptions } from './lib/options.js';
+import { placement, type Placed } from './lib/placement.js';
+import { pinnedNode, spawnProc } from './lib/proc.js';
+import { countSyncs, type SyncCount } from './lib/syncs.js';
+import { secondsBetween, sleep } from './lib/timing.js';
+
+export interface FerryFileResult {
+  packets: number;
+  /** first send → the file handler's output holds all lines (durable at agent and gateway) */
+  endToEndSeconds: number;
+  /** first send → the agent acknowledged the last append (durable at the agent) */
+  producerSeconds: number;
+  placement: Placed[];
+  syncs: Record<string, SyncCount | null> | null;
+}
+
+async function waitConnected(socket: string, ms = 15_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const res = await localRequest(socket, { op: 'stats' }, 2000).catch(() => null);
+    if (res?.ok && (res.stats as { link?: string }).link === 'connected') return;
+    if (Date.now() > deadline) throw new Error(`agent not connected to the gateway within ${ms} ms (last stats: ${JSON.stringify(res)})`);
+    await sleep(20);
+  }
+}
+
+export async function benchFerryFile(o: BenchOptions, cleanup: Cleanup): Promise<FerryFileResult> {
+  const dir = await tempDir('ferry-bench-', cleanup);
+  const outFile = join(dir, 'received.jsonl');
+  const socket = join(dir, 'agent.sock');
+  const nodeArgs = (name: string): string[] => (o.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${o.cpuProfDir}`, `--cpu-prof-name=${name}.${Date.now()}.cpuprofile`] : []);
+
+  const gatewayConfig = await writeGatewayConfig(dir, outFile);
+  const gateway = spawnProc('ferry gateway', pinnedNode(o.cpus, ferryBin, ['gateway', '--config', gatewayConfig], nodeArgs('gateway')), { cleanup, logFile: join(dir, 'gateway.log') });
+  const port = Number((await gateway.waitFor(/ferry gateway listening on [^\s:]+:(\d+)/))[1]);
+  const agentConfig = await writeAgentConfig(dir, { gatewayPort: port, socket });
+  const agent = spawnProc('ferry agent', pinnedNode(o.cpus, ferryBin, ['agent', '--config', agentConfig], nodeArgs('agent')), { cleanup, logFile: join(dir, 'agent.log') });
+  await agent.waitFor(/ferry agent running; local socket/);
+  await waitConnected(socket);
+
+  const counters = o.countSyncs ? { agent: await countSyncs('agent', agent.pid, cleanup), gateway: await countSyncs('gateway', gateway.pid, cleanup) } : null;
+  const lines = watchLines(outFile, o.packets);
+  const producer = runClient('ferry-producer', [socket, String(o.packets), String(o.window), 'bench/packets'], { cpus: o.cpus, cleanup });
+  const placed = await placement([gateway, agent, producer.proc]);
+  let acks, fileDoneNs;
+  try {
+    [acks, fileDoneNs] = await Promise.all([producer.result, lines.done]);
+  } finally {
+    lines.stop();
+  }
+  const syncs = counters ? { agent: await counters.agent.stop(), gateway: await counters.gateway.stop() } : null;
+  await Promise.all([agent.stop(), gateway.stop()]);
+  // Every packet in the file exactly once and in order, counted from the file itself.
+  const tally = tallyFile(await readFile(outFile, 'utf8'), agentId, o.packets);
+  if (acks.acked !== o.packets || !tally.ok) throw new Error(`acked ${acks.acked} of ${o.packets}; file: ${JSON.stringify(tally)}`);
+  return {
+    packets: o.packets,
+    endToEndSeconds: secondsBetween(acks.firstSendNs, fileDoneNs),
+    producerSeconds: secondsBetween(acks.firstSendNs, acks.lastAckNs),
+    placement: placed,
+    syncs,
+  };
+}
