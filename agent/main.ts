@@ -31,6 +31,8 @@ export interface AgentStats {
   deadLetters: number;
   link: string;
   rttMs: number | null;
+  /** what the profile (or the config) set */
+  limits: { storeBytesMax: number; inflightPacketsMax: number };
 }
 
 export async function runAgent(config: AgentConfig, opts: { log?: Log } = {}): Promise<RunningAgent> {
@@ -67,6 +69,7 @@ export async function runAgent(config: AgentConfig, opts: { log?: Log } = {}): P
     return {
       readings, invalidLines, stored: s.appended, backlog: s.backlogPackets, inflight: l.inflightPackets, acked: s.acked,
       lastSeq: s.lastSeq, ackedSeq: s.ackedSeq, deadLetters: s.deadLetters, link: l.state, rttMs: l.rttMs,
+      limits: { storeBytesMax, inflightPacketsMax },
     };
   };
 

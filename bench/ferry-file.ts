@@ -56,7 +56,7 @@ export async function benchFerryFile(o: BenchOptions, cleanup: Cleanup): Promise
   const counters = o.countSyncs ? { agent: await countSyncs('agent', agent.pid, cleanup), gateway: await countSyncs('gateway', gateway.pid, cleanup) } : null;
   const lines = watchLines(outFile, o.packets);
   const producer = runClient('ferry-producer', [socket, String(o.packets), String(o.window), 'bench/packets'], { cpus: o.cpus, cleanup });
-  const placed = await placement([gateway, agent, producer.proc]);
+  const servers = await placement([gateway, agent]);
   let acks, fileDoneNs;
   try {
     [acks, fileDoneNs] = await Promise.all([producer.result, lines.done]);
@@ -72,7 +72,7 @@ export async function benchFerryFile(o: BenchOptions, cleanup: Cleanup): Promise
     packets: o.packets,
     endToEndSeconds: secondsBetween(acks.firstSendNs, fileDoneNs),
     producerSeconds: secondsBetween(acks.firstSendNs, acks.lastAckNs),
-    placement: placed,
+    placement: [...servers, { name: 'producer', pid: producer.proc.pid, cpus: acks.cpus }],
     syncs,
   };
 }

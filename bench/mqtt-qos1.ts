@@ -28,10 +28,10 @@ export async function benchMqttQos1(o: BenchOptions, cleanup: Cleanup): Promise<
   await pinPid(broker.pid, o.cpus);
   const counter = o.countSyncs ? await countSyncs('mosquitto', broker.pid, cleanup) : null;
   const publisher = runClient('mqtt-publisher', [broker.url, String(o.packets), String(o.window), 'bench/packets'], { cpus: o.cpus, cleanup });
-  const placed = await placement([{ name: 'mosquitto', pid: broker.pid }, publisher.proc]);
+  const servers = await placement([{ name: 'mosquitto', pid: broker.pid }]);
   const r = await publisher.result;
   const syncs = counter ? { mosquitto: await counter.stop() } : null;
   await broker.stop();
   if (r.acked !== o.packets) throw new Error(`mqtt-publisher: ${r.acked} of ${o.packets} PUBACKs`);
-  return { packets: o.packets, seconds: secondsBetween(r.firstSendNs, r.lastAckNs), placement: placed, syncs };
+  return { packets: o.packets, seconds: secondsBetween(r.firstSendNs, r.lastAckNs), placement: [...servers, { name: 'mqtt.js publisher', pid: publisher.proc.pid, cpus: r.cpus }], syncs };
 }

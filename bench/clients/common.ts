@@ -1,4 +1,5 @@
 /** Shared by the load clients: arguments, the 100-byte payloads, the final report line. */
+import { readFileSync } from 'node:fs';
 import type { ClientReport } from '../lib/client.js';
 
 export const payloadBytes = 100;
@@ -15,7 +16,8 @@ export function intArg(value: string | undefined, name: string): number {
 }
 
 export function report(r: { firstSendNs: bigint; lastAckNs: bigint; acked: number }): void {
-  const line: ClientReport = { firstSendNs: String(r.firstSendNs), lastAckNs: String(r.lastAckNs), acked: r.acked };
+  const cpus = readFileSync('/proc/self/status', 'utf8').match(/^Cpus_allowed_list:\s*(\S+)/m)?.[1] ?? '?';
+  const line: ClientReport = { firstSendNs: String(r.firstSendNs), lastAckNs: String(r.lastAckNs), acked: r.acked, cpus };
   process.stdout.write(`${JSON.stringify(line)}\n`);
 }
 

@@ -10,12 +10,15 @@ export interface ClientReport {
   /** when the last acknowledgement arrived */
   lastAckNs: string;
   acked: number;
+  /** the CPUs the client was allowed to run on (its own /proc/self/status) */
+  cpus: string;
 }
 
 export interface ClientResult {
   firstSendNs: bigint;
   lastAckNs: bigint;
   acked: number;
+  cpus: string;
 }
 
 /** The compiled client script `name` (dist/bench/clients/NAME.js). */
@@ -27,7 +30,7 @@ export function runClient(name: string, args: string[], opts: { cpus: string; cl
     const last = proc.output().trim().split('\n').pop() ?? '';
     if (code !== 0) throw new Error(`${name} exited (${signal ?? code}); output:\n${proc.output().slice(-3000)}`);
     const r = JSON.parse(last) as ClientReport;
-    return { firstSendNs: BigInt(r.firstSendNs), lastAckNs: BigInt(r.lastAckNs), acked: r.acked };
+    return { firstSendNs: BigInt(r.firstSendNs), lastAckNs: BigInt(r.lastAckNs), acked: r.acked, cpus: r.cpus };
   });
   result.catch(() => undefined);
   return { proc, result };

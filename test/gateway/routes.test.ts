@@ -1,15 +1,14 @@
 import t from 'tap';
 import { compilePattern, Router } from '../../gateway/routes.js';
 
-/** Asserts which of `targets` the pattern matches: exactly those in `yes`, none in `no`. */
-function check(t: Tap.Test, pattern: string, yes: string[], no: string[]): void {
+/** A subtest, as `t.test` hands it to its callback. */
+type Test = Parameters<Parameters<typeof t.test>[0]>[0];
+
+/** Asserts that the pattern matches every target in `yes` and none in `no`. */
+function check(t: Test, pattern: string, yes: string[], no: string[]): void {
   const m = compilePattern(pattern);
   for (const target of yes) t.equal(m(target), true, `'${pattern}' matches '${target}'`);
   for (const target of no) t.equal(m(target), false, `'${pattern}' does not match '${target}'`);
-}
-
-declare namespace Tap {
-  type Test = Parameters<Parameters<typeof t.test>[0]>[0];
 }
 
 t.test('routes - an exact pattern matches only the identical target', async (t) => {

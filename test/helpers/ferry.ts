@@ -27,6 +27,8 @@ export interface RigOptions {
   rules?: string[];
   /** gateway routes YAML (default: everything to the file handler) */
   routes?: string;
+  /** false: the agent reads no serial device (packets come from the local API only) */
+  serial?: boolean;
 }
 
 export async function makeRig(opts: RigOptions = {}): Promise<Rig> {
@@ -46,7 +48,7 @@ export async function makeRig(opts: RigOptions = {}): Promise<Rig> {
   await writeFile(join(dir, 'agent.yaml'), [
     `id: ${opts.agentId ?? 'it-agent'}`, `gateway: tcp://127.0.0.1:${port}`, `dataDir: ${join(dir, 'agent')}`, `socket: ${socket}`,
     'link: { reconnectDelayMsMin: 50, reconnectDelayMsMax: 500 }',
-    'sources:', `  - { kind: serial, path: ${device}, reopenDelayMs: 100 }`, 'rules:', ...rules, '',
+    ...(opts.serial === false ? [] : ['sources:', `  - { kind: serial, path: ${device}, reopenDelayMs: 100 }`, 'rules:', ...rules]), '',
   ].join('\n'));
   const procs = new Set<FerryProcess>();
   const ready = { gateway: /ferry gateway listening/, agent: /ferry agent running/, sim: /ferry sim device/ };
