@@ -15,9 +15,17 @@ export function intArg(value: string | undefined, name: string): number {
   return n;
 }
 
+/** Call just before the first send: the report counts CPU time from here. */
+let cpuStart: NodeJS.CpuUsage | null = null;
+export function startCpu(): void {
+  cpuStart = process.cpuUsage();
+}
+
 export function report(r: { firstSendNs: bigint; lastAckNs: bigint; acked: number }): void {
+  const cpu = process.cpuUsage(cpuStart ?? undefined);
+  const cpuSeconds = (cpu.user + cpu.system) / 1e6;
   const cpus = readFileSync('/proc/self/status', 'utf8').match(/^Cpus_allowed_list:\s*(\S+)/m)?.[1] ?? '?';
-  const line: ClientReport = { firstSendNs: String(r.firstSendNs), lastAckNs: String(r.lastAckNs), acked: r.acked, cpus };
+  const line: ClientReport = { firstSendNs: String(r.firstSendNs), lastAckNs: String(r.lastAckNs), acked: r.acked, cpus, cpuSeconds };
   process.stdout.write(`${JSON.stringify(line)}\n`);
 }
 

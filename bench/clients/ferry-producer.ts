@@ -4,7 +4,7 @@
  * at the agent. usage: ferry-producer SOCKET PACKETS WINDOW TARGET
  */
 import { createConnection } from 'node:net';
-import { fail, intArg, payload, report } from './common.js';
+import { fail, intArg, payload, report, startCpu } from './common.js';
 
 const [socketPath, packetsArg, windowArg, target] = process.argv.slice(2);
 if (socketPath === undefined || target === undefined) fail('usage: ferry-producer SOCKET PACKETS WINDOW TARGET');
@@ -27,6 +27,7 @@ function topUp(): void {
 }
 
 socket.once('connect', () => {
+  startCpu();
   firstSendNs = process.hrtime.bigint();
   topUp();
 });

@@ -3,7 +3,7 @@
  * outstanding; a publish is done when its PUBACK arrives. usage: mqtt-publisher URL PACKETS WINDOW TOPIC
  */
 import { connectAsync } from 'mqtt';
-import { fail, intArg, payload, report } from './common.js';
+import { fail, intArg, payload, report, startCpu } from './common.js';
 
 const [url, packetsArg, windowArg, topic] = process.argv.slice(2);
 if (url === undefined || topic === undefined) fail('usage: mqtt-publisher URL PACKETS WINDOW TOPIC');
@@ -13,6 +13,7 @@ const window = intArg(windowArg, 'WINDOW');
 const client = await connectAsync(url, { protocolVersion: 5, clean: true, reconnectPeriod: 0 });
 let sent = 0;
 let acked = 0;
+startCpu();
 const firstSendNs = process.hrtime.bigint();
 await new Promise<void>((resolve, reject) => {
   const topUp = (): void => {

@@ -12,6 +12,8 @@ export interface ClientReport {
   acked: number;
   /** the CPUs the client was allowed to run on (its own /proc/self/status) */
   cpus: string;
+  /** CPU seconds (user + system) the client spent from its first send to its last ack */
+  cpuSeconds: number;
 }
 
 export interface ClientResult {
@@ -19,6 +21,7 @@ export interface ClientResult {
   lastAckNs: bigint;
   acked: number;
   cpus: string;
+  cpuSeconds: number;
 }
 
 /** The compiled client script `name` (dist/bench/clients/NAME.js). */
@@ -30,7 +33,7 @@ export function runClient(name: string, args: string[], opts: { cpus: string; cl
     const last = proc.output().trim().split('\n').pop() ?? '';
     if (code !== 0) throw new Error(`${name} exited (${signal ?? code}); output:\n${proc.output().slice(-3000)}`);
     const r = JSON.parse(last) as ClientReport;
-    return { firstSendNs: BigInt(r.firstSendNs), lastAckNs: BigInt(r.lastAckNs), acked: r.acked, cpus: r.cpus };
+    return { firstSendNs: BigInt(r.firstSendNs), lastAckNs: BigInt(r.lastAckNs), acked: r.acked, cpus: r.cpus, cpuSeconds: r.cpuSeconds };
   });
   result.catch(() => undefined);
   return { proc, result };
