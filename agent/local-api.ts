@@ -94,7 +94,7 @@ async function handle(line: string, handlers: LocalApiHandlers, dataBytesMax: nu
     throw new FerryError(ErrorCode.LOCAL_REQUEST_INVALID, `unknown op ${JSON.stringify(r.op)}`);
   } catch (err) {
     if (isFerryError(err)) return { ok: false, code: err.code, message: err.message };
-    return { ok: false, code: ErrorCode.STORE_CLOSED, message: (err as Error).message };
+    return { ok: false, code: ErrorCode.INTERNAL, message: (err as Error).message };
   }
 }
 

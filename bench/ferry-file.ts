@@ -14,19 +14,17 @@ import { runClient } from './lib/client.js';
 import { agentId, tempDir, writeAgentConfig, writeGatewayConfig } from './lib/configs.js';
 import { watchLines } from './lib/lines.js';
 import type { BenchOptions } from './lib/options.js';
-import { placement, type Placed } from './lib/placement.js';
+import { placement, type Measured } from './lib/measured.js';
+import { cpuMeter } from './lib/cpu.js';
 import { pinnedNode, spawnProc } from './lib/proc.js';
-import { countSyncs, type SyncCount } from './lib/syncs.js';
+import { countSyncs } from './lib/syncs.js';
 import { secondsBetween, sleep } from './lib/timing.js';
 
-export interface FerryFileResult {
-  packets: number;
+export interface FerryFileResult extends Measured {
   /** first send → the file handler's output holds all lines (durable at agent and gateway) */
   endToEndSeconds: number;
   /** first send → the agent acknowledged the last append (durable at the agent) */
   producerSeconds: number;
-  placement: Placed[];
-  syncs: Record<string, SyncCount | null> | null;
 }
 
 async function waitConnected(socket: string, ms = 15_000): Promise<void> {
@@ -53,16 +51,18 @@ export async function benchFerryFile(o: BenchOptions, cleanup: Cleanup): Promise
   await agent.waitFor(/ferry agent running; local socket/);
   await waitConnected(socket);
 
+  const servers = await placement([gateway, agent]);
   const counters = o.countSyncs ? { agent: await countSyncs('agent', agent.pid, cleanup), gateway: await countSyncs('gateway', gateway.pid, cleanup) } : null;
+  const cpu = await cpuMeter([agent, gateway].map((p) => ({ name: p.name, pid: p.pid })));
   const lines = watchLines(outFile, o.packets);
   const producer = runClient('ferry-producer', [socket, String(o.packets), String(o.window), 'bench/packets'], { cpus: o.cpus, cleanup });
-  const servers = await placement([gateway, agent]);
   let acks, fileDoneNs;
   try {
     [acks, fileDoneNs] = await Promise.all([producer.result, lines.done]);
   } finally {
     lines.stop();
   }
+  const serverCpu = await cpu.stop();
   const syncs = counters ? { agent: await counters.agent.stop(), gateway: await counters.gateway.stop() } : null;
   await Promise.all([agent.stop(), gateway.stop()]);
   // Every packet in the file exactly once and in order, counted from the file itself.
@@ -73,6 +73,7 @@ export async function benchFerryFile(o: BenchOptions, cleanup: Cleanup): Promise
     endToEndSeconds: secondsBetween(acks.firstSendNs, fileDoneNs),
     producerSeconds: secondsBetween(acks.firstSendNs, acks.lastAckNs),
     placement: [...servers, { name: 'producer', pid: producer.proc.pid, cpus: acks.cpus }],
+    cpu: { ...serverCpu, producer: acks.cpuSeconds },
     syncs,
   };
 }

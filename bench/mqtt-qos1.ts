@@ -9,29 +9,29 @@ import { startMosquitto } from '../test/helpers/mosquitto.js';
 import type { Cleanup } from './lib/cleanup.js';
 import { runClient } from './lib/client.js';
 import type { BenchOptions } from './lib/options.js';
-import { placement, type Placed } from './lib/placement.js';
+import { placement, type Measured } from './lib/measured.js';
+import { cpuMeter } from './lib/cpu.js';
 import { pinPid } from './lib/proc.js';
-import { countSyncs, type SyncCount } from './lib/syncs.js';
+import { countSyncs } from './lib/syncs.js';
 import { secondsBetween } from './lib/timing.js';
 
-export interface MqttQos1Result {
-  packets: number;
+export interface MqttQos1Result extends Measured {
   /** first publish → last PUBACK */
   seconds: number;
-  placement: Placed[];
-  syncs: Record<string, SyncCount | null> | null;
 }
 
 export async function benchMqttQos1(o: BenchOptions, cleanup: Cleanup): Promise<MqttQos1Result> {
   const broker = await startMosquitto();
   cleanup.defer(`stop mosquitto (pid ${broker.pid})`, () => broker.stop());
   await pinPid(broker.pid, o.cpus);
-  const counter = o.countSyncs ? await countSyncs('mosquitto', broker.pid, cleanup) : null;
-  const publisher = runClient('mqtt-publisher', [broker.url, String(o.packets), String(o.window), 'bench/packets'], { cpus: o.cpus, cleanup });
   const servers = await placement([{ name: 'mosquitto', pid: broker.pid }]);
+  const counter = o.countSyncs ? await countSyncs('mosquitto', broker.pid, cleanup) : null;
+  const cpu = await cpuMeter([{ name: 'mosquitto', pid: broker.pid }]);
+  const publisher = runClient('mqtt-publisher', [broker.url, String(o.packets), String(o.window), 'bench/packets'], { cpus: o.cpus, cleanup });
   const r = await publisher.result;
+  const brokerCpu = await cpu.stop();
   const syncs = counter ? { mosquitto: await counter.stop() } : null;
   await broker.stop();
   if (r.acked !== o.packets) throw new Error(`mqtt-publisher: ${r.acked} of ${o.packets} PUBACKs`);
-  return { packets: o.packets, seconds: secondsBetween(r.firstSendNs, r.lastAckNs), placement: [...servers, { name: 'mqtt.js publisher', pid: publisher.proc.pid, cpus: r.cpus }], syncs };
+  return { packets: o.packets, seconds: secondsBetween(r.firstSendNs, r.lastAckNs), placement: [...servers, { name: 'mqtt.js publisher', pid: publisher.proc.pid, cpus: r.cpus }], cpu: { ...brokerCpu, 'mqtt.js publisher': r.cpuSeconds }, syncs };
 }

@@ -7,6 +7,7 @@ import { runGateway } from '../gateway/main.js';
 import { runSim, simConfigSchema } from '../firmware-sim/index.js';
 import { loadYamlFile } from '../hw/yaml-file.js';
 import { ErrorCode, FerryError } from '../protocol/errors.js';
+import { checkTarget } from '../protocol/packet.js';
 import { loadConfig } from './load-config.js';
 import { runDemo } from './demo.js';
 
@@ -156,6 +157,7 @@ Exits 0 and prints the seq once the agent stored the packet durably; non-zero wi
     } catch (err) {
       throw new FerryError(ErrorCode.LOCAL_REQUEST_INVALID, `--data is not valid JSON: ${(err as Error).message}`);
     }
+    checkTarget(f.target);
     let socketPath = f.socket;
     if (socketPath === undefined) {
       if (f.config === undefined) throw new FerryError(ErrorCode.LOCAL_REQUEST_INVALID, 'give --socket PATH or --config AGENT_CONFIG');

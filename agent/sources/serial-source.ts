@@ -1,7 +1,8 @@
-import { SerialPort, ReadlineParser } from 'serialport';
+import { SerialPort } from 'serialport';
+import { LineSplitter } from './line-splitter.js';
 import type { Clock } from '../../common/clock.js';
 import type { Log } from '../../common/log.js';
-import { isFerryError } from '../../protocol/errors.js';
+import { ErrorCode, isFerryError } from '../../protocol/errors.js';
 import { lineBytesMax, parseLine, type Reading } from './line-parser.js';
 
 export interface SerialSourceConfig {
@@ -56,8 +57,12 @@ export class SerialSource {
     const { log } = this.deps;
     const port = new SerialPort({ path: this.config.path, baudRate: this.config.baudRate, autoOpen: false });
     this.port = port;
-    const parser = port.pipe(new ReadlineParser({ delimiter: '\n', includeDelimiter: false }));
-    parser.on('data', (line: string) => this.onLine(line));
+    const splitter = new LineSplitter(lineBytesMax);
+    port.on('data', (chunk: Buffer) => {
+      const overlongBefore = splitter.overlong;
+      for (const line of splitter.push(chunk)) this.onLine(line);
+      if (splitter.overlong > overlongBefore) this.countInvalid(`line longer than ${lineBytesMax} bytes`);
+    });
     let retried = false;
     const retry = (why: string): void => {
       if (retried || this.stopped) return;
@@ -84,23 +89,26 @@ export class SerialSource {
     });
   }
 
-  private onLine(raw: string): void {
-    // The parser has no length cap of its own: a device that never sends '\n' grows one line; drop it.
-    const line = raw.length > lineBytesMax ? '' : raw.replace(/\r$/, '');
+  private onLine(line: string): void {
     let reading: Reading;
     try {
       reading = parseLine(line, this.config.format);
     } catch (err) {
       if (!isFerryError(err)) throw err;
-      this.counters.invalidLines++;
-      const nowMs = this.deps.clock.now();
-      if (nowMs - this.lastWarnMs > 10_000) {
-        this.lastWarnMs = nowMs;
-        this.deps.log.warn('serial: dropped a bad line', { code: err.code, reason: err.message, invalidLines: this.counters.invalidLines });
-      }
+      this.countInvalid(err.message);
       return;
     }
     this.counters.readings++;
     this.deps.onReading(reading);
+  }
+
+  /** Counts a dropped line; logs at most one warning per 10 s so a noisy line cannot flood the log. */
+  private countInvalid(reason: string): void {
+    this.counters.invalidLines++;
+    const nowMs = this.deps.clock.now();
+    if (nowMs - this.lastWarnMs > 10_000) {
+      this.lastWarnMs = nowMs;
+      this.deps.log.warn('serial: dropped a bad line', { code: ErrorCode.SERIAL_LINE_INVALID, reason, invalidLines: this.counters.invalidLines });
+    }
   }
 }

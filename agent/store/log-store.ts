@@ -147,7 +147,8 @@ export class LogStore implements PacketStore {
     } catch (err) {
       // Cut whatever part of the batch reached the file, so later records never follow a torn one.
       await this.fh.truncate(this.logBytes).catch(() => undefined);
-      for (const p of batch) p.reject(err);
+      const failure = new FerryError(ErrorCode.STORE_IO, `store write failed: ${(err as Error).message}`, { cause: err });
+      for (const p of batch) p.reject(failure);
       return;
     }
     for (const [i, p] of batch.entries()) {

@@ -15,8 +15,9 @@ export function intArg(value: string | undefined, name: string): number {
   return n;
 }
 
-/** Call just before the first send: the report counts CPU time from here. */
 let cpuStart: NodeJS.CpuUsage | null = null;
+
+/** Call just before the first send: the report counts CPU time from here. */
 export function startCpu(): void {
   cpuStart = process.cpuUsage();
 }

@@ -6,6 +6,8 @@ export interface BenchOptions {
   cpus: string;
   /** producer requests/publishes outstanding at once (BENCH_WINDOW) */
   window: number;
+  /** rounds of (ferry, peer), alternating; the table shows the median (BENCH_ROUNDS) */
+  rounds: number;
   /** write V8 CPU profiles of the ferry agent and gateway into this directory (BENCH_CPU_PROF) */
   cpuProfDir: string | null;
   /** count fsync/fdatasync calls per process with `perf stat` tracepoints (BENCH_SYNCS, default on) */
@@ -30,6 +32,7 @@ export function optionsFromEnv(env: NodeJS.ProcessEnv = process.env): BenchOptio
     packets: int(env, 'BENCH_PACKETS', 20_000, 10_000_000),
     cpus,
     window: int(env, 'BENCH_WINDOW', 64, windowMax),
+    rounds: int(env, 'BENCH_ROUNDS', 3, 100),
     cpuProfDir: env.BENCH_CPU_PROF ? env.BENCH_CPU_PROF : null,
     countSyncs: env.BENCH_SYNCS !== '0',
   };
