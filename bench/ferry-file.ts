@@ -52,8 +52,8 @@ export async function benchFerryFile(o: BenchOptions, cleanup: Cleanup): Promise
   await waitConnected(socket);
 
   const servers = await placement([gateway, agent]);
-  const counters = o.countSyncs ? { agent: await countSyncs('agent', agent.pid, cleanup), gateway: await countSyncs('gateway', gateway.pid, cleanup) } : null;
-  const cpu = await cpuMeter([agent, gateway].map((p) => ({ name: p.name, pid: p.pid })));
+  const counters = o.countSyncs ? await Promise.all([agent, gateway].map(async (p) => ({ name: p.name, counter: await countSyncs(p.name, p.pid, cleanup) }))) : null;
+  const cpu = await cpuMeter([agent, gateway]);
   const lines = watchLines(outFile, o.packets);
   const producer = runClient('ferry-producer', [socket, String(o.packets), String(o.window), 'bench/packets'], { cpus: o.cpus, cleanup });
   let acks, fileDoneNs;
@@ -63,7 +63,7 @@ export async function benchFerryFile(o: BenchOptions, cleanup: Cleanup): Promise
     lines.stop();
   }
   const serverCpu = await cpu.stop();
-  const syncs = counters ? { agent: await counters.agent.stop(), gateway: await counters.gateway.stop() } : null;
+  const syncs = counters ? Object.fromEntries(await Promise.all(counters.map(async (c) => [c.name, await c.counter.stop()] as const))) : null;
   await Promise.all([agent.stop(), gateway.stop()]);
   // Every packet in the file exactly once and in order, counted from the file itself.
   const tally = tallyFile(await readFile(outFile, 'utf8'), agentId, o.packets);

@@ -161,6 +161,7 @@ export class Session {
   private handle(p: DispatchPacket): Promise<HandlerResult> {
     const handler = this.deps.router.route(p.target);
     if (!handler) return Promise.resolve({ ok: false, retryable: false, code: ErrorCode.UNKNOWN_TARGET, message: `no route for target ${p.target}` });
-    return handler.handle(p).catch((err: unknown) => ({ ok: false as const, retryable: true as const, code: ErrorCode.HANDLER_FAILED, message: String((err as Error)?.message ?? err), retryAfterMs: 1000 }));
+    // A handler that throws (even synchronously) is a retryable failure, never a dead session.
+    return Promise.resolve().then(() => handler.handle(p)).catch((err: unknown) => ({ ok: false as const, retryable: true as const, code: ErrorCode.HANDLER_FAILED, message: String((err as Error)?.message ?? err), retryAfterMs: 1000 }));
   }
 }

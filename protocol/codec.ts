@@ -78,10 +78,16 @@ export class FrameDecoder {
     return this.buffered;
   }
 
+  /** Reads the 4-byte length across however many small chunks hold it, without merging the rest. */
   private peekLength(): number {
     const first = this.chunks[0]!;
     if (first.length >= frameHeaderBytes) return first.readUInt32BE(0);
-    const head = Buffer.concat(this.chunks, Math.min(this.buffered, 16));
+    const head = Buffer.allocUnsafe(frameHeaderBytes);
+    let filled = 0;
+    for (const c of this.chunks) {
+      filled += c.copy(head, filled, 0, Math.min(c.length, frameHeaderBytes - filled));
+      if (filled === frameHeaderBytes) break;
+    }
     return head.readUInt32BE(0);
   }
 

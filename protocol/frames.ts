@@ -64,11 +64,38 @@ function packet(v: unknown): Packet {
     malformed(`packet target: ${(err as Error).message}`);
   }
   if (!('data' in v)) malformed('packet has no data');
-  const ts = v.ts;
+  // Other CBOR encoders write a millisecond time as a 64-bit integer, which cbor-x decodes as a bigint.
+  const ts = typeof v.ts === 'bigint' ? uint(v, 'ts') : v.ts;
   if (typeof ts !== 'number' || !Number.isFinite(ts)) malformed('packet ts must be a number');
   const seq = uint(v, 'seq');
   if (seq === 0) malformed('packet seq must be at least 1');
+  checkDataValue(v.data, 0);
   return { seq, target, ts, data: v.data as PacketData };
+}
+
+const dataDepthMax = 32;
+
+/**
+ * Packet data must be bytes or a JSON value, so every handler can pass it on: no bigint, Date,
+ * undefined, non-finite number, Map/Set or other tag, and no nesting deeper than 32 levels (which
+ * also rules out the cycles CBOR's shared-reference tags can build).
+ */
+function checkDataValue(v: unknown, depth: number): void {
+  if (depth > dataDepthMax) malformed(`packet data nested deeper than ${dataDepthMax} levels`);
+  if (v === null || typeof v === 'string' || typeof v === 'boolean' || v instanceof Uint8Array) return;
+  if (typeof v === 'number') {
+    if (!Number.isFinite(v)) malformed('packet data holds a non-finite number');
+    return;
+  }
+  if (Array.isArray(v)) {
+    for (const item of v) checkDataValue(item, depth + 1);
+    return;
+  }
+  if (typeof v === 'object' && Object.getPrototypeOf(v) === Object.prototype) {
+    for (const item of Object.values(v as Record<string, unknown>)) checkDataValue(item, depth + 1);
+    return;
+  }
+  malformed(`packet data holds a ${v === undefined ? 'undefined' : typeof v === 'object' ? (v as object).constructor?.name ?? 'object' : typeof v} (bytes or a JSON value expected)`);
 }
 
 /** Checks a decoded CBOR value against the frame schema; anything else is FRAME_MALFORMED or FRAME_UNKNOWN_TYPE. */
@@ -103,6 +130,6 @@ export function frameFromValue(v: unknown): Frame {
     case FrameType.BYE:
       return { t: FrameType.BYE, code: str(v, 'code', 64), reason: str(v, 'reason') };
     default:
-      throw new FerryError(ErrorCode.FRAME_UNKNOWN_TYPE, `unknown frame type ${String(v.t)}`);
+      throw new FerryError(ErrorCode.FRAME_UNKNOWN_TYPE, `unknown frame type ${typeof v.t === 'number' ? v.t : `(a ${typeof v.t})`}`);
   }
 }

@@ -14,8 +14,9 @@ export interface NewPacket {
 /**
  * A packet once the agent stored it. `seq` is per agent, strictly increasing for the agent's
  * life; (agent ID, seq) is the packet's identity end to end. Carried as a JS number: exact up to
- * 2^53, which a million packets a second takes 285 years to reach; CBOR puts it on the wire as an
- * unsigned integer of up to 64 bits.
+ * 2^53, which a million packets a second takes 285 years to reach. On the wire it is a CBOR
+ * number: cbor-x writes values above 2^32 as float64 (exact to 2^53); decoders also accept a
+ * 64-bit unsigned integer, as other CBOR encoders write it.
  */
 export interface Packet extends NewPacket {
   seq: number;

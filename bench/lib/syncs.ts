@@ -4,7 +4,7 @@
  * use tracepoints (root, or perf_event_paranoid <= -1); without them the count is null.
  */
 import type { Cleanup } from './cleanup.js';
-import { spawnProc } from './proc.js';
+import { spawnProc, type Proc } from './proc.js';
 import { sleep } from './timing.js';
 
 export interface SyncCount {
@@ -22,7 +22,12 @@ const events = ['syscalls:sys_enter_fdatasync', 'syscalls:sys_enter_fsync'];
 export async function countSyncs(name: string, pid: number, cleanup: Cleanup): Promise<SyncCounter> {
   // -p attaches to the threads that exist now: libuv's pool threads (which run the syncs) were
   // started when the process opened its files, before it printed its ready line.
-  const perf = spawnProc(`perf stat ${name}`, ['perf', ['stat', '-x', ',', '-e', events.join(','), '-p', String(pid)]], { cleanup });
+  let perf: Proc;
+  try {
+    perf = spawnProc(`perf stat ${name}`, ['perf', ['stat', '-x', ',', '-e', events.join(','), '-p', String(pid)]], { cleanup });
+  } catch {
+    return { stop: async () => null }; // no perf on this machine
+  }
   await sleep(200); // let perf attach before the load starts
   return {
     async stop() {

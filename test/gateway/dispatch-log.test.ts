@@ -118,15 +118,20 @@ t.test('dispatch-log - compaction rewrites the file to one record per agent with
 });
 
 t.test('dispatch-log - a compacted file holds exactly one record per agent', async (t) => {
-  const dir = t.testdir();
-  const d = await open(t, dir, 1);
-  await d.record('a', 1);
-  const oneRecord = await sizeOf(file(dir)); // compacted right away: one record for 'a'
-  await d.record('a', 2);
-  await d.record('a', 3);
-  t.equal(await sizeOf(file(dir)), oneRecord, 'still one record: the older ones were dropped');
-  await d.close();
-  const buf = await readFile(file(dir));
-  t.equal(buf.length, oneRecord);
-  t.equal((await open(t, dir)).get('a'), 3);
+  // The size of one record per agent, written without compaction.
+  const refDir = t.testdir();
+  const ref = await open(t, refDir);
+  await ref.record('a', 3);
+  await ref.record('b', 12);
+  await ref.close();
+  const snapshotBytes = await sizeOf(file(refDir));
+
+  const dir = join(refDir, 'compacting');
+  const d = await open(t, dir, 1); // compacts after every batch
+  for (const s of [1, 2, 3]) await d.record('a', s);
+  for (const s of [10, 12, 11]) await d.record('b', s);
+  await d.close(); // waits for the compaction that follows the last record
+  t.equal(await sizeOf(file(dir)), snapshotBytes, 'the older records were dropped');
+  const e = await open(t, dir);
+  t.same([e.get('a'), e.get('b')], [3, 12]);
 });
