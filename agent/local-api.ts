@@ -51,26 +51,40 @@ async function removeStaleSocket(socketPath: string): Promise<void> {
 }
 
 function serve(socket: Socket, handlers: LocalApiHandlers, opts: { log: Log; dataBytesMax: number }): void {
-  let buffered = '';
+  let parts: Buffer[] = [];
+  let partBytes = 0;
   let chain = Promise.resolve();
-  socket.setEncoding('utf8');
+  let refused = false;
   socket.on('error', () => socket.destroy());
-  socket.on('data', (chunk: string) => {
-    buffered += chunk;
-    if (buffered.length > localLineBytesMax && !buffered.includes('\n')) {
-      reply(socket, { ok: false, code: ErrorCode.LOCAL_REQUEST_INVALID, message: `request line longer than ${localLineBytesMax} bytes` });
-      socket.end();
-      buffered = '';
-      return;
-    }
-    let nl: number;
-    while ((nl = buffered.indexOf('\n')) >= 0) {
-      const line = buffered.slice(0, nl);
-      buffered = buffered.slice(nl + 1);
+  socket.on('data', (chunk: Buffer) => {
+    if (refused) return;
+    let start = 0;
+    for (;;) {
+      const nl = chunk.indexOf(10, start);
+      const end = nl < 0 ? chunk.length : nl;
+      parts.push(chunk.subarray(start, end));
+      partBytes += end - start;
+      if (partBytes > localLineBytesMax) {
+        // Refuse the connection: ignore what follows, answer after what is already in progress, close.
+        refused = true;
+        parts = [];
+        chain = chain.then(() => {
+          reply(socket, { ok: false, code: ErrorCode.LOCAL_REQUEST_INVALID, message: `request line longer than ${localLineBytesMax} bytes` });
+          socket.end();
+          setTimeout(() => socket.destroy(), 1000).unref();
+        });
+        return;
+      }
+      if (nl < 0) break;
+      const line = Buffer.concat(parts, partBytes).toString('utf8');
+      parts = [];
+      partBytes = 0;
+      start = nl + 1;
       // Answer in request order even though sends resolve at different times.
       const answer = handle(line, handlers, opts.dataBytesMax);
       chain = chain.then(async () => reply(socket, await answer));
     }
+    if (parts.length > 0) parts = [Buffer.from(Buffer.concat(parts, partBytes))];
   });
 }
 

@@ -13,6 +13,7 @@ export function compilePattern(pattern: string): Matcher {
   if (pattern.endsWith('*')) {
     const prefix = pattern.slice(0, -1);
     if (prefix.includes('*')) throw new Error(`'*' is allowed only at the end of a pattern: ${pattern}`);
+    if (/[+#]/.test(prefix)) throw new Error(`a prefix pattern cannot also use '+' or '#': ${pattern}`);
     return (t) => t.startsWith(prefix);
   }
   if (pattern.includes('*')) throw new Error(`'*' is allowed only at the end of a pattern: ${pattern}`);

@@ -11,7 +11,7 @@ import { Decoder, Encoder } from 'cbor-x';
 import { frameRecord, scanRecords } from '../../common/record.js';
 import { writeFileAtomic } from '../../common/durable-file.js';
 import { ErrorCode, FerryError } from '../../protocol/errors.js';
-import { dataToJson, type NewPacket, type Packet, type PacketData } from '../../protocol/packet.js';
+import { dataBytes, dataToJson, type NewPacket, type Packet, type PacketData } from '../../protocol/packet.js';
 import type { Log } from '../../common/log.js';
 import { silentLog } from '../../common/log.js';
 import type { PacketStore, StoreStats, SyncPolicy } from './store.js';
@@ -43,6 +43,8 @@ export class LogStore implements PacketStore {
   private logBytes = 0;
   private backlog: { packet: Packet; bytes: number }[] = [];
   private backlogBytes = 0;
+  /** bytes of appends not yet flushed, estimated from their data; counted toward bytesMax */
+  private pendingBytes = 0;
   private lastSeq = 0;
   private ackedSeq = 0;
   private checkpointedSeq = 0;
@@ -108,10 +110,11 @@ export class LogStore implements PacketStore {
 
   append(input: NewPacket): Promise<Packet> {
     if (this.closed) return Promise.reject(new FerryError(ErrorCode.STORE_CLOSED, 'store is closed'));
-    if (this.backlogBytes >= this.opts.bytesMax) {
+    if (this.backlogBytes + this.pendingBytes >= this.opts.bytesMax) {
       return Promise.reject(new FerryError(ErrorCode.STORE_FULL, `store holds ${this.backlogBytes} bytes not yet acked; the limit is ${this.opts.bytesMax}`));
     }
     const packet: Packet = { seq: ++this.lastSeq, target: input.target, ts: input.ts, data: input.data };
+    this.pendingBytes += dataBytes(packet.data) + packet.target.length;
     return new Promise<Packet>((resolve, reject) => {
       this.pending.push({ packet, resolve, reject });
       this.scheduleFlush();
@@ -134,6 +137,7 @@ export class LogStore implements PacketStore {
   private async flush(): Promise<void> {
     const batch = this.pending;
     this.pending = [];
+    this.pendingBytes = 0;
     if (batch.length === 0) return;
     const records = batch.map((p) => frameRecord(encodePacket(p.packet)));
     try {
@@ -211,6 +215,7 @@ export class LogStore implements PacketStore {
   }
 
   async deadLetter(packet: Packet, code: string, message: string): Promise<void> {
+    if (this.closed) throw new FerryError(ErrorCode.STORE_CLOSED, 'store is closed');
     const fh = await open(this.deadLetterPath, 'a');
     try {
       const line = JSON.stringify({ seq: packet.seq, target: packet.target, ts: packet.ts, code, message, data: dataToJson(packet.data) });
@@ -239,9 +244,12 @@ export class LogStore implements PacketStore {
     if (this.flushTimer) {
       clearTimeout(this.flushTimer);
       this.flushTimer = null;
-      this.flushing = this.flush();
+      this.flushing = this.flush().finally(() => {
+        this.flushing = null;
+      });
     }
     while (this.flushing) await this.flushing;
+    if (this.pending.length > 0) await this.flush();
     while (this.checkpointing) await this.checkpointing;
     this.closed = true;
     await this.fh.close();

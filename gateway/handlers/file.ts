@@ -33,6 +33,7 @@ export class FileHandler implements Handler {
   private fh!: FileHandle;
   private fileBytes = 0;
   private readonly written = new Map<string, number>();
+  private readonly queuedByKey = new Map<string, Promise<HandlerResult>>();
   private queue: Queued[] = [];
   private flushing = false;
 
@@ -67,14 +68,19 @@ export class FileHandler implements Handler {
   }
 
   handle(p: DispatchPacket): Promise<HandlerResult> {
-    if (p.seq <= (this.written.get(p.agent) ?? 0) && !this.queue.some((q) => q.agent === p.agent && q.seq === p.seq)) {
-      return Promise.resolve({ ok: true });
-    }
+    if (p.seq <= (this.written.get(p.agent) ?? 0)) return Promise.resolve({ ok: true });
+    // Queued by a session that handed the same packet over a moment ago: share its outcome.
+    const key = `${p.agent}\u0000${p.seq}`;
+    const queued = this.queuedByKey.get(key);
+    if (queued) return queued;
     const line = `${JSON.stringify({ agent: p.agent, seq: p.seq, target: p.target, ts: p.ts, data: dataToJson(p.data) })}\n`;
-    return new Promise((resolve) => {
+    const result = new Promise<HandlerResult>((resolve) => {
       this.queue.push({ agent: p.agent, seq: p.seq, line, resolve });
       if (!this.flushing) void this.flush();
     });
+    this.queuedByKey.set(key, result);
+    void result.then(() => this.queuedByKey.delete(key));
+    return result;
   }
 
   private async flush(): Promise<void> {

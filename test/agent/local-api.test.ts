@@ -42,15 +42,20 @@ async function start(t: Test, path: string, handlers: LocalApiHandlers, dataByte
   return server;
 }
 
-/** Writes `text` on a fresh connection and collects everything the server sends until it closes or `lines` lines arrived. */
+/**
+ * Writes `text` on a fresh connection and collects what the server sends until it closes, `lines`
+ * lines arrived, or 10 s passed (a bound against hanging, reported as not closed by the server).
+ */
 function exchange(path: string, text: string, lines: number): Promise<{ lines: string[]; closedByServer: boolean }> {
   return new Promise((resolve, reject) => {
     const c = createConnection(path);
     let buf = '';
     let done = false;
+    const timer = setTimeout(() => finish(false), 10_000);
     const finish = (closedByServer: boolean): void => {
       if (done) return;
       done = true;
+      clearTimeout(timer);
       c.destroy();
       resolve({ lines: buf.split('\n').filter((l) => l !== ''), closedByServer });
     };
@@ -190,4 +195,28 @@ t.test('local-api - localRequest gives up with AGENT_UNREACHABLE when the agent 
   const path = await socketPath(t);
   await start(t, path, { send: () => new Promise<number>(() => undefined), stats: () => ({}) });
   await t.rejects(localRequest(path, { op: 'send', target: 't', data: 1 }, 100), { code: ErrorCode.AGENT_UNREACHABLE, message: /within 100 ms/ });
+});
+
+t.test('local-api - nothing after an over-long line on the same connection is executed', async (t) => {
+  const path = await socketPath(t);
+  const h = fakeHandlers();
+  await start(t, path, h, 4 * localLineBytesMax);
+  const res = await exchange(path, `${'x'.repeat(localLineBytesMax + 10)}\n{"op":"send","target":"after","data":1}\n`, 2);
+  t.equal(res.lines.length, 1, 'one answer: the refusal');
+  t.match(JSON.parse(res.lines[0]!), { ok: false, code: ErrorCode.LOCAL_REQUEST_INVALID });
+  t.same(h.sent, [], 'the request after the over-long line was not sent');
+});
+
+t.test('local-api - the line limit counts bytes, and holds when the newline is in the same chunk', async (t) => {
+  const path = await socketPath(t);
+  const h = fakeHandlers();
+  await start(t, path, h, 4 * localLineBytesMax);
+  const justOver = JSON.stringify({ op: 'send', target: 't', data: 'a'.repeat(localLineBytesMax) });
+  const r1 = await exchange(path, `${justOver}\n`, 1);
+  t.match(JSON.parse(r1.lines[0]!), { ok: false, code: ErrorCode.LOCAL_REQUEST_INVALID }, 'a line just over the limit with its newline is refused');
+  // 'é' is 2 bytes in UTF-8: 0.6 × limit characters are 1.2 × limit bytes.
+  const wide = JSON.stringify({ op: 'send', target: 't', data: 'é'.repeat(Math.ceil(localLineBytesMax * 0.6)) });
+  const r2 = await exchange(path, `${wide}\n`, 1);
+  t.match(JSON.parse(r2.lines[0]!), { ok: false, code: ErrorCode.LOCAL_REQUEST_INVALID }, 'multi-byte characters count as bytes');
+  t.same(h.sent, [], 'neither was sent');
 });

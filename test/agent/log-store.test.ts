@@ -209,3 +209,15 @@ t.test('log-store - random appends, acks, reopens and torn tails keep every un-a
     t.same(s.readAfter(0, 1e6), expected, 'readAfter(0) returns nothing acked');
   }
 });
+
+t.test('log-store - close flushes an append still waiting for its batch window', async (t) => {
+  const dir = t.testdir();
+  const store = await LogStore.open({ dir, sync: 'batch', batchWindowMs: 10 });
+  const pending = store.append(packet(1));
+  await store.close();
+  const p = await pending;
+  t.equal(p.seq, 1, 'the waiting append resolved');
+  const again = await LogStore.open({ dir });
+  t.equal(again.readAfter(0, 10).length, 1, 'and it is on disk');
+  await again.close();
+});

@@ -92,9 +92,11 @@ t.before(() => {
 
 t.test('cli config - agent: an unknown key names its line and says unknown key', async (t) => {
   const dir = await tempDir(t);
-  const text = agentYaml(dir).replace('  sync: always', '  sync: always\n  colour: blue');
+  const text = agentYaml(dir).replace('  sync: always', '  sync: always\n  colour: blue').replace('id: pi-1', 'id: pi-1\nname: kitchen');
   const file = await writeConfig(dir, 'agent.yaml', text);
-  assertConfigInvalid(t, await ferryRun(['agent', '--config', file]), file, lineOf(text, 'colour:'), 'store.colour', /unknown key/);
+  const run = await ferryRun(['agent', '--config', file]);
+  assertConfigInvalid(t, run, file, lineOf(text, 'colour:'), 'store.colour', /unknown key/);
+  t.match(run.stderr, `${file}:${lineOf(text, 'name:')}: name: unknown key`, 'a top-level unknown key is reported too');
   t.notOk(existsSync(join(dir, 'agent-data')), 'the data directory was not created');
 });
 

@@ -63,6 +63,19 @@ t.test('dispatch-log - records issued together share syncs and all resolve', asy
   t.same(agents.map((a) => e.get(a)), [197, 198, 199, 200], 'the batch is durable');
 });
 
+t.test('dispatch-log - records issued in the same tick, also from callbacks, share one sync', async (t) => {
+  const d = await open(t, t.testdir());
+  // As sessions served in one tick would: one record now, the others from later microtasks.
+  const pending = [d.record('a', 1)];
+  await Promise.resolve();
+  pending.push(d.record('b', 1));
+  await new Promise<void>((resolve) => process.nextTick(resolve));
+  pending.push(d.record('c', 1));
+  await Promise.all(pending);
+  t.equal(d.syncs, 1);
+  t.same([d.get('a'), d.get('b'), d.get('c')], [1, 1, 1]);
+});
+
 t.test('dispatch-log - records awaited one by one each get their own sync', async (t) => {
   // The control for the test above: syncs does count every fdatasync.
   const d = await open(t, t.testdir());

@@ -125,3 +125,11 @@ t.test('file-handler - a new file is created with its directories', async (t) =>
   await h.handle(pkt('a', 1));
   t.equal((await lines(path)).length, 1);
 });
+
+t.test('file-handler - the same packet handed over twice at once is written once', async (t) => {
+  const path = join(t.testdir(), 'out.jsonl');
+  const h = await open(t, path);
+  const results = await Promise.all([h.handle(pkt('a', 1)), h.handle(pkt('a', 1)), h.handle(pkt('a', 2)), h.handle(pkt('a', 2))]);
+  t.ok(results.every((r) => r.ok), 'all four calls succeed');
+  t.same((await lines(path)).map((l) => (l as { seq: number }).seq), [1, 2], 'one line per seq');
+});
