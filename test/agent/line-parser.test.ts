@@ -1,17 +1,7 @@
 import t from 'tap';
 import { lineBytesMax, parseLine } from '../../agent/sources/line-parser.js';
 import { ErrorCode, FerryError } from '../../protocol/errors.js';
-
-/** mulberry32: a small seeded PRNG, so a failing run can be replayed with SEED=. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = Math.imul(a ^ (a >>> 15), 1 | a);
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { prng, testSeed } from '../helpers/seed.js';
 
 /** A subtest, as `t.test` hands it to its callback. */
 type Test = Parameters<Parameters<typeof t.test>[0]>[0];
@@ -62,8 +52,7 @@ t.test('line-parser - a line of exactly lineBytesMax characters is accepted', as
 });
 
 t.test('line-parser - random readings survive formatting as kv and as json', async (t) => {
-  const seed = process.env.SEED ? Number(process.env.SEED) : Math.floor(Math.random() * 2 ** 32);
-  t.comment(`seed ${seed} (replay with SEED=${seed})`);
+  const seed = testSeed((m) => t.comment(m));
   const rand = prng(seed);
   const seps = [' ', ',', ', ', '\t', '  '];
   for (let i = 0; i < 300; i++) {

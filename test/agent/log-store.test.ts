@@ -4,17 +4,7 @@ import { join } from 'node:path';
 import { LogStore, type LogStoreOptions } from '../../agent/store/log-store.js';
 import { ErrorCode } from '../../protocol/errors.js';
 import { appendAll, packet, storeContract, type Test } from './fixtures/store-contract.js';
-
-/** mulberry32: a small seeded PRNG, so a failing run can be replayed with SEED=. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = Math.imul(a ^ (a >>> 15), 1 | a);
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { prng, testSeed } from '../helpers/seed.js';
 
 for (const sync of ['always', 'batch', 'none'] as const) {
   storeContract(t, `log-store (sync ${sync})`, (dir) => LogStore.open({ dir, sync, batchWindowMs: 2 }));
@@ -172,8 +162,7 @@ t.test('log-store - below compactBytesMin the acked log is kept', async (t) => {
 });
 
 t.test('log-store - random appends, acks, reopens and torn tails keep every un-acked packet', async (t) => {
-  const seed = process.env.SEED ? Number(process.env.SEED) : Math.floor(Math.random() * 2 ** 32);
-  t.comment(`seed ${seed} (replay with SEED=${seed})`);
+  const seed = testSeed((m) => t.comment(m));
   const rand = prng(seed);
   const dir = t.testdir();
   const opts = (): LogStoreOptions => ({ dir, sync: rand() < 0.5 ? 'none' : 'always', compactBytesMin: rand() < 0.5 ? 1 : 1 << 30 });

@@ -1,21 +1,11 @@
 import t from 'tap';
 import { createRule, deltaRule, heartbeatRule, thresholdRule, type Rule } from '../../agent/rules.js';
 import type { NewPacket } from '../../protocol/packet.js';
+import { prng, testSeed } from '../helpers/seed.js';
 
 /** Feeds `values` of key `t` one per ms from ts 1000 on; returns every packet produced, in order. */
 function feed(rule: Rule, values: number[], key = 't'): NewPacket[] {
   return values.flatMap((v, i) => rule.onReading({ [key]: v }, 1000 + i));
-}
-
-/** mulberry32: a small seeded PRNG, so a failing run can be replayed with SEED=. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = Math.imul(a ^ (a >>> 15), 1 | a);
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const threshold = { kind: 'threshold', key: 't', above: 30, hysteresis: 2, target: 'alarm/temp' } as const;
@@ -128,8 +118,7 @@ t.test('rules - heartbeat: after a stall it fires once and skips the missed beat
 });
 
 t.test('rules - heartbeat: random tick times fire once per grid interval that has a tick', async (t) => {
-  const seed = process.env.SEED ? Number(process.env.SEED) : Math.floor(Math.random() * 2 ** 32);
-  t.comment(`seed ${seed} (replay with SEED=${seed})`);
+  const seed = testSeed((m) => t.comment(m));
   const rand = prng(seed);
   const everyMs = 1 + Math.floor(rand() * 500);
   const rule = heartbeatRule({ ...beat, everyMs });
