@@ -35,6 +35,8 @@ export const agentConfigSchema = z.strictObject({
     sync: z.enum(['always', 'batch', 'none']).default('always'),
     batchWindowMs: z.number().int().min(1).max(10).default(10),
     bytesMax: positiveInt.optional(),
+    fullPolicy: z.enum(['drop-oldest', 'reject', 'priority']).default('drop-oldest'),
+    segmentBytes: positiveInt.min(4096).optional(),
   }).prefault({}),
   link: z.strictObject({
     inflightPacketsMax: positiveInt.max(65_535).optional(),

@@ -8,15 +8,26 @@ import { checkData, checkTarget, type PacketData } from '../protocol/packet.js';
  * The agent's local API: newline-delimited JSON over a Unix socket, for other programs on the
  * device (`ferry send`, scripts). One request per line, one response per line, in order.
  *   {"op":"send","target":"t","data":<JSON>}  ->  {"ok":true,"seq":N}   (after the packet is durable)
+ *     optional "ttlMs" (expire if not delivered this long after now) and "priority" (0-255)
  *   {"op":"stats"}                            ->  {"ok":true,"stats":{...}}
+ *   {"op":"deadLetters"}                      ->  {"ok":true,"deadLetters":[{packet,code,message}]}
+ *   {"op":"requeueDeadLetters"}               ->  {"ok":true,"requeued":N}
  * A failure is {"ok":false,"code":CODE,"message":...}. A line over the limit closes the connection.
  */
-export type LocalRequest = { op: 'send'; target: string; data: PacketData } | { op: 'stats' };
-export type LocalResponse = { ok: true; seq?: number; stats?: unknown } | { ok: false; code: string; message: string };
+export type LocalRequest =
+  | { op: 'send'; target: string; data: PacketData; ttlMs?: number; priority?: number }
+  | { op: 'stats' }
+  | { op: 'deadLetters' }
+  | { op: 'requeueDeadLetters' };
+export type LocalResponse =
+  | { ok: true; seq?: number; stats?: unknown; deadLetters?: unknown[]; requeued?: number }
+  | { ok: false; code: string; message: string };
 
 export interface LocalApiHandlers {
-  send(target: string, data: PacketData): Promise<number>;
+  send(target: string, data: PacketData, extra?: { ttlMs?: number; priority?: number }): Promise<number>;
   stats(): unknown;
+  deadLetters?(): Promise<unknown[]>;
+  requeueDeadLetters?(): Promise<number>;
 }
 
 export const localLineBytesMax = 256 * 1024;
@@ -102,14 +113,26 @@ async function handle(line: string, handlers: LocalApiHandlers, dataBytesMax: nu
       const target = checkTarget(r.target);
       if (!('data' in r)) throw new FerryError(ErrorCode.LOCAL_REQUEST_INVALID, 'send needs data');
       const data = checkData(r.data as PacketData, dataBytesMax);
-      return { ok: true, seq: await handlers.send(target, data) };
+      const extra: { ttlMs?: number; priority?: number } = {};
+      if (r.ttlMs !== undefined) extra.ttlMs = checkInt(r.ttlMs, 'ttlMs', 1, 0xffffffff);
+      if (r.priority !== undefined) extra.priority = checkInt(r.priority, 'priority', 0, 255);
+      return { ok: true, seq: await handlers.send(target, data, extra) };
     }
     if (r.op === 'stats') return { ok: true, stats: handlers.stats() };
+    if (r.op === 'deadLetters' && handlers.deadLetters) return { ok: true, deadLetters: await handlers.deadLetters() };
+    if (r.op === 'requeueDeadLetters' && handlers.requeueDeadLetters) return { ok: true, requeued: await handlers.requeueDeadLetters() };
     throw new FerryError(ErrorCode.LOCAL_REQUEST_INVALID, `unknown op ${JSON.stringify(r.op)}`);
   } catch (err) {
     if (isFerryError(err)) return { ok: false, code: err.code, message: err.message };
     return { ok: false, code: ErrorCode.INTERNAL, message: (err as Error).message };
   }
+}
+
+function checkInt(v: unknown, name: string, min: number, max: number): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+    throw new FerryError(ErrorCode.LOCAL_REQUEST_INVALID, `${name} must be an integer from ${min} to ${max}`);
+  }
+  return v;
 }
 
 function reply(socket: Socket, res: LocalResponse): void {

@@ -10,8 +10,9 @@ import { tcpDialer } from './link/tcp.js';
 import { startLocalApi } from './local-api.js';
 import { createRule, type Rule } from './rules.js';
 import { SerialSource } from './sources/serial-source.js';
-import { LogStore } from './store/log-store.js';
-import type { NewPacket } from '../protocol/packet.js';
+import { SegmentStore } from './store/segment-store.js';
+import { dataToJson, type NewPacket } from '../protocol/packet.js';
+import type { StoreStats } from './store/store.js';
 
 export interface RunningAgent {
   socketPath: string;
@@ -33,7 +34,11 @@ export interface AgentStats {
   rttMs: number | null;
   /** what the profile (or the config) set */
   limits: { storeBytesMax: number; inflightPacketsMax: number };
+  /** the store's own counters: drops by reason, recovery, bytes, segments */
+  store: StoreStats;
 }
+
+export const storeDir = (config: AgentConfig): string => join(config.dataDir, 'store');
 
 export async function runAgent(config: AgentConfig, opts: { log?: Log } = {}): Promise<RunningAgent> {
   const log = opts.log ?? createLog({ level: config.log.level, base: { agent: config.id } });
@@ -41,16 +46,20 @@ export async function runAgent(config: AgentConfig, opts: { log?: Log } = {}): P
   const limits = config.profile ? agentLimits(loadProfile(config.profile)) : null;
   const storeBytesMax = config.store.bytesMax ?? limits?.storeBytesMax ?? 256 * 2 ** 20;
   const inflightPacketsMax = config.link.inflightPacketsMax ?? limits?.inflightPacketsMax ?? 1024;
-  log.info('agent: starting', { profile: config.profile ?? null, storeBytesMax, inflightPacketsMax, sync: config.store.sync });
+  log.info('agent: starting', { profile: config.profile ?? null, storeBytesMax, inflightPacketsMax, sync: config.store.sync, fullPolicy: config.store.fullPolicy });
 
-  const store = await LogStore.open({ dir: join(config.dataDir, 'store'), sync: config.store.sync, batchWindowMs: config.store.batchWindowMs, bytesMax: storeBytesMax, log });
+  const segmentBytes = config.store.segmentBytes ?? limits?.segmentBytes ?? 4 * 2 ** 20;
+  const store = await SegmentStore.open({
+    dir: storeDir(config), sync: config.store.sync, batchWindowMs: config.store.batchWindowMs,
+    bytesMax: storeBytesMax, segmentBytes, fullPolicy: config.store.fullPolicy, log,
+  });
   const link = new Link(
     { agentId: config.id, ...(config.token ? { token: config.token } : {}), inflightPacketsMax, ...config.link },
     { store, dial: tcpDialer(config.gateway, { connectTimeoutMs: config.link.connectTimeoutMs }), clock, rng: Math.random, log },
   );
 
   const produce = (packets: NewPacket[]): void => {
-    for (const p of packets) store.append(p).catch((err) => log.warn('agent: packet not stored', { target: p.target, err }));
+    for (const p of packets) store.append(p).catch((err: unknown) => log.warn('agent: packet not stored', { target: p.target, err }));
   };
   const rules: Rule[] = config.rules.map(createRule);
   const sources = config.sources.map(
@@ -69,14 +78,19 @@ export async function runAgent(config: AgentConfig, opts: { log?: Log } = {}): P
     return {
       readings, invalidLines, stored: s.appended, backlog: s.backlogPackets, inflight: l.inflightPackets, acked: s.acked,
       lastSeq: s.lastSeq, ackedSeq: s.ackedSeq, deadLetters: s.deadLetters, link: l.state, rttMs: l.rttMs,
-      limits: { storeBytesMax, inflightPacketsMax },
+      limits: { storeBytesMax, inflightPacketsMax }, store: s,
     };
   };
 
   const socketPath = config.socket ?? join(config.dataDir, 'agent.sock');
   const server: Server = await startLocalApi(
     socketPath,
-    { send: async (target, data) => (await store.append({ target, data, ts: clock.now() })).seq, stats },
+    {
+      send: async (target, data, extra) => (await store.append({ target, data, ts: clock.now(), ...extra })).seq,
+      stats,
+      deadLetters: async () => (await store.deadLetters()).map((d) => ({ ...d, packet: { ...d.packet, data: dataToJson(d.packet.data) } })),
+      requeueDeadLetters: () => store.requeueDeadLetters(),
+    },
     { log, dataBytesMax: config.dataBytesMax },
   );
   link.start();

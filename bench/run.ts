@@ -1,7 +1,9 @@
 /**
- * `npm run bench`: runs ferry and its peer in one run (alternating rounds) and prints them side
- * by side. Options (env): BENCH_PACKETS, BENCH_CPUS, BENCH_WINDOW, BENCH_ROUNDS, BENCH_CPU_PROF,
- * BENCH_SYNCS (bench/README.md).
+ * `npm run bench [-- link|store ...]`: runs ferry and its peer in one run and prints them side by
+ * side. Benchmarks: `link` (agent → gateway vs mqtt.js → mosquitto) and `store` (SegmentStore
+ * vs better-sqlite3); all by default, or those named as arguments or in BENCH_ONLY (comma-separated).
+ * Options (env): BENCH_PACKETS, BENCH_CPUS, BENCH_WINDOW, BENCH_ROUNDS, BENCH_CPU_PROF,
+ * BENCH_SYNCS, BENCH_STORE_* (bench/README.md).
  */
 import { readFile } from 'node:fs/promises';
 import { benchFerryFile } from './ferry-file.js';
@@ -9,16 +11,35 @@ import { benchMqttQos1 } from './mqtt-qos1.js';
 import { Cleanup } from './lib/cleanup.js';
 import { describeMachine } from './lib/machine.js';
 import { optionsFromEnv, type BenchOptions } from './lib/options.js';
+import { benchStore } from './store.js';
 import { details, roundLine, table, type Rounds } from './lib/report.js';
 import { formatMarkdown, formatTable } from './lib/table.js';
 import { fmt } from './lib/timing.js';
 
 const say = (line = ''): void => void process.stdout.write(`${line}\n`);
 
-async function main(o: BenchOptions): Promise<void> {
+const benchmarks = ['link', 'store'] as const;
+type Benchmark = (typeof benchmarks)[number];
+
+/** The benchmarks named on the command line, else in BENCH_ONLY, else all. */
+function selection(argv: string[], env: NodeJS.ProcessEnv): Benchmark[] {
+  const names = argv.length > 0 ? argv : env.BENCH_ONLY ? env.BENCH_ONLY.split(',').map((s) => s.trim()) : [...benchmarks];
+  for (const n of names) if (!(benchmarks as readonly string[]).includes(n)) throw new Error(`unknown benchmark '${n}' (expected ${benchmarks.join(', ')})`);
+  return benchmarks.filter((b) => names.includes(b));
+}
+
+async function main(o: BenchOptions, only: Benchmark[]): Promise<void> {
   const m = await describeMachine();
   const load = (await readFile('/proc/loadavg', 'utf8').catch(() => '?')).split(' ').slice(0, 3).join(' ');
-  say(`ferry bench ${m.date}: ${m.cpus} CPUs (${m.model}), Node ${m.node}, load average ${load}`);
+  say(`ferry bench ${m.date}: ${m.cpus} CPUs (${m.model}), Node ${m.node}, load average ${load}; benchmarks: ${only.join(', ')}`);
+  if (only.includes('link')) await benchLink(o);
+  if (only.includes('store')) {
+    if (only.includes('link')) say();
+    await benchStore(o, inRound, say);
+  }
+}
+
+async function benchLink(o: BenchOptions): Promise<void> {
   say(`${fmt(o.packets)} packets of 100 bytes, window ${o.window}, ${o.rounds} rounds; every benchmarked process under taskset -c ${o.cpus}`);
   const r: Rounds = { ferry: [], peer: [] };
   for (let i = 0; i < o.rounds; i++) {
@@ -64,7 +85,7 @@ process.once('SIGINT', onSignal);
 process.once('SIGTERM', onSignal);
 
 try {
-  await main(optionsFromEnv());
+  await main(optionsFromEnv(), selection(process.argv.slice(2), process.env));
 } catch (err) {
   process.exitCode = 1;
   say(`bench: FAILED: ${(err as Error).message}`);

@@ -1,13 +1,15 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { agentConfigSchema } from '../agent/config.js';
-import { runAgent } from '../agent/main.js';
+import { agentConfigSchema, type AgentConfig } from '../agent/config.js';
+import { runAgent, storeDir } from '../agent/main.js';
+import { SegmentStore } from '../agent/store/segment-store.js';
+import type { DeadLetter } from '../agent/store/store.js';
 import { localRequest } from '../agent/local-api.js';
 import { gatewayConfigSchema } from '../gateway/config.js';
 import { runGateway } from '../gateway/main.js';
 import { runSim, simConfigSchema } from '../firmware-sim/index.js';
 import { loadYamlFile } from '../hw/yaml-file.js';
-import { ErrorCode, FerryError } from '../protocol/errors.js';
-import { checkTarget } from '../protocol/packet.js';
+import { ErrorCode, FerryError, isFerryError } from '../protocol/errors.js';
+import { checkTarget, dataToJson } from '../protocol/packet.js';
 import { loadConfig } from './load-config.js';
 import { runDemo } from './demo.js';
 
@@ -72,7 +74,7 @@ Prints "ferry gateway listening on HOST:PORT" once it accepts agents. Stops on S
 const agent: Command = {
   summary: 'run the agent: read sensors, store packets on flash, forward them to the gateway',
   help: `usage: ferry agent --config FILE [--gateway URL] [--data-dir DIR] [--profile NAME] [--id ID]
-       ferry agent --config FILE --dead-letters
+       ferry agent --config FILE --dead-letters | --requeue-dead-letters
 
   --config FILE     agent configuration (YAML; see docs/config.md)
   --gateway URL     overrides gateway, e.g. tcp://127.0.0.1:7800
@@ -80,7 +82,10 @@ const agent: Command = {
   --profile NAME    overrides profile: a hardware profile (${'hw/profiles'}) that sets the store size
                     limit and the in-flight window, e.g. pi-zero-2w, pi-4b
   --id ID           overrides id
-  --dead-letters    print the packets the gateway rejected (JSON lines) and exit
+  --dead-letters    print the packets the gateway rejected (JSON lines: seq, target, ts, code,
+                    message, data) and exit; works whether the agent runs or not
+  --requeue-dead-letters
+                    put every dead letter back in the queue (new seqs) and exit
 
 Prints "ferry agent running; local socket PATH" once started. Stops on SIGINT/SIGTERM and then
 prints "ferry agent stopped; lastSeq N ackedSeq M backlog B".
@@ -88,18 +93,13 @@ prints "ferry agent stopped; lastSeq N ackedSeq M backlog B".
   async run(args) {
     const f = flags(args, {
       config: { type: 'string' }, gateway: { type: 'string' }, 'data-dir': { type: 'string' },
-      profile: { type: 'string' }, id: { type: 'string' }, 'dead-letters': { type: 'boolean' },
+      profile: { type: 'string' }, id: { type: 'string' }, 'dead-letters': { type: 'boolean' }, 'requeue-dead-letters': { type: 'boolean' },
     });
     const config = loadConfig(f.config, agentConfigSchema, [
       { path: ['gateway'], value: f.gateway }, { path: ['dataDir'], value: f['data-dir'] },
       { path: ['profile'], value: f.profile }, { path: ['id'], value: f.id },
     ]);
-    if (f['dead-letters']) {
-      const { readFile } = await import('node:fs/promises');
-      const text = await readFile(`${config.dataDir}/store/dead-letters.jsonl`, 'utf8').catch(() => '');
-      process.stdout.write(text);
-      return 0;
-    }
+    if (f['dead-letters'] || f['requeue-dead-letters']) return deadLetterCommand(config, f['requeue-dead-letters'] === true);
     const a = await runAgent(config);
     process.stdout.write(`ferry agent running; local socket ${a.socketPath}\n`);
     return untilSignal(async () => {
@@ -109,6 +109,36 @@ prints "ferry agent stopped; lastSeq N ackedSeq M backlog B".
     });
   },
 };
+
+/** Lists or requeues dead letters: through the running agent's socket, else from the store itself. */
+async function deadLetterCommand(config: AgentConfig, requeue: boolean): Promise<number> {
+  const socketPath = config.socket ?? `${config.dataDir}/agent.sock`;
+  let letters: DeadLetter[];
+  let requeued: number | undefined;
+  try {
+    const res = await localRequest(socketPath, requeue ? { op: 'requeueDeadLetters' } : { op: 'deadLetters' });
+    if (!res.ok) throw new FerryError(res.code as ErrorCode, res.message);
+    letters = (res.deadLetters ?? []) as DeadLetter[];
+    requeued = res.requeued;
+  } catch (err) {
+    if (!isFerryError(err, ErrorCode.AGENT_UNREACHABLE)) throw err;
+    const store = await SegmentStore.open({ dir: storeDir(config) });
+    try {
+      letters = await store.deadLetters();
+      if (requeue) requeued = await store.requeueDeadLetters();
+    } finally {
+      await store.close();
+    }
+  }
+  if (requeued !== undefined) {
+    process.stdout.write(`requeued ${requeued} dead letters\n`);
+    return 0;
+  }
+  for (const { packet, code, message } of letters) {
+    process.stdout.write(`${JSON.stringify({ seq: packet.seq, target: packet.target, ts: packet.ts, code, message, data: dataToJson(packet.data) })}\n`);
+  }
+  return 0;
+}
 
 const sim: Command = {
   summary: 'simulate a microcontroller on a pseudo-terminal, writing sensor readings',

@@ -9,6 +9,10 @@ export interface NewPacket {
   data: PacketData;
   /** event time, ms since the epoch */
   ts: number;
+  /** the packet expires this long after `ts` if it was not delivered by then */
+  ttlMs?: number;
+  /** 0 (lowest, the default) to 255: with the store's `priority` policy, lower priorities are dropped first when full */
+  priority?: number;
 }
 
 /**

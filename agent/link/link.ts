@@ -59,6 +59,8 @@ export class Link extends EventEmitter<{ status: [LinkStatus] }> {
   private rttMs: number | null = null;
   private wakeBackoff: (() => void) | null = null;
   private running: Promise<void> | null = null;
+  private pumping = false;
+  private pumpAgain = false;
 
   constructor(private readonly opts: LinkOptions, private readonly deps: LinkDeps) {
     super();
@@ -168,7 +170,7 @@ export class Link extends EventEmitter<{ status: [LinkStatus] }> {
     if (w.dispatchedSeq > stats.lastSeq) {
       // The gateway has seen seqs this store never issued (the store was wiped): never reuse them.
       log.warn('link: gateway knows higher seqs than the store; skipping ahead', { dispatchedSeq: w.dispatchedSeq, lastSeq: stats.lastSeq });
-      store.advanceSeq(w.dispatchedSeq);
+      store.advanceSeq(w.dispatchedSeq).catch((err) => log.error('store: could not advance seq', { err }));
     }
     // Everything up to dispatchedSeq reached its handler: drop it here too.
     this.applyAck(Math.min(w.dispatchedSeq, store.stats().lastSeq));
@@ -228,13 +230,32 @@ export class Link extends EventEmitter<{ status: [LinkStatus] }> {
     this.deps.store.ack(seq).catch((err) => this.deps.log.error('store: ack failed', { err }));
   }
 
-  /** Sends stored packets while the window has room. */
+  /** Sends stored packets while the window has room; one read from the store at a time. */
   private pump(): void {
-    const t = this.transport;
-    if (!t || this.status.state !== 'connected') return;
-    const window = Math.min(this.opts.inflightPacketsMax, Math.max(this.creditPackets, 1));
-    while (this.inflight.length < window) {
-      const packets = this.deps.store.readAfter(this.sentSeq, Math.min(window - this.inflight.length, this.opts.framePacketsMax));
+    if (this.pumping) {
+      this.pumpAgain = true;
+      return;
+    }
+    this.pumping = true;
+    this.pumpAgain = false;
+    void this.fill()
+      .catch((err) => this.deps.log.error('link: reading the store failed', { err }))
+      .finally(() => {
+        this.pumping = false;
+        if (this.pumpAgain) this.pump();
+      });
+  }
+
+  private async fill(): Promise<void> {
+    for (;;) {
+      const t = this.transport;
+      if (!t || this.status.state !== 'connected') return;
+      const window = Math.min(this.opts.inflightPacketsMax, Math.max(this.creditPackets, 1));
+      if (this.inflight.length >= window) return;
+      const from = this.sentSeq;
+      const packets = await this.deps.store.readAfter(from, Math.min(window - this.inflight.length, this.opts.framePacketsMax));
+      // The session may have ended, or restarted from another point, while the store read.
+      if (this.transport !== t || this.sentSeq !== from) return;
       if (packets.length === 0) return;
       t.send({ t: FrameType.DATA, packets });
       this.sentSeq = packets[packets.length - 1]!.seq;

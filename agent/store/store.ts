@@ -3,41 +3,77 @@ import type { NewPacket, Packet } from '../../protocol/packet.js';
 export const SyncPolicy = { always: 'always', batch: 'batch', none: 'none' } as const;
 export type SyncPolicy = (typeof SyncPolicy)[keyof typeof SyncPolicy];
 
+/** What happens when an append would take the store past its capacity. */
+export const FullPolicy = { dropOldest: 'drop-oldest', reject: 'reject', priority: 'priority' } as const;
+export type FullPolicy = (typeof FullPolicy)[keyof typeof FullPolicy];
+
+/** Why packets left the store without being acked. */
+export interface DropCounts {
+  /** deleted to make room (drop-oldest) */
+  oldest: number;
+  /** deleted to make room for higher priority (priority) */
+  priority: number;
+  /** expired before they were sent (ttl) */
+  ttl: number;
+  /** unreadable on flash (bad CRC, damaged segment) */
+  corrupt: number;
+}
+
 export interface StoreStats {
   /** appends resolved since the store was opened */
   appended: number;
-  /** packets removed by acks since the store was opened */
+  /** packets acknowledged since the store was opened */
   acked: number;
+  /** appends refused since the store was opened (STORE_FULL) */
+  rejected: number;
   /** highest seq ever assigned (survives restarts) */
   lastSeq: number;
-  /** every seq <= ackedSeq is acknowledged */
+  /** every seq <= ackedSeq is acknowledged or dropped */
   ackedSeq: number;
-  /** packets stored and not yet acknowledged */
+  /** packets stored and neither acked nor dropped */
   backlogPackets: number;
+  /** bytes the store's files take on disk */
+  storeBytes: number;
+  dropped: DropCounts;
   deadLetters: number;
   syncs: number;
+  segments: number;
+  /** what the last open found: bytes of a torn tail cut, segments with damage (also found later while reading) */
+  recovery: { tailBytesCut: number; damagedSegments: number };
+}
+
+export interface DeadLetter {
+  packet: Packet;
+  code: string;
+  message: string;
 }
 
 /**
  * The agent's packet store. Contract, kept by every implementation:
  * - `append` assigns the next seq (strictly increasing for the agent's life, also across
  *   restarts) and resolves only once the record is durable under the sync policy; appends that
- *   arrive together may share one sync;
- * - `readAfter` returns un-acked packets in seq order without removing them;
- * - `ack(seq)` is cumulative; acked packets are never returned again, also after a restart
- *   (a crash may forget the last acks: those packets come back and the gateway de-duplicates);
- * - `deadLetter` keeps a packet the gateway rejected permanently, where it can be inspected;
+ *   arrive together may share one sync; a full store applies its policy (STORE_FULL when it refuses);
+ * - `readAfter` returns un-acked, unexpired packets with seq > `seq`, in seq order, without
+ *   removing them; it never returns a corrupt packet;
+ * - `ack(seq)` is cumulative, `ackOne(seq)` acknowledges one packet (acks may come out of order);
+ *   acked packets are never returned again, also after a restart (a crash may forget the last
+ *   acks: those packets come back, and the gateway de-duplicates them);
+ * - `deadLetter` keeps a packet the gateway rejected permanently (and acks it); `deadLetters`
+ *   lists them and `requeueDeadLetters` appends them again as new packets (new seqs) and empties the area;
  * - after `close` every call rejects with STORE_CLOSED.
  */
 export interface PacketStore {
   append(packet: NewPacket): Promise<Packet>;
-  readAfter(seq: number, countMax: number): Packet[];
+  readAfter(seq: number, countMax: number): Promise<Packet[]>;
   ack(seq: number): Promise<void>;
+  ackOne(seq: number): Promise<void>;
   deadLetter(packet: Packet, code: string, message: string): Promise<void>;
+  deadLetters(): Promise<DeadLetter[]>;
+  requeueDeadLetters(): Promise<number>;
   /** Called after each durable append, so a link waiting for work can wake up. */
   onAppend(listener: () => void): void;
-  /** Raises the seq counter so the next append gets a seq above `seq` (the gateway saw higher seqs than this store remembers, e.g. after a store wipe). */
-  advanceSeq(seq: number): void;
+  /** Raises the seq counter so the next append gets a seq above `seq` (the gateway saw higher seqs than this store remembers, e.g. after a store wipe); durable before it resolves. */
+  advanceSeq(seq: number): Promise<void>;
   stats(): StoreStats;
   close(): Promise<void>;
 }

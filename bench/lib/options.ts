@@ -17,7 +17,7 @@ export interface BenchOptions {
 // mqtt.js 5.16 reuses message ids past 65,535 un-acked publishes (TOOLCHAIN.md): stay well under.
 const windowMax = 16_384;
 
-function int(env: NodeJS.ProcessEnv, name: string, fallback: number, max: number): number {
+export function int(env: NodeJS.ProcessEnv, name: string, fallback: number, max: number): number {
   const raw = env[name];
   if (raw === undefined || raw === '') return fallback;
   const n = Number(raw);

@@ -1,0 +1,515 @@
+/**
+ * The agent's flash store: append-only segment files of CRC-framed records, group commit, acks
+ * kept as records in the same stream (no sync of their own), whole segments deleted once done.
+ * Written by hand because what it must guarantee is the product: a resolved append survives
+ * power loss, a damaged file never stops the agent, memory does not grow with the backlog, and
+ * flash sees few, whole-block-friendly writes. SQLite or LevelDB would give durability, but with
+ * a sync per transaction, page rewrites, and a refusal to open a corrupt file.
+ */
+import { mkdir, open, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import { frameRecord } from '../../common/record.js';
+import { syncDir } from '../../common/durable-file.js';
+import { realClock, type Clock } from '../../common/clock.js';
+import { silentLog, type Log } from '../../common/log.js';
+import { ErrorCode, FerryError } from '../../protocol/errors.js';
+import type { NewPacket, Packet } from '../../protocol/packet.js';
+import { DeadLetterLog } from './dead-letters.js';
+import { lockDir } from './lock.js';
+import { RangeSet } from './range-set.js';
+import { encodeAcksRecord, encodePacketRecord } from './record-codec.js';
+import { recoverSegments, type SegmentMeta } from './recover.js';
+import { encodeHeader, encodeTrailer, segmentFileName, segmentHeaderBytes } from './segment.js';
+import { SegmentCursor } from './segment-cursor.js';
+import type { DeadLetter, DropCounts, FullPolicy, PacketStore, StoreStats, SyncPolicy } from './store.js';
+
+export interface SegmentStoreOptions {
+  dir: string;
+  sync?: SyncPolicy;
+  /** with sync `batch`: how long an append may wait for others to share its sync (at most 10) */
+  batchWindowMs?: number;
+  /** a segment is sealed once it reaches this size; a multiple of the flash erase block */
+  segmentBytes?: number;
+  /** capacity of the store's segment files */
+  bytesMax?: number;
+  fullPolicy?: FullPolicy;
+  /** acks with no appends to ride along are written after at most this long */
+  ackFlushMs?: number;
+  clock?: Clock;
+  log?: Log;
+}
+
+interface Pending {
+  packet: Packet;
+  resolve: (p: Packet) => void;
+  reject: (err: unknown) => void;
+}
+
+const tailCachePacketsMax = 4096;
+const tailCacheBytesMax = 2 * 1024 * 1024;
+const ackRangesMax = 4096;
+
+export class SegmentStore implements PacketStore {
+  private readonly o: Required<Omit<SegmentStoreOptions, 'clock' | 'log'>>;
+  private readonly clock: Clock;
+  private readonly log: Log;
+  private segments: SegmentMeta[] = [];
+  private active!: { meta: SegmentMeta; fh: FileHandle };
+  private lastSeq = 0;
+  private ackedSeq = 0;
+  private done = new RangeSet();
+  private acksDirty = false;
+  private ackTimer: unknown = null;
+  private pending: Pending[] = [];
+  private pendingBytes = 0;
+  private flushing: Promise<void> | null = null;
+  private flushTimer: NodeJS.Timeout | null = null;
+  private tailCache: Packet[] = [];
+  private tailCacheBytes = 0;
+  private cursor: SegmentCursor | null = null;
+  private closed = false;
+  private unlock: () => Promise<void> = async () => undefined;
+  private deadLetterLog!: DeadLetterLog;
+  private listeners: (() => void)[] = [];
+  private readonly counters = { appended: 0, acked: 0, rejected: 0, deadLetters: 0, syncs: 0 };
+  private readonly dropped: DropCounts = { oldest: 0, priority: 0, ttl: 0, corrupt: 0 };
+  private readonly recovery = { tailBytesCut: 0, damagedSegments: 0 };
+
+  private constructor(opts: SegmentStoreOptions) {
+    const segmentBytes = opts.segmentBytes ?? 4 * 1024 * 1024;
+    const bytesMax = opts.bytesMax ?? 256 * 1024 * 1024;
+    this.o = {
+      dir: opts.dir, sync: opts.sync ?? 'always', batchWindowMs: Math.min(10, opts.batchWindowMs ?? 10),
+      // At least four segments fit, so dropping one frees a useful share and the tail always fits.
+      segmentBytes: Math.max(4096, Math.min(segmentBytes, Math.floor(bytesMax / 4))),
+      bytesMax, fullPolicy: opts.fullPolicy ?? 'drop-oldest', ackFlushMs: opts.ackFlushMs ?? 1000,
+    };
+    this.clock = opts.clock ?? realClock;
+    this.log = opts.log ?? silentLog;
+  }
+
+  static async open(opts: SegmentStoreOptions): Promise<SegmentStore> {
+    const s = new SegmentStore(opts);
+    await s.recover();
+    return s;
+  }
+
+  private async recover(): Promise<void> {
+    const { dir } = this.o;
+    await mkdir(dir, { recursive: true });
+    this.unlock = await lockDir(dir);
+    const r = await recoverSegments(dir, this.log);
+    this.recovery.tailBytesCut = r.tailBytesCut;
+    this.recovery.damagedSegments = r.damagedSegments;
+    this.dropped.corrupt += r.corruptPackets;
+    this.segments = r.segments;
+    this.ackedSeq = r.acks.ackedSeq;
+    this.done = new RangeSet(r.acks.done);
+    for (const [a, b] of r.lostRanges) this.done.add(a, b);
+    // Segments deleted before a crash were done: nothing below the oldest one is pending.
+    const oldest = this.segments[0];
+    if (oldest && oldest.baseSeq - 1 > this.ackedSeq) this.ackedSeq = oldest.baseSeq - 1;
+    this.lastSeq = Math.max(this.ackedSeq, ...this.segments.map((m) => Math.max(m.lastSeq, m.baseSeq - 1)));
+    this.absorbDone();
+    await this.removeDoneSegments();
+    const last = this.segments[this.segments.length - 1];
+    if (last && !last.sealed) {
+      this.active = { meta: last, fh: await open(last.path, 'r+') };
+    } else {
+      await this.startSegment(this.lastSeq + 1);
+    }
+    this.deadLetterLog = await DeadLetterLog.open(join(dir, 'dead-letters.log'));
+    if (r.tailBytesCut > 0 || r.damagedSegments > 0 || r.corruptPackets > 0) {
+      this.log.warn('store: recovered with losses', { ...this.recovery, corruptPackets: r.corruptPackets });
+    }
+  }
+
+  // ---- appending -------------------------------------------------------------------------
+
+  append(input: NewPacket): Promise<Packet> {
+    if (this.closed) return Promise.reject(closedError());
+    const packet: Packet = { seq: this.lastSeq + 1, target: input.target, ts: input.ts, data: input.data };
+    if (input.ttlMs !== undefined) packet.ttlMs = input.ttlMs;
+    if (input.priority !== undefined) packet.priority = input.priority;
+    // The record is framed against the active segment's base when it is written; size it now.
+    const size = frameRecord(encodePacketRecord(packet, packet.seq)).length;
+    if (!this.makeRoom(size, packet.priority ?? 0)) {
+      this.counters.rejected++;
+      return Promise.reject(new FerryError(ErrorCode.STORE_FULL, `store is full (${this.storeBytes() + this.pendingBytes} of ${this.o.bytesMax} bytes)`));
+    }
+    this.lastSeq = packet.seq;
+    this.pendingBytes += size;
+    return new Promise<Packet>((resolve, reject) => {
+      this.pending.push({ packet, resolve, reject });
+      this.scheduleFlush(this.o.sync === 'batch' ? this.o.batchWindowMs : 0);
+    });
+  }
+
+  /** A waiting append keeps the process alive, so this timer is a real, referenced one (unlike the clock's). */
+  private scheduleFlush(delayMs: number): void {
+    if (this.flushing || this.flushTimer !== null) return;
+    this.flushTimer = setTimeout(() => {
+      this.flushTimer = null;
+      this.runFlush();
+    }, delayMs);
+  }
+
+  private runFlush(): void {
+    this.flushing = this.flush().finally(() => {
+      this.flushing = null;
+      if (this.pending.length > 0) this.scheduleFlush(this.o.sync === 'batch' ? this.o.batchWindowMs : 0);
+      else if (this.acksDirty) this.scheduleAckFlush();
+    });
+  }
+
+  /** Group commit: every append queued so far (and the ack state, if it changed) in one write and one sync. */
+  private async flush(): Promise<void> {
+    const batch = this.pending;
+    this.pending = [];
+    this.pendingBytes = 0;
+    const withAcks = this.acksDirty;
+    if (batch.length === 0 && !withAcks) return;
+    this.acksDirty = false;
+    try {
+      const estimate = batch.reduce((n, p) => n + p.packet.target.length + 64, 0);
+      if (batch.length > 0 && this.active.meta.bytes > segmentHeaderBytes && this.active.meta.bytes + estimate > this.o.segmentBytes) {
+        await this.roll(batch[0]!.packet.seq);
+      }
+      const seg = this.active.meta;
+      const parts = batch.map((p) => frameRecord(encodePacketRecord(p.packet, seg.baseSeq)));
+      if (withAcks) parts.push(frameRecord(encodeAcksRecord(this.ackState())));
+      const buf = Buffer.concat(parts);
+      try {
+        await this.active.fh.write(buf, 0, buf.length, seg.bytes);
+        if (this.o.sync !== 'none') {
+          await this.active.fh.datasync();
+          this.counters.syncs++;
+        }
+      } catch (err) {
+        // Cut whatever reached the file so later records never follow a torn one.
+        await this.active.fh.truncate(seg.bytes).catch(() => undefined);
+        throw err;
+      }
+      seg.bytes += buf.length;
+    } catch (err) {
+      if (withAcks) this.acksDirty = true;
+      const failure = new FerryError(ErrorCode.STORE_IO, `store write failed: ${(err as Error).message}`, { cause: err });
+      for (const p of batch) {
+        this.done.add(p.packet.seq);
+        p.reject(failure);
+      }
+      this.absorbDone();
+      return;
+    }
+    const seg = this.active.meta;
+    for (const p of batch) {
+      seg.lastSeq = p.packet.seq;
+      seg.packets++;
+      seg.maxPriority = Math.max(seg.maxPriority, p.packet.priority ?? 0);
+      this.cacheTail(p.packet);
+      this.counters.appended++;
+      p.resolve(p.packet);
+    }
+    if (batch.length > 0) for (const l of this.listeners) l();
+    if (withAcks) await this.removeDoneSegments();
+  }
+
+  /** Seals the active segment (trailer) and starts a new one whose first packet will be `baseSeq`. */
+  private async roll(baseSeq: number): Promise<void> {
+    const old = this.active;
+    const trailer = encodeTrailer(old.meta);
+    await old.fh.write(trailer, 0, trailer.length, old.meta.bytes);
+    await old.fh.datasync();
+    old.meta.bytes += trailer.length;
+    old.meta.sealed = true;
+    old.meta.trailer = true;
+    await old.fh.close();
+    await this.startSegment(baseSeq);
+  }
+
+  /** Creates a segment file: header and the current ack state, synced, and the directory entry synced. */
+  private async startSegment(baseSeq: number): Promise<void> {
+    const path = join(this.o.dir, segmentFileName(baseSeq));
+    const fh = await open(path, 'w+');
+    const buf = Buffer.concat([encodeHeader(baseSeq), frameRecord(encodeAcksRecord(this.ackState()))]);
+    await fh.write(buf, 0, buf.length, 0);
+    await fh.datasync();
+    await syncDir(this.o.dir);
+    const meta: SegmentMeta = { baseSeq, path, bytes: buf.length, sealed: false, trailer: false, damaged: false, lastSeq: baseSeq - 1, packets: 0, maxPriority: 0 };
+    this.segments.push(meta);
+    this.active = { meta, fh };
+  }
+
+  private cacheTail(p: Packet): void {
+    this.tailCache.push(p);
+    this.tailCacheBytes += p.target.length + 64 + (p.data instanceof Uint8Array ? p.data.length : 64);
+    while (this.tailCache.length > tailCachePacketsMax || this.tailCacheBytes > tailCacheBytesMax) {
+      const old = this.tailCache.shift()!;
+      this.tailCacheBytes -= old.target.length + 64 + (old.data instanceof Uint8Array ? old.data.length : 64);
+    }
+  }
+
+  // ---- capacity ----------------------------------------------------------------------------
+
+  private storeBytes(): number {
+    return this.segments.reduce((n, m) => n + m.bytes, 0);
+  }
+
+  /** Applies the full policy so `bytes` more fit; false means refuse the append. */
+  private makeRoom(bytes: number, priority: number): boolean {
+    while (this.storeBytes() + this.pendingBytes + bytes > this.o.bytesMax) {
+      if (this.o.fullPolicy === 'reject') return false;
+      const sealed = this.segments.filter((m) => m !== this.active.meta);
+      if (sealed.length === 0) return false;
+      let victim = sealed[0]!;
+      if (this.o.fullPolicy === 'priority') {
+        for (const m of sealed) if (m.maxPriority < victim.maxPriority) victim = m;
+        if (victim.maxPriority > priority) return false;
+      }
+      this.dropSegment(victim, this.o.fullPolicy === 'priority' ? 'priority' : 'oldest');
+    }
+    return true;
+  }
+
+  private dropSegment(m: SegmentMeta, reason: 'oldest' | 'priority'): void {
+    const from = Math.max(m.baseSeq, this.ackedSeq + 1);
+    if (m.lastSeq >= from) {
+      const lost = this.done.add(from, m.lastSeq);
+      this.dropped[reason] += lost;
+      this.log.warn('store: full; dropped a segment', { reason, packets: lost, firstSeq: from, lastSeq: m.lastSeq });
+    }
+    this.segments = this.segments.filter((x) => x !== m);
+    if (this.cursor?.segment === m) this.resetCursor();
+    void unlink(m.path).catch(() => undefined);
+    this.absorbDone();
+    this.markAcksDirty();
+  }
+
+  // ---- acks --------------------------------------------------------------------------------
+
+  async ack(seq: number): Promise<void> {
+    if (this.closed) throw closedError();
+    const upTo = Math.min(seq, this.lastSeq);
+    if (upTo <= this.ackedSeq) return;
+    let newly = upTo - this.ackedSeq;
+    for (const [a, b] of this.done.toArray()) if (a <= upTo) newly -= Math.min(b, upTo) - a + 1;
+    this.counters.acked += newly;
+    this.ackedSeq = upTo;
+    this.done.dropThrough(upTo);
+    this.absorbDone();
+    this.markAcksDirty();
+  }
+
+  async ackOne(seq: number): Promise<void> {
+    if (this.closed) throw closedError();
+    if (seq <= this.ackedSeq || seq > this.lastSeq) return;
+    this.counters.acked += this.done.add(seq);
+    this.absorbDone();
+    this.markAcksDirty();
+  }
+
+  private ackState(): { ackedSeq: number; done: [number, number][] } {
+    return { ackedSeq: this.ackedSeq, done: this.done.toArray(ackRangesMax) };
+  }
+
+  /** Moves the cumulative point over done ranges that now follow it. */
+  private absorbDone(): void {
+    for (let end = this.done.takePrefix(this.ackedSeq + 1); end !== null; end = this.done.takePrefix(this.ackedSeq + 1)) {
+      this.ackedSeq = Math.max(this.ackedSeq, end);
+    }
+    while (this.tailCache.length > 0 && this.tailCache[0]!.seq <= this.ackedSeq) this.tailCacheBytes -= this.tailCache.shift()!.target.length + 64;
+  }
+
+  private markAcksDirty(): void {
+    this.acksDirty = true;
+    if (!this.flushing && this.flushTimer === null) this.scheduleAckFlush();
+  }
+
+  /** Acks are not worth a sync each: they ride along with the next appends, or go after ackFlushMs. */
+  private scheduleAckFlush(): void {
+    if (this.ackTimer !== null || this.closed) return;
+    this.ackTimer = this.clock.setTimeout(() => {
+      this.ackTimer = null;
+      if (this.acksDirty && !this.flushing && this.flushTimer === null) this.runFlush();
+    }, this.o.ackFlushMs);
+  }
+
+  /** Deletes sealed segments whose every packet is done; damaged ones go to damaged/ for inspection. */
+  private async removeDoneSegments(): Promise<void> {
+    const doneSegs = this.segments.filter((m) => m.sealed && m !== this.active?.meta && m.lastSeq <= this.ackedSeq);
+    if (doneSegs.length === 0) return;
+    this.segments = this.segments.filter((m) => !doneSegs.includes(m));
+    for (const m of doneSegs) {
+      if (this.cursor?.segment === m) this.resetCursor();
+      if (m.damaged) {
+        await mkdir(join(this.o.dir, 'damaged'), { recursive: true });
+        await rename(m.path, join(this.o.dir, 'damaged', basename(m.path))).catch(() => undefined);
+      } else {
+        await unlink(m.path).catch(() => undefined);
+      }
+    }
+  }
+
+  // ---- reading -----------------------------------------------------------------------------
+
+  async readAfter(seq: number, countMax: number): Promise<Packet[]> {
+    if (this.closed) throw closedError();
+    const out: Packet[] = [];
+    let after = Math.max(seq, this.ackedSeq);
+    const nowMs = this.clock.now();
+    while (out.length < countMax) {
+      // Recent packets come from memory; only a backlog older than the cache is read from disk.
+      const cacheFirst = this.tailCache[0]?.seq;
+      if (cacheFirst !== undefined && cacheFirst <= after + 1) {
+        for (let i = this.cacheIndexAfter(after); i < this.tailCache.length && out.length < countMax; i++) {
+          const p = this.tailCache[i]!;
+          after = p.seq;
+          if (this.keep(p, nowMs)) out.push(p);
+        }
+        break;
+      }
+      const cursor = await this.cursorAt(after);
+      if (!cursor) break;
+      const p = await cursor.next();
+      if (cursor.lost.length > 0 || (cursor.damageSeen && !cursor.segment.damaged)) this.takeLost(cursor);
+      if (p) {
+        after = p.seq;
+        if (this.keep(p, nowMs)) out.push(p);
+        continue;
+      }
+      // The segment holds nothing more now: go on after its last seq (the next segment, or the cache).
+      if (cursor.segment === this.active.meta) break;
+      after = Math.max(after, cursor.segment.lastSeq);
+      this.resetCursor();
+    }
+    return out;
+  }
+
+  /** Not acked, not dropped, not expired (an expired one is dropped here and counted). */
+  private keep(p: Packet, nowMs: number): boolean {
+    if (p.seq <= this.ackedSeq || this.done.has(p.seq)) return false;
+    if (p.ttlMs !== undefined && p.ts + p.ttlMs < nowMs) {
+      this.dropped.ttl += this.done.add(p.seq);
+      this.absorbDone();
+      this.markAcksDirty();
+      return false;
+    }
+    return true;
+  }
+
+  private takeLost(cursor: SegmentCursor): void {
+    for (const [a, b] of cursor.lost.splice(0)) {
+      const from = Math.max(a, this.ackedSeq + 1);
+      if (b < from) continue;
+      const n = this.done.add(from, b);
+      if (n > 0) {
+        this.dropped.corrupt += n;
+        this.log.error('store: damaged records skipped', { segment: cursor.segment.path, firstSeq: from, lastSeq: b, packets: n });
+      }
+    }
+    if (!cursor.segment.damaged && cursor.damageSeen) {
+      cursor.segment.damaged = true;
+      this.recovery.damagedSegments++;
+    }
+    this.absorbDone();
+    this.markAcksDirty();
+  }
+
+  private cacheIndexAfter(seq: number): number {
+    let lo = 0;
+    let hi = this.tailCache.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.tailCache[mid]!.seq <= seq) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  /** A cursor that yields packets after `after`, reusing the current one when it is there already. */
+  private async cursorAt(after: number): Promise<SegmentCursor | null> {
+    if (this.cursor && this.cursor.after === after && this.segments.includes(this.cursor.segment)) return this.cursor;
+    this.resetCursor();
+    let seg: SegmentMeta | undefined;
+    for (const m of this.segments) if (m.baseSeq <= after + 1) seg = m;
+    seg ??= this.segments.find((m) => m.lastSeq > after);
+    if (!seg) return null;
+    // A segment that holds nothing after `after` hands over to the next one.
+    while (seg && seg.lastSeq <= after) seg = this.segments[this.segments.indexOf(seg) + 1];
+    if (!seg) return null;
+    this.cursor = await SegmentCursor.open(seg, after);
+    return this.cursor;
+  }
+
+  private resetCursor(): void {
+    void this.cursor?.close();
+    this.cursor = null;
+  }
+
+  // ---- dead letters, seq, stats, close -----------------------------------------------------
+
+  async deadLetter(packet: Packet, code: string, message: string): Promise<void> {
+    if (this.closed) throw closedError();
+    await this.deadLetterLog.add(packet, code, message);
+    this.counters.deadLetters++;
+    await this.ackOne(packet.seq);
+  }
+
+  async deadLetters(): Promise<DeadLetter[]> {
+    if (this.closed) throw closedError();
+    return this.deadLetterLog.list();
+  }
+
+  async requeueDeadLetters(): Promise<number> {
+    const letters = await this.deadLetters();
+    await Promise.all(letters.map(({ packet: { seq: _seq, ...rest } }) => this.append(rest)));
+    await this.deadLetterLog.clear();
+    return letters.length;
+  }
+
+  onAppend(listener: () => void): void {
+    this.listeners.push(listener);
+  }
+
+  async advanceSeq(seq: number): Promise<void> {
+    if (this.closed) throw closedError();
+    if (seq <= this.lastSeq) return;
+    while (this.flushing) await this.flushing;
+    this.lastSeq = seq;
+    // A new segment based above `seq` makes the jump durable.
+    await this.roll(seq + 1);
+  }
+
+  stats(): StoreStats {
+    let pending = 0;
+    for (const m of this.segments) if (m.lastSeq > this.ackedSeq) pending += m.lastSeq - Math.max(m.baseSeq, this.ackedSeq + 1) + 1;
+    const backlogPackets = Math.max(0, pending - this.done.count()) + this.pending.length;
+    return {
+      ...this.counters, lastSeq: this.lastSeq, ackedSeq: this.ackedSeq, backlogPackets,
+      storeBytes: this.storeBytes(), dropped: { ...this.dropped }, recovery: { ...this.recovery }, segments: this.segments.length,
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    if (this.flushTimer !== null) {
+      clearTimeout(this.flushTimer);
+      this.flushTimer = null;
+    }
+    if (this.ackTimer !== null) {
+      this.clock.clearTimeout(this.ackTimer);
+      this.ackTimer = null;
+    }
+    while (this.flushing) await this.flushing;
+    if (this.pending.length > 0 || this.acksDirty) await this.flush();
+    this.closed = true;
+    this.resetCursor();
+    await this.active.fh.close();
+    await this.deadLetterLog.close();
+    await this.unlock();
+  }
+}
+
+function closedError(): FerryError {
+  return new FerryError(ErrorCode.STORE_CLOSED, 'store is closed');
+}
