@@ -14,20 +14,20 @@ if (task === null) {
   process.exit(2);
 }
 
-// SIGUSR1 belongs to Node's inspector; the go signal is SIGUSR2, listened for before `ready`.
-// A signal listener does not keep Node's event loop alive: a timer does, until the signal came.
-const go = new Promise<void>((resolve) => {
-  const alive = setInterval(() => undefined, 60_000);
-  process.once('SIGUSR2', () => {
-    clearInterval(alive);
-    resolve();
+/**
+ * Called by a side once it is set up: says `ready`, resolves on the go signal. SIGUSR1 belongs to
+ * Node's inspector, so the signal is SIGUSR2. A signal listener does not keep the event loop
+ * alive; a timer does, until the signal came.
+ */
+const gate = (): Promise<void> =>
+  new Promise<void>((resolve) => {
+    const alive = setInterval(() => undefined, 60_000);
+    process.once('SIGUSR2', () => {
+      clearInterval(alive);
+      resolve();
+    });
+    process.stdout.write('ready\n');
   });
-});
-/** Called by a side once it is set up: says `ready`, resolves on the go signal. */
-const gate = (): Promise<void> => {
-  process.stdout.write('ready\n');
-  return go;
-};
 
 async function run(t: Task): Promise<ResultOf[Task['op']]> {
   const side = t.side === 'ferry' ? ferry : sqlite;
@@ -48,6 +48,8 @@ async function run(t: Task): Promise<ResultOf[Task['op']]> {
 try {
   const result = await run(task);
   process.stdout.write(`${JSON.stringify(result)}\n`);
+  // Done: a timer or handle a store forgot must not keep the worker (and the harness) waiting.
+  process.exit(0);
 } catch (err) {
   process.stderr.write(`worker ${task.side} ${task.op}: ${(err as Error).stack ?? String(err)}\n`);
   process.exitCode = 1;
