@@ -30,7 +30,7 @@ t.test('store - a full store with fullPolicy reject makes ferry send fail with S
     seqs.push(r.seq!);
   }
   t.ok(seqs.length > 20, `${seqs.length} packets stored before the store was full`);
-  const refusal = await ferry(['send', '--socket', rig.socket, '--target', 'fill/x', '--data', '{"one":"more"}']);
+  const refusal = await ferry(['send', '--socket', rig.socket, '--target', 'fill/x', '--data', JSON.stringify({ i: -1, pad: 'x'.repeat(900) })]);
   t.not(refusal.code, 0, 'ferry send exited non-zero');
   t.match(refusal.stderr, /STORE_FULL/, 'naming STORE_FULL');
   const stats = await waitFor('stats', () => rig.agentStats().then((s) => s ?? undefined));
