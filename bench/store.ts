@@ -21,7 +21,7 @@ export async function benchStore(base: BenchOptions, inRound: InRound, say: (lin
   const o = storeOptionsFromEnv(base);
   await ensureBetterSqlite3(say);
   const backlogLabel = `${o.backlogMiB >= 1024 ? `${o.backlogMiB / 1024} GiB` : `${o.backlogMiB} MiB`} (${o.backlogRecordBytes} B records)`;
-  say(`store: ferry SegmentStore vs better-sqlite3 (WAL, synchronous=FULL); every worker under taskset -c ${o.cpus}`);
+  say(`store: ferry SegmentStore vs better-sqlite3 (WAL, synchronous=FULL); every worker under taskset -c ${o.cpus}${o.nodeArgs.length > 0 ? `, node ${o.nodeArgs.join(' ')}` : ''}`);
   const started = Date.now();
 
   const runs: CellRuns[] = cells.map((cell) => ({ cell, ferry: [], sqlite: [] }));

@@ -6,8 +6,21 @@ import { ErrorCode, FerryError } from '../../protocol/errors.js';
  * One process per store: a LOCK file holding the owner's PID. A lock left by a dead process
  * (SIGKILL, power cut) is taken over; a live owner makes the second open fail with STORE_LOCKED.
  */
+const heldHere = new Set<string>();
+
 export async function lockDir(dir: string): Promise<() => Promise<void>> {
   const path = join(dir, 'LOCK');
+  // The PID check cannot tell two opens in this same process apart: remember our own locks.
+  if (heldHere.has(path)) throw new FerryError(ErrorCode.STORE_LOCKED, `store ${dir} is already open in this process`);
+  const release = await takeLock(dir, path);
+  heldHere.add(path);
+  return async () => {
+    heldHere.delete(path);
+    await release();
+  };
+}
+
+async function takeLock(dir: string, path: string): Promise<() => Promise<void>> {
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
       const fh = await open(path, 'wx');

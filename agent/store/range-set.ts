@@ -21,6 +21,16 @@ export class RangeSet {
     return n;
   }
 
+  /** How many seqs of [from, to] the set holds. */
+  countIn(from: number, to: number): number {
+    let n = 0;
+    for (let i = this.find(from); i < this.ranges.length && this.ranges[i]![0] <= to; i++) {
+      const [a, b] = this.ranges[i]!;
+      n += Math.min(b, to) - Math.max(a, from) + 1;
+    }
+    return n;
+  }
+
   has(seq: number): boolean {
     const i = this.find(seq);
     return i < this.ranges.length && this.ranges[i]![0] <= seq;

@@ -5,7 +5,8 @@
  * base seq (u32), so each record stands alone once the segment header is known.
  *
  *   packet: u8 kind=1 | u8 flags | u32 seq-base | f64 ts | u8 targetLen | [u32 ttlMs] [u8 priority] | target | data
- *   acks:   u8 kind=2 | CBOR { a: ackedSeq, r: [[from, to], ...] }   (the seqs done above ackedSeq)
+ *   acks:   u8 kind=2 | CBOR { a: ackedSeq, r: [[from, to], ...], l: lastSeq }   (r: the seqs done above
+ *           ackedSeq; l: the highest seq assigned when written, so no seq is handed out twice)
  * flags: bit 0 data is raw bytes (else CBOR), bit 1 ttlMs present, bit 2 priority present.
  */
 import { Decoder, Encoder } from 'cbor-x';
@@ -24,6 +25,8 @@ export interface AckState {
   ackedSeq: number;
   /** seqs above ackedSeq already acked or dropped, as inclusive ranges, sorted */
   done: [number, number][];
+  /** the highest seq assigned when the record was written (0 in records of older stores) */
+  lastSeq: number;
 }
 
 export type DecodedRecord = { kind: 'packet'; packet: Packet } | { kind: 'acks'; acks: AckState };
@@ -49,7 +52,7 @@ export function encodePacketRecord(p: Packet, baseSeq: number): Buffer {
 }
 
 export function encodeAcksRecord(acks: AckState): Buffer {
-  return Buffer.concat([Buffer.from([RecordKind.acks]), cbor.encode({ a: acks.ackedSeq, r: acks.done })]);
+  return Buffer.concat([Buffer.from([RecordKind.acks]), cbor.encode({ a: acks.ackedSeq, r: acks.done, l: acks.lastSeq })]);
 }
 
 /** Decodes a record body whose CRC already matched; null if it still makes no sense (never a corrupt packet). */
@@ -79,10 +82,10 @@ export function decodeRecord(body: Buffer, baseSeq: number): DecodedRecord | nul
       return { kind: 'packet', packet };
     }
     if (body[0] === RecordKind.acks) {
-      const v = cborDecoder.decode(body.subarray(1)) as { a?: unknown; r?: unknown };
+      const v = cborDecoder.decode(body.subarray(1)) as { a?: unknown; r?: unknown; l?: unknown };
       if (typeof v.a !== 'number' || !Array.isArray(v.r)) return null;
       const done = v.r.filter((x): x is [number, number] => Array.isArray(x) && typeof x[0] === 'number' && typeof x[1] === 'number' && x[0] <= x[1]);
-      return { kind: 'acks', acks: { ackedSeq: v.a, done } };
+      return { kind: 'acks', acks: { ackedSeq: v.a, done, lastSeq: typeof v.l === 'number' ? v.l : 0 } };
     }
   } catch {
     return null;

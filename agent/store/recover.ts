@@ -36,7 +36,7 @@ export interface Recovered {
 export async function recoverSegments(dir: string, log: Log): Promise<Recovered> {
   const names = (await readdir(dir)).map((n) => ({ n, base: baseSeqFromName(n) })).filter((x): x is { n: string; base: number } => x.base !== null);
   names.sort((a, b) => a.base - b.base);
-  const out: Recovered = { segments: [], acks: { ackedSeq: 0, done: [] }, tailBytesCut: 0, damagedSegments: 0, corruptPackets: 0, lostRanges: [], acksFound: false };
+  const out: Recovered = { segments: [], acks: { ackedSeq: 0, done: [], lastSeq: 0 }, tailBytesCut: 0, damagedSegments: 0, corruptPackets: 0, lostRanges: [], acksFound: false };
   // A newest segment whose creation was cut short (killed before its header and first ack record
   // were durable) holds nothing: remove it, so the segment before it is the tail that gets scanned.
   while (names.length > 0) {
@@ -46,7 +46,8 @@ export async function recoverSegments(dir: string, log: Log): Promise<Recovered>
     const head = Buffer.alloc(segmentHeaderBytes);
     await fh.read(head, 0, segmentHeaderBytes, 0);
     await fh.close();
-    if (decodeHeader(head) !== null || size > segmentHeaderBytes + 64) break;
+    // Shorter than a header, or a bad header with room for no more than the first ack record.
+    if (size >= segmentHeaderBytes && (decodeHeader(head) !== null || size > segmentHeaderBytes + 64)) break;
     log.warn('store: removed a segment whose creation was cut short', { path, bytes: size });
     out.tailBytesCut += size;
     await unlink(path);
@@ -112,9 +113,11 @@ async function scanInto(fh: Awaited<ReturnType<typeof open>>, meta: SegmentMeta,
   let validEnd = segmentHeaderBytes;
   let lastPacketSeq = meta.baseSeq - 1;
   let damageSince: number | null = null;
+  let damageEnd = 0;
   for await (const item of scanSegment(fh, meta.baseSeq, segmentHeaderBytes, Math.max(segmentHeaderBytes, end))) {
     if (item.kind === 'damage') {
       damageSince = lastPacketSeq;
+      damageEnd = item.to;
       continue;
     }
     validEnd = item.end;
@@ -140,7 +143,14 @@ async function scanInto(fh: Awaited<ReturnType<typeof open>>, meta: SegmentMeta,
     meta.maxPriority = Math.max(meta.maxPriority, rec.packet.priority ?? 0);
   }
   // Damage at the very end of an open tail is a torn tail (cut by the caller), not corruption.
-  if (damageSince !== null && !isOpenTail) meta.damaged = true;
+  // Damage followed only by ack records swallowed the packets up to the seq those records knew.
+  if (damageSince !== null && validEnd > damageEnd) {
+    meta.damaged = true;
+    if (out.acks.lastSeq > damageSince) {
+      out.lostRanges.push([damageSince + 1, out.acks.lastSeq]);
+      out.corruptPackets += out.acks.lastSeq - damageSince;
+    }
+  } else if (damageSince !== null && !isOpenTail) meta.damaged = true;
   meta.lastSeq = lastPacketSeq;
   return { validEnd };
 }

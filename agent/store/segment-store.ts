@@ -17,7 +17,7 @@ import type { NewPacket, Packet } from '../../protocol/packet.js';
 import { DeadLetterLog } from './dead-letters.js';
 import { lockDir } from './lock.js';
 import { RangeSet } from './range-set.js';
-import { encodeAcksRecord, encodePacketRecord } from './record-codec.js';
+import { encodeAcksRecord, encodePacketRecord, type AckState } from './record-codec.js';
 import { recoverSegments, type SegmentMeta } from './recover.js';
 import { encodeHeader, encodeTrailer, segmentFileName, segmentHeaderBytes } from './segment.js';
 import { SegmentCursor } from './segment-cursor.js';
@@ -71,6 +71,8 @@ export class SegmentStore implements PacketStore {
   private unlock: () => Promise<void> = async () => undefined;
   private deadLetterLog!: DeadLetterLog;
   private listeners: (() => void)[] = [];
+  /** file deletions in flight; close waits for them */
+  private deletions: Promise<void> = Promise.resolve();
   private readonly counters = { appended: 0, acked: 0, rejected: 0, deadLetters: 0, syncs: 0 };
   private readonly dropped: DropCounts = { oldest: 0, priority: 0, ttl: 0, corrupt: 0 };
   private readonly recovery = { tailBytesCut: 0, damagedSegments: 0 };
@@ -101,15 +103,17 @@ export class SegmentStore implements PacketStore {
     const r = await recoverSegments(dir, this.log);
     this.recovery.tailBytesCut = r.tailBytesCut;
     this.recovery.damagedSegments = r.damagedSegments;
-    this.dropped.corrupt += r.corruptPackets;
     this.segments = r.segments;
     this.ackedSeq = r.acks.ackedSeq;
     this.done = new RangeSet(r.acks.done);
-    for (const [a, b] of r.lostRanges) this.done.add(a, b);
+    // Count only what was still pending: damage to packets already acked loses nothing.
+    for (const [a, b] of r.lostRanges) this.dropped.corrupt += this.done.add(Math.max(a, this.ackedSeq + 1), b);
     // Segments deleted before a crash were done: nothing below the oldest one is pending.
     const oldest = this.segments[0];
     if (oldest && oldest.baseSeq - 1 > this.ackedSeq) this.ackedSeq = oldest.baseSeq - 1;
-    this.lastSeq = Math.max(this.ackedSeq, ...this.segments.map((m) => Math.max(m.lastSeq, m.baseSeq - 1)));
+    // Never hand out a seq twice: not one of a packet on disk, nor one the ack state knew of.
+    const doneMax = r.acks.done.reduce((n, [, b]) => Math.max(n, b), 0);
+    this.lastSeq = Math.max(this.ackedSeq, r.acks.lastSeq, doneMax, ...this.segments.map((m) => Math.max(m.lastSeq, m.baseSeq - 1)));
     this.absorbDone();
     await this.removeDoneSegments();
     const last = this.segments[this.segments.length - 1];
@@ -119,8 +123,8 @@ export class SegmentStore implements PacketStore {
       await this.startSegment(this.lastSeq + 1);
     }
     this.deadLetterLog = await DeadLetterLog.open(join(dir, 'dead-letters.log'));
-    if (r.tailBytesCut > 0 || r.damagedSegments > 0 || r.corruptPackets > 0) {
-      this.log.warn('store: recovered with losses', { ...this.recovery, corruptPackets: r.corruptPackets });
+    if (r.tailBytesCut > 0 || r.damagedSegments > 0 || this.dropped.corrupt > 0) {
+      this.log.warn('store: recovered with losses', { ...this.recovery, corruptPackets: this.dropped.corrupt });
     }
   }
 
@@ -162,7 +166,11 @@ export class SegmentStore implements PacketStore {
     });
   }
 
-  /** Group commit: every append queued so far (and the ack state, if it changed) in one write and one sync. */
+  /**
+   * Group commit: every append queued so far (and the ack state, if it changed) in one write and
+   * one sync. A batch larger than the room left in the segment is split: the first part seals the
+   * segment (its records and trailer synced together) and the rest goes on in a new one.
+   */
   private async flush(): Promise<void> {
     const batch = this.pending;
     this.pending = [];
@@ -170,57 +178,98 @@ export class SegmentStore implements PacketStore {
     const withAcks = this.acksDirty;
     if (batch.length === 0 && !withAcks) return;
     this.acksDirty = false;
+    let written = 0;
     try {
-      const estimate = batch.reduce((n, p) => n + p.packet.target.length + 64, 0);
-      if (batch.length > 0 && this.active.meta.bytes > segmentHeaderBytes && this.active.meta.bytes + estimate > this.o.segmentBytes) {
-        await this.roll(batch[0]!.packet.seq);
-      }
-      const seg = this.active.meta;
-      const parts = batch.map((p) => frameRecord(encodePacketRecord(p.packet, seg.baseSeq)));
-      if (withAcks) parts.push(frameRecord(encodeAcksRecord(this.ackState())));
-      const buf = Buffer.concat(parts);
-      try {
-        await this.active.fh.write(buf, 0, buf.length, seg.bytes);
-        if (this.o.sync !== 'none') {
-          await this.active.fh.datasync();
-          this.counters.syncs++;
+      for (;;) {
+        const seg = this.active.meta;
+        const parts: Buffer[] = [];
+        const packets: Packet[] = [];
+        let size = seg.bytes;
+        while (written + packets.length < batch.length) {
+          const packet = batch[written + packets.length]!.packet;
+          const rec = frameRecord(encodePacketRecord(packet, seg.baseSeq));
+          // A segment takes at least one packet, however large.
+          if ((packets.length > 0 || seg.packets > 0) && size + rec.length > this.o.segmentBytes) break;
+          parts.push(rec);
+          packets.push(packet);
+          size += rec.length;
         }
-      } catch (err) {
-        // Cut whatever reached the file so later records never follow a torn one.
-        await this.active.fh.truncate(seg.bytes).catch(() => undefined);
-        throw err;
+        if (written + packets.length < batch.length) {
+          await this.roll(batch[written + packets.length]!.packet.seq, parts, packets);
+          written += packets.length;
+          continue;
+        }
+        if (withAcks) parts.push(frameRecord(encodeAcksRecord(this.ackState())));
+        await this.writeActive(parts, packets);
+        written += packets.length;
+        break;
       }
-      seg.bytes += buf.length;
     } catch (err) {
       if (withAcks) this.acksDirty = true;
       const failure = new FerryError(ErrorCode.STORE_IO, `store write failed: ${(err as Error).message}`, { cause: err });
-      for (const p of batch) {
+      for (const p of batch.slice(written)) {
         this.done.add(p.packet.seq);
         p.reject(failure);
       }
       this.absorbDone();
-      return;
     }
-    const seg = this.active.meta;
-    for (const p of batch) {
-      seg.lastSeq = p.packet.seq;
-      seg.packets++;
-      seg.maxPriority = Math.max(seg.maxPriority, p.packet.priority ?? 0);
+    for (const p of batch.slice(0, written)) {
       this.cacheTail(p.packet);
       this.counters.appended++;
       p.resolve(p.packet);
     }
-    if (batch.length > 0) for (const l of this.listeners) l();
+    if (written > 0) for (const l of this.listeners) l();
+    if (this.o.fullPolicy === 'drop-oldest') this.enforceCapacity();
     if (withAcks) await this.removeDoneSegments();
   }
 
-  /** Seals the active segment (trailer) and starts a new one whose first packet will be `baseSeq`. */
-  private async roll(baseSeq: number): Promise<void> {
+  /** drop-oldest after a write that outgrew the capacity: drop the oldest sealed segments until it fits. */
+  private enforceCapacity(): void {
+    while (this.storeBytes() > this.o.bytesMax) {
+      const oldest = this.segments.find((m) => m !== this.active.meta);
+      if (!oldest) return;
+      this.dropSegment(oldest, 'oldest');
+    }
+  }
+
+  /** Appends records to the active segment and syncs them; the segment's summary follows only once they are durable. */
+  private async writeActive(parts: Buffer[], packets: Packet[]): Promise<void> {
+    const seg = this.active.meta;
+    const buf = Buffer.concat(parts);
+    try {
+      await this.active.fh.write(buf, 0, buf.length, seg.bytes);
+      if (this.o.sync !== 'none') {
+        await this.active.fh.datasync();
+        this.counters.syncs++;
+      }
+    } catch (err) {
+      // Cut whatever reached the file so later records never follow a torn one.
+      await this.active.fh.truncate(seg.bytes).catch(() => undefined);
+      throw err;
+    }
+    seg.bytes += buf.length;
+    summarize(seg, packets);
+  }
+
+  /**
+   * Seals the active segment, with `parts` (the records of `packets`) written just before its
+   * trailer and synced with it, and starts a new segment whose first packet will be `baseSeq`.
+   */
+  private async roll(baseSeq: number, parts: Buffer[] = [], packets: Packet[] = []): Promise<void> {
     const old = this.active;
-    const trailer = encodeTrailer(old.meta);
-    await old.fh.write(trailer, 0, trailer.length, old.meta.bytes);
-    await old.fh.datasync();
-    old.meta.bytes += trailer.length;
+    const summary = { ...old.meta };
+    summarize(summary, packets);
+    const buf = Buffer.concat([...parts, encodeTrailer(summary)]);
+    try {
+      await old.fh.write(buf, 0, buf.length, old.meta.bytes);
+      await old.fh.datasync();
+      this.counters.syncs++;
+    } catch (err) {
+      await old.fh.truncate(old.meta.bytes).catch(() => undefined);
+      throw err;
+    }
+    old.meta.bytes += buf.length;
+    summarize(old.meta, packets);
     old.meta.sealed = true;
     old.meta.trailer = true;
     await old.fh.close();
@@ -241,11 +290,11 @@ export class SegmentStore implements PacketStore {
   }
 
   private cacheTail(p: Packet): void {
+    this.trimTailCache();
     this.tailCache.push(p);
-    this.tailCacheBytes += p.target.length + 64 + (p.data instanceof Uint8Array ? p.data.length : 64);
+    this.tailCacheBytes += cachedBytes(p);
     while (this.tailCache.length > tailCachePacketsMax || this.tailCacheBytes > tailCacheBytesMax) {
-      const old = this.tailCache.shift()!;
-      this.tailCacheBytes -= old.target.length + 64 + (old.data instanceof Uint8Array ? old.data.length : 64);
+      this.tailCacheBytes -= cachedBytes(this.tailCache.shift()!);
     }
   }
 
@@ -257,10 +306,12 @@ export class SegmentStore implements PacketStore {
 
   /** Applies the full policy so `bytes` more fit; false means refuse the append. */
   private makeRoom(bytes: number, priority: number): boolean {
+    if (this.storeBytes() + this.pendingBytes + bytes > this.o.bytesMax) this.reclaimDone();
     while (this.storeBytes() + this.pendingBytes + bytes > this.o.bytesMax) {
       if (this.o.fullPolicy === 'reject') return false;
       const sealed = this.segments.filter((m) => m !== this.active.meta);
-      if (sealed.length === 0) return false;
+      // drop-oldest never refuses: what is queued now is made room for once it is written.
+      if (sealed.length === 0) return this.o.fullPolicy === 'drop-oldest';
       let victim = sealed[0]!;
       if (this.o.fullPolicy === 'priority') {
         for (const m of sealed) if (m.maxPriority < victim.maxPriority) victim = m;
@@ -280,7 +331,7 @@ export class SegmentStore implements PacketStore {
     }
     this.segments = this.segments.filter((x) => x !== m);
     if (this.cursor?.segment === m) this.resetCursor();
-    void unlink(m.path).catch(() => undefined);
+    this.deletions = Promise.all([this.deletions, unlink(m.path).catch(() => undefined)]).then(() => undefined);
     this.absorbDone();
     this.markAcksDirty();
   }
@@ -291,8 +342,7 @@ export class SegmentStore implements PacketStore {
     if (this.closed) throw closedError();
     const upTo = Math.min(seq, this.lastSeq);
     if (upTo <= this.ackedSeq) return;
-    let newly = upTo - this.ackedSeq;
-    for (const [a, b] of this.done.toArray()) if (a <= upTo) newly -= Math.min(b, upTo) - a + 1;
+    const newly = upTo - this.ackedSeq - this.done.countIn(this.ackedSeq + 1, upTo);
     this.counters.acked += newly;
     this.ackedSeq = upTo;
     this.done.dropThrough(upTo);
@@ -308,8 +358,8 @@ export class SegmentStore implements PacketStore {
     this.markAcksDirty();
   }
 
-  private ackState(): { ackedSeq: number; done: [number, number][] } {
-    return { ackedSeq: this.ackedSeq, done: this.done.toArray(ackRangesMax) };
+  private ackState(): AckState {
+    return { ackedSeq: this.ackedSeq, done: this.done.toArray(ackRangesMax), lastSeq: this.lastSeq };
   }
 
   /** Moves the cumulative point over done ranges that now follow it. */
@@ -317,7 +367,14 @@ export class SegmentStore implements PacketStore {
     for (let end = this.done.takePrefix(this.ackedSeq + 1); end !== null; end = this.done.takePrefix(this.ackedSeq + 1)) {
       this.ackedSeq = Math.max(this.ackedSeq, end);
     }
-    while (this.tailCache.length > 0 && this.tailCache[0]!.seq <= this.ackedSeq) this.tailCacheBytes -= this.tailCache.shift()!.target.length + 64;
+  }
+
+  /** Drops acked packets from the front of the tail cache (not while readAfter walks it). */
+  private trimTailCache(): void {
+    while (this.tailCache.length > 0 && this.tailCache[0]!.seq <= this.ackedSeq) {
+      const old = this.tailCache.shift()!;
+      this.tailCacheBytes -= cachedBytes(old);
+    }
   }
 
   private markAcksDirty(): void {
@@ -332,6 +389,15 @@ export class SegmentStore implements PacketStore {
       this.ackTimer = null;
       if (this.acksDirty && !this.flushing && this.flushTimer === null) this.runFlush();
     }, this.o.ackFlushMs);
+  }
+
+  /**
+   * Space is needed now: forget sealed segments whose packets are all done at once, without
+   * waiting for the ack state to be written (were the device to lose it, those packets would
+   * simply be gone, and they were acked). The files go in the background.
+   */
+  private reclaimDone(): void {
+    this.deletions = Promise.all([this.deletions, this.removeDoneSegments()]).then(() => undefined);
   }
 
   /** Deletes sealed segments whose every packet is done; damaged ones go to damaged/ for inspection. */
@@ -355,6 +421,7 @@ export class SegmentStore implements PacketStore {
   async readAfter(seq: number, countMax: number): Promise<Packet[]> {
     if (this.closed) throw closedError();
     const out: Packet[] = [];
+    this.trimTailCache();
     let after = Math.max(seq, this.ackedSeq);
     const nowMs = this.clock.now();
     while (out.length < countMax) {
@@ -475,15 +542,22 @@ export class SegmentStore implements PacketStore {
     if (this.closed) throw closedError();
     if (seq <= this.lastSeq) return;
     while (this.flushing) await this.flushing;
+    if (seq <= this.lastSeq) return;
+    // The skipped seqs were never assigned: done, neither acked nor dropped.
+    this.done.add(this.lastSeq + 1, seq);
     this.lastSeq = seq;
-    // A new segment based above `seq` makes the jump durable.
+    this.absorbDone();
+    // A new segment based above `seq`, with the ack state, makes the jump durable.
     await this.roll(seq + 1);
   }
 
   stats(): StoreStats {
-    let pending = 0;
-    for (const m of this.segments) if (m.lastSeq > this.ackedSeq) pending += m.lastSeq - Math.max(m.baseSeq, this.ackedSeq + 1) + 1;
-    const backlogPackets = Math.max(0, pending - this.done.count()) + this.pending.length;
+    let stored = 0;
+    for (const m of this.segments) {
+      const from = Math.max(m.baseSeq, this.ackedSeq + 1);
+      if (m.lastSeq >= from) stored += m.lastSeq - from + 1 - this.done.countIn(from, m.lastSeq);
+    }
+    const backlogPackets = stored + this.pending.length;
     return {
       ...this.counters, lastSeq: this.lastSeq, ackedSeq: this.ackedSeq, backlogPackets,
       storeBytes: this.storeBytes(), dropped: { ...this.dropped }, recovery: { ...this.recovery }, segments: this.segments.length,
@@ -504,9 +578,24 @@ export class SegmentStore implements PacketStore {
     if (this.pending.length > 0 || this.acksDirty) await this.flush();
     this.closed = true;
     this.resetCursor();
+    await this.deletions;
     await this.active.fh.close();
     await this.deadLetterLog.close();
     await this.unlock();
+  }
+}
+
+/** A rough size of a cached packet, to bound the cache's memory. */
+function cachedBytes(p: Packet): number {
+  return p.target.length + 64 + (p.data instanceof Uint8Array ? p.data.length : 64);
+}
+
+/** Folds packets just made durable into a segment's summary. */
+function summarize(m: { lastSeq: number; packets: number; maxPriority: number }, packets: Packet[]): void {
+  for (const p of packets) {
+    m.lastSeq = p.seq;
+    m.packets++;
+    m.maxPriority = Math.max(m.maxPriority, p.priority ?? 0);
   }
 }
 

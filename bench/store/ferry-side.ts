@@ -7,7 +7,7 @@ import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { SegmentStore } from '../../agent/store/segment-store.js';
 import type { SyncPolicy } from '../../agent/store/store.js';
-import { cpusAllowed, cpuSince, ioBytes, ioSince, memory, recordData } from './proc-self.js';
+import { cpusAllowed, cpuSince, ioBytes, ioSince, memory, recordData, sched, schedSince } from './proc-self.js';
 import { benchTarget, type AppendAckResult, type FillResult, type FootprintResult, type OpenResult, type Task } from './task.js';
 
 /** Far above any backlog built here, and `reject`: a benchmark must never drop silently. */
@@ -63,6 +63,7 @@ export async function appendAck(t: Extract<Task, { op: 'append-ack' }>, gate: ()
   const cpu = process.cpuUsage();
   const io = ioBytes();
   const syncs = store.stats().syncs;
+  const sch = sched();
   const start = process.hrtime.bigint();
   const acker = new CumulativeAcker(store, store.stats().lastSeq, t.records);
   let next = 0;
@@ -76,7 +77,7 @@ export async function appendAck(t: Extract<Task, { op: 'append-ack' }>, gate: ()
   await acker.allAcked;
   const seconds = Number(process.hrtime.bigint() - start) / 1e9;
   const result: AppendAckResult = {
-    seconds, records: t.records, payloadBytes: t.records * t.recordBytes, storeSyncs: store.stats().syncs - syncs,
+    seconds, sched: schedSince(sch), records: t.records, payloadBytes: t.records * t.recordBytes, storeSyncs: store.stats().syncs - syncs,
     io: ioSince(io), cpuSeconds: cpuSince(cpu), cpus: cpusAllowed(),
   };
   await store.close();
@@ -109,7 +110,7 @@ export async function footprint(t: Extract<Task, { op: 'footprint' }>): Promise<
   let start = process.hrtime.bigint();
   const store = await openStore(t.dir, 'always');
   const openMs = Number(process.hrtime.bigint() - start) / 1e6;
-  const afterOpen = memory();
+  const afterOpen = await memory();
   start = process.hrtime.bigint();
   let after = store.stats().ackedSeq;
   let recordsRead = 0;
@@ -120,7 +121,7 @@ export async function footprint(t: Extract<Task, { op: 'footprint' }>): Promise<
     after = page[page.length - 1]!.seq;
   }
   const readMs = Number(process.hrtime.bigint() - start) / 1e6;
-  const afterRead = memory();
+  const afterRead = await memory();
   const result: FootprintResult = { openMs, readMs, recordsRead, afterOpen, afterRead, io: ioSince(io), cpuSeconds: cpuSince(cpu), cpus: cpusAllowed() };
   await store.close();
   return result;
@@ -136,7 +137,7 @@ export async function openTimed(t: Extract<Task, { op: 'open' }>): Promise<OpenR
   start = process.hrtime.bigint();
   await store.readAfter(s.ackedSeq, 100);
   const firstReadMs = Number(process.hrtime.bigint() - start) / 1e6;
-  const result: OpenResult = { openMs, firstReadMs, lastSeq: s.lastSeq, backlog: s.backlogPackets, recovered: s.recovery, memory: memory(), io: ioSince(io), cpuSeconds: cpuSince(cpu), cpus: cpusAllowed() };
+  const result: OpenResult = { openMs, firstReadMs, lastSeq: s.lastSeq, backlog: s.backlogPackets, recovered: s.recovery, memory: await memory(), io: ioSince(io), cpuSeconds: cpuSince(cpu), cpus: cpusAllowed() };
   await store.close();
   return result;
 }

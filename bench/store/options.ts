@@ -27,6 +27,8 @@ export interface StoreBenchOptions {
   dropCaches: boolean;
   /** which parts run (BENCH_STORE_PARTS, comma-separated; default all) */
   parts: Set<StorePart>;
+  /** extra Node options for every worker, both sides (BENCH_STORE_NODE_ARGS, space-separated), for experiments */
+  nodeArgs: string[];
 }
 
 export function storeOptionsFromEnv(base: BenchOptions, env: NodeJS.ProcessEnv = process.env): StoreBenchOptions {
@@ -39,12 +41,13 @@ export function storeOptionsFromEnv(base: BenchOptions, env: NodeJS.ProcessEnv =
     rounds: base.rounds,
     countSyncs: base.countSyncs,
     cpuProfDir: base.cpuProfDir,
-    batches: int(env, 'BENCH_STORE_BATCHES', 2000, 1_000_000),
+    batches: int(env, 'BENCH_STORE_BATCHES', 1000, 1_000_000),
     rssRecords: int(env, 'BENCH_STORE_RSS_RECORDS', 1_000_000, 100_000_000),
     backlogMiB: int(env, 'BENCH_STORE_BACKLOG_MIB', 1024, 64 * 1024),
     backlogRecordBytes: int(env, 'BENCH_STORE_BACKLOG_RECORD_BYTES', 1024, 64 * 1024),
     opens: int(env, 'BENCH_STORE_OPENS', 3, 100),
     dropCaches: env.BENCH_STORE_DROP_CACHES !== '0',
     parts: new Set(partsRaw as StorePart[]),
+    nodeArgs: (env.BENCH_STORE_NODE_ARGS ?? '').split(' ').filter((a) => a !== ''),
   };
 }

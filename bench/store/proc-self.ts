@@ -1,6 +1,6 @@
 /** This process's storage IO and memory, from /proc/self (Linux). */
-import { readFileSync } from 'node:fs';
-import type { IoBytes, Memory } from './task.js';
+import { readdirSync, readFileSync } from 'node:fs';
+import type { IoBytes, Memory, Sched } from './task.js';
 
 function field(text: string, name: string): number {
   const m = new RegExp(`^${name}:\\s*(\\d+)`, 'm').exec(text);
@@ -23,9 +23,15 @@ export function ioSince(start: IoBytes): IoBytes {
   return { read: now.read - start.read, write: now.write - start.write, cancelled: now.cancelled - start.cancelled };
 }
 
-/** RSS after a full GC (the worker runs with --expose-gc), and the peak so far. */
-export function memory(): Memory {
-  (globalThis as { gc?: () => void }).gc?.();
+/**
+ * RSS once the heap settled: a full GC (the worker runs with --expose-gc), half a second for V8's
+ * concurrent sweeper to free dead Buffers' memory, another GC; and the peak RSS so far.
+ */
+export async function memory(): Promise<Memory> {
+  const gc = (globalThis as { gc?: () => void }).gc ?? ((): void => undefined);
+  gc();
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  gc();
   const t = readFileSync('/proc/self/status', 'utf8');
   const m = process.memoryUsage();
   return { rssBytes: field(t, 'VmRSS') * 1024, hwmBytes: field(t, 'VmHWM') * 1024, heapUsedBytes: m.heapUsed, externalBytes: m.external + m.arrayBuffers };
@@ -46,4 +52,30 @@ export function recordData(i: number, recordBytes: number): Buffer {
   const b = Buffer.alloc(recordBytes, 0x61);
   if (recordBytes >= 4) b.writeUInt32BE(i >>> 0, 0);
   return b;
+}
+
+/**
+ * Scheduler counters summed over this process's threads (main, libuv pool, V8 helpers):
+ * /proc/self/task/TID/schedstat holds ns on CPU, ns runnable but waiting for a CPU, timeslices;
+ * /proc/self/task/TID/status the context switches.
+ */
+export function sched(): Sched {
+  const out: Sched = { runSeconds: 0, waitSeconds: 0, switches: 0 };
+  for (const tid of readdirSync('/proc/self/task')) {
+    try {
+      const [run, wait] = readFileSync(`/proc/self/task/${tid}/schedstat`, 'utf8').trim().split(' ').map(Number);
+      const status = readFileSync(`/proc/self/task/${tid}/status`, 'utf8');
+      out.runSeconds += (run ?? 0) / 1e9;
+      out.waitSeconds += (wait ?? 0) / 1e9;
+      out.switches += field(status, 'voluntary_ctxt_switches') + field(status, 'nonvoluntary_ctxt_switches');
+    } catch {
+      // the thread ended while being read
+    }
+  }
+  return out;
+}
+
+export function schedSince(start: Sched): Sched {
+  const now = sched();
+  return { runSeconds: now.runSeconds - start.runSeconds, waitSeconds: now.waitSeconds - start.waitSeconds, switches: now.switches - start.switches };
 }

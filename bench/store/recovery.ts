@@ -45,7 +45,7 @@ async function tearTail(dir: string): Promise<void> {
 }
 
 export async function recovery(o: StoreBenchOptions, side: Side, cleanup: Cleanup): Promise<RecoveryRuns> {
-  const w = { cpus: o.cpus, cleanup };
+  const w = { cpus: o.cpus, cleanup, nodeArgs: o.nodeArgs };
   const dir = await tempDir(`ferry-bench-recovery-${side}-`, cleanup);
   const records = Math.floor((o.backlogMiB * 1024 * 1024) / o.backlogRecordBytes);
   const fill = (await runWorker({ op: 'fill', side, dir, recordBytes: o.backlogRecordBytes, records }, w)).result;

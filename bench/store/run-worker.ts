@@ -17,6 +17,8 @@ export interface WorkerOptions {
   cpuProfDir?: string | null;
   /** give up (and fail) after this long */
   timeoutMs?: number;
+  /** extra Node options */
+  nodeArgs?: string[];
 }
 
 export interface WorkerRun<R> {
@@ -29,7 +31,7 @@ export interface WorkerRun<R> {
 function spawnWorker(task: Task, o: WorkerOptions): Proc {
   const name = `${task.side} ${task.op}`;
   const prof = o.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${o.cpuProfDir}`, `--cpu-prof-name=${task.side}-${task.op}.${Date.now()}.cpuprofile`] : [];
-  return spawnProc(name, pinnedNode(o.cpus, workerScript, [JSON.stringify(task)], ['--expose-gc', ...prof]), { cleanup: o.cleanup });
+  return spawnProc(name, pinnedNode(o.cpus, workerScript, [JSON.stringify(task)], ['--expose-gc', ...(o.nodeArgs ?? []), ...prof]), { cleanup: o.cleanup });
 }
 
 async function resultOf<R>(proc: Proc, timeoutMs: number): Promise<R> {

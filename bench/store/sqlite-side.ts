@@ -7,7 +7,7 @@
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { requireBetterSqlite3 } from '../lib/peers.js';
-import { cpusAllowed, cpuSince, ioBytes, ioSince, memory, recordData } from './proc-self.js';
+import { cpusAllowed, cpuSince, ioBytes, ioSince, memory, recordData, sched, schedSince } from './proc-self.js';
 import { benchTarget, type AppendAckResult, type FillResult, type FootprintResult, type OpenResult, type Task } from './task.js';
 
 /** The part of better-sqlite3's API used here (it is installed outside the project, without types). */
@@ -59,10 +59,11 @@ export function appendAck(t: Extract<Task, { op: 'append-ack' }>, gate: () => Pr
   return gate().then(() => {
     const cpu = process.cpuUsage();
     const io = ioBytes();
+    const sch = sched();
     const start = process.hrtime.bigint();
     for (let i = 0; i < t.records; i += t.producers) ack(append(data.slice(i, i + t.producers)));
     const seconds = Number(process.hrtime.bigint() - start) / 1e9;
-    const result: AppendAckResult = { seconds, records: t.records, payloadBytes: t.records * t.recordBytes, storeSyncs: null, io: ioSince(io), cpuSeconds: cpuSince(cpu), cpus: cpusAllowed() };
+    const result: AppendAckResult = { seconds, sched: schedSince(sch), records: t.records, payloadBytes: t.records * t.recordBytes, storeSyncs: null, io: ioSince(io), cpuSeconds: cpuSince(cpu), cpus: cpusAllowed() };
     db.close();
     return result;
   });
@@ -93,13 +94,13 @@ function openForUse(dir: string): { db: Database; lastSeq: number; firstSeq: num
   return { db, lastSeq, firstSeq, page };
 }
 
-export function footprint(t: Extract<Task, { op: 'footprint' }>): FootprintResult {
+export async function footprint(t: Extract<Task, { op: 'footprint' }>): Promise<FootprintResult> {
   const cpu = process.cpuUsage();
   const io = ioBytes();
   let start = process.hrtime.bigint();
   const { db, page } = openForUse(t.dir);
   const openMs = Number(process.hrtime.bigint() - start) / 1e6;
-  const afterOpen = memory();
+  const afterOpen = await memory();
   start = process.hrtime.bigint();
   let after = 0;
   let recordsRead = 0;
@@ -110,13 +111,13 @@ export function footprint(t: Extract<Task, { op: 'footprint' }>): FootprintResul
     after = Number(rows[rows.length - 1]!.seq);
   }
   const readMs = Number(process.hrtime.bigint() - start) / 1e6;
-  const afterRead = memory();
+  const afterRead = await memory();
   const result: FootprintResult = { openMs, readMs, recordsRead, afterOpen, afterRead, io: ioSince(io), cpuSeconds: cpuSince(cpu), cpus: cpusAllowed() };
   db.close();
   return result;
 }
 
-export function openTimed(t: Extract<Task, { op: 'open' }>): OpenResult {
+export async function openTimed(t: Extract<Task, { op: 'open' }>): Promise<OpenResult> {
   const cpu = process.cpuUsage();
   const io = ioBytes();
   let start = process.hrtime.bigint();
@@ -125,7 +126,7 @@ export function openTimed(t: Extract<Task, { op: 'open' }>): OpenResult {
   start = process.hrtime.bigint();
   page.all(firstSeq - 1, 100);
   const firstReadMs = Number(process.hrtime.bigint() - start) / 1e6;
-  const result: OpenResult = { openMs, firstReadMs, lastSeq, backlog: null, recovered: null, memory: memory(), io: ioSince(io), cpuSeconds: cpuSince(cpu), cpus: cpusAllowed() };
+  const result: OpenResult = { openMs, firstReadMs, lastSeq, backlog: null, recovered: null, memory: await memory(), io: ioSince(io), cpuSeconds: cpuSince(cpu), cpus: cpusAllowed() };
   db.close();
   return result;
 }

@@ -28,6 +28,16 @@ export interface IoBytes {
   cancelled: number;
 }
 
+/** Scheduler counters over all of the worker's threads (/proc/self/task/TID/schedstat and status). */
+export interface Sched {
+  /** seconds on a CPU */
+  runSeconds: number;
+  /** seconds runnable but waiting for a CPU (the machine was busy) */
+  waitSeconds: number;
+  /** voluntary + involuntary context switches */
+  switches: number;
+}
+
 export interface Memory {
   /** VmRSS, after a full GC */
   rssBytes: number;
@@ -49,6 +59,7 @@ interface Base {
 
 export interface AppendAckResult extends Base {
   seconds: number;
+  sched: Sched;
   records: number;
   payloadBytes: number;
   /** ferry: syncs the store reports (stats().syncs); sqlite: null */

@@ -43,7 +43,7 @@ export async function throughputRound(o: StoreBenchOptions, round: number, runs:
       const dir = await tempDir(`ferry-bench-store-${side}-`, cleanup);
       const records = o.batches * cell.producers;
       const { result, pid, syncs } = await runWorker({ op: 'append-ack', side, dir, recordBytes: cell.recordBytes, producers: cell.producers, records },
-        { cpus: o.cpus, cleanup, countSyncs: o.countSyncs, cpuProfDir: side === 'ferry' ? o.cpuProfDir : null });
+        { cpus: o.cpus, cleanup, nodeArgs: o.nodeArgs, countSyncs: o.countSyncs, cpuProfDir: side === 'ferry' ? o.cpuProfDir : null });
       runs[i]![side].push({ ...result, pid, syncs });
       line.push(`${side} ${Math.round(result.records / result.seconds).toLocaleString('en-US')}/s`);
     }

@@ -15,6 +15,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SegmentStore } from '../../agent/store/segment-store.js';
+import type { StoreStats } from '../../agent/store/store.js';
 import type { Packet } from '../../protocol/packet.js';
 import { prng, testSeed } from '../helpers/seed.js';
 import { distPath, staleBuild } from './fixtures/compiled.js';
@@ -24,11 +25,13 @@ import { crashIndexOf } from './fixtures/crash-packets.js';
 const roundsDefault = 200;
 const segmentBytes = 16 * 1024;
 const bytesMax = 1024 ** 3; // never full: a drop would look like a loss
-const killDelayMs = { min: 20, max: 150 };
+const killDelayMs = { min: 10, max: 110 };
 /** a recovery that returns more than this acks most of it, so each round's read stays small */
-const backlogPacketsMax = 800;
+const backlogPacketsMax = 500;
 const failuresShown = 8;
 const sparesAhead = 2;
+/** append indices of round r start at r * indicesPerRound */
+const indicesPerRound = 1_000_000;
 
 interface RecoveryStats {
   recovery?: { tailBytesCut: number; damagedSegments: number };
@@ -90,6 +93,100 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 /** resolves false after `ms` without keeping the process alive */
 const timeout = (ms: number): Promise<false> => new Promise((r) => setTimeout(() => r(false), ms).unref());
 
+type FailureKind = 'child' | 'missing' | 'damaged' | 'order' | 'ackedBack' | 'resurrected' | 'seqs' | 'lastSeq' | 'corrupt';
+
+/** What the parent knows across rounds, and what went wrong, per kind. */
+class Ledger {
+  /** seq -> append index, for every packet reported resolved or returned by a recovery and not acked since */
+  readonly known = new Map<number, number>();
+  /** append index -> seq, for every packet ever reported or returned */
+  readonly seqOfIndex = new Map<number, number>();
+  /** acked by the parent, awaited, then a clean close: never returned again */
+  parentAckedSeq = 0;
+  /** issued by a child before a kill: may or may not have been kept */
+  childAckSeq = 0;
+  seenSeqMax = 0;
+  readonly fail = new Map<FailureKind, string[]>();
+  readonly count = { resolved: 0, unreported: 0, tailCut: 0, childAcked: 0, parentAcked: 0 };
+
+  constructor(readonly salt: number) {}
+
+  note(kind: FailureKind, round: number, msg: string): void {
+    const list = this.fail.get(kind) ?? [];
+    list.push(`round ${round}: ${msg}`);
+    this.fail.set(kind, list);
+  }
+
+  /** Takes in the child's output; returns the seqs it reported resolved. */
+  childReported(round: number, out: string): Set<number> {
+    const lines = out.split('\n');
+    lines.pop(); // an unfinished last line was not fully written before the kill
+    const seenBefore = this.seenSeqMax;
+    const reported = new Set<number>();
+    for (const line of lines) {
+      const [kind, a, b] = line.split(' ');
+      if (kind === 'a') this.childAckSeq = Math.max(this.childAckSeq, Number(a));
+      else if (kind === 'e') this.note('child', round, `child error: ${line.slice(2)}`);
+      if (kind !== 's') continue;
+      const [seq, index] = [Number(a), Number(b)];
+      if (!(seq > seenBefore)) this.note('seqs', round, `append #${index} resolved with seq ${seq}, not above ${seenBefore} seen before`);
+      if (reported.has(seq)) this.note('seqs', round, `seq ${seq} resolved twice`);
+      reported.add(seq);
+      this.known.set(seq, index);
+      this.seqOfIndex.set(index, seq);
+      this.seenSeqMax = Math.max(this.seenSeqMax, seq);
+    }
+    this.count.resolved += reported.size;
+    return reported;
+  }
+
+  /** Checks what a recovery returned against everything reported and returned before. */
+  recovered(round: number, firstIndex: number, reported: Set<number>, packets: Packet[], st: StoreStats & RecoveryStats): void {
+    const rec = st.recovery;
+    if (rec && rec.tailBytesCut > 0) this.count.tailCut++;
+    if (st.dropped.corrupt !== 0 || (rec?.damagedSegments ?? 0) !== 0) {
+      this.note('corrupt', round, `dropped.corrupt ${st.dropped.corrupt}, recovery ${JSON.stringify(rec)} after a SIGKILL`);
+    }
+    const gone = Math.max(this.parentAckedSeq, this.childAckSeq);
+    const returned = new Map<number, number>();
+    let prev = 0;
+    for (const p of packets) {
+      if (!(p.seq > prev)) this.note('order', round, `seq ${p.seq} came after ${prev}`);
+      prev = p.seq;
+      const index = crashIndexOf(this.salt, p);
+      if (typeof index === 'string') {
+        this.note('damaged', round, index);
+        continue;
+      }
+      returned.set(p.seq, index);
+      if (p.seq <= this.parentAckedSeq) this.note('ackedBack', round, `seq ${p.seq} came back after ack(${this.parentAckedSeq}) and a clean close`);
+      const wasSeq = this.seqOfIndex.get(index);
+      if (wasSeq !== undefined && wasSeq !== p.seq) this.note('damaged', round, `append #${index} is seq ${wasSeq} but came back as seq ${p.seq}`);
+      if (wasSeq === undefined && index < firstIndex && p.seq > gone) {
+        this.note('resurrected', round, `append #${index} (seq ${p.seq}) from an earlier round reappeared though no recovery had returned it`);
+      }
+      if (index >= firstIndex + indicesPerRound) this.note('damaged', round, `seq ${p.seq}: append #${index} was never issued`);
+      else if (index >= firstIndex && !reported.has(p.seq)) this.count.unreported++;
+    }
+    for (const [seq, index] of this.known) {
+      if (seq > gone && returned.get(seq) !== index) this.note('missing', round, `seq ${seq} (append #${index}) resolved or recovered earlier, not returned now`);
+    }
+    const seen = Math.max(this.seenSeqMax, prev);
+    if (st.lastSeq < seen) this.note('lastSeq', round, `stats().lastSeq ${st.lastSeq} below seq ${seen} seen`);
+    for (const [seq, index] of returned) {
+      this.known.set(seq, index);
+      this.seqOfIndex.set(index, seq);
+    }
+    this.seenSeqMax = seen;
+  }
+
+  parentAcked(upTo: number): void {
+    this.parentAckedSeq = Math.max(this.parentAckedSeq, upTo);
+    for (const seq of this.known.keys()) if (seq <= upTo) this.known.delete(seq);
+    this.count.parentAcked++;
+  }
+}
+
 t.test('segment-store - every append that resolved before a SIGKILL comes back intact, round after round', async (t) => {
   const seed = testSeed((m) => t.comment(m));
   const rounds = Number(process.env.ROUNDS ?? roundsDefault);
@@ -100,7 +197,7 @@ t.test('segment-store - every append that resolved before a SIGKILL comes back i
   }
   const childJs = distPath('test/agent/fixtures/crash-child.ts');
   const rnd = prng(seed);
-  const salt = Math.floor(rnd() * 2 ** 32);
+  const ledger = new Ledger(Math.floor(rnd() * 2 ** 32));
   const dir = mkdtempSync(join(tmpdir(), 'ferry-crash-'));
   const children = new Set<Child>();
   const spawnChild = (): Child => {
@@ -114,36 +211,14 @@ t.test('segment-store - every append that resolved before a SIGKILL comes back i
     await Promise.all([...children].map((c) => c.exited));
     rmSync(dir, { recursive: true, force: true });
   });
-
-  /** seq -> append index, for every packet reported resolved or returned by a recovery and not acked since */
-  const known = new Map<number, number>();
-  /** append index -> seq, for every packet ever reported or returned */
-  const seqOfIndex = new Map<number, number>();
-  let parentAckedSeq = 0; // acked by the parent, awaited, then a clean close: never returned again
-  let childAckSeq = 0; // issued by a child before a kill: may or may not have been kept
-  let seenSeqMax = 0;
-  const fail: Record<string, string[]> = {
-    child: [], missing: [], damaged: [], order: [], ackedBack: [], seqs: [], corrupt: [], lastSeq: [], resurrected: [],
-  };
-  const note = (kind: string, round: number, msg: string): void => {
-    fail[kind]!.push(`round ${round}: ${msg}`);
-  };
-  let resolvedTotal = 0;
-  let unreportedTotal = 0;
-  let roundsTailCut = 0;
-  let roundsChildAck = 0;
-  let roundsParentAck = 0;
   const started = Date.now();
 
   // Children load (~0.1 s of CPU each) a couple of rounds ahead of their turn.
   const spares: Child[] = Array.from({ length: sparesAhead }, spawnChild);
   for (let round = 1; round <= rounds; round++) {
-    const firstIndex = round * 1_000_000;
-    const cfg: CrashChildConfig = {
-      dir, salt, firstIndex, concurrency: 16, segmentBytes, bytesMax,
-      ackEvery: rnd() < 0.25 ? 20 + Math.floor(rnd() * 60) : 0,
-      deadlineMs: 30_000,
-    };
+    const firstIndex = round * indicesPerRound;
+    const ackEvery = rnd() < 0.25 ? 20 + Math.floor(rnd() * 60) : 0;
+    const cfg: CrashChildConfig = { dir, salt: ledger.salt, firstIndex, concurrency: 16, segmentBytes, bytesMax, ackEvery, deadlineMs: 30_000 };
     const delay = killDelayMs.min + Math.floor(rnd() * (killDelayMs.max - killDelayMs.min + 1));
     const child: Child = spares.shift()!;
     spares.push(spawnChild());
@@ -153,97 +228,37 @@ t.test('segment-store - every append that resolved before a SIGKILL comes back i
     if (opened) await sleep(delay);
     child.proc.kill('SIGKILL');
     const { code, signal } = await child.exited;
+    if (!opened) ledger.note('child', round, `did not open the store (exit ${code ?? signal}): ${child.err().slice(0, 500)}`);
+    else if (signal !== 'SIGKILL') ledger.note('child', round, `exited by itself before the kill (exit ${code ?? signal}): ${child.err().slice(0, 500)}`);
+    if (ackEvery > 0) ledger.count.childAcked++;
+    const reported = ledger.childReported(round, child.out());
 
-    // What the child reported.
-    const lines = child.out().split('\n');
-    lines.pop(); // an unfinished last line was not fully written before the kill
-    const reported: [number, number][] = [];
-    for (const line of lines) {
-      const [kind, a, b] = line.split(' ');
-      if (kind === 's') reported.push([Number(a), Number(b)]);
-      else if (kind === 'a') childAckSeq = Math.max(childAckSeq, Number(a));
-      else if (kind === 'e') note('child', round, `child error: ${line.slice(2)}`);
-    }
-    if (!opened) note('child', round, `did not open the store (exit ${code ?? signal}): ${child.err().slice(0, 500)}`);
-    else if (signal !== 'SIGKILL') note('child', round, `exited by itself before the kill (exit ${code ?? signal}): ${child.err().slice(0, 500)}`);
-    if (cfg.ackEvery > 0) roundsChildAck++;
-    resolvedTotal += reported.length;
-    const seenBefore = seenSeqMax;
-    const thisRound = new Set<number>();
-    for (const [seq, index] of reported) {
-      if (!(seq > seenBefore)) note('seqs', round, `append #${index} resolved with seq ${seq}, not above ${seenBefore} seen before`);
-      if (thisRound.has(seq)) note('seqs', round, `seq ${seq} resolved twice`);
-      thisRound.add(seq);
-      known.set(seq, index);
-      seqOfIndex.set(index, seq);
-      seenSeqMax = Math.max(seenSeqMax, seq);
-    }
-
-    // Recovery, in-process.
+    // Recovery, in-process; then sometimes ack a prefix (always when the backlog grows large) and close cleanly.
     let s: SegmentStore;
     try {
       s = await SegmentStore.open({ dir, sync: 'always', segmentBytes, bytesMax });
     } catch (err) {
-      note('child', round, `reopen threw: ${String(err)}`);
+      ledger.note('child', round, `reopen threw: ${String(err)}`);
       break;
     }
     const packets = await readAll(s, 1 + Math.floor(rnd() * 300));
-    const st = s.stats();
-    const rec = (st as typeof st & RecoveryStats).recovery;
-    if (rec && rec.tailBytesCut > 0) roundsTailCut++;
-    if (st.dropped.corrupt !== 0 || (rec?.damagedSegments ?? 0) !== 0) {
-      note('corrupt', round, `dropped.corrupt ${st.dropped.corrupt}, recovery ${JSON.stringify(rec)} after a SIGKILL`);
-    }
-    const gone = Math.max(parentAckedSeq, childAckSeq);
-    const returned = new Map<number, number>();
-    let prev = 0;
-    for (const p of packets) {
-      if (!(p.seq > prev)) note('order', round, `seq ${p.seq} came after ${prev}`);
-      prev = p.seq;
-      const index = crashIndexOf(salt, p);
-      if (typeof index === 'string') {
-        note('damaged', round, index);
-        continue;
-      }
-      returned.set(p.seq, index);
-      if (p.seq <= parentAckedSeq) note('ackedBack', round, `seq ${p.seq} came back after ack(${parentAckedSeq}) and a clean close`);
-      const wasSeq = seqOfIndex.get(index);
-      if (wasSeq !== undefined && wasSeq !== p.seq) note('damaged', round, `append #${index} is seq ${wasSeq} but came back as seq ${p.seq}`);
-      if (wasSeq === undefined && index < firstIndex && p.seq > gone) note('resurrected', round, `append #${index} (seq ${p.seq}) from an earlier round reappeared though no recovery had returned it`);
-      if (index >= firstIndex + 1_000_000) note('damaged', round, `seq ${p.seq}: append #${index} was never issued`);
-      else if (index >= firstIndex && !thisRound.has(p.seq)) unreportedTotal++;
-    }
-    for (const [seq, index] of known) {
-      if (seq <= gone) continue;
-      if (returned.get(seq) !== index) note('missing', round, `seq ${seq} (append #${index}) resolved or recovered earlier, not returned now`);
-    }
-    const maxReturned = packets.length > 0 ? packets[packets.length - 1]!.seq : 0;
-    if (st.lastSeq < Math.max(seenSeqMax, maxReturned)) note('lastSeq', round, `stats().lastSeq ${st.lastSeq} below seq ${Math.max(seenSeqMax, maxReturned)} seen`);
-    for (const [seq, index] of returned) {
-      known.set(seq, index);
-      seqOfIndex.set(index, seq);
-      seenSeqMax = Math.max(seenSeqMax, seq);
-    }
-
-    // Sometimes ack a prefix (always when the backlog grows large), then close cleanly.
+    ledger.recovered(round, firstIndex, reported, packets, s.stats() as StoreStats & RecoveryStats);
     if (packets.length > 0 && (rnd() < 0.3 || packets.length > backlogPacketsMax)) {
       const from = packets.length > backlogPacketsMax ? packets.length - backlogPacketsMax / 4 : 0;
       const upTo = packets[Math.floor(from + rnd() * (packets.length - from))]!.seq;
       await s.ack(upTo);
-      parentAckedSeq = Math.max(parentAckedSeq, upTo);
-      for (const seq of known.keys()) if (seq <= upTo) known.delete(seq);
-      roundsParentAck++;
+      ledger.parentAcked(upTo);
     }
     await s.close();
-    if (fail.child!.length > 3) break;
+    if ((ledger.fail.get('child')?.length ?? 0) > 3) break;
   }
   for (const c of spares) c.proc.kill('SIGKILL');
 
-  const seconds = ((Date.now() - started) / 1000).toFixed(1);
-  t.comment(`${rounds} rounds in ${seconds} s: ${resolvedTotal} appends resolved before a kill, ${unreportedTotal} more recovered that had not resolved; ` +
-    `torn tail cut in ${roundsTailCut} rounds; child acked in ${roundsChildAck}, parent in ${roundsParentAck}`);
-  const check = (kind: string, what: string): void => {
-    const list = fail[kind]!;
+  const n = ledger.count;
+  t.comment(`${rounds} rounds in ${((Date.now() - started) / 1000).toFixed(1)} s: ${n.resolved} appends resolved before a kill, ${n.unreported} more recovered that had not resolved; ` +
+    `torn tail cut in ${n.tailCut} rounds; child acked in ${n.childAcked}, parent in ${n.parentAcked}`);
+  const check = (kind: FailureKind, what: string): void => {
+    const list = ledger.fail.get(kind) ?? [];
     if (list.length > 0) t.comment(`${what}, first of ${list.length} (SEED=${seed}):\n  ${list.slice(0, failuresShown).join('\n  ')}`);
     t.equal(list.length, 0, what);
   };
@@ -256,5 +271,5 @@ t.test('segment-store - every append that resolved before a SIGKILL comes back i
   check('seqs', 'appends after a recovery get seqs above every seq seen before');
   check('lastSeq', 'stats().lastSeq covers every seq seen');
   check('corrupt', 'a SIGKILL leaves nothing counted corrupt or damaged');
-  t.ok(resolvedTotal >= rounds, `the children resolved appends before being killed (${resolvedTotal} in ${rounds} rounds)`);
+  t.ok(n.resolved >= rounds, `the children resolved appends before being killed (${n.resolved} in ${rounds} rounds)`);
 });
