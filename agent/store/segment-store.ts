@@ -63,7 +63,7 @@ export class SegmentStore implements PacketStore {
   private pending: Pending[] = [];
   private pendingBytes = 0;
   private flushing: Promise<void> | null = null;
-  private flushTimer: NodeJS.Timeout | null = null;
+  private flushTimer: { timeout: NodeJS.Timeout } | { immediate: NodeJS.Immediate } | null = null;
   private tailCache: Packet[] = [];
   private tailCacheBytes = 0;
   private cursor: SegmentCursor | null = null;
@@ -71,6 +71,9 @@ export class SegmentStore implements PacketStore {
   private unlock: () => Promise<void> = async () => undefined;
   private deadLetterLog!: DeadLetterLog;
   private listeners: (() => void)[] = [];
+  private writeChain: Promise<unknown> = Promise.resolve();
+  /** the ack timer fired while a write was running: write the acks right after it */
+  private ackDue = false;
   /** file deletions in flight; close waits for them */
   private deletions: Promise<void> = Promise.resolve();
   private readonly counters = { appended: 0, acked: 0, rejected: 0, deadLetters: 0, syncs: 0 };
@@ -149,20 +152,42 @@ export class SegmentStore implements PacketStore {
     });
   }
 
-  /** A waiting append keeps the process alive, so this timer is a real, referenced one (unlike the clock's). */
+  /**
+   * A waiting append keeps the process alive, so this is a real, referenced timer (unlike the
+   * clock's). With no batch window, setImmediate: appends made in the same turn of the event loop
+   * still share the write, without the 1 ms a zero setTimeout really takes.
+   */
   private scheduleFlush(delayMs: number): void {
     if (this.flushing || this.flushTimer !== null) return;
-    this.flushTimer = setTimeout(() => {
+    const go = (): void => {
       this.flushTimer = null;
       this.runFlush();
-    }, delayMs);
+    };
+    this.flushTimer = delayMs > 0 ? { timeout: setTimeout(go, delayMs) } : { immediate: setImmediate(go) };
+  }
+
+  private cancelFlushTimer(): void {
+    const t = this.flushTimer;
+    if (t === null) return;
+    if ('timeout' in t) clearTimeout(t.timeout);
+    else clearImmediate(t.immediate);
+    this.flushTimer = null;
+  }
+
+  /** Every write to the segment files goes through here, one at a time, in order. */
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.writeChain.then(fn, fn);
+    this.writeChain = run.catch(() => undefined);
+    return run;
   }
 
   private runFlush(): void {
-    this.flushing = this.flush().finally(() => {
+    this.flushing = this.serial(() => this.flush()).finally(() => {
       this.flushing = null;
       if (this.pending.length > 0) this.scheduleFlush(this.o.sync === 'batch' ? this.o.batchWindowMs : 0);
+      else if (this.acksDirty && this.ackDue) this.runFlush();
       else if (this.acksDirty) this.scheduleAckFlush();
+      if (!this.acksDirty) this.ackDue = false;
     });
   }
 
@@ -379,15 +404,20 @@ export class SegmentStore implements PacketStore {
 
   private markAcksDirty(): void {
     this.acksDirty = true;
-    if (!this.flushing && this.flushTimer === null) this.scheduleAckFlush();
+    this.scheduleAckFlush();
   }
 
-  /** Acks are not worth a sync each: they ride along with the next appends, or go after ackFlushMs. */
+  /**
+   * Acks are not worth a sync each: they ride along with the next appends, or are written
+   * ackFlushMs after they came (as soon as a write in progress has finished).
+   */
   private scheduleAckFlush(): void {
     if (this.ackTimer !== null || this.closed) return;
     this.ackTimer = this.clock.setTimeout(() => {
       this.ackTimer = null;
-      if (this.acksDirty && !this.flushing && this.flushTimer === null) this.runFlush();
+      if (!this.acksDirty) return;
+      if (this.flushing || this.flushTimer !== null) this.ackDue = true;
+      else this.runFlush();
     }, this.o.ackFlushMs);
   }
 
@@ -541,14 +571,19 @@ export class SegmentStore implements PacketStore {
   async advanceSeq(seq: number): Promise<void> {
     if (this.closed) throw closedError();
     if (seq <= this.lastSeq) return;
-    while (this.flushing) await this.flushing;
-    if (seq <= this.lastSeq) return;
-    // The skipped seqs were never assigned: done, neither acked nor dropped.
-    this.done.add(this.lastSeq + 1, seq);
-    this.lastSeq = seq;
-    this.absorbDone();
-    // A new segment based above `seq`, with the ack state, makes the jump durable.
-    await this.roll(seq + 1);
+    await this.serial(async () => {
+      if (seq <= this.lastSeq) return;
+      // Appends already given a seq go first, into the current segment.
+      this.cancelFlushTimer();
+      await this.flush();
+      // The skipped seqs were never assigned: done, neither acked nor dropped.
+      this.done.add(this.lastSeq + 1, seq);
+      this.lastSeq = seq;
+      this.absorbDone();
+      // A new segment based above `seq`, with the ack state, makes the jump durable.
+      await this.roll(seq + 1);
+    });
+    if (this.pending.length > 0) this.scheduleFlush(0);
   }
 
   stats(): StoreStats {
@@ -566,17 +601,14 @@ export class SegmentStore implements PacketStore {
 
   async close(): Promise<void> {
     if (this.closed) return;
-    if (this.flushTimer !== null) {
-      clearTimeout(this.flushTimer);
-      this.flushTimer = null;
-    }
+    this.cancelFlushTimer();
     if (this.ackTimer !== null) {
       this.clock.clearTimeout(this.ackTimer);
       this.ackTimer = null;
     }
-    while (this.flushing) await this.flushing;
-    if (this.pending.length > 0 || this.acksDirty) await this.flush();
+    await this.serial(() => this.flush());
     this.closed = true;
+    await this.writeChain;
     this.resetCursor();
     await this.deletions;
     await this.active.fh.close();
