@@ -13,7 +13,7 @@ import { Decoder, Encoder } from 'cbor-x';
 import type { Packet, PacketData } from '../../protocol/packet.js';
 
 const cbor = new Encoder({ useRecords: false, mapsAsObjects: true });
-const cborDecoder = new Decoder({ useRecords: false, mapsAsObjects: true });
+const cborDecoder = new Decoder({ useRecords: false, mapsAsObjects: true, copyBuffers: true });
 
 export const RecordKind = { packet: 1, acks: 2 } as const;
 const FLAG_BYTES = 1;

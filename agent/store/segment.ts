@@ -78,6 +78,9 @@ const chunkBytes = 256 * 1024;
  */
 export async function* scanSegment(fh: FileHandle, baseSeq: number, from: number, to: number): AsyncGenerator<ScanItem> {
   let buf = Buffer.alloc(0);
+  // One read buffer for the whole scan, refilled in place: decoded records copy what they keep,
+  // so memory stays one chunk and the allocator is not churned by a read per chunk.
+  let scratch = Buffer.allocUnsafe(Math.min(chunkBytes, Math.max(0, to - from)));
   let bufStart = from;
   let off = from;
   let damageFrom = -1;
@@ -87,9 +90,9 @@ export async function* scanSegment(fh: FileHandle, baseSeq: number, from: number
     if (have >= need) return true;
     if (off + need > to) return false;
     const want = Math.min(to - off, Math.max(need, chunkBytes));
-    const fresh = Buffer.allocUnsafe(want);
-    const { bytesRead } = await fh.read(fresh, 0, want, off);
-    buf = fresh.subarray(0, bytesRead);
+    if (want > scratch.length) scratch = Buffer.allocUnsafe(want);
+    const { bytesRead } = await fh.read(scratch, 0, want, off);
+    buf = scratch.subarray(0, bytesRead);
     bufStart = off;
     return bytesRead >= need;
   };

@@ -50,3 +50,22 @@ t.test('segment-store - drop-oldest never refuses, also when many appends share 
   t.ok(s.stats().segments > 2, `a big batch is split across segments (${s.stats().segments})`);
   t.ok(s.stats().storeBytes <= 32768 + 128, 'the store stays within its capacity');
 });
+
+t.test('segment-store - bytes nested in a value survive a read from disk that reuses its buffer', async (t) => {
+  const dir = t.testdir();
+  const a = await SegmentStore.open({ dir, segmentBytes: 1 << 20 });
+  for (let i = 0; i < 3000; i++) await a.append({ target: 't', ts: i, data: { i, b: new Uint8Array(200).fill(i & 255) } });
+  await a.close();
+  const b = await SegmentStore.open({ dir, segmentBytes: 1 << 20 });
+  t.teardown(() => b.close());
+  const all: { i: number; b: Uint8Array }[] = [];
+  let after = 0;
+  for (;;) {
+    const got = await b.readAfter(after, 500);
+    if (got.length === 0) break;
+    all.push(...got.map((p) => p.data as unknown as { i: number; b: Uint8Array }));
+    after = got[got.length - 1]!.seq;
+  }
+  t.equal(all.length, 3000);
+  t.equal(all.filter((d) => d.b.some((x) => x !== (d.i & 255))).length, 0, 'every nested byte string holds what was appended');
+});
