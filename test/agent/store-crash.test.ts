@@ -10,6 +10,7 @@
  * Replay with SEED=<seed>; ROUNDS=<n> changes the number of rounds (default 200).
  */
 import t from 'tap';
+import { readAll } from './fixtures/read-all.js';
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -75,19 +76,6 @@ function startChild(js: string): Child {
   return { proc, out: () => out, err: () => err, opened, ready, exited };
 }
 
-async function readAll(s: SegmentStore, chunk: number): Promise<Packet[]> {
-  const all: Packet[] = [];
-  let after = 0;
-  for (let guard = 0; guard < 1_000_000; guard++) {
-    const got = await s.readAfter(after, chunk);
-    if (got.length === 0) return all;
-    all.push(...got);
-    const last = got[got.length - 1]!.seq;
-    if (!(last > after)) return all; // the order check reports it
-    after = last;
-  }
-  return all;
-}
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 /** resolves false after `ms` without keeping the process alive */
@@ -241,7 +229,8 @@ t.test('segment-store - every append that resolved before a SIGKILL comes back i
       ledger.note('child', round, `reopen threw: ${String(err)}`);
       break;
     }
-    const packets = await readAll(s, 1 + Math.floor(rnd() * 300));
+    const chunk = 1 + Math.floor(rnd() * 300);
+    const packets = await readAll(s, () => chunk);
     ledger.recovered(round, firstIndex, reported, packets, s.stats() as StoreStats & RecoveryStats);
     if (packets.length > 0 && (rnd() < 0.3 || packets.length > backlogPacketsMax)) {
       const from = packets.length > backlogPacketsMax ? packets.length - backlogPacketsMax / 4 : 0;

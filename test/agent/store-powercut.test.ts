@@ -10,6 +10,7 @@
  * FAILURES_SHOWN=<n> lists more failing cases. Works in /dev/shm when there is one (syncs are free).
  */
 import t from 'tap';
+import { readAll } from './fixtures/read-all.js';
 import { cpSync, existsSync, mkdtempSync, rmSync, truncateSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -29,19 +30,6 @@ interface RecoveryStats {
   recovery?: { tailBytesCut: number; damagedSegments: number };
 }
 
-async function readAll(s: SegmentStore, rnd: Rnd): Promise<Packet[]> {
-  const all: Packet[] = [];
-  let after = 0;
-  for (let guard = 0; guard < 100_000; guard++) {
-    const got = await s.readAfter(after, int(rnd, 1, 64));
-    if (got.length === 0) return all;
-    all.push(...got);
-    const last = got[got.length - 1]!.seq;
-    if (!(last > after)) return all; // the order check reports it
-    after = last;
-  }
-  return all;
-}
 
 // ---- base stores, built once and copied for each case ----
 
@@ -129,7 +117,7 @@ async function runCase(root: string, bases: Base[], caseNo: number, caseSeed: nu
       note('open', `open threw ${String(err)}`);
       return;
     }
-    const got = await readAll(s, rnd);
+    const got = await readAll(s, () => int(rnd, 1, 64), 100_000);
     const st = s.stats();
     const rec = (st as typeof st & RecoveryStats).recovery;
     const reported = st.dropped.corrupt > 0 || (rec?.tailBytesCut ?? 0) > 0 || (rec?.damagedSegments ?? 0) > 0;
@@ -197,7 +185,7 @@ async function runCase(root: string, bases: Base[], caseNo: number, caseSeed: nu
       note('reopen', `second open threw ${String(err)}`);
       return;
     }
-    const again = await readAll(s2, rnd);
+    const again = await readAll(s2, () => int(rnd, 1, 64), 100_000);
     await s2.close();
     const expect = [...got, ...added];
     const gotSeqs = again.map((p) => p.seq).join(',');
@@ -286,7 +274,7 @@ t.test('segment-store - a tail cut anywhere in its first bytes: opens, reports t
     truncateSync(join(dir, tail), at);
     try {
       const s = await SegmentStore.open({ dir, sync: 'none', segmentBytes: 4096, bytesMax });
-      const before = await readAll(s, rnd);
+      const before = await readAll(s, () => int(rnd, 1, 64), 100_000);
       const st = s.stats() as StoreStats & RecoveryStats;
       const lost = appended.length - before.length;
       const reported = st.dropped.corrupt > 0 || (st.recovery?.tailBytesCut ?? 0) > 0 || (st.recovery?.damagedSegments ?? 0) > 0;
@@ -295,7 +283,7 @@ t.test('segment-store - a tail cut anywhere in its first bytes: opens, reports t
       const added = [await s.append(makePacket(rnd, 1001, 4096)), await s.append(makePacket(rnd, 1002, 4096))].map((p) => ({ ...p }));
       await s.close();
       const s2 = await SegmentStore.open({ dir, sync: 'none', segmentBytes: 4096, bytesMax });
-      const after = (await readAll(s2, rnd)).map((p) => p.seq);
+      const after = (await readAll(s2, () => int(rnd, 1, 64), 100_000)).map((p) => p.seq);
       await s2.close();
       const want = [...before, ...added].map((p) => p.seq);
       if (after.join() !== want.join()) bad.push(`cut at ${at}: after appending ${added.map((p) => p.seq).join()} and reopening got [..${after.slice(-4).join()}], want [..${want.slice(-4).join()}]`);
