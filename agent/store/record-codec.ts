@@ -51,6 +51,12 @@ export function encodePacketRecord(p: Packet, baseSeq: number): Buffer {
   return out;
 }
 
+/** Points an encoded packet body at another segment base (in place), so a record is encoded once. */
+export function rebasePacketRecord(body: Buffer, seq: number, baseSeq: number): Buffer {
+  body.writeUInt32BE(seq - baseSeq, 2);
+  return body;
+}
+
 export function encodeAcksRecord(acks: AckState): Buffer {
   return Buffer.concat([Buffer.from([RecordKind.acks]), cbor.encode({ a: acks.ackedSeq, r: acks.done, l: acks.lastSeq })]);
 }

@@ -9,7 +9,7 @@
 import { constants as fsConstants } from 'node:fs';
 import { mkdir, open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { frameRecord } from '../../common/record.js';
+import { frameRecord, recordHeaderBytes } from '../../common/record.js';
 import { syncDir } from '../../common/durable-file.js';
 import { realClock, type Clock } from '../../common/clock.js';
 import { silentLog, type Log } from '../../common/log.js';
@@ -18,7 +18,7 @@ import type { NewPacket, Packet } from '../../protocol/packet.js';
 import { DeadLetterLog } from './dead-letters.js';
 import { lockDir } from './lock.js';
 import { RangeSet } from './range-set.js';
-import { encodeAcksRecord, encodePacketRecord, type AckState } from './record-codec.js';
+import { encodeAcksRecord, encodePacketRecord, rebasePacketRecord, type AckState } from './record-codec.js';
 import { recoverSegments, type SegmentMeta } from './recover.js';
 import { encodeHeader, encodeTrailer, segmentFileName, segmentHeaderBytes } from './segment.js';
 import { SegmentCursor } from './segment-cursor.js';
@@ -42,6 +42,8 @@ export interface SegmentStoreOptions {
 
 interface Pending {
   packet: Packet;
+  /** the record body, encoded once at append; its seq delta is set when its segment is known */
+  body: Buffer;
   resolve: (p: Packet) => void;
   reject: (err: unknown) => void;
 }
@@ -139,8 +141,9 @@ export class SegmentStore implements PacketStore {
     const packet: Packet = { seq: this.lastSeq + 1, target: input.target, ts: input.ts, data: input.data };
     if (input.ttlMs !== undefined) packet.ttlMs = input.ttlMs;
     if (input.priority !== undefined) packet.priority = input.priority;
-    // The record is framed against the active segment's base when it is written; size it now.
-    const size = frameRecord(encodePacketRecord(packet, packet.seq)).length;
+    // Encoded once, now (for its size); the seq delta is rebased on the segment it lands in.
+    const body = encodePacketRecord(packet, packet.seq);
+    const size = recordHeaderBytes + body.length;
     if (!this.makeRoom(size, packet.priority ?? 0)) {
       this.counters.rejected++;
       return Promise.reject(new FerryError(ErrorCode.STORE_FULL, `store is full (${this.storeBytes() + this.pendingBytes} of ${this.o.bytesMax} bytes)`));
@@ -148,7 +151,7 @@ export class SegmentStore implements PacketStore {
     this.lastSeq = packet.seq;
     this.pendingBytes += size;
     return new Promise<Packet>((resolve, reject) => {
-      this.pending.push({ packet, resolve, reject });
+      this.pending.push({ packet, body, resolve, reject });
       this.scheduleFlush(this.o.sync === 'batch' ? this.o.batchWindowMs : 0);
     });
   }
@@ -212,8 +215,8 @@ export class SegmentStore implements PacketStore {
         const packets: Packet[] = [];
         let size = seg.bytes;
         while (written + packets.length < batch.length) {
-          const packet = batch[written + packets.length]!.packet;
-          const rec = frameRecord(encodePacketRecord(packet, seg.baseSeq));
+          const { packet, body } = batch[written + packets.length]!;
+          const rec = frameRecord(rebasePacketRecord(body, packet.seq, seg.baseSeq));
           // A segment takes at least one packet, however large.
           if ((packets.length > 0 || seg.packets > 0) && size + rec.length > this.o.segmentBytes) break;
           parts.push(rec);
