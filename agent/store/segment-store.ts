@@ -22,6 +22,7 @@ import { encodeAcksRecord, encodePacketRecord, rebasePacketRecord, type AckState
 import { recoverSegments, type SegmentMeta } from './recover.js';
 import { encodeHeader, encodeTrailer, segmentFileName, segmentHeaderBytes } from './segment.js';
 import { SegmentCursor } from './segment-cursor.js';
+import { TailCache } from './tail-cache.js';
 import type { DeadLetter, DropCounts, FullPolicy, PacketStore, StoreStats, SyncPolicy } from './store.js';
 
 export interface SegmentStoreOptions {
@@ -48,8 +49,6 @@ interface Pending {
   reject: (err: unknown) => void;
 }
 
-const tailCachePacketsMax = 4096;
-const tailCacheBytesMax = 2 * 1024 * 1024;
 const ackRangesMax = 4096;
 
 export class SegmentStore implements PacketStore {
@@ -67,8 +66,7 @@ export class SegmentStore implements PacketStore {
   private pendingBytes = 0;
   private flushing: Promise<void> | null = null;
   private flushTimer: { timeout: NodeJS.Timeout } | { immediate: NodeJS.Immediate } | null = null;
-  private tailCache: Packet[] = [];
-  private tailCacheBytes = 0;
+  private readonly tailCache = new TailCache();
   private cursor: SegmentCursor | null = null;
   private closed = false;
   private unlock: () => Promise<void> = async () => undefined;
@@ -243,7 +241,8 @@ export class SegmentStore implements PacketStore {
       this.absorbDone();
     }
     for (const p of batch.slice(0, written)) {
-      this.cacheTail(p.packet);
+      this.tailCache.dropThrough(this.ackedSeq);
+      this.tailCache.push(p.packet);
       this.counters.appended++;
       p.resolve(p.packet);
     }
@@ -323,15 +322,6 @@ export class SegmentStore implements PacketStore {
     this.active = { meta, fh };
   }
 
-  private cacheTail(p: Packet): void {
-    this.trimTailCache();
-    this.tailCache.push(p);
-    this.tailCacheBytes += cachedBytes(p);
-    while (this.tailCache.length > tailCachePacketsMax || this.tailCacheBytes > tailCacheBytesMax) {
-      this.tailCacheBytes -= cachedBytes(this.tailCache.shift()!);
-    }
-  }
-
   // ---- capacity ----------------------------------------------------------------------------
 
   private storeBytes(): number {
@@ -403,14 +393,6 @@ export class SegmentStore implements PacketStore {
     }
   }
 
-  /** Drops acked packets from the front of the tail cache (not while readAfter walks it). */
-  private trimTailCache(): void {
-    while (this.tailCache.length > 0 && this.tailCache[0]!.seq <= this.ackedSeq) {
-      const old = this.tailCache.shift()!;
-      this.tailCacheBytes -= cachedBytes(old);
-    }
-  }
-
   private markAcksDirty(): void {
     this.acksDirty = true;
     this.scheduleAckFlush();
@@ -460,15 +442,15 @@ export class SegmentStore implements PacketStore {
   async readAfter(seq: number, countMax: number): Promise<Packet[]> {
     if (this.closed) throw closedError();
     const out: Packet[] = [];
-    this.trimTailCache();
+    this.tailCache.dropThrough(this.ackedSeq);
     let after = Math.max(seq, this.ackedSeq);
     const nowMs = this.clock.now();
     while (out.length < countMax) {
       // Recent packets come from memory; only a backlog older than the cache is read from disk.
-      const cacheFirst = this.tailCache[0]?.seq;
+      const cacheFirst = this.tailCache.firstSeq;
       if (cacheFirst !== undefined && cacheFirst <= after + 1) {
-        for (let i = this.cacheIndexAfter(after); i < this.tailCache.length && out.length < countMax; i++) {
-          const p = this.tailCache[i]!;
+        for (let i = this.tailCache.indexAfter(after); i < this.tailCache.length && out.length < countMax; i++) {
+          const p = this.tailCache.at(i);
           after = p.seq;
           if (this.keep(p, nowMs)) out.push(p);
         }
@@ -519,17 +501,6 @@ export class SegmentStore implements PacketStore {
     }
     this.absorbDone();
     this.markAcksDirty();
-  }
-
-  private cacheIndexAfter(seq: number): number {
-    let lo = 0;
-    let hi = this.tailCache.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (this.tailCache[mid]!.seq <= seq) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo;
   }
 
   /** A cursor that yields packets after `after`, reusing the current one when it is there already. */
@@ -624,11 +595,6 @@ export class SegmentStore implements PacketStore {
     await this.deadLetterLog.close();
     await this.unlock();
   }
-}
-
-/** A rough size of a cached packet, to bound the cache's memory. */
-function cachedBytes(p: Packet): number {
-  return p.target.length + 64 + (p.data instanceof Uint8Array ? p.data.length : 64);
 }
 
 /** Folds packets just made durable into a segment's summary. */
