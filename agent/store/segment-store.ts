@@ -17,7 +17,7 @@ import { ErrorCode, FerryError } from '../../protocol/errors.js';
 import type { NewPacket, Packet } from '../../protocol/packet.js';
 import { DeadLetterLog } from './dead-letters.js';
 import { lockDir } from './lock.js';
-import { RangeSet } from './range-set.js';
+import { AckTracker } from './ack-tracker.js';
 import { encodeAcksRecord, encodePacketRecord, rebasePacketRecord, type AckState } from './record-codec.js';
 import { recoverSegments, type SegmentMeta } from './recover.js';
 import { encodeHeader, encodeTrailer, segmentFileName, segmentHeaderBytes } from './segment.js';
@@ -58,8 +58,7 @@ export class SegmentStore implements PacketStore {
   private segments: SegmentMeta[] = [];
   private active!: { meta: SegmentMeta; fh: FileHandle };
   private lastSeq = 0;
-  private ackedSeq = 0;
-  private done = new RangeSet();
+  private acks = new AckTracker();
   private acksDirty = false;
   private ackTimer: unknown = null;
   private pending: Pending[] = [];
@@ -108,17 +107,15 @@ export class SegmentStore implements PacketStore {
     this.recovery.tailBytesCut = r.tailBytesCut;
     this.recovery.damagedSegments = r.damagedSegments;
     this.segments = r.segments;
-    this.ackedSeq = r.acks.ackedSeq;
-    this.done = new RangeSet(r.acks.done);
+    this.acks = new AckTracker(r.acks.ackedSeq, r.acks.done);
     // Count only what was still pending: damage to packets already acked loses nothing.
-    for (const [a, b] of r.lostRanges) this.dropped.corrupt += this.done.add(Math.max(a, this.ackedSeq + 1), b);
+    for (const [a, b] of r.lostRanges) this.dropped.corrupt += this.acks.markDone(a, b);
     // Segments deleted before a crash were done: nothing below the oldest one is pending.
     const oldest = this.segments[0];
-    if (oldest && oldest.baseSeq - 1 > this.ackedSeq) this.ackedSeq = oldest.baseSeq - 1;
+    if (oldest) this.acks.doneThrough(oldest.baseSeq - 1);
     // Never hand out a seq twice: not one of a packet on disk, nor one the ack state knew of.
     const doneMax = r.acks.done.reduce((n, [, b]) => Math.max(n, b), 0);
-    this.lastSeq = Math.max(this.ackedSeq, r.acks.lastSeq, doneMax, ...this.segments.map((m) => Math.max(m.lastSeq, m.baseSeq - 1)));
-    this.absorbDone();
+    this.lastSeq = Math.max(this.acks.ackedSeq, r.acks.lastSeq, doneMax, ...this.segments.map((m) => Math.max(m.lastSeq, m.baseSeq - 1)));
     await this.removeDoneSegments();
     const last = this.segments[this.segments.length - 1];
     if (last && !last.sealed) {
@@ -235,13 +232,12 @@ export class SegmentStore implements PacketStore {
       if (withAcks) this.acksDirty = true;
       const failure = new FerryError(ErrorCode.STORE_IO, `store write failed: ${(err as Error).message}`, { cause: err });
       for (const p of batch.slice(written)) {
-        this.done.add(p.packet.seq);
+        this.acks.markDone(p.packet.seq);
         p.reject(failure);
       }
-      this.absorbDone();
     }
     for (const p of batch.slice(0, written)) {
-      this.tailCache.dropThrough(this.ackedSeq);
+      this.tailCache.dropThrough(this.acks.ackedSeq);
       this.tailCache.push(p.packet);
       this.counters.appended++;
       p.resolve(p.packet);
@@ -347,16 +343,15 @@ export class SegmentStore implements PacketStore {
   }
 
   private dropSegment(m: SegmentMeta, reason: 'oldest' | 'priority'): void {
-    const from = Math.max(m.baseSeq, this.ackedSeq + 1);
+    const from = Math.max(m.baseSeq, this.acks.ackedSeq + 1);
     if (m.lastSeq >= from) {
-      const lost = this.done.add(from, m.lastSeq);
+      const lost = this.acks.markDone(from, m.lastSeq);
       this.dropped[reason] += lost;
       this.log.warn('store: full; dropped a segment', { reason, packets: lost, firstSeq: from, lastSeq: m.lastSeq });
     }
     this.segments = this.segments.filter((x) => x !== m);
     if (this.cursor?.segment === m) this.resetCursor();
     this.deletions = Promise.all([this.deletions, unlink(m.path).catch(() => undefined)]).then(() => undefined);
-    this.absorbDone();
     this.markAcksDirty();
   }
 
@@ -364,33 +359,23 @@ export class SegmentStore implements PacketStore {
 
   async ack(seq: number): Promise<void> {
     if (this.closed) throw closedError();
-    const upTo = Math.min(seq, this.lastSeq);
-    if (upTo <= this.ackedSeq) return;
-    const newly = upTo - this.ackedSeq - this.done.countIn(this.ackedSeq + 1, upTo);
+    const newly = this.acks.doneThrough(Math.min(seq, this.lastSeq));
+    if (newly === 0) return;
     this.counters.acked += newly;
-    this.ackedSeq = upTo;
-    this.done.dropThrough(upTo);
-    this.absorbDone();
     this.markAcksDirty();
   }
 
   async ackOne(seq: number): Promise<void> {
     if (this.closed) throw closedError();
-    if (seq <= this.ackedSeq || seq > this.lastSeq) return;
-    this.counters.acked += this.done.add(seq);
-    this.absorbDone();
+    if (seq > this.lastSeq) return;
+    const newly = this.acks.markDone(seq);
+    if (newly === 0) return;
+    this.counters.acked += newly;
     this.markAcksDirty();
   }
 
   private ackState(): AckState {
-    return { ackedSeq: this.ackedSeq, done: this.done.toArray(ackRangesMax), lastSeq: this.lastSeq };
-  }
-
-  /** Moves the cumulative point over done ranges that now follow it. */
-  private absorbDone(): void {
-    for (let end = this.done.takePrefix(this.ackedSeq + 1); end !== null; end = this.done.takePrefix(this.ackedSeq + 1)) {
-      this.ackedSeq = Math.max(this.ackedSeq, end);
-    }
+    return { ackedSeq: this.acks.ackedSeq, done: this.acks.ranges(ackRangesMax), lastSeq: this.lastSeq };
   }
 
   private markAcksDirty(): void {
@@ -423,7 +408,7 @@ export class SegmentStore implements PacketStore {
 
   /** Deletes sealed segments whose every packet is done; damaged ones go to damaged/ for inspection. */
   private async removeDoneSegments(): Promise<void> {
-    const doneSegs = this.segments.filter((m) => m.sealed && m !== this.active?.meta && m.lastSeq <= this.ackedSeq);
+    const doneSegs = this.segments.filter((m) => m.sealed && m !== this.active?.meta && m.lastSeq <= this.acks.ackedSeq);
     if (doneSegs.length === 0) return;
     this.segments = this.segments.filter((m) => !doneSegs.includes(m));
     for (const m of doneSegs) {
@@ -442,8 +427,8 @@ export class SegmentStore implements PacketStore {
   async readAfter(seq: number, countMax: number): Promise<Packet[]> {
     if (this.closed) throw closedError();
     const out: Packet[] = [];
-    this.tailCache.dropThrough(this.ackedSeq);
-    let after = Math.max(seq, this.ackedSeq);
+    this.tailCache.dropThrough(this.acks.ackedSeq);
+    let after = Math.max(seq, this.acks.ackedSeq);
     const nowMs = this.clock.now();
     while (out.length < countMax) {
       // Recent packets come from memory; only a backlog older than the cache is read from disk.
@@ -475,10 +460,9 @@ export class SegmentStore implements PacketStore {
 
   /** Not acked, not dropped, not expired (an expired one is dropped here and counted). */
   private keep(p: Packet, nowMs: number): boolean {
-    if (p.seq <= this.ackedSeq || this.done.has(p.seq)) return false;
+    if (this.acks.isDone(p.seq)) return false;
     if (p.ttlMs !== undefined && p.ts + p.ttlMs < nowMs) {
-      this.dropped.ttl += this.done.add(p.seq);
-      this.absorbDone();
+      this.dropped.ttl += this.acks.markDone(p.seq);
       this.markAcksDirty();
       return false;
     }
@@ -487,9 +471,9 @@ export class SegmentStore implements PacketStore {
 
   private takeLost(cursor: SegmentCursor): void {
     for (const [a, b] of cursor.lost.splice(0)) {
-      const from = Math.max(a, this.ackedSeq + 1);
+      const from = Math.max(a, this.acks.ackedSeq + 1);
       if (b < from) continue;
-      const n = this.done.add(from, b);
+      const n = this.acks.markDone(from, b);
       if (n > 0) {
         this.dropped.corrupt += n;
         this.log.error('store: damaged records skipped', { segment: cursor.segment.path, firstSeq: from, lastSeq: b, packets: n });
@@ -499,7 +483,6 @@ export class SegmentStore implements PacketStore {
       cursor.segment.damaged = true;
       this.recovery.damagedSegments++;
     }
-    this.absorbDone();
     this.markAcksDirty();
   }
 
@@ -557,9 +540,8 @@ export class SegmentStore implements PacketStore {
       this.cancelFlushTimer();
       await this.flush();
       // The skipped seqs were never assigned: done, neither acked nor dropped.
-      this.done.add(this.lastSeq + 1, seq);
+      this.acks.markDone(this.lastSeq + 1, seq);
       this.lastSeq = seq;
-      this.absorbDone();
       // A new segment based above `seq`, with the ack state, makes the jump durable.
       await this.roll(seq + 1);
     });
@@ -569,12 +551,12 @@ export class SegmentStore implements PacketStore {
   stats(): StoreStats {
     let stored = 0;
     for (const m of this.segments) {
-      const from = Math.max(m.baseSeq, this.ackedSeq + 1);
-      if (m.lastSeq >= from) stored += m.lastSeq - from + 1 - this.done.countIn(from, m.lastSeq);
+      const from = Math.max(m.baseSeq, this.acks.ackedSeq + 1);
+      if (m.lastSeq >= from) stored += m.lastSeq - from + 1 - this.acks.countDoneIn(from, m.lastSeq);
     }
     const backlogPackets = stored + this.pending.length;
     return {
-      ...this.counters, lastSeq: this.lastSeq, ackedSeq: this.ackedSeq, backlogPackets,
+      ...this.counters, lastSeq: this.lastSeq, ackedSeq: this.acks.ackedSeq, backlogPackets,
       storeBytes: this.storeBytes(), dropped: { ...this.dropped }, recovery: { ...this.recovery }, segments: this.segments.length,
     };
   }
