@@ -26,8 +26,6 @@ export interface Recovered {
   acks: AckState;
   tailBytesCut: number;
   damagedSegments: number;
-  /** packets known lost to damage in the tail segment (seq gaps around damaged bytes) */
-  corruptPackets: number;
   /** seqs lost to damage, to be marked done */
   lostRanges: [number, number][];
   acksFound: boolean;
@@ -36,7 +34,7 @@ export interface Recovered {
 export async function recoverSegments(dir: string, log: Log): Promise<Recovered> {
   const names = (await readdir(dir)).map((n) => ({ n, base: baseSeqFromName(n) })).filter((x): x is { n: string; base: number } => x.base !== null);
   names.sort((a, b) => a.base - b.base);
-  const out: Recovered = { segments: [], acks: { ackedSeq: 0, done: [], lastSeq: 0 }, tailBytesCut: 0, damagedSegments: 0, corruptPackets: 0, lostRanges: [], acksFound: false };
+  const out: Recovered = { segments: [], acks: { ackedSeq: 0, done: [], lastSeq: 0 }, tailBytesCut: 0, damagedSegments: 0, lostRanges: [], acksFound: false };
   // A newest segment whose creation was cut short (killed before its header and first ack record
   // were durable) holds nothing: remove it, so the segment before it is the tail that gets scanned.
   while (names.length > 0) {
@@ -134,7 +132,6 @@ async function scanInto(fh: Awaited<ReturnType<typeof open>>, meta: SegmentMeta,
       meta.damaged = true;
       if (seq - damageSince > 1) {
         out.lostRanges.push([damageSince + 1, seq - 1]);
-        out.corruptPackets += seq - damageSince - 1;
       }
       damageSince = null;
     }
@@ -148,7 +145,6 @@ async function scanInto(fh: Awaited<ReturnType<typeof open>>, meta: SegmentMeta,
     meta.damaged = true;
     if (out.acks.lastSeq > damageSince) {
       out.lostRanges.push([damageSince + 1, out.acks.lastSeq]);
-      out.corruptPackets += out.acks.lastSeq - damageSince;
     }
   } else if (damageSince !== null && !isOpenTail) meta.damaged = true;
   meta.lastSeq = lastPacketSeq;

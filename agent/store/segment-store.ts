@@ -20,7 +20,7 @@ import { lockDir } from './lock.js';
 import { AckTracker } from './ack-tracker.js';
 import { encodeAcksRecord, encodePacketRecord, rebasePacketRecord, type AckState } from './record-codec.js';
 import { recoverSegments, type SegmentMeta } from './recover.js';
-import { encodeHeader, encodeTrailer, segmentFileName, segmentHeaderBytes } from './segment.js';
+import { encodeHeader, encodeTrailer, segmentFileName } from './segment.js';
 import { SegmentCursor } from './segment-cursor.js';
 import { TailCache } from './tail-cache.js';
 import type { DeadLetter, DropCounts, FullPolicy, PacketStore, StoreStats, SyncPolicy } from './store.js';
@@ -72,8 +72,6 @@ export class SegmentStore implements PacketStore {
   private deadLetterLog!: DeadLetterLog;
   private listeners: (() => void)[] = [];
   private writeChain: Promise<unknown> = Promise.resolve();
-  /** the ack timer fired while a write was running: write the acks right after it */
-  private ackDue = false;
   /** file deletions in flight; close waits for them */
   private deletions: Promise<void> = Promise.resolve();
   private readonly counters = { appended: 0, acked: 0, rejected: 0, deadLetters: 0, syncs: 0 };
@@ -184,9 +182,6 @@ export class SegmentStore implements PacketStore {
     this.flushing = this.serial(() => this.flush()).finally(() => {
       this.flushing = null;
       if (this.pending.length > 0) this.scheduleFlush(this.o.sync === 'batch' ? this.o.batchWindowMs : 0);
-      else if (this.acksDirty && this.ackDue) this.runFlush();
-      else if (this.acksDirty) this.scheduleAckFlush();
-      if (!this.acksDirty) this.ackDue = false;
     });
   }
 
@@ -229,7 +224,7 @@ export class SegmentStore implements PacketStore {
         break;
       }
     } catch (err) {
-      if (withAcks) this.acksDirty = true;
+      if (withAcks) this.markAcksDirty();
       const failure = new FerryError(ErrorCode.STORE_IO, `store write failed: ${(err as Error).message}`, { cause: err });
       for (const p of batch.slice(written)) {
         this.acks.markDone(p.packet.seq);
@@ -385,15 +380,13 @@ export class SegmentStore implements PacketStore {
 
   /**
    * Acks are not worth a sync each: they ride along with the next appends, or are written
-   * ackFlushMs after they came (as soon as a write in progress has finished).
+   * ackFlushMs after they came, queued behind any write in progress.
    */
   private scheduleAckFlush(): void {
     if (this.ackTimer !== null || this.closed) return;
     this.ackTimer = this.clock.setTimeout(() => {
       this.ackTimer = null;
-      if (!this.acksDirty) return;
-      if (this.flushing || this.flushTimer !== null) this.ackDue = true;
-      else this.runFlush();
+      if (this.acksDirty) this.serial(() => this.flush()).catch((err: unknown) => this.log.error('store: writing acks failed', { err }));
     }, this.o.ackFlushMs);
   }
 

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { appendFile, readFile, stat, truncate } from 'node:fs/promises';
+import { appendFile, stat, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DispatchLog } from '../../gateway/dispatch-log.js';
 import { createLog, silentLog } from '../../common/log.js';

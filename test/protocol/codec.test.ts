@@ -4,6 +4,7 @@ import { encodeFrame, FrameDecoder, frameBytesMaxDefault, frameHeaderBytes } fro
 import { ErrorCode, FerryError } from '../../protocol/errors.js';
 import { FrameType, protocolVersion, type Frame, type ByeFrame } from '../../protocol/frames.js';
 import type { PacketData } from '../../protocol/packet.js';
+import { refuses } from '../helpers/refuses.js';
 
 // ---------------------------------------------------------------------------------------------
 // Seeded randomness: every randomized test below draws from mulberry32(seed ^ salt). Replay a run
@@ -88,26 +89,6 @@ function plain(v: unknown): unknown {
     return Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([k, x]) => [k, plain(x)]));
   }
   return v;
-}
-
-/**
- * Runs `fn`, which must throw a FerryError with `code`; returns it. `todo` marks a known defect:
- * the assertion still runs and is reported, but does not fail the suite.
- */
-function refuses(t: Test, fn: () => unknown, code: ErrorCode, what: string, todo?: string): FerryError | undefined {
-  const extra = todo === undefined ? {} : { todo };
-  let thrown: unknown;
-  try {
-    fn();
-  } catch (err) {
-    thrown = err;
-  }
-  if (!(thrown instanceof FerryError)) {
-    t.fail(`${what}: expected FerryError ${code}, got ${thrown === undefined ? 'no error' : String(thrown)}`, extra);
-    return undefined;
-  }
-  t.equal(thrown.code, code, `${what}: ${code} (${thrown.message})`, extra);
-  return thrown;
 }
 
 function decodeChunks(chunks: Uint8Array[], decoder = new FrameDecoder()): Frame[] {

@@ -1,20 +1,7 @@
-import t, { type Test } from 'tap';
-import { ErrorCode, FerryError } from '../../protocol/errors.js';
+import t from 'tap';
+import { ErrorCode } from '../../protocol/errors.js';
 import { checkData, checkTarget, dataBytes, dataBytesMaxDefault, targetBytesMax, type PacketData } from '../../protocol/packet.js';
-
-function refuses(t: Test, fn: () => unknown, code: ErrorCode, what: string): void {
-  let thrown: unknown;
-  try {
-    fn();
-  } catch (err) {
-    thrown = err;
-  }
-  if (!(thrown instanceof FerryError)) {
-    t.fail(`${what}: expected FerryError ${code}, got ${thrown === undefined ? 'no error' : String(thrown)}`);
-    return;
-  }
-  t.equal(thrown.code, code, `${what}: ${code} (${thrown.message})`);
-}
+import { refuses } from '../helpers/refuses.js';
 
 const utf8Bytes = (s: string) => Buffer.byteLength(s, 'utf8');
 
