@@ -2,7 +2,13 @@ import { ErrorCode, FerryError } from './errors.js';
 import { checkTarget, type Packet, type PacketData } from './packet.js';
 
 /** The tunnel protocol version this build speaks; HELLO carries it, the gateway refuses others with BYE PROTOCOL_VERSION. */
-export const protocolVersion = 1;
+export const protocolVersion = 2;
+
+/** Selective ranges in one ACK or WELCOME, at most. */
+export const ackRangesMax = 1024;
+
+/** Inclusive seq ranges, ascending and disjoint. */
+export type SeqRange = [number, number];
 
 export const FrameType = {
   HELLO: 1,
@@ -18,16 +24,27 @@ export type FrameType = (typeof FrameType)[keyof typeof FrameType];
 
 /** Agent → gateway, first frame. `ackedSeq`: the highest seq the agent knows was acked (its resume point). */
 export interface HelloFrame { t: typeof FrameType.HELLO; version: number; agent: string; token?: string; ackedSeq: number }
-/** Gateway → agent. `dispatchedSeq`: the highest seq of this agent the gateway has dispatched durably. */
-export interface WelcomeFrame { t: typeof FrameType.WELCOME; session: string; dispatchedSeq: number; creditPackets: number; creditBytes: number }
+/**
+ * Gateway → agent. `dispatchedSeq`: every seq of this agent up to it is dispatched durably (the
+ * gateway's resume point); `ranges`: seqs above it dispatched too (targets are not blocked by each
+ * other, so dispatch has gaps). Credit: packets and bytes the agent may have un-acked in flight.
+ * `pingIntervalMs`: how often the gateway wants a PING; it ends the session after silence.
+ */
+export interface WelcomeFrame { t: typeof FrameType.WELCOME; session: string; dispatchedSeq: number; ranges?: SeqRange[]; creditPackets: number; creditBytes: number; pingIntervalMs?: number }
 export interface DataFrame { t: typeof FrameType.DATA; packets: Packet[] }
-/** Cumulative: every packet with seq <= `seq` is dispatched (or rejected with a NACK sent before). */
-export interface AckFrame { t: typeof FrameType.ACK; seq: number; creditPackets: number; creditBytes: number }
+/**
+ * `seq` is cumulative: every packet with seq <= `seq` is dispatched (or was rejected with a NACK
+ * sent before). `ranges`: seqs above `seq` that are dispatched too (selective). Credit: how much
+ * the gateway can take now, counting packets the agent has sent and not yet had acked or nacked.
+ */
+export interface AckFrame { t: typeof FrameType.ACK; seq: number; ranges?: SeqRange[]; creditPackets: number; creditBytes: number }
 /** The packet `seq` was not dispatched; `retryAfterMs` set means retry later, absent means permanent. */
 export interface NackFrame { t: typeof FrameType.NACK; seq: number; code: string; message: string; retryAfterMs?: number }
-export interface PingFrame { t: typeof FrameType.PING; id: number }
+/** `ackedSeq` (agent → gateway): the agent's store has let go of every seq up to it, so the gateway may forget gaps below it. */
+export interface PingFrame { t: typeof FrameType.PING; id: number; ackedSeq?: number }
 export interface PongFrame { t: typeof FrameType.PONG; id: number }
-export interface ByeFrame { t: typeof FrameType.BYE; code: string; reason: string }
+/** `retryAfterMs`: do not dial again sooner (the gateway paces reconnect storms). */
+export interface ByeFrame { t: typeof FrameType.BYE; code: string; reason: string; retryAfterMs?: number }
 
 export type Frame = HelloFrame | WelcomeFrame | DataFrame | AckFrame | NackFrame | PingFrame | PongFrame | ByeFrame;
 
@@ -53,6 +70,22 @@ function str(o: Record<string, unknown>, key: string, bytesMax = 1024): string {
   const v = o[key];
   if (typeof v !== 'string' || v.length > bytesMax) malformed(`${key} must be a string of at most ${bytesMax} characters`);
   return v;
+}
+
+function ranges(o: Record<string, unknown>, above: number): SeqRange[] | undefined {
+  const v = o.ranges;
+  if (v === undefined) return undefined;
+  if (!Array.isArray(v) || v.length > ackRangesMax) malformed(`ranges must be an array of at most ${ackRangesMax} [from, to] pairs`);
+  let floor = above;
+  return v.map((r: unknown) => {
+    if (!Array.isArray(r) || r.length !== 2) malformed('a range must be a [from, to] pair');
+    const pair = { a: r[0], b: r[1] };
+    const a = uint(pair, 'a');
+    const b = uint(pair, 'b');
+    if (a <= floor || b < a) malformed('ranges must be ascending, disjoint and above the cumulative seq');
+    floor = b;
+    return [a, b] as SeqRange;
+  });
 }
 
 function packet(v: unknown): Packet {
@@ -107,28 +140,43 @@ export function frameFromValue(v: unknown): Frame {
       if (v.token !== undefined) f.token = str(v, 'token');
       return f;
     }
-    case FrameType.WELCOME:
-      return {
+    case FrameType.WELCOME: {
+      const f: WelcomeFrame = {
         t: FrameType.WELCOME, session: str(v, 'session'), dispatchedSeq: uint(v, 'dispatchedSeq'),
         creditPackets: uint(v, 'creditPackets'), creditBytes: uint(v, 'creditBytes'),
       };
+      const r = ranges(v, f.dispatchedSeq);
+      if (r) f.ranges = r;
+      if (v.pingIntervalMs !== undefined) f.pingIntervalMs = uint(v, 'pingIntervalMs');
+      return f;
+    }
     case FrameType.DATA: {
       if (!Array.isArray(v.packets) || v.packets.length === 0) malformed('DATA needs a non-empty packets array');
       return { t: FrameType.DATA, packets: v.packets.map(packet) };
     }
-    case FrameType.ACK:
-      return { t: FrameType.ACK, seq: uint(v, 'seq'), creditPackets: uint(v, 'creditPackets'), creditBytes: uint(v, 'creditBytes') };
+    case FrameType.ACK: {
+      const f: AckFrame = { t: FrameType.ACK, seq: uint(v, 'seq'), creditPackets: uint(v, 'creditPackets'), creditBytes: uint(v, 'creditBytes') };
+      const r = ranges(v, f.seq);
+      if (r) f.ranges = r;
+      return f;
+    }
     case FrameType.NACK: {
       const f: NackFrame = { t: FrameType.NACK, seq: uint(v, 'seq'), code: str(v, 'code', 64), message: str(v, 'message') };
       if (v.retryAfterMs !== undefined) f.retryAfterMs = uint(v, 'retryAfterMs');
       return f;
     }
-    case FrameType.PING:
-      return { t: FrameType.PING, id: uint(v, 'id') };
+    case FrameType.PING: {
+      const f: PingFrame = { t: FrameType.PING, id: uint(v, 'id') };
+      if (v.ackedSeq !== undefined) f.ackedSeq = uint(v, 'ackedSeq');
+      return f;
+    }
     case FrameType.PONG:
       return { t: FrameType.PONG, id: uint(v, 'id') };
-    case FrameType.BYE:
-      return { t: FrameType.BYE, code: str(v, 'code', 64), reason: str(v, 'reason') };
+    case FrameType.BYE: {
+      const f: ByeFrame = { t: FrameType.BYE, code: str(v, 'code', 64), reason: str(v, 'reason') };
+      if (v.retryAfterMs !== undefined) f.retryAfterMs = uint(v, 'retryAfterMs');
+      return f;
+    }
     default:
       throw new FerryError(ErrorCode.FRAME_UNKNOWN_TYPE, `unknown frame type ${typeof v.t === 'number' ? v.t : `(a ${typeof v.t})`}`);
   }

@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net';
 import { encodeFrame, FrameDecoder } from './codec.js';
 import type { Frame } from './frames.js';
-import type { Transport } from './transport.js';
+import type { PeerInfo, Transport } from './transport.js';
 
 /** Frames over one TCP socket: length-prefixed CBOR both ways. Also used by the gateway side. */
 export class SocketTransport implements Transport {
@@ -10,8 +10,10 @@ export class SocketTransport implements Transport {
   private done = false;
   private resolveClosed!: (err: Error | undefined) => void;
   readonly closed: Promise<Error | undefined>;
+  readonly peer?: PeerInfo;
 
-  constructor(private readonly socket: Socket, opts: { frameBytesMax?: number } = {}) {
+  constructor(private readonly socket: Socket, opts: { frameBytesMax?: number; peer?: PeerInfo } = {}) {
+    if (opts.peer) this.peer = opts.peer;
     this.decoder = new FrameDecoder(opts);
     this.closed = new Promise((r) => (this.resolveClosed = r));
     socket.setNoDelay(true);

@@ -8,7 +8,19 @@ import type { Frame } from './frames.js';
  * - `closed` resolves once, when the connection ended for any reason (with the error, if any);
  *   after that `send` does nothing.
  */
+/** Who is on the other end, as the transport saw it (the gateway's listener fills it in). */
+export interface PeerInfo {
+  /** remote IP address */
+  address: string;
+  /** true when the connection is TLS */
+  tls: boolean;
+  /** subject CN of the client certificate, present only when the certificate was verified against the configured CA */
+  certSubject?: string;
+}
+
 export interface Transport {
+  /** set on the gateway side */
+  readonly peer?: PeerInfo;
   send(frame: Frame): void;
   onFrame(listener: (frame: Frame) => void): void;
   close(err?: Error): void;
