@@ -22,9 +22,20 @@ const rule = z.discriminatedUnion('kind', [
 export const agentConfigSchema = z.strictObject({
   /** the agent's ID: the identity of its packets, also across restarts */
   id: z.string().min(1).max(255).regex(/^[A-Za-z0-9._:-]+$/, 'letters, digits and . _ : - only'),
-  /** where the gateway listens, e.g. tcp://127.0.0.1:7800 */
-  gateway: z.string().regex(/^tcp:\/\/[^/:]+:\d+$/, 'a URL like tcp://HOST:PORT'),
-  token: z.string().min(1).optional(),
+  /** where the gateway listens: tcp://HOST:PORT (plaintext) or tls://HOST:PORT */
+  gateway: z.string().regex(/^(tcp|tls):\/\/[^/:]+:\d+$/, 'a URL like tcp://HOST:PORT or tls://HOST:PORT'),
+  /** sent in HELLO; the gateway checks it when auth.required (`ferry gateway add-agent` prints it) */
+  token: z.string().min(1).max(1024).optional(),
+  /** for a tls:// gateway: PEM files, read and checked at start */
+  tls: z.strictObject({
+    /** CA certificate(s) that sign the gateway's certificate; default: the system's CAs */
+    ca: z.string().min(1).optional(),
+    /** client certificate (subject CN = this agent's id) and its key, for a gateway with tls.ca */
+    cert: z.string().min(1).optional(),
+    key: z.string().min(1).optional(),
+    /** the name the gateway certificate must carry; default: the gateway URL's host */
+    servername: z.string().min(1).optional(),
+  }).optional(),
   dataDir: z.string().min(1),
   /** a hardware profile name (hw/profiles) or path: store size and in-flight window follow from it */
   profile: z.string().min(1).optional(),
@@ -41,6 +52,11 @@ export const agentConfigSchema = z.strictObject({
   link: z.strictObject({
     inflightPacketsMax: positiveInt.max(65_535).optional(),
     framePacketsMax: positiveInt.max(10_000).default(256),
+    /** a DATA frame's packet bytes, at most; keep it under the gateway's limits.frameBytesMax */
+    frameBytesMax: positiveInt.default(256 * 1024),
+    /** packets the gateway refused for now (NACK with retry-after) kept for resending; default: the in-flight window */
+    retryPacketsMax: positiveInt.max(65_535).optional(),
+    retryBytesMax: positiveInt.default(4 * 1024 * 1024),
     reconnectDelayMsMin: positiveInt.default(100),
     reconnectDelayMsMax: positiveInt.default(30_000),
     connectTimeoutMs: positiveInt.default(5000),
@@ -53,6 +69,9 @@ export const agentConfigSchema = z.strictObject({
   /** how often time-driven rules (heartbeat) are evaluated */
   tickMs: positiveInt.default(50),
   log: z.strictObject({ level: z.enum(['debug', 'info', 'warn', 'error']).default('info') }).prefault({}),
+}).superRefine((c, ctx) => {
+  if (c.tls !== undefined && !c.gateway.startsWith('tls://')) ctx.addIssue({ code: 'custom', path: ['tls'], message: 'tls settings need a tls:// gateway URL' });
+  if (c.tls !== undefined && (c.tls.cert === undefined) !== (c.tls.key === undefined)) ctx.addIssue({ code: 'custom', path: ['tls'], message: 'tls.cert and tls.key go together: give both or neither' });
 });
 
 export type AgentConfig = z.output<typeof agentConfigSchema>;

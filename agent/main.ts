@@ -7,6 +7,7 @@ import { agentLimits, loadProfile } from '../hw/index.js';
 import type { AgentConfig } from './config.js';
 import { Link } from './link/link.js';
 import { tcpDialer } from './link/tcp.js';
+import { loadTlsFiles } from '../protocol/tls-files.js';
 import { startLocalApi } from './local-api.js';
 import { createRule, type Rule } from './rules.js';
 import { SerialSource } from './sources/serial-source.js';
@@ -32,6 +33,12 @@ export interface AgentStats {
   deadLetters: number;
   link: string;
   rttMs: number | null;
+  /** packets the gateway refused for now, waiting to be resent */
+  retrying: number;
+  /** NACKs with retry-after received since start */
+  retries: number;
+  /** the gateway's last credit */
+  credit: { packets: number; bytes: number };
   /** what the profile (or the config) set */
   limits: { storeBytesMax: number; inflightPacketsMax: number };
   /** the store's own counters: drops by reason, recovery, bytes, segments */
@@ -48,14 +55,21 @@ export async function runAgent(config: AgentConfig, opts: { log?: Log } = {}): P
   const inflightPacketsMax = config.link.inflightPacketsMax ?? limits?.inflightPacketsMax ?? 1024;
   log.info('agent: starting', { profile: config.profile ?? null, storeBytesMax, inflightPacketsMax, sync: config.store.sync, fullPolicy: config.store.fullPolicy });
 
+  // PEM files are read and checked before anything starts: a wrong path or a key that does not fit stops the agent here.
+  const tlsFiles = config.tls ? { ...loadTlsFiles(config.tls), ...(config.tls.servername ? { servername: config.tls.servername } : {}) } : undefined;
+  if (config.gateway.startsWith('tls://') && !tlsFiles?.ca) log.info('agent: the gateway certificate is checked against the system CAs (no tls.ca)');
+  if (tlsFiles?.certSubject !== undefined && tlsFiles.certSubject !== config.id) {
+    log.warn('agent: the client certificate names another agent; the gateway will refuse it with AUTH_AGENT_MISMATCH', { certSubject: tlsFiles.certSubject, id: config.id });
+  }
   const segmentBytes = config.store.segmentBytes ?? limits?.segmentBytes ?? 4 * 2 ** 20;
   const store = await SegmentStore.open({
     dir: storeDir(config), sync: config.store.sync, batchWindowMs: config.store.batchWindowMs,
     bytesMax: storeBytesMax, segmentBytes, fullPolicy: config.store.fullPolicy, log,
   });
+  const dial = tcpDialer(config.gateway, { connectTimeoutMs: config.link.connectTimeoutMs, ...(tlsFiles ? { tls: tlsFiles } : {}) });
   const link = new Link(
-    { agentId: config.id, ...(config.token ? { token: config.token } : {}), inflightPacketsMax, ...config.link },
-    { store, dial: tcpDialer(config.gateway, { connectTimeoutMs: config.link.connectTimeoutMs }), clock, rng: Math.random, log },
+    { agentId: config.id, ...(config.token ? { token: config.token } : {}), inflightPacketsMax, retryPacketsMax: config.link.retryPacketsMax ?? inflightPacketsMax, ...config.link },
+    { store, dial, clock, rng: Math.random, log },
   );
 
   const produce = (packets: NewPacket[]): void => {
@@ -78,6 +92,7 @@ export async function runAgent(config: AgentConfig, opts: { log?: Log } = {}): P
     return {
       readings, invalidLines, stored: s.appended, backlog: s.backlogPackets, inflight: l.inflightPackets, acked: s.acked,
       lastSeq: s.lastSeq, ackedSeq: s.ackedSeq, deadLetters: s.deadLetters, link: l.state, rttMs: l.rttMs,
+      retrying: l.retryPackets, retries: l.retries, credit: { packets: l.creditPackets, bytes: l.creditBytes },
       limits: { storeBytesMax, inflightPacketsMax }, store: s,
     };
   };

@@ -1,24 +1,31 @@
 /**
- * `npm run bench [-- link|store ...]`: runs ferry and its peer in one run and prints them side by
- * side. Benchmarks: `link` (agent → gateway vs mqtt.js → mosquitto) and `store` (SegmentStore
- * vs better-sqlite3); all by default, or those named as arguments or in BENCH_ONLY (comma-separated).
- * Options (env): BENCH_PACKETS, BENCH_CPUS, BENCH_WINDOW, BENCH_ROUNDS, BENCH_CPU_PROF,
- * BENCH_SYNCS, BENCH_STORE_* (bench/README.md).
+ * `npm run bench [-- link|store|tunnel|latency|idle ...]`: runs ferry and its peer in one run and
+ * prints them side by side. Benchmarks: `link` (agent → gateway vs mqtt.js → mosquitto), `store`
+ * (SegmentStore vs better-sqlite3), `tunnel` (agent → gateway → mqtt handler → subscriber vs
+ * mqtt.js → mosquitto → subscriber), `latency` (the same at a steady rate), `idle` (gateway RSS
+ * per idle agent vs mosquitto per idle client); all by default, or those named as arguments or
+ * in BENCH_ONLY (comma-separated). Options (env): BENCH_PACKETS, BENCH_CPUS, BENCH_WINDOW,
+ * BENCH_ROUNDS, BENCH_CPU_PROF, BENCH_SYNCS, BENCH_STORE_* (bench/README.md), BENCH_TUNNEL_*,
+ * BENCH_LATENCY_*, BENCH_IDLE_* (bench/README-e2e.md).
  */
 import { readFile } from 'node:fs/promises';
 import { benchFerryFile } from './ferry-file.js';
 import { benchMqttQos1 } from './mqtt-qos1.js';
+import { benchIdle } from './idle-agents.js';
+import { benchLatency } from './latency.js';
 import { Cleanup } from './lib/cleanup.js';
+import { idleOptions, latencyOptions, tunnelOptions } from './lib/e2e-options.js';
 import { describeMachine } from './lib/machine.js';
 import { optionsFromEnv, type BenchOptions } from './lib/options.js';
 import { benchStore } from './store.js';
+import { benchTunnel } from './tunnel-mqtt.js';
 import { details, roundLine, table, type Rounds } from './lib/report.js';
 import { formatMarkdown, formatTable } from './lib/table.js';
 import { fmt } from './lib/timing.js';
 
 const say = (line = ''): void => void process.stdout.write(`${line}\n`);
 
-const benchmarks = ['link', 'store'] as const;
+const benchmarks = ['link', 'store', 'tunnel', 'latency', 'idle'] as const;
 type Benchmark = (typeof benchmarks)[number];
 
 /** The benchmarks named on the command line, else in BENCH_ONLY, else all. */
@@ -32,10 +39,19 @@ async function main(o: BenchOptions, only: Benchmark[]): Promise<void> {
   const m = await describeMachine();
   const load = (await readFile('/proc/loadavg', 'utf8').catch(() => '?')).split(' ').slice(0, 3).join(' ');
   say(`ferry bench ${m.date}: ${m.cpus} CPUs (${m.model}), Node ${m.node}, load average ${load}; benchmarks: ${only.join(', ')}`);
-  if (only.includes('link')) await benchLink(o);
-  if (only.includes('store')) {
-    if (only.includes('link')) say();
-    await benchStore(o, inRound, say);
+  const parts: [Benchmark, () => Promise<void>][] = [
+    ['link', () => benchLink(o)],
+    ['store', () => benchStore(o, inRound, say)],
+    ['tunnel', () => benchTunnel(tunnelOptions(o), inRound, say)],
+    ['latency', () => benchLatency(latencyOptions(o), inRound, say)],
+    ['idle', () => benchIdle(idleOptions(o), inRound, say)],
+  ];
+  let first = true;
+  for (const [name, run] of parts) {
+    if (!only.includes(name)) continue;
+    if (!first) say();
+    first = false;
+    await run();
   }
 }
 

@@ -6,6 +6,7 @@ import type { DeadLetter } from '../agent/store/store.js';
 import { localRequest } from '../agent/local-api.js';
 import { gatewayConfigSchema } from '../gateway/config.js';
 import { runGateway } from '../gateway/main.js';
+import { agentSubcommands, agentSubcommandsHelp, isAgentSubcommand, runAgentSubcommand } from './gateway-agents.js';
 import { runSim, simConfigSchema } from '../firmware-sim/index.js';
 import { loadYamlFile } from '../hw/yaml-file.js';
 import { ErrorCode, FerryError, isFerryError } from '../protocol/errors.js';
@@ -49,24 +50,33 @@ function untilSignal(stop: () => Promise<void>): Promise<number> {
 }
 
 const gateway: Command = {
-  summary: 'run the gateway: accept agents, dispatch packets to handlers by target',
-  help: `usage: ferry gateway --config FILE [--listen HOST:PORT] [--data-dir DIR]
-
+  summary: 'run the gateway: accept agents, dispatch packets to handlers by target; manage its agents',
+  help: `usage: ferry gateway --config FILE [--listen HOST:PORT] [--listen-tls HOST:PORT] [--data-dir DIR]
+${agentSubcommandsHelp}
   --config FILE     gateway configuration (YAML; see docs/config.md)
   --listen H:P      overrides listen.tcp (port 0 picks a free port)
-  --data-dir DIR    overrides dataDir (the dispatch log lives here)
+  --listen-tls H:P  overrides listen.tls (needs tls.cert and tls.key in the configuration)
+  --data-dir DIR    overrides dataDir (the dispatch log and the agent registry live here)
 
-Prints "ferry gateway listening on HOST:PORT" once it accepts agents. Stops on SIGINT/SIGTERM.
+Prints "ferry gateway listening on HOST:PORT" for the plaintext listener and
+"ferry gateway listening on tls://HOST:PORT" for the TLS one once it accepts agents.
+Stops on SIGINT/SIGTERM.
 `,
   async run(args) {
-    const f = flags(args, { config: { type: 'string' }, listen: { type: 'string' }, 'data-dir': { type: 'string' } });
+    if (isAgentSubcommand(args[0])) return runAgentSubcommand(args[0], args.slice(1));
+    if (args[0] !== undefined && !args[0].startsWith('-')) {
+      throw new FerryError(ErrorCode.CONFIG_INVALID, `gateway: unknown subcommand '${args[0]}' (known: ${agentSubcommands.join(', ')}; without one, ferry gateway runs the gateway)`);
+    }
+    const f = flags(args, { config: { type: 'string' }, listen: { type: 'string' }, 'listen-tls': { type: 'string' }, 'data-dir': { type: 'string' } });
     const config = loadConfig(f.config, gatewayConfigSchema, [
       { path: ['listen', 'tcp'], value: f.listen },
+      { path: ['listen', 'tls'], value: f['listen-tls'] },
       { path: ['dataDir'], value: f['data-dir'] },
     ]);
     const gw = await runGateway(config);
-    const host = config.listen.tcp.slice(0, config.listen.tcp.lastIndexOf(':'));
-    process.stdout.write(`ferry gateway listening on ${host}:${gw.port}\n`);
+    const hostOf = (hostPort: string): string => hostPort.slice(0, hostPort.lastIndexOf(':'));
+    if (config.listen.tcp !== undefined) process.stdout.write(`ferry gateway listening on ${hostOf(config.listen.tcp)}:${gw.ports.tcp}\n`);
+    if (config.listen.tls !== undefined) process.stdout.write(`ferry gateway listening on tls://${hostOf(config.listen.tls)}:${gw.ports.tls}\n`);
     return untilSignal(() => gw.stop());
   },
 };

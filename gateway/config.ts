@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { compilePattern } from './routes.js';
 
 const positiveInt = z.number().int().positive();
+const hostPort = z.string().regex(/^[^:]+:\d+$/, 'HOST:PORT, e.g. 127.0.0.1:7800');
 const pattern = z.string().min(1).superRefine((p, ctx) => {
   try {
     compilePattern(p);
@@ -15,6 +16,10 @@ const fileRoute = z.strictObject({
   handler: z.literal('file'),
   path: z.string().min(1),
   sync: z.enum(['always', 'none']).default('always'),
+  /** rotate before the file would grow past this; no rotation when absent */
+  rotateBytes: positiveInt.optional(),
+  /** rotated files kept: PATH.1 (newest) … PATH.KEEP */
+  keep: positiveInt.max(1000).default(5),
 });
 const mqttRoute = z.strictObject({
   match: pattern,
@@ -23,25 +28,85 @@ const mqttRoute = z.strictObject({
   topic: z.string().min(1).default('ferry/{agent}/{target}'),
   qos: z.union([z.literal(0), z.literal(1), z.literal(2)]).default(1),
   publishTimeoutMs: positiveInt.default(5000),
+  /** publishes sent and not yet acknowledged; also how many packets of one target may be pipelined */
+  inflightMax: positiveInt.max(60_000).default(256),
+});
+const webhookRoute = z.strictObject({
+  match: pattern,
+  handler: z.literal('webhook'),
+  url: z.string().regex(/^https?:\/\/.+/i, 'an http:// or https:// URL'),
+  timeoutMs: positiveInt.default(5000),
+  concurrency: positiveInt.max(256).default(1),
+  headers: z.record(
+    z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'an HTTP header name'),
+    z.string().regex(/^[^\r\n\0]*$/, 'a header value on one line'),
+  ).default({}),
+  retryAfterMs: positiveInt.default(1000),
+  retryAfterMsMin: positiveInt.default(1000),
+  retryAfterMsMax: positiveInt.default(60_000),
+}).refine((r) => r.retryAfterMsMin <= r.retryAfterMsMax, { path: ['retryAfterMsMin'], message: 'must not exceed retryAfterMsMax' });
+const moduleRoute = z.strictObject({
+  match: pattern,
+  handler: z.literal('module'),
+  /** an ES module whose default export is createHandler(options, { log }); relative to the working directory */
+  module: z.string().min(1),
+  options: z.record(z.string(), z.unknown()).default({}),
 });
 
 /** The gateway's configuration file (`ferry gateway --config FILE`). docs/config.md describes every key. */
 export const gatewayConfigSchema = z.strictObject({
   listen: z.strictObject({
-    /** HOST:PORT for the TCP tunnel; port 0 picks a free port (printed at start) */
-    tcp: z.string().regex(/^[^:]+:\d+$/, 'HOST:PORT, e.g. 127.0.0.1:7800'),
-  }),
+    /** HOST:PORT for the plaintext TCP tunnel; port 0 picks a free port (printed at start) */
+    tcp: hostPort.optional(),
+    /** HOST:PORT for the TLS tunnel (needs `tls`); a plaintext client there gets BYE TLS_REQUIRED */
+    tls: hostPort.optional(),
+  }).refine((l) => l.tcp !== undefined || l.tls !== undefined, 'give listen.tcp, listen.tls or both'),
+  /** PEM files for the TLS listener, read and checked at start; `ca` makes the gateway ask agents for a client certificate */
+  tls: z.strictObject({
+    cert: z.string().min(1),
+    key: z.string().min(1),
+    ca: z.string().min(1).optional(),
+  }).optional(),
+  /** who may open a session: docs/security.md */
+  auth: z.strictObject({
+    /** false: any agent ID is accepted (a warning at start); true: a registered agent with its token, or a verified client certificate */
+    required: z.boolean().default(false),
+    /** off: client certificates are ignored; accept: a verified certificate whose CN is the agent ID authenticates it; require: one is needed */
+    clientCert: z.enum(['off', 'accept', 'require']).default('accept'),
+  }).prefault({}),
   dataDir: z.string().min(1),
-  routes: z.array(z.discriminatedUnion('handler', [fileRoute, mqttRoute])).min(1),
+  routes: z.array(z.discriminatedUnion('handler', [fileRoute, mqttRoute, webhookRoute, moduleRoute])).min(1),
   limits: z.strictObject({
     frameBytesMax: positiveInt.default(1024 * 1024),
     connectionsMax: positiveInt.default(10_000),
+    /** connections one remote address may hold; the next gets BYE CONNECTIONS_PER_ADDRESS */
+    connectionsPerAddressMax: positiveInt.default(64),
+    /** new connections admitted per second (a token bucket, burst of one second); beyond it BYE GATEWAY_BUSY with retryAfterMs */
+    sessionsPerSecondMax: positiveInt.default(500),
+    /** sessions (distinct agents) held at once; beyond it BYE AGENTS_MAX */
+    agentsMax: positiveInt.default(10_000),
     sessionQueuePacketsMax: positiveInt.max(65_535).default(1024),
     sessionQueueBytesMax: positiveInt.default(8 * 1024 * 1024),
+    /** packets of one target waiting for its handler in one session; beyond it NACK TARGET_BUSY (retryable) */
+    targetQueuePacketsMax: positiveInt.default(256),
+    /** a target with no handler verdict for this long is slow: what it holds is taken off the credit */
+    targetSlowMs: positiveInt.default(1000),
+    /** the retry-after of a TARGET_BUSY NACK */
+    busyRetryAfterMs: positiveInt.default(500),
+    /** a retryable handler failure is retried in the gateway this many times (if its retry-after is at most retryInPlaceMsMax) before it goes back to the agent as a NACK */
+    retriesInPlace: z.number().int().min(0).max(100).default(3),
+    retryInPlaceMsMax: positiveInt.default(2000),
+    /** how often agents PING (told in WELCOME); peerTimeoutMs should be several times this */
+    pingIntervalMs: positiveInt.default(10_000),
     helloTimeoutMs: positiveInt.default(5000),
     peerTimeoutMs: positiveInt.default(30_000),
   }).prefault({}),
   log: z.strictObject({ level: z.enum(['debug', 'info', 'warn', 'error']).default('info') }).prefault({}),
+}).superRefine((c, ctx) => {
+  if (c.listen.tls !== undefined && c.tls === undefined) ctx.addIssue({ code: 'custom', path: ['tls'], message: 'listen.tls needs tls.cert and tls.key' });
+  if (c.auth.clientCert === 'require' && (c.tls?.ca === undefined || c.listen.tls === undefined)) {
+    ctx.addIssue({ code: 'custom', path: ['auth', 'clientCert'], message: "'require' needs listen.tls and tls.ca (the CA that signs agents' client certificates)" });
+  }
 });
 
 export type GatewayConfig = z.output<typeof gatewayConfigSchema>;

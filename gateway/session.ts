@@ -1,49 +1,73 @@
 import type { Clock } from '../common/clock.js';
 import type { Log } from '../common/log.js';
+import { RangeSet } from '../common/range-set.js';
 import { ErrorCode, FerryError } from '../protocol/errors.js';
-import { FrameType, protocolVersion, type Frame, type HelloFrame } from '../protocol/frames.js';
-import type { Packet } from '../protocol/packet.js';
-import type { Transport } from '../protocol/transport.js';
+import { ackRangesMax, FrameType, protocolVersion, type Frame, type HelloFrame } from '../protocol/frames.js';
+import { packetCreditBytes, type Packet } from '../protocol/packet.js';
+import type { PeerInfo, Transport } from '../protocol/transport.js';
 import type { DispatchLog } from './dispatch-log.js';
 import type { DispatchPacket, Handler, HandlerResult } from './handlers/handler.js';
+import { Lane, type LaneItem, type LaneRefusal } from './lane.js';
 import type { Router } from './routes.js';
 
 export interface SessionOptions {
   helloTimeoutMs: number;
+  /** the session ends after this long without a frame from the agent */
   peerTimeoutMs: number;
-  /** packets received and not yet acked that one session may hold; also the credit it grants */
+  /** how often the agent should PING (told in WELCOME) */
+  pingIntervalMs: number;
+  /** packets received and not yet acked or nacked that one session may hold: the most credit it grants */
   queuePacketsMax: number;
   queueBytesMax: number;
+  /** packets of one target waiting for its handler, at most; more are refused with TARGET_BUSY */
+  targetQueuePacketsMax: number;
+  /** a target whose oldest packet waited longer than this is slow: its packets no longer count as free credit */
+  targetSlowMs: number;
+  /** retry-after of TARGET_BUSY */
+  busyRetryAfterMs: number;
+  /** a retryable failure with a retry-after up to retryInPlaceMsMax is retried in the gateway this many times before the agent gets it back */
+  retriesInPlace: number;
+  retryInPlaceMsMax: number;
 }
+
+export type Admission = { ok: true } | { ok: false; code: ErrorCode; message: string; retryAfterMs?: number };
 
 export interface SessionDeps {
   clock: Clock;
   log: Log;
   dispatchLog: DispatchLog;
   router: Router<Handler>;
-  /** Called once the agent said HELLO; returns false to refuse it. */
-  register(agent: string, session: Session): void;
+  /** Checks the agent's credentials (token, client certificate); absent: everyone is let in. */
+  authenticate?(hello: HelloFrame, peer: PeerInfo | undefined): Admission;
+  /** Called once the agent said HELLO and was authenticated; may refuse (too many agents). */
+  register(agent: string, session: Session): Admission;
   unregister(agent: string, session: Session): void;
   newSessionId(): string;
-  counters: { dispatched: number; rejected: number; duplicates: number };
+  /** Per agent, the seqs some session has handed to a handler and not yet settled: a resend waits for that outcome. */
+  inDispatch: Map<string, Map<number, Promise<void>>>;
+  counters: { dispatched: number; rejected: number; duplicates: number; retried: number };
 }
 
 const agentIdPattern = /^[A-Za-z0-9._:-]{1,255}$/;
 
 /**
- * One agent's session on one transport. Packets are handled in seq order, a DATA frame at a
- * time: every packet of the frame goes to its handler, then the highest seq is recorded durably,
- * and only then is the ACK sent (write first, ack second). A packet at or below the recorded seq
- * is acked without being dispatched again.
+ * One agent's session on one transport. Packets go to a lane per target (see Lane), so a failing
+ * target never stalls another. A dispatched packet is recorded durably in the dispatch log
+ * before its ACK is sent (write first, ack second); a packet seen again is acked without being
+ * dispatched twice. ACKs carry the cumulative seq, the seqs dispatched above it since the last
+ * ACK, and the credit: free room in this session's queue, minus what slow targets hold.
  */
 export class Session {
   agent: string | null = null;
-  private queue: Packet[][] = [];
+  private readonly lanes = new Map<string, Lane>();
   private queuedPackets = 0;
-  private processing = false;
+  private queuedBytes = 0;
   private closed = false;
   private lastRxMs: number;
   private timer: unknown = null;
+  /** dispatched since the last ACK */
+  private newlyDone = new RangeSet();
+  private ackScheduled = false;
 
   constructor(private readonly t: Transport, private readonly opts: SessionOptions, private readonly deps: SessionDeps) {
     this.lastRxMs = deps.clock.now();
@@ -57,9 +81,14 @@ export class Session {
     });
   }
 
-  bye(code: ErrorCode, reason: string): void {
-    this.t.send({ t: FrameType.BYE, code, reason });
+  bye(code: ErrorCode, reason: string, retryAfterMs?: number): void {
+    this.t.send({ t: FrameType.BYE, code, reason, ...(retryAfterMs !== undefined ? { retryAfterMs } : {}) });
     this.t.close(new FerryError(code, reason));
+  }
+
+  /** Packets this session holds (received, not yet acked or nacked). */
+  get queued(): number {
+    return this.queuedPackets;
   }
 
   private onFrame(f: Frame): void {
@@ -70,14 +99,13 @@ export class Session {
     }
     switch (f.t) {
       case FrameType.DATA:
-        this.queue.push(f.packets);
-        this.queuedPackets += f.packets.length;
-        if (this.queuedPackets > this.opts.queuePacketsMax) {
-          return this.bye(ErrorCode.PROTOCOL_STATE, `more than ${this.opts.queuePacketsMax} packets in flight: the agent ignored its credit`);
+        for (const p of f.packets) {
+          if (this.closed) return;
+          this.onPacket(p);
         }
-        if (!this.processing) void this.process();
         return;
       case FrameType.PING:
+        if (f.ackedSeq !== undefined) this.agentLetGo(f.ackedSeq);
         return this.t.send({ t: FrameType.PONG, id: f.id });
       case FrameType.PONG:
         return;
@@ -93,13 +121,27 @@ export class Session {
     const { clock, dispatchLog, log } = this.deps;
     if (h.version !== protocolVersion) return this.bye(ErrorCode.PROTOCOL_VERSION, `protocol version ${h.version} is not supported; this gateway speaks ${protocolVersion}`);
     if (!agentIdPattern.test(h.agent)) return this.bye(ErrorCode.FRAME_MALFORMED, 'agent ID must be 1-255 of letters, digits and . _ : -');
+    const auth = this.deps.authenticate?.(h, this.t.peer) ?? { ok: true };
+    if (!auth.ok) {
+      log.warn('session: authentication failed', { agent: h.agent, address: this.t.peer?.address, code: auth.code, error: auth.message });
+      return this.bye(auth.code, auth.message, auth.retryAfterMs);
+    }
+    const admitted = this.deps.register(h.agent, this);
+    if (!admitted.ok) {
+      log.warn('session: refused', { agent: h.agent, code: admitted.code, error: admitted.message });
+      return this.bye(admitted.code, admitted.message, admitted.retryAfterMs);
+    }
     clock.clearTimeout(this.timer);
     this.agent = h.agent;
-    this.deps.register(h.agent, this);
+    dispatchLog.raiseFloor(h.agent, h.ackedSeq);
     const session = this.deps.newSessionId();
-    const dispatchedSeq = dispatchLog.get(h.agent);
-    log.info('session: agent connected', { agent: h.agent, session, dispatchedSeq, agentAckedSeq: h.ackedSeq });
-    this.t.send({ t: FrameType.WELCOME, session, dispatchedSeq, creditPackets: this.opts.queuePacketsMax, creditBytes: this.opts.queueBytesMax });
+    const dispatchedSeq = dispatchLog.floor(h.agent);
+    const ranges = dispatchLog.ranges(h.agent, ackRangesMax);
+    log.info('session: agent connected', { agent: h.agent, session, dispatchedSeq, gaps: dispatchLog.gaps(h.agent), agentAckedSeq: h.ackedSeq });
+    this.t.send({
+      t: FrameType.WELCOME, session, dispatchedSeq, creditPackets: this.opts.queuePacketsMax, creditBytes: this.opts.queueBytesMax,
+      pingIntervalMs: this.opts.pingIntervalMs, ...(ranges.length > 0 ? { ranges } : {}),
+    });
     const tick = (): void => {
       if (this.closed) return;
       if (clock.now() - this.lastRxMs > this.opts.peerTimeoutMs) return this.bye(ErrorCode.PEER_TIMEOUT, `nothing from agent for ${this.opts.peerTimeoutMs} ms`);
@@ -108,60 +150,158 @@ export class Session {
     this.timer = clock.setTimeout(tick, Math.max(100, this.opts.peerTimeoutMs / 4));
   }
 
-  private async process(): Promise<void> {
-    this.processing = true;
-    try {
-      while (this.queue.length > 0 && !this.closed) {
-        const packets = this.queue.shift()!;
-        await this.dispatchFrame(packets);
-        this.queuedPackets -= packets.length;
-      }
-    } catch (err) {
-      this.deps.log.error('session: dispatch failed', { agent: this.agent, err });
-      this.t.close(err as Error);
-    } finally {
-      this.processing = false;
-    }
+  /** The agent's store let go of every seq up to `seq`. */
+  private agentLetGo(seq: number): void {
+    this.deps.dispatchLog.raiseFloor(this.agent!, seq);
+    for (const lane of this.lanes.values()) lane.forgetThrough(seq);
   }
 
-  private async dispatchFrame(packets: Packet[]): Promise<void> {
+  private onPacket(p: Packet): void {
     const agent = this.agent!;
-    const { dispatchLog, counters } = this.deps;
-    const recorded = dispatchLog.get(agent);
-    let todo = packets.filter((p) => p.seq > recorded);
-    counters.duplicates += packets.length - todo.length;
-    const last = packets[packets.length - 1]!.seq;
-    while (todo.length > 0) {
-      // All packets of the frame go out at once; handlers apply them in call order.
-      const results = await Promise.all(todo.map((p) => this.handle({ ...p, agent })));
-      const retry: Packet[] = [];
-      let retryAfterMs = 0;
-      for (const [i, r] of results.entries()) {
-        const p = todo[i]!;
-        if (r.ok) counters.dispatched++;
-        else if (!r.retryable) {
-          counters.rejected++;
-          this.t.send({ t: FrameType.NACK, seq: p.seq, code: r.code, message: r.message });
-        } else {
-          retry.push(p);
-          retryAfterMs = Math.max(retryAfterMs, r.retryAfterMs);
-        }
-      }
-      todo = retry;
-      if (todo.length > 0) {
-        this.deps.log.warn('session: handler failed; retrying', { agent, seq: todo[0]!.seq, retryAfterMs });
-        await new Promise((r) => this.deps.clock.setTimeout(() => r(undefined), retryAfterMs));
-        if (this.closed) return;
-      }
+    const { dispatchLog, counters, router } = this.deps;
+    const bytes = packetCreditBytes(p);
+    // A packet larger than the byte credit may go alone, when nothing else is in flight.
+    const overBytes = this.queuedBytes > 0 && this.queuedBytes + bytes > this.opts.queueBytesMax;
+    this.queuedPackets++;
+    this.queuedBytes += bytes;
+    if (this.queuedPackets > this.opts.queuePacketsMax || overBytes) {
+      return this.bye(ErrorCode.CREDIT_EXCEEDED, `more than ${this.opts.queuePacketsMax} packets or ${this.opts.queueBytesMax} bytes in flight: the agent ignored its credit`);
     }
-    if (last > recorded) await dispatchLog.record(agent, last);
-    this.t.send({ t: FrameType.ACK, seq: last, creditPackets: Math.max(0, this.opts.queuePacketsMax - this.queuedPackets + packets.length), creditBytes: this.opts.queueBytesMax });
+    const item: LaneItem = { packet: { ...p, agent }, bytes };
+    if (dispatchLog.has(agent, p.seq)) {
+      counters.duplicates++;
+      return this.done(item);
+    }
+    const handler = router.route(p.target);
+    if (!handler) return this.reject(item, ErrorCode.UNKNOWN_TARGET, `no route for target ${p.target}`);
+    let lane = this.lanes.get(p.target);
+    if (!lane) {
+      lane = new Lane(
+        {
+          // One target gets at most half the session's credit: the other half stays for the rest.
+          inflightMax: handler.inflightMax ?? 1, busyRetryAfterMs: this.opts.busyRetryAfterMs,
+          queuePacketsMax: Math.max(1, Math.min(this.opts.targetQueuePacketsMax, Math.floor(this.opts.queuePacketsMax / 2))),
+          bytesMax: Math.floor(this.opts.queueBytesMax / 2),
+          retriesInPlace: this.opts.retriesInPlace, retryInPlaceMsMax: this.opts.retryInPlaceMsMax,
+        },
+        {
+          run: (i) => this.run(handler, i), settled: (i, r) => this.settled(i, r), refused: (i, r) => this.refuse(i, r),
+          now: () => this.deps.clock.now(), later: (fn, ms) => void this.deps.clock.setTimeout(() => !this.closed && fn(), ms),
+        },
+      );
+      this.lanes.set(p.target, lane);
+    }
+    const refusal = lane.offer(item);
+    if (refusal) this.refuse(item, refusal);
   }
 
-  private handle(p: DispatchPacket): Promise<HandlerResult> {
-    const handler = this.deps.router.route(p.target);
-    if (!handler) return Promise.resolve({ ok: false, retryable: false, code: ErrorCode.UNKNOWN_TARGET, message: `no route for target ${p.target}` });
-    // A handler that throws (even synchronously) is a retryable failure, never a dead session.
-    return Promise.resolve().then(() => handler.handle(p)).catch((err: unknown) => ({ ok: false as const, retryable: true as const, code: ErrorCode.HANDLER_FAILED, message: String((err as Error)?.message ?? err), retryAfterMs: 1000 }));
+  /** Runs the handler, unless another session of this agent is already dispatching this seq: then waits for it. */
+  private async run(handler: Handler, item: LaneItem): Promise<HandlerResult> {
+    const agent = item.packet.agent;
+    const seq = item.packet.seq;
+    let perAgent = this.deps.inDispatch.get(agent);
+    const earlier = perAgent?.get(seq);
+    if (earlier) {
+      await earlier;
+      if (this.deps.dispatchLog.has(agent, seq)) return { ok: true };
+    }
+    if (!perAgent) this.deps.inDispatch.set(agent, (perAgent = new Map()));
+    const result = handle(handler, item.packet);
+    const recorded = result.then((r) => (r.ok ? this.deps.dispatchLog.record(agent, seq) : undefined)).catch(() => undefined);
+    perAgent.set(seq, recorded);
+    await recorded;
+    if (perAgent.get(seq) === recorded) perAgent.delete(seq);
+    if (perAgent.size === 0 && this.deps.inDispatch.get(agent) === perAgent) this.deps.inDispatch.delete(agent);
+    const r = await result;
+    if (r.ok && !this.deps.dispatchLog.has(agent, seq)) {
+      return { ok: false, retryable: true, code: ErrorCode.INTERNAL, message: 'the dispatch log could not record the packet', retryAfterMs: 1000 };
+    }
+    return r;
   }
+
+  private settled(item: LaneItem, r: HandlerResult): void {
+    if (r.ok) {
+      this.deps.counters.dispatched++;
+      return this.done(item);
+    }
+    if (!r.retryable) return this.reject(item, r.code, r.message);
+    this.deps.log.warn('session: handler failed; agent retries later', { agent: this.agent, seq: item.packet.seq, target: item.packet.target, code: r.code, retryAfterMs: r.retryAfterMs });
+    this.refuse(item, r);
+  }
+
+  private done(item: LaneItem): void {
+    this.release(item);
+    this.newlyDone.add(item.packet.seq);
+    this.scheduleAck();
+  }
+
+  private reject(item: LaneItem, code: string, message: string): void {
+    this.release(item);
+    this.deps.counters.rejected++;
+    this.t.send({ t: FrameType.NACK, seq: item.packet.seq, code, message });
+    this.scheduleAck();
+  }
+
+  private refuse(item: LaneItem, r: LaneRefusal): void {
+    this.release(item);
+    this.deps.counters.retried++;
+    this.t.send({ t: FrameType.NACK, seq: item.packet.seq, code: r.code, message: r.message, retryAfterMs: r.retryAfterMs });
+    this.scheduleAck();
+  }
+
+  private release(item: LaneItem): void {
+    this.queuedPackets--;
+    this.queuedBytes -= item.bytes;
+  }
+
+  /** One ACK for everything that settled in the same turn of the event loop. */
+  private scheduleAck(): void {
+    if (this.ackScheduled || this.closed) return;
+    this.ackScheduled = true;
+    setImmediate(() => {
+      this.ackScheduled = false;
+      if (this.closed) return;
+      this.sendAck();
+    });
+  }
+
+  private sendAck(): void {
+    const agent = this.agent!;
+    const floor = this.deps.dispatchLog.floor(agent);
+    this.newlyDone.dropThrough(floor);
+    const all = this.newlyDone.toArray();
+    // More ranges than one ACK carries: the rest go in the next one.
+    const ranges = all.slice(0, ackRangesMax);
+    this.newlyDone = new RangeSet(all.slice(ackRangesMax));
+    if (all.length > ackRangesMax) this.scheduleAck();
+    const slow = this.slowHeld();
+    this.t.send({
+      t: FrameType.ACK, seq: floor, ...(ranges.length > 0 ? { ranges } : {}),
+      creditPackets: Math.max(0, this.opts.queuePacketsMax - slow.packets),
+      creditBytes: Math.max(0, this.opts.queueBytesMax - slow.bytes),
+    });
+    for (const [target, lane] of this.lanes) if (lane.idle) this.lanes.delete(target);
+  }
+
+  /** What slow targets hold: credit the agent cannot use for the others. */
+  private slowHeld(): { packets: number; bytes: number } {
+    let packets = 0;
+    let bytes = 0;
+    const now = this.deps.clock.now();
+    for (const lane of this.lanes.values()) {
+      const since = lane.busySinceMs;
+      if (since !== null && now - since > this.opts.targetSlowMs) {
+        packets += lane.size;
+        bytes += lane.bytes;
+      }
+    }
+    return { packets, bytes };
+  }
+}
+
+function handle(handler: Handler, p: DispatchPacket): Promise<HandlerResult> {
+  // A handler that throws (even synchronously) is a retryable failure, never a dead session.
+  return Promise.resolve()
+    .then(() => handler.handle(p))
+    .catch((err: unknown) => ({ ok: false as const, retryable: true as const, code: ErrorCode.HANDLER_FAILED, message: String((err as Error)?.message ?? err), retryAfterMs: 1000 }));
 }

@@ -5,7 +5,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 want="socat"
-[ "${1:-demo}" = "test" ] && want="socat mosquitto"
+[ "${1:-demo}" = "test" ] && want="socat mosquitto openssl"
 missing=""
 for cmd in $want; do
   command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || missing="$missing $cmd"

@@ -2,20 +2,28 @@ import { EventEmitter } from 'node:events';
 import type { Clock } from '../../common/clock.js';
 import type { Log } from '../../common/log.js';
 import { ErrorCode, FerryError } from '../../protocol/errors.js';
-import { FrameType, protocolVersion, type Frame, type WelcomeFrame } from '../../protocol/frames.js';
-import type { Packet } from '../../protocol/packet.js';
+import { FrameType, protocolVersion, type AckFrame, type Frame, type NackFrame, type WelcomeFrame } from '../../protocol/frames.js';
+import { packetCreditBytes, type Packet } from '../../protocol/packet.js';
 import type { Dialer, Transport } from '../../protocol/transport.js';
 import type { PacketStore } from '../store/store.js';
 import { backoffDelayMs } from './backoff.js';
+import { RetryQueue } from './retry-queue.js';
 
 export interface LinkOptions {
   agentId: string;
   token?: string;
+  /** un-acked packets in flight, at most, whatever credit the gateway grants */
   inflightPacketsMax: number;
   framePacketsMax: number;
+  /** a DATA frame's packets, at most this many bytes (as credit counts them); keep it under the gateway's frameBytesMax */
+  frameBytesMax: number;
+  /** packets refused for now (NACK with retry-after) kept in memory; while full, no new packets are read */
+  retryPacketsMax: number;
+  retryBytesMax: number;
   reconnectDelayMsMin: number;
   reconnectDelayMsMax: number;
   helloTimeoutMs: number;
+  /** used until the gateway's WELCOME names its own interval */
   pingIntervalMs: number;
   peerTimeoutMs: number;
 }
@@ -37,25 +45,48 @@ export type LinkStatus =
 export interface LinkStats {
   state: LinkStatus['state'];
   inflightPackets: number;
+  retryPackets: number;
+  creditPackets: number;
+  creditBytes: number;
   deadLetters: number;
+  /** NACKs with retry-after received */
+  retries: number;
   connects: number;
   rttMs: number | null;
 }
 
+interface Inflight {
+  packet: Packet;
+  bytes: number;
+}
+
+/** Why a session ended, and how long the gateway asked us to stay away. */
+interface SessionEnd {
+  error: Error | undefined;
+  retryAfterMs: number;
+}
+
 /**
  * The connection manager: keeps one session with the gateway, sends stored packets within the
- * credit window, applies acks to the store, and reconnects with back-off. Reconnects are hidden
- * here: producers only ever talk to the store.
+ * gateway's credit (packets and bytes in flight), applies acks to the store, keeps packets the
+ * gateway refused for now and resends them when due, and reconnects with back-off. Reconnects
+ * are hidden here: producers only ever talk to the store.
  */
 export class Link extends EventEmitter<{ status: [LinkStatus] }> {
   private status: LinkStatus = { state: 'connecting' };
   private transport: Transport | null = null;
   private stopped = false;
   private attempt = 0;
+  /** highest seq read from the store and sent in this session */
   private sentSeq = 0;
-  private inflight: Packet[] = [];
+  private readonly inflight = new Map<number, Inflight>();
+  private inflightBytes = 0;
+  private readonly retry: RetryQueue;
+  private retryTimer: unknown = null;
   private creditPackets = 0;
-  private counters = { deadLetters: 0, connects: 0 };
+  private creditBytes = 0;
+  private byeRetryAfterMs = 0;
+  private counters = { deadLetters: 0, retries: 0, connects: 0 };
   private rttMs: number | null = null;
   private wakeBackoff: (() => void) | null = null;
   private running: Promise<void> | null = null;
@@ -64,6 +95,7 @@ export class Link extends EventEmitter<{ status: [LinkStatus] }> {
 
   constructor(private readonly opts: LinkOptions, private readonly deps: LinkDeps) {
     super();
+    this.retry = new RetryQueue(opts.retryPacketsMax, opts.retryBytesMax);
     deps.store.onAppend(() => this.pump());
   }
 
@@ -81,7 +113,10 @@ export class Link extends EventEmitter<{ status: [LinkStatus] }> {
   }
 
   stats(): LinkStats {
-    return { state: this.status.state, inflightPackets: this.inflight.length, ...this.counters, rttMs: this.rttMs };
+    return {
+      state: this.status.state, inflightPackets: this.inflight.size, retryPackets: this.retry.size,
+      creditPackets: this.creditPackets, creditBytes: this.creditBytes, ...this.counters, rttMs: this.rttMs,
+    };
   }
 
   private setStatus(s: LinkStatus): void {
@@ -92,15 +127,21 @@ export class Link extends EventEmitter<{ status: [LinkStatus] }> {
   private async loop(): Promise<void> {
     while (!this.stopped) {
       this.setStatus({ state: 'connecting' });
-      let error: Error | undefined;
+      let end: SessionEnd;
       try {
         const t = await this.deps.dial();
-        error = await this.runSession(t);
+        end = await this.runSession(t);
       } catch (err) {
-        error = err as Error;
+        end = { error: err as Error, retryAfterMs: 0 };
       }
       if (this.stopped) break;
-      const delayMs = backoffDelayMs(this.attempt++, this.opts.reconnectDelayMsMin, this.opts.reconnectDelayMsMax, this.deps.rng);
+      const backoffMs = backoffDelayMs(this.attempt++, this.opts.reconnectDelayMsMin, this.opts.reconnectDelayMsMax, this.deps.rng);
+      const error = end.error;
+      // The gateway paces reconnect storms: never dial sooner than it asked. A refusal that a
+      // retry cannot fix soon (credentials, version) waits the longest back-off at once.
+      const code = (error as FerryError | undefined)?.code ?? '';
+      const refused = code.startsWith('AUTH_') || code === ErrorCode.PROTOCOL_VERSION || code === ErrorCode.TLS_FAILED;
+      const delayMs = Math.max(backoffMs, end.retryAfterMs, refused ? this.opts.reconnectDelayMsMax : 0);
       this.deps.log.info('link: disconnected; reconnecting', { delayMs, error: error?.message, code: (error as FerryError | undefined)?.code });
       this.setStatus({ state: 'backoff', delayMs, error: error?.message ?? 'closed' });
       await new Promise<void>((resolve) => {
@@ -115,12 +156,14 @@ export class Link extends EventEmitter<{ status: [LinkStatus] }> {
   }
 
   /** One session on one transport; resolves with why it ended. */
-  private async runSession(t: Transport): Promise<Error | undefined> {
+  private async runSession(t: Transport): Promise<SessionEnd> {
     const { clock } = this.deps;
     this.transport = t;
+    this.byeRetryAfterMs = 0;
     let welcomed = false;
     let lastRxMs = clock.now();
     let pingId = 0;
+    let pingIntervalMs = this.opts.pingIntervalMs;
     const pingSentAt = new Map<number, number>();
     const helloTimer = clock.setTimeout(() => t.close(new FerryError(ErrorCode.PEER_TIMEOUT, 'no WELCOME from gateway')), this.opts.helloTimeoutMs);
     let pingTimer: unknown = null;
@@ -131,8 +174,9 @@ export class Link extends EventEmitter<{ status: [LinkStatus] }> {
       }
       pingSentAt.set(++pingId, clock.now());
       if (pingSentAt.size > 8) pingSentAt.delete(pingId - 8);
-      t.send({ t: FrameType.PING, id: pingId });
-      pingTimer = clock.setTimeout(pingTick, this.opts.pingIntervalMs);
+      t.send({ t: FrameType.PING, id: pingId, ackedSeq: this.deps.store.stats().ackedSeq });
+      // Check for silence more often than we ping, so a dead peer is found within peerTimeoutMs.
+      pingTimer = clock.setTimeout(pingTick, Math.min(pingIntervalMs, this.opts.peerTimeoutMs / 2));
     };
 
     t.onFrame((f: Frame) => {
@@ -141,10 +185,11 @@ export class Link extends EventEmitter<{ status: [LinkStatus] }> {
         if (f.t === FrameType.WELCOME) {
           welcomed = true;
           clock.clearTimeout(helloTimer);
+          if (f.pingIntervalMs) pingIntervalMs = Math.max(100, f.pingIntervalMs);
           this.onWelcome(f);
-          pingTimer = clock.setTimeout(pingTick, this.opts.pingIntervalMs);
+          pingTimer = clock.setTimeout(pingTick, Math.min(pingIntervalMs, this.opts.peerTimeoutMs / 2));
         } else if (f.t === FrameType.BYE) {
-          t.close(new FerryError(f.code as ErrorCode, `gateway said BYE: ${f.reason}`));
+          this.onBye(t, f.code, f.reason, f.retryAfterMs);
         } else {
           t.close(new FerryError(ErrorCode.PROTOCOL_STATE, `expected WELCOME, got frame type ${f.t}`));
         }
@@ -154,12 +199,25 @@ export class Link extends EventEmitter<{ status: [LinkStatus] }> {
     });
 
     t.send({ t: FrameType.HELLO, version: protocolVersion, agent: this.opts.agentId, ackedSeq: this.deps.store.stats().ackedSeq, ...(this.opts.token ? { token: this.opts.token } : {}) });
-    const err = await t.closed;
+    const error = await t.closed;
     clock.clearTimeout(helloTimer);
     if (pingTimer !== null) clock.clearTimeout(pingTimer);
     this.transport = null;
-    this.inflight = [];
-    return err;
+    this.resetSessionState();
+    return { error, retryAfterMs: this.byeRetryAfterMs };
+  }
+
+  private resetSessionState(): void {
+    this.inflight.clear();
+    this.inflightBytes = 0;
+    this.retry.clear();
+    if (this.retryTimer !== null) this.deps.clock.clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+  }
+
+  private onBye(t: Transport, code: string, reason: string, retryAfterMs: number | undefined): void {
+    this.byeRetryAfterMs = retryAfterMs ?? 0;
+    t.close(new FerryError(code as ErrorCode, `gateway said BYE: ${reason}`));
   }
 
   private onWelcome(w: WelcomeFrame): void {
@@ -167,17 +225,19 @@ export class Link extends EventEmitter<{ status: [LinkStatus] }> {
     this.attempt = 0;
     this.counters.connects++;
     const stats = store.stats();
-    if (w.dispatchedSeq > stats.lastSeq) {
+    const highest = w.ranges?.length ? w.ranges[w.ranges.length - 1]![1] : w.dispatchedSeq;
+    if (highest > stats.lastSeq) {
       // The gateway has seen seqs this store never issued (the store was wiped): never reuse them.
-      log.warn('link: gateway knows higher seqs than the store; skipping ahead', { dispatchedSeq: w.dispatchedSeq, lastSeq: stats.lastSeq });
-      store.advanceSeq(w.dispatchedSeq).catch((err) => log.error('store: could not advance seq', { err }));
+      log.warn('link: gateway knows higher seqs than the store; skipping ahead', { dispatchedSeq: highest, lastSeq: stats.lastSeq });
+      store.advanceSeq(highest).catch((err) => log.error('store: could not advance seq', { err }));
     }
-    // Everything up to dispatchedSeq reached its handler: drop it here too.
-    this.applyAck(Math.min(w.dispatchedSeq, store.stats().lastSeq));
-    this.sentSeq = Math.max(store.stats().ackedSeq, w.dispatchedSeq);
-    this.inflight = [];
+    // Everything the gateway dispatched is done here too; the store's reads skip it from now on.
+    this.applyAcks(w.dispatchedSeq, w.ranges);
+    this.resetSessionState();
+    this.sentSeq = store.stats().ackedSeq;
     this.creditPackets = w.creditPackets;
-    log.info('link: session open', { session: w.session, dispatchedSeq: w.dispatchedSeq, backlog: store.stats().backlogPackets });
+    this.creditBytes = w.creditBytes;
+    log.info('link: session open', { session: w.session, dispatchedSeq: w.dispatchedSeq, gaps: w.ranges?.length ?? 0, backlog: store.stats().backlogPackets });
     this.setStatus({ state: 'connected', session: w.session });
     this.pump();
   }
@@ -185,52 +245,91 @@ export class Link extends EventEmitter<{ status: [LinkStatus] }> {
   private onFrame(t: Transport, f: Frame, pingSentAt: Map<number, number>): void {
     switch (f.t) {
       case FrameType.ACK:
-        this.creditPackets = f.creditPackets;
-        this.applyAck(f.seq);
-        this.pump();
-        return;
+        return this.onAck(f);
       case FrameType.NACK:
-        this.onNack(t, f.seq, f.code, f.message, f.retryAfterMs);
-        return;
+        return this.onNack(f);
       case FrameType.PING:
-        t.send({ t: FrameType.PONG, id: f.id });
-        return;
+        return t.send({ t: FrameType.PONG, id: f.id });
       case FrameType.PONG: {
         const sentAt = pingSentAt.get(f.id);
         if (sentAt !== undefined) this.rttMs = this.deps.clock.now() - sentAt;
         return;
       }
       case FrameType.BYE:
-        t.close(new FerryError(f.code as ErrorCode, `gateway said BYE: ${f.reason}`));
-        return;
+        return this.onBye(t, f.code, f.reason, f.retryAfterMs);
       default:
         t.close(new FerryError(ErrorCode.PROTOCOL_STATE, `unexpected frame type ${f.t} from gateway`));
     }
   }
 
-  private onNack(t: Transport, seq: number, code: string, message: string, retryAfterMs: number | undefined): void {
-    const packet = this.inflight.find((p) => p.seq === seq);
-    if (retryAfterMs !== undefined) {
-      // Retryable: end the session and resend from the store after the pause the gateway asked for.
-      this.deps.log.warn('link: packet refused for now', { seq, code, retryAfterMs });
-      t.close(new FerryError(ErrorCode.HANDLER_FAILED, `gateway asks to retry seq ${seq} after ${retryAfterMs} ms`));
-      return;
+  private onAck(f: AckFrame): void {
+    this.creditPackets = f.creditPackets;
+    this.creditBytes = f.creditBytes;
+    this.applyAcks(f.seq, f.ranges);
+    this.pump();
+  }
+
+  private onNack(f: NackFrame): void {
+    const entry = this.inflight.get(f.seq);
+    if (!entry) return;
+    this.forget(f.seq, entry);
+    if (f.retryAfterMs !== undefined) {
+      // Refused for now: keep it and offer it again when due; the session and other targets go on.
+      this.counters.retries++;
+      this.retry.add(entry.packet, entry.bytes, this.deps.clock.now() + f.retryAfterMs);
+      this.armRetryTimer();
+    } else {
+      this.deps.log.warn('link: packet rejected; moved to dead letters', { seq: f.seq, target: entry.packet.target, code: f.code, message: f.message });
+      this.counters.deadLetters++;
+      this.deps.store.deadLetter(entry.packet, f.code, f.message).catch((err) => this.deps.log.error('store: dead letter write failed', { err }));
     }
-    if (!packet) return;
-    this.deps.log.warn('link: packet rejected; moved to dead letters', { seq, target: packet.target, code, message });
-    this.counters.deadLetters++;
-    this.deps.store.deadLetter(packet, code, message).catch((err) => this.deps.log.error('store: dead letter write failed', { err }));
+    this.pump();
   }
 
-  private applyAck(seq: number): void {
-    let n = 0;
-    while (n < this.inflight.length && this.inflight[n]!.seq <= seq) n++;
-    this.inflight.splice(0, n);
-    // The store ignores an ack at or below its cumulative point; no need to ask it first.
-    this.deps.store.ack(seq).catch((err) => this.deps.log.error('store: ack failed', { err }));
+  private forget(seq: number, entry: Inflight): void {
+    this.inflight.delete(seq);
+    this.inflightBytes -= entry.bytes;
   }
 
-  /** Sends stored packets while the window has room; one read from the store at a time. */
+  /** Applies a cumulative seq and selective ranges to what is in flight and to the store. */
+  private applyAcks(seq: number, ranges: [number, number][] | undefined): void {
+    const { store, log } = this.deps;
+    const done = (s: number): boolean => s <= seq || (ranges?.some(([a, b]) => s >= a && s <= b) ?? false);
+    for (const [s, entry] of this.inflight) if (done(s)) this.forget(s, entry);
+    if (ranges) this.retry.remove(done);
+    // The store ignores acks at or below its cumulative point; no need to ask it first.
+    store.ack(seq).catch((err) => log.error('store: ack failed', { err }));
+    for (const [a, b] of ranges ?? []) store.ackOne(a, b).catch((err) => log.error('store: ack failed', { err }));
+  }
+
+  private armRetryTimer(): void {
+    const due = this.retry.nextDueMs(this.deps.clock.now());
+    if (due === null) return;
+    if (this.retryTimer !== null) this.deps.clock.clearTimeout(this.retryTimer);
+    this.retryTimer = this.deps.clock.setTimeout(() => {
+      this.retryTimer = null;
+      this.pump();
+      this.armRetryTimer();
+    }, Math.max(0, due - this.deps.clock.now()));
+  }
+
+  /**
+   * A gate that admits packets while they fit within the credit and our own bound, counting the
+   * ones it admitted. A packet bigger than the byte credit may go alone.
+   */
+  private room(): (bytes: number) => boolean {
+    let packets = this.inflight.size;
+    let bytes = this.inflightBytes;
+    const packetsMax = Math.min(this.opts.inflightPacketsMax, this.creditPackets);
+    return (b) => {
+      if (packets >= packetsMax || (packets > 0 && bytes + b > this.creditBytes)) return false;
+      packets++;
+      bytes += b;
+      return true;
+    };
+  }
+
+  /** Sends due retries and stored packets while the credit has room; one read from the store at a time. */
   private pump(): void {
     if (this.pumping) {
       this.pumpAgain = true;
@@ -250,16 +349,41 @@ export class Link extends EventEmitter<{ status: [LinkStatus] }> {
     for (;;) {
       const t = this.transport;
       if (!t || this.status.state !== 'connected') return;
-      const window = Math.min(this.opts.inflightPacketsMax, Math.max(this.creditPackets, 1));
-      if (this.inflight.length >= window) return;
+      this.sendFrames(t, this.retry.takeDue(this.deps.clock.now(), this.room()));
+      const packetsRoom = Math.min(this.opts.inflightPacketsMax, this.creditPackets) - this.inflight.size;
+      if (this.retry.full || packetsRoom <= 0) return;
       const from = this.sentSeq;
-      const packets = await this.deps.store.readAfter(from, Math.min(window - this.inflight.length, this.opts.framePacketsMax));
+      const packets = await this.deps.store.readAfter(from, Math.min(packetsRoom, this.opts.framePacketsMax));
       // The session may have ended, or restarted from another point, while the store read.
       if (this.transport !== t || this.sentSeq !== from) return;
-      if (packets.length === 0) return;
-      t.send({ t: FrameType.DATA, packets });
-      this.sentSeq = packets[packets.length - 1]!.seq;
-      this.inflight.push(...packets);
+      const admit = this.room();
+      const batch: Inflight[] = [];
+      for (const packet of packets) {
+        const bytes = packetCreditBytes(packet);
+        if (!admit(bytes)) break;
+        batch.push({ packet, bytes });
+      }
+      if (batch.length === 0) return;
+      this.sendFrames(t, batch);
+      this.sentSeq = batch[batch.length - 1]!.packet.seq;
     }
+  }
+
+  /** Sends packets as DATA frames of at most framePacketsMax packets and frameBytesMax bytes. */
+  private sendFrames(t: Transport, entries: Inflight[]): void {
+    let frame: Packet[] = [];
+    let frameBytes = 0;
+    for (const e of entries) {
+      if (frame.length > 0 && (frame.length >= this.opts.framePacketsMax || frameBytes + e.bytes > this.opts.frameBytesMax)) {
+        t.send({ t: FrameType.DATA, packets: frame });
+        frame = [];
+        frameBytes = 0;
+      }
+      frame.push(e.packet);
+      frameBytes += e.bytes;
+      this.inflight.set(e.packet.seq, e);
+      this.inflightBytes += e.bytes;
+    }
+    if (frame.length > 0) t.send({ t: FrameType.DATA, packets: frame });
   }
 }

@@ -1,4 +1,4 @@
-import { RangeSet } from './range-set.js';
+import { RangeSet } from '../../common/range-set.js';
 
 /**
  * Which seqs are done: everything up to `ackedSeq`, plus ranges above it that were acked one by

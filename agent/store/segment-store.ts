@@ -360,10 +360,10 @@ export class SegmentStore implements PacketStore {
     this.markAcksDirty();
   }
 
-  async ackOne(seq: number): Promise<void> {
+  async ackOne(seq: number, to = seq): Promise<void> {
     if (this.closed) throw closedError();
     if (seq > this.lastSeq) return;
-    const newly = this.acks.markDone(seq);
+    const newly = this.acks.markDone(seq, Math.min(to, this.lastSeq));
     if (newly === 0) return;
     this.counters.acked += newly;
     this.markAcksDirty();

@@ -55,7 +55,7 @@ export interface DeadLetter {
  *   arrive together may share one sync; a full store applies its policy (STORE_FULL when it refuses);
  * - `readAfter` returns un-acked, unexpired packets with seq > `seq`, in seq order, without
  *   removing them; it never returns a corrupt packet;
- * - `ack(seq)` is cumulative, `ackOne(seq)` acknowledges one packet (acks may come out of order);
+ * - `ack(seq)` is cumulative, `ackOne(seq, to?)` acknowledges one packet or the range seq..to (acks may come out of order);
  *   acked packets are never returned again, also after a restart (a crash may forget the last
  *   acks: those packets come back, and the gateway de-duplicates them);
  * - `deadLetter` keeps a packet the gateway rejected permanently (and acks it); `deadLetters`
@@ -66,7 +66,7 @@ export interface PacketStore {
   append(packet: NewPacket): Promise<Packet>;
   readAfter(seq: number, countMax: number): Promise<Packet[]>;
   ack(seq: number): Promise<void>;
-  ackOne(seq: number): Promise<void>;
+  ackOne(seq: number, to?: number): Promise<void>;
   deadLetter(packet: Packet, code: string, message: string): Promise<void>;
   deadLetters(): Promise<DeadLetter[]>;
   requeueDeadLetters(): Promise<number>;

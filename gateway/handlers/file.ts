@@ -1,79 +1,92 @@
 /**
  * The `file` handler: appends one JSON line per packet ({agent, seq, target, ts, data}; bytes as
- * {"base64": ...}). Lines from packets handed over together share one write and one fdatasync.
- * It is idempotent by (agent, seq): on open it reads the file to learn the highest seq per agent
- * and skips packets at or below it, so a packet re-dispatched after a gateway crash (written, but
- * not yet recorded as dispatched) lands in the file once. A write that fails fails every packet
- * queued with or after it, so nothing later is ever written before something earlier.
+ * {"base64": ...}). Lines from packets handed over together share one write and, with `sync:
+ * always`, one fdatasync before any of them resolves ok (group commit).
+ *
+ * Rotation (`rotateBytes`): before a line would take the file past `rotateBytes`, NAME becomes
+ * NAME.1 (NAME.1 becomes NAME.2 …, NAME.KEEP is deleted) and a new NAME is started; a line longer
+ * than `rotateBytes` gets a file of its own. With `sync: always` the renames and the new file are
+ * made durable (directory fsync) before a line in the new file resolves ok, so a crash at any
+ * point leaves every acknowledged line in exactly one file.
+ *
+ * De-duplication by (agent, seq): a packet at or below the highest seq written for its agent is
+ * acknowledged without writing it again, so a packet re-dispatched after a gateway crash (written
+ * but not yet recorded as dispatched) lands once. The marks come from scanning the current file
+ * and NAME.1 at open plus `.NAME.seqs`, which rotation saves before it renames anything; so they
+ * outlive deleted rotated files, and memory stays one number per agent. A write that fails fails every
+ * packet queued with or after it, so nothing later is ever written before something earlier.
  */
 import { mkdir, open, type FileHandle } from 'node:fs/promises';
-import { createReadStream } from 'node:fs';
-import { createInterface } from 'node:readline';
 import { dirname } from 'node:path';
-import { ErrorCode } from '../../protocol/errors.js';
+import { syncDir } from '../../common/durable-file.js';
+import { ErrorCode, FerryError } from '../../protocol/errors.js';
 import { dataToJson } from '../../protocol/packet.js';
+import { mark, readOlderMarks, rotate, scanLines, type SeqMarks } from './file-rotation.js';
 import type { DispatchPacket, Handler, HandlerResult } from './handler.js';
 
 export interface FileHandlerOptions {
   path: string;
-  /** `none` skips the fdatasync (tests only) */
+  /** `always` (default): fdatasync before `handle` resolves; `none` skips it (tests only) */
   sync?: 'always' | 'none';
   retryAfterMs?: number;
+  /** Rotate before the file would grow past this many bytes; no rotation when absent. */
+  rotateBytes?: number;
+  /** Rotated files kept, NAME.1 (newest) to NAME.KEEP (default 5). */
+  keep?: number;
 }
 
 interface Queued {
   agent: string;
   seq: number;
-  line: string;
+  line: Buffer;
   resolve: (r: HandlerResult) => void;
 }
 
 export class FileHandler implements Handler {
   readonly kind = 'file';
-  private fh!: FileHandle;
+  /** Lines are appended in call order whatever the depth, so the gateway may pipeline freely. */
+  readonly inflightMax = 1024;
+  /** Undefined between a rotation's rename and the opening of the new file (retried by the next flush). */
+  private fh: FileHandle | undefined;
   private fileBytes = 0;
-  private readonly written = new Map<string, number>();
+  private written: SeqMarks = new Map();
   private readonly queuedByKey = new Map<string, Promise<HandlerResult>>();
   private queue: Queued[] = [];
   private flushing = false;
+  private closed = false;
+  private readonly keep: number;
 
-  private constructor(private readonly opts: FileHandlerOptions) {}
+  private constructor(private readonly opts: FileHandlerOptions) {
+    this.keep = opts.keep ?? 5;
+    const bad = (v: number | undefined): boolean => v !== undefined && (!Number.isInteger(v) || v <= 0);
+    if (bad(opts.rotateBytes) || bad(this.keep)) throw new FerryError(ErrorCode.CONFIG_INVALID, `file handler: rotateBytes and keep must be positive integers, got ${opts.rotateBytes} and ${opts.keep}`);
+  }
 
   static async open(opts: FileHandlerOptions): Promise<FileHandler> {
     const h = new FileHandler(opts);
     await mkdir(dirname(opts.path), { recursive: true });
+    h.written = await readOlderMarks(opts.path, h.keep);
     h.fh = await open(opts.path, 'a+');
-    await h.recover();
+    await h.recover(h.fh);
     return h;
   }
 
-  /** Learns the highest seq per agent; cuts a last line without its newline (a torn write). */
-  private async recover(): Promise<void> {
-    let goodBytes = 0;
-    const lines = createInterface({ input: createReadStream(this.opts.path), crlfDelay: Infinity });
-    const { size } = await this.fh.stat();
-    for await (const line of lines) {
-      const lineEnd = goodBytes + Buffer.byteLength(line) + 1;
-      if (lineEnd > size) break;
-      goodBytes = lineEnd;
-      try {
-        const v = JSON.parse(line) as { agent?: unknown; seq?: unknown };
-        if (typeof v.agent === 'string' && typeof v.seq === 'number' && v.seq > (this.written.get(v.agent) ?? 0)) this.written.set(v.agent, v.seq);
-      } catch {
-        /* not ours: leave it */
-      }
-    }
-    if (goodBytes < size) await this.fh.truncate(goodBytes);
+  /** Learns the highest seq per agent of the current file; cuts a last line without its newline (a torn write). */
+  private async recover(fh: FileHandle): Promise<void> {
+    const { size } = await fh.stat();
+    const goodBytes = await scanLines(this.opts.path, this.written, size);
+    if (goodBytes < size) await fh.truncate(goodBytes);
     this.fileBytes = goodBytes;
   }
 
   handle(p: DispatchPacket): Promise<HandlerResult> {
+    if (this.closed) return Promise.resolve(this.failure(new Error('the file handler is closed')));
     if (p.seq <= (this.written.get(p.agent) ?? 0)) return Promise.resolve({ ok: true });
     // Queued by a session that handed the same packet over a moment ago: share its outcome.
     const key = `${p.agent}\u0000${p.seq}`;
     const queued = this.queuedByKey.get(key);
     if (queued) return queued;
-    const line = `${JSON.stringify({ agent: p.agent, seq: p.seq, target: p.target, ts: p.ts, data: dataToJson(p.data) })}\n`;
+    const line = Buffer.from(`${JSON.stringify({ agent: p.agent, seq: p.seq, target: p.target, ts: p.ts, data: dataToJson(p.data) })}\n`);
     const result = new Promise<HandlerResult>((resolve) => {
       this.queue.push({ agent: p.agent, seq: p.seq, line, resolve });
       if (!this.flushing) void this.flush();
@@ -83,35 +96,81 @@ export class FileHandler implements Handler {
     return result;
   }
 
+  private failure(err: Error): HandlerResult {
+    return { ok: false, retryable: true, code: ErrorCode.HANDLER_FAILED, message: `file ${this.opts.path}: ${err.message}`, retryAfterMs: this.opts.retryAfterMs ?? 1000 };
+  }
+
   private async flush(): Promise<void> {
     this.flushing = true;
-    await new Promise((r) => setImmediate(r));
+    await new Promise((r) => setImmediate(r)); // let packets handed over in the same tick join the batch
     while (this.queue.length > 0) {
       const batch = this.queue;
       this.queue = [];
-      const buf = Buffer.from(batch.map((q) => q.line).join(''));
+      let done = 0;
       try {
-        await this.fh.write(buf, 0, buf.length, null);
-        if (this.opts.sync !== 'none') await this.fh.datasync();
-        this.fileBytes += buf.length;
+        while (done < batch.length) done = await this.writeChunk(batch, done);
       } catch (err) {
-        await this.fh.truncate(this.fileBytes).catch(() => undefined);
-        const failed = [...batch, ...this.queue];
+        if (this.fh) await this.fh.truncate(this.fileBytes).catch(() => undefined);
+        const failed = [...batch.slice(done), ...this.queue];
         this.queue = [];
-        const result: HandlerResult = { ok: false, retryable: true, code: ErrorCode.HANDLER_FAILED, message: `file ${this.opts.path}: ${(err as Error).message}`, retryAfterMs: this.opts.retryAfterMs ?? 1000 };
+        const result = this.failure(err as Error);
         for (const q of failed) q.resolve(result);
-        continue;
-      }
-      for (const q of batch) {
-        if (q.seq > (this.written.get(q.agent) ?? 0)) this.written.set(q.agent, q.seq);
-        q.resolve({ ok: true });
       }
     }
     this.flushing = false;
   }
 
+  /** Writes (and syncs) the lines from `from` on that fit the current file, or rotates; returns the index of the next unwritten line. */
+  private async writeChunk(batch: Queued[], from: number): Promise<number> {
+    const fh = await this.ensureOpen();
+    const max = this.opts.rotateBytes ?? Infinity;
+    let to = from;
+    let bytes = 0;
+    // The first line into an empty file always fits: a line longer than rotateBytes gets its own file.
+    while (to < batch.length && (this.fileBytes + bytes === 0 || this.fileBytes + bytes + batch[to]!.line.length <= max)) bytes += batch[to++]!.line.length;
+    if (to === from) {
+      await this.rotateNow(fh);
+      return from;
+    }
+    const buf = Buffer.concat(batch.slice(from, to).map((q) => q.line), bytes);
+    await fh.write(buf, 0, buf.length, null);
+    if (this.opts.sync !== 'none') await fh.datasync();
+    this.fileBytes += bytes;
+    for (let i = from; i < to; i++) {
+      const q = batch[i]!;
+      mark(this.written, q.agent, q.seq);
+      q.resolve({ ok: true });
+    }
+    return to;
+  }
+
+  private async rotateNow(fh: FileHandle): Promise<void> {
+    await rotate(this.opts.path, this.keep, this.written);
+    // The rename happened: `fh` now names NAME.1 and must not take another line.
+    this.fh = undefined;
+    this.fileBytes = 0;
+    await fh.close();
+  }
+
+  /** Opens NAME if a rotation left none open; with `sync: always` its directory entry (and the renames before it) are made durable first. */
+  private async ensureOpen(): Promise<FileHandle> {
+    if (this.fh) return this.fh;
+    const fh = await open(this.opts.path, 'a+');
+    try {
+      this.fileBytes = (await fh.stat()).size;
+      if (this.opts.sync !== 'none') await syncDir(dirname(this.opts.path));
+    } catch (err) {
+      await fh.close();
+      throw err;
+    }
+    this.fh = fh;
+    return fh;
+  }
+
   async close(): Promise<void> {
+    this.closed = true;
     while (this.flushing) await new Promise((r) => setTimeout(r, 5));
-    await this.fh.close();
+    await this.fh?.close();
+    this.fh = undefined;
   }
 }

@@ -19,7 +19,7 @@ export interface MqttHandlerOptions {
   /** The retry-after of a retryable failure (default 1000). */
   retryAfterMs?: number;
   /**
-   * Publishes sent and not yet acknowledged, at most (default 1000, at most 60000); further
+   * Publishes sent and not yet acknowledged, at most (default 256, at most 60000); further
    * `handle` calls wait for a slot. mqtt.js 5.16 reuses message ids still in flight past 65,535
    * and ignores the broker's Receive Maximum, so this bound is ours to keep.
    */
@@ -45,9 +45,12 @@ export interface MqttHandler extends Handler {
   readonly status: MqttHandlerStatus;
   /** Publishes sent to the broker and not yet acknowledged. */
   readonly inflight: number;
+  /** The configured bound on `inflight`, also what the gateway may pipeline per target. */
+  readonly inflightMax: number;
 }
 
 export const inflightMaxLimit = 60_000;
+export const inflightMaxDefault = 256;
 
 /** The topic for a packet: `{agent}` and `{target}` in the template replaced, nothing else touched. */
 export function renderTopic(template: string, agent: string, target: string): string {
@@ -109,7 +112,7 @@ function settingsFrom(opts: MqttHandlerOptions): { settings: Settings; clientOpt
   if (typeof opts.topic !== 'string' || opts.topic.length === 0) throw new FerryError(ErrorCode.CONFIG_INVALID, 'mqtt handler: topic must be a non-empty template');
   const qos = opts.qos ?? 1;
   if (qos !== 0 && qos !== 1 && qos !== 2) throw new FerryError(ErrorCode.CONFIG_INVALID, `mqtt handler: qos must be 0, 1 or 2, got ${String(qos)}`);
-  const inflightMax = positive('inflightMax', opts.inflightMax, 1000);
+  const inflightMax = positive('inflightMax', opts.inflightMax, inflightMaxDefault);
   if (!Number.isInteger(inflightMax) || inflightMax > inflightMaxLimit) {
     throw new FerryError(ErrorCode.CONFIG_INVALID, `mqtt handler: inflightMax must be an integer of at most ${inflightMaxLimit}, got ${inflightMax}`);
   }
@@ -159,6 +162,8 @@ export function createMqttHandler(opts: MqttHandlerOptions, deps: MqttHandlerDep
 
 class MqttPublisher implements MqttHandler {
   readonly kind = 'mqtt' as const;
+  /** The gateway may pipeline as many packets of one target as may be un-acknowledged at once. */
+  readonly inflightMax: number;
   private state: MqttHandlerStatus = 'connecting';
   /** Jobs waiting for the connection or for an in-flight slot, oldest first. */
   private readonly waiting: Job[] = [];
@@ -171,6 +176,7 @@ class MqttPublisher implements MqttHandler {
     private readonly s: Settings,
     private readonly client: MqttClient,
   ) {
+    this.inflightMax = s.inflightMax;
     client.on('connect', () => this.onConnect());
     client.on('close', () => this.onClose());
     client.on('error', (err) => {

@@ -25,20 +25,28 @@ export interface RigOptions {
   rateHz?: number;
   /** extra YAML lines appended to the agent config under `rules:` */
   rules?: string[];
-  /** gateway routes YAML (default: everything to the file handler) */
+  /** gateway routes YAML (default: everything to the file handler); `{received}` stands for the rig's file */
   routes?: string;
+  /** more top-level YAML for the gateway config (e.g. `limits:`) */
+  gatewayYaml?: string;
+  /** keys for the agent's `link:` map, over the rig's defaults (fast reconnects) */
+  agentLink?: Record<string, number>;
+  /** the gateway's port (default: a free one) */
+  port?: number;
+  /** the port the agent dials (default: the gateway's; e.g. a fault proxy's) */
+  agentPort?: number;
   /** false: the agent reads no serial device (packets come from the local API only) */
   serial?: boolean;
 }
 
 export async function makeRig(opts: RigOptions = {}): Promise<Rig> {
   const dir = await mkdtemp(join(tmpdir(), 'ferry-it-'));
-  const port = await freePort();
+  const port = opts.port ?? (await freePort());
   const device = join(dir, 'tty', 'ttyS0');
   const socket = join(dir, 'agent.sock');
   const received = join(dir, 'received.jsonl');
-  const routes = opts.routes ?? `  - match: "#"\n    handler: file\n    path: ${received}\n`;
-  await writeFile(join(dir, 'gateway.yaml'), `listen:\n  tcp: 127.0.0.1:${port}\ndataDir: ${join(dir, 'gw')}\nroutes:\n${routes}`);
+  const routes = (opts.routes ?? `  - match: "#"\n    handler: file\n    path: {received}\n`).replaceAll('{received}', received);
+  await writeFile(join(dir, 'gateway.yaml'), `listen:\n  tcp: 127.0.0.1:${port}\ndataDir: ${join(dir, 'gw')}\nroutes:\n${routes}${opts.gatewayYaml ?? ''}`);
   await writeFile(join(dir, 'sim.yaml'), `link: ${device}\nrateHz: ${opts.rateHz ?? 100}\nwaveform:\n  periodMs: 2000\n  noise: 0.3\n`);
   const rules = opts.rules ?? [
     '  - { kind: threshold, key: t, above: 22, hysteresis: 0.5, target: alerts/temp }',
@@ -46,8 +54,8 @@ export async function makeRig(opts: RigOptions = {}): Promise<Rig> {
     '  - { kind: heartbeat, everyMs: 500, target: status/heartbeat }',
   ];
   await writeFile(join(dir, 'agent.yaml'), [
-    `id: ${opts.agentId ?? 'it-agent'}`, `gateway: tcp://127.0.0.1:${port}`, `dataDir: ${join(dir, 'agent')}`, `socket: ${socket}`,
-    'link: { reconnectDelayMsMin: 50, reconnectDelayMsMax: 500 }',
+    `id: ${opts.agentId ?? 'it-agent'}`, `gateway: tcp://127.0.0.1:${opts.agentPort ?? port}`, `dataDir: ${join(dir, 'agent')}`, `socket: ${socket}`,
+    `link: ${JSON.stringify({ reconnectDelayMsMin: 50, reconnectDelayMsMax: 500, ...opts.agentLink })}`,
     ...(opts.serial === false ? [] : ['sources:', `  - { kind: serial, path: ${device}, reopenDelayMs: 100 }`, 'rules:', ...rules]), '',
   ].join('\n'));
   const procs = new Set<FerryProcess>();

@@ -24,6 +24,11 @@ export interface StartMosquittoOptions {
   port?: number;
   /** How long to wait for the broker to accept connections (default 5000). */
   startTimeoutMs?: number;
+  /**
+   * Keep sessions and queued QoS 1 messages in this directory (saved on SIGTERM, read at start),
+   * so a broker restarted on it keeps its persistent subscribers. Not removed by `stop()`.
+   */
+  persistDir?: string;
 }
 
 const stopTimeoutMs = 3000;
@@ -44,13 +49,13 @@ export function findMosquitto(): string {
   throw new Error('mosquitto not found on PATH or in /usr/sbin: install it with `apt-get install -y mosquitto` (scripts/bootstrap.sh test does)');
 }
 
-function config(port: number, dir: string): string {
+function config(port: number, dir: string, persistDir: string | undefined): string {
   const lines = [
     `listener ${port} 127.0.0.1`,
     'allow_anonymous true',
     'set_tcp_nodelay true',
     'max_queued_messages 0',
-    'persistence false',
+    ...(persistDir ? ['persistence true', `persistence_location ${persistDir}/`] : ['persistence false']),
     `log_dest file ${join(dir, 'mosquitto.log')}`,
     'log_type error',
     'log_type warning',
@@ -114,7 +119,7 @@ export async function startMosquitto(opts: StartMosquittoOptions = {}): Promise<
   let lastError: Error | undefined;
   for (let i = 0; i < attempts; i++) {
     try {
-      return await startOnce(opts.port ?? (await freePort()), opts.startTimeoutMs ?? 5000);
+      return await startOnce(opts.port ?? (await freePort()), opts.startTimeoutMs ?? 5000, opts.persistDir);
     } catch (err) {
       lastError = err as Error;
     }
@@ -122,11 +127,11 @@ export async function startMosquitto(opts: StartMosquittoOptions = {}): Promise<
   throw lastError!;
 }
 
-async function startOnce(port: number, startTimeoutMs: number): Promise<Mosquitto> {
+async function startOnce(port: number, startTimeoutMs: number, persistDir?: string): Promise<Mosquitto> {
   const bin = findMosquitto();
   const dir = await mkdtemp(join(tmpdir(), 'ferry-mosquitto-'));
   const confFile = join(dir, 'mosquitto.conf');
-  await writeFile(confFile, config(port, dir));
+  await writeFile(confFile, config(port, dir, persistDir));
   const child = spawn(bin, ['-c', confFile], { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   const collect = (chunk: Buffer): void => {

@@ -1,0 +1,130 @@
+/**
+ * Open-loop sender for the latency benchmark: RATE packets/s for WARMUP_S + MEASURE_S seconds,
+ * whatever the answers do, each stamped with its send time just before it is written:
+ * `p000000042-m-SENDNS-xxxx…` (100 bytes; `w` for warm-up packets; SENDNS = process.hrtime in ns,
+ * CLOCK_MONOTONIC, comparable with the subscriber's clock on the same machine).
+ *   ferry: one connection to the agent's local socket, `{"op":"send",...}` lines; the answer means
+ *          the packet is durable at the agent.
+ *   mqtt:  mqtt.js 5 `publish` QoS 1; the answer is the PUBACK.
+ * Sends are due on a 1 ms timer: each tick sends every packet due by now (usually one), so the
+ * schedule does not drift. Prints one JSON report line once every packet was answered.
+ * usage: paced-sender ferry|mqtt SOCKET|URL RATE WARMUP_S MEASURE_S TARGET|TOPIC
+ */
+import { readFileSync } from 'node:fs';
+import { createConnection } from 'node:net';
+import { connectAsync } from 'mqtt';
+import { distribution, type Distribution } from '../lib/stats.js';
+import { fail, intArg } from './common.js';
+
+export interface PacedReport {
+  sent: number;
+  acked: number;
+  /** monotonic ns (as strings): first and last send, last answer */
+  firstSendNs: string;
+  lastSendNs: string;
+  lastAckNs: string;
+  /** most packets sent in one timer tick (1 = the schedule held) */
+  burstMax: number;
+  /** send → answer (ferry: durable at the agent; mqtt: PUBACK), ms, measured packets only */
+  answerMs: Distribution;
+  cpus: string;
+  cpuSeconds: number;
+}
+
+const [mode, dest, rateArg, warmArg, measureArg, target] = process.argv.slice(2);
+if ((mode !== 'ferry' && mode !== 'mqtt') || dest === undefined || target === undefined) fail('usage: paced-sender ferry|mqtt SOCKET|URL RATE WARMUP_S MEASURE_S TARGET|TOPIC');
+const rate = intArg(rateArg, 'RATE');
+const warmup = rate * Number(warmArg);
+const total = warmup + rate * intArg(measureArg, 'MEASURE_S');
+if (!Number.isInteger(warmup) || warmup < 0) fail(`WARMUP_S: expected a number of seconds, got '${warmArg}'`);
+
+const sentNs = new Array<bigint>(total);
+const answerMs = new Float64Array(total - warmup);
+let answered = 0;
+let sent = 0;
+let lastAckNs = 0n;
+let done: () => void = () => undefined;
+const allAnswered = new Promise<void>((resolve) => (done = resolve));
+
+function onAnswer(i: number): void {
+  const now = process.hrtime.bigint();
+  if (i >= warmup) answerMs[i - warmup] = Number(now - sentNs[i]!) / 1e6;
+  lastAckNs = now;
+  if (++answered === total) done();
+}
+
+function payload(i: number, ns: bigint): string {
+  return `p${String(i).padStart(9, '0')}-${i < warmup ? 'w' : 'm'}-${ns}-`.padEnd(100, 'x');
+}
+
+/** Sends packet i now; `flush` writes what the sends of one tick queued. */
+interface Sink { send(i: number): void; flush(): void }
+
+async function ferrySink(): Promise<Sink> {
+  const socket = createConnection(dest!);
+  await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+  socket.setEncoding('utf8');
+  let buffered = '';
+  let next = 0;
+  socket.on('data', (chunk: string) => {
+    buffered += chunk;
+    let nl: number;
+    while ((nl = buffered.indexOf('\n')) >= 0) {
+      const res = JSON.parse(buffered.slice(0, nl)) as { ok: boolean };
+      buffered = buffered.slice(nl + 1);
+      if (!res.ok) fail(`agent refused packet ${next}: ${JSON.stringify(res)}`);
+      onAnswer(next++); // answers come in request order
+    }
+  });
+  socket.on('error', (err) => fail(`agent socket ${dest}: ${err.message}`));
+  const targetJson = JSON.stringify(target);
+  let out = '';
+  return {
+    send(i) {
+      const ns = process.hrtime.bigint();
+      sentNs[i] = ns;
+      out += `{"op":"send","target":${targetJson},"data":"${payload(i, ns)}"}\n`;
+    },
+    flush() {
+      if (out.length > 0) socket.write(out);
+      out = '';
+    },
+  };
+}
+
+async function mqttSink(): Promise<Sink> {
+  const client = await connectAsync(dest!, { protocolVersion: 5, clean: true, reconnectPeriod: 0 });
+  return {
+    send(i) {
+      const ns = process.hrtime.bigint();
+      sentNs[i] = ns;
+      client.publish(target!, Buffer.from(payload(i, ns)), { qos: 1 }, (err) => (err ? fail(`publish ${i}: ${err.message}`) : onAnswer(i)));
+    },
+    flush() {},
+  };
+}
+
+const sink = mode === 'ferry' ? await ferrySink() : await mqttSink();
+const cpuStart = process.cpuUsage();
+const t0 = process.hrtime.bigint();
+let burstMax = 0;
+await new Promise<void>((resolve) => {
+  const tick = (): void => {
+    const due = Math.min(total, Math.floor((Number(process.hrtime.bigint() - t0) * rate) / 1e9) + 1);
+    burstMax = Math.max(burstMax, due - sent);
+    while (sent < due) sink.send(sent++);
+    sink.flush();
+    if (sent < total) setTimeout(tick, 1);
+    else resolve();
+  };
+  tick();
+});
+await allAnswered;
+const cpu = process.cpuUsage(cpuStart);
+const report: PacedReport = {
+  sent, acked: answered, firstSendNs: String(sentNs[0]), lastSendNs: String(sentNs[total - 1]), lastAckNs: String(lastAckNs),
+  burstMax, answerMs: distribution(answerMs), cpus: readFileSync('/proc/self/status', 'utf8').match(/^Cpus_allowed_list:\s*(\S+)/m)?.[1] ?? '?',
+  cpuSeconds: (cpu.user + cpu.system) / 1e6,
+};
+process.stdout.write(`${JSON.stringify(report)}\n`);
+process.exit(0);

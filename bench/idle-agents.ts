@@ -1,0 +1,142 @@
+/**
+ * Benchmark `idle`: resident memory per idle agent. One real `ferry gateway` holds N idle agent
+ * sessions (default 10,000) opened by bench/clients/idle-agents (HELLO → WELCOME, then PING/PONG
+ * only); its VmRSS before any agent connects and after all are welcomed and idle, (after −
+ * before) / N. Peer, for reference: mosquitto holding N idle MQTT 5 connections the same way.
+ * Limits the gateway would refuse them by are raised in its config (unknown ones are dropped).
+ */
+import { join } from 'node:path';
+import type { Cleanup } from './lib/cleanup.js';
+import { clientScript } from './lib/client.js';
+import { tempDir } from './lib/configs.js';
+import { cpuMeter } from './lib/cpu.js';
+import type { IdleOptions } from './lib/e2e-options.js';
+import { fileRoute, startGateway } from './lib/ferry-rig.js';
+import { startBroker } from './lib/mqtt-side.js';
+import { ensureNofile } from './lib/nofile.js';
+import { cpusAllowed, pinnedNode, spawnProc, type Proc } from './lib/proc.js';
+import { readRss, sampleRss } from './lib/rss.js';
+import { median } from './lib/stats.js';
+import { formatMarkdown, formatTable } from './lib/table.js';
+import { fmt, sleep } from './lib/timing.js';
+
+type Say = (line?: string) => void;
+type InRound = (fn: (cleanup: Cleanup) => Promise<void>) => Promise<void>;
+
+/** The idle client's JSON status line (bench/clients/idle-agents.ts). */
+interface ClientStatus {
+  t: string;
+  opened: number;
+  welcomed: number;
+  lostAfterWelcome: number;
+  retries: number;
+  gone: number;
+  pingsSent: number;
+  pongsRx: number;
+  pingsRx: number;
+  pingIntervalMs: number | null;
+  byes: Record<string, number>;
+  errors: Record<string, number>;
+  open: number;
+}
+
+interface IdleRun {
+  side: string;
+  cpus: string;
+  beforeKiB: number[];
+  afterKiB: number[];
+  hwmKiB: number;
+  rampSeconds: number;
+  /** % of one vCPU the server used while idle (its pings and timers) */
+  idleCpuPercent: number;
+  status: ClientStatus;
+  notes: string[];
+}
+
+function lastStatus(client: Proc): ClientStatus {
+  const line = client.output().trim().split('\n').reverse().find((l) => l.startsWith('{"t":'));
+  if (!line) throw new Error(`idle-agents printed no status; output:\n${client.output().slice(-2000)}`);
+  return JSON.parse(line) as ClientStatus;
+}
+
+const describe = (s: ClientStatus): string =>
+  `${s.welcomed} welcomed, ${s.open} open, ${s.gone} gone, ${s.lostAfterWelcome} lost after welcome, ${s.retries} retries; BYEs ${JSON.stringify(s.byes)}; errors ${JSON.stringify(s.errors)}`;
+
+/** Baseline, then N idle peers, then idle; the server's RSS before and after. */
+async function measure(o: IdleOptions, side: string, server: { name: string; pid: number }, mode: 'ferry' | 'mqtt', port: number, cleanup: Cleanup): Promise<Omit<IdleRun, 'notes'>> {
+  const n = o.agents;
+  await ensureNofile(server.pid, n + 2048);
+  await sleep(2000); // let start-up garbage settle
+  const before = await sampleRss(server.pid, 3, 500);
+  const client = spawnProc(`idle-agents ${mode}`, pinnedNode(o.cpus, clientScript('idle-agents'), [mode, String(port), String(n), String(o.openRate), String(o.addresses)]), { cleanup });
+  await ensureNofile(client.pid, n + 2048);
+  const started = Date.now();
+  await client.waitFor(/"t":"ramped"/, (n / o.openRate) * 1000 + 120_000);
+  const rampSeconds = (Date.now() - started) / 1000;
+  const ramped = lastStatus(client);
+  if (ramped.welcomed !== n) throw new Error(`${side}: ${describe(ramped)} (of ${n})`);
+  const cpu = await cpuMeter([server]);
+  const idleStarted = Date.now();
+  await sleep(o.idleSeconds * 1000);
+  const after = await sampleRss(server.pid, 5, 2000);
+  const idleCpu = (await cpu.stop())[server.name]!;
+  const status = lastStatus(client);
+  if (status.welcomed !== n || status.lostAfterWelcome > 0) throw new Error(`${side} lost sessions while idle: ${describe(status)}`);
+  await client.stop();
+  return {
+    side, cpus: await cpusAllowed(server.pid), beforeKiB: before.map((r) => r.rssKiB), afterKiB: after.map((r) => r.rssKiB),
+    hwmKiB: (await readRss(server.pid)).hwmKiB, rampSeconds, idleCpuPercent: (100 * idleCpu) / ((Date.now() - idleStarted) / 1000), status,
+  };
+}
+
+async function ferryRun(o: IdleOptions, cleanup: Cleanup): Promise<IdleRun> {
+  const dir = await tempDir('ferry-bench-idle-', cleanup);
+  const n = o.agents;
+  // Raise whatever would refuse N sessions from a few addresses at openRate/s; keys this build lacks are dropped.
+  const limits = { connectionsMax: n + 1000, connectionsPerAddressMax: n, agentsMax: n + 1000, sessionsPerSecondMax: Math.max(1000, 4 * o.openRate) };
+  const gw = await startGateway(dir, { routes: fileRoute(join(dir, 'received.jsonl')), limits, logLevel: 'warn' }, o, cleanup);
+  const r = await measure(o, 'ferry', { name: 'ferry gateway', pid: gw.proc.pid }, 'ferry', gw.port, cleanup);
+  await gw.proc.stop();
+  const set = Object.entries(gw.limits).map(([k, v]) => `${k} ${v}`).join(', ');
+  return { ...r, notes: [`gateway limits set: ${set || 'none'}${gw.dropped.length > 0 ? `; not in this build: ${gw.dropped.join(', ')}` : ''}; log level warn`] };
+}
+
+async function peerRun(o: IdleOptions, cleanup: Cleanup): Promise<IdleRun> {
+  const broker = await startBroker(o.cpus, cleanup);
+  const r = await measure(o, 'mosquitto', { name: 'mosquitto', pid: broker.pid }, 'mqtt', broker.port, cleanup);
+  await broker.stop();
+  return { ...r, notes: ['mosquitto: test/helpers/mosquitto.ts config (persistence false, max_queued_messages 0), MQTT 5 clients with keep-alive 20 s'] };
+}
+
+export async function benchIdle(o: IdleOptions, inRound: InRound, say: Say): Promise<void> {
+  const n = o.agents;
+  say(`idle: ${fmt(n)} idle agents on one gateway (peer: ${fmt(n)} idle MQTT connections on mosquitto), opened at ${fmt(o.openRate)}/s from ${o.addresses} source addresses, then ${o.idleSeconds} s idle; every process under taskset -c ${o.cpus}`);
+  const runs: IdleRun[] = [];
+  for (const run of [ferryRun, peerRun]) {
+    await inRound(async (cleanup) => {
+      const r = await run(o, cleanup);
+      runs.push(r);
+      say(`${r.side}: RSS ${fmt(median(r.beforeKiB) / 1024, 1)} → ${fmt(median(r.afterKiB) / 1024, 1)} MiB; ${describe(r.status)}; pings sent ${fmt(r.status.pingsSent)}, answered ${fmt(r.status.pongsRx)}, from the server ${fmt(r.status.pingsRx)}`);
+    });
+  }
+  const mib = (kib: number): string => fmt(kib / 1024, 1);
+  const rows = [['idle sessions', 'cpus', 'RSS before MiB (median)', 'RSS after MiB (min / median)', 'KiB per agent (median / min)', 'peak RSS MiB', 'ramp s', 'idle CPU %', 'goal ≤ 20 KiB']];
+  for (const r of runs) {
+    const before = median(r.beforeKiB);
+    const perMedian = (median(r.afterKiB) - before) / n;
+    const perMin = (Math.min(...r.afterKiB) - before) / n;
+    rows.push([
+      r.side === 'ferry' ? `ferry gateway, ${fmt(n)} agents` : `peer: mosquitto, ${fmt(n)} MQTT clients`, r.cpus, mib(before),
+      `${mib(Math.min(...r.afterKiB))} / ${mib(median(r.afterKiB))}`, `${fmt(perMedian, 1)} / ${fmt(perMin, 1)}`, mib(r.hwmKiB),
+      fmt(r.rampSeconds, 1), fmt(r.idleCpuPercent, 1), r.side === 'ferry' ? (perMedian <= 20 ? 'met' : 'MISSED') : '',
+    ]);
+  }
+  say();
+  say(formatTable(rows));
+  say();
+  for (const r of runs) for (const note of r.notes) say(note);
+  const ferry = runs.find((r) => r.side === 'ferry');
+  if (ferry) say(`WELCOME pingIntervalMs: ${ferry.status.pingIntervalMs ?? 'absent (the client pinged every 5000 ms)'}`);
+  say('RSS from /proc/PID/status (VmRSS); kernel socket buffers are not in it. The GC is not forced: 5 samples 2 s apart.');
+  if (process.env.BENCH_MARKDOWN === '1') say(`\n${formatMarkdown(rows)}`);
+}

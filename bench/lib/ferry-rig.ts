@@ -1,0 +1,128 @@
+/**
+ * Real `ferry gateway` and `ferry agent` processes for the end-to-end benchmarks (tunnel, latency,
+ * idle), configured only through their YAML files and started with the CLI, as a user would: the
+ * gateway and the agent are being reworked, and these stay valid as long as the CLI and the
+ * configuration keys do. Each process runs under `taskset -c CPUS`.
+ */
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { localRequest } from '../../agent/local-api.js';
+import { ferryBin } from '../../cli/proc.js';
+import type { Cleanup } from './cleanup.js';
+import { writeAgentConfig } from './configs.js';
+import { pinnedNode, spawnProc, type Proc } from './proc.js';
+import { sleep } from './timing.js';
+
+export interface RigOptions {
+  cpus: string;
+  /** BENCH_CPU_PROF: ferry processes write V8 CPU profiles here */
+  cpuProfDir: string | null;
+}
+
+/** Where a ferry process's log goes: the run's temp dir, or BENCH_LOG_DIR (kept after the run) when set. */
+const logFile = (dir: string, name: string): string => (process.env.BENCH_LOG_DIR ? join(process.env.BENCH_LOG_DIR, `${name}.${Date.now()}.log`) : join(dir, `${name}.log`));
+
+export const profArgs = (o: RigOptions, name: string): string[] =>
+  o.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${o.cpuProfDir}`, `--cpu-prof-name=${name}.${Date.now()}.cpuprofile`] : [];
+
+/** One route for every target to the MQTT handler, QoS 1 (acks after the broker's PUBACK). */
+export const mqttRoute = (url: string): string[] => ['  - match: "#"', '    handler: mqtt', `    url: ${url}`, '    qos: 1'];
+
+/** One route for every target to a durable file handler. */
+export const fileRoute = (path: string): string[] => ['  - match: "#"', '    handler: file', `    path: ${path}`, '    sync: always'];
+
+export interface GatewaySpec {
+  /** YAML lines of the `routes:` list */
+  routes: string[];
+  /** `limits:` keys to set; one this build does not know is dropped and named in `dropped` */
+  limits?: Record<string, number>;
+  logLevel?: 'debug' | 'info' | 'warn' | 'error';
+}
+
+export interface StartedGateway {
+  proc: Proc;
+  port: number;
+  /** the limits the running gateway was given */
+  limits: Record<string, number>;
+  /** limit keys this build refused as unknown */
+  dropped: string[];
+}
+
+function gatewayYaml(dir: string, spec: GatewaySpec, limits: Record<string, number>): string {
+  const lines = ['listen:', '  tcp: 127.0.0.1:0', `dataDir: ${join(dir, 'gateway')}`, 'routes:', ...spec.routes];
+  if (Object.keys(limits).length > 0) lines.push('limits:', ...Object.entries(limits).map(([k, v]) => `  ${k}: ${v}`));
+  if (spec.logLevel) lines.push('log:', `  level: ${spec.logLevel}`);
+  return `${lines.join('\n')}\n`;
+}
+
+/**
+ * Starts `ferry gateway` on a free port. Limits the configuration schema does not know (yet) are
+ * dropped one by one: the CLI names the first unknown key (`limits.X: unknown key`) and exits.
+ */
+export async function startGateway(dir: string, spec: GatewaySpec, o: RigOptions, cleanup: Cleanup): Promise<StartedGateway> {
+  const limits = { ...spec.limits, ...envLimits() };
+  const dropped: string[] = [];
+  for (;;) {
+    const file = join(dir, 'gateway.yaml');
+    await writeFile(file, gatewayYaml(dir, spec, limits));
+    const proc = spawnProc('ferry gateway', pinnedNode(o.cpus, ferryBin, ['gateway', '--config', file], profArgs(o, 'gateway')), { cleanup, logFile: logFile(dir, 'gateway') });
+    try {
+      const m = await proc.waitFor(/ferry gateway listening on [^\s:]+:(\d+)/);
+      return { proc, port: Number(m[1]), limits, dropped };
+    } catch (err) {
+      await proc.stop();
+      await streamsClosed(proc);
+      const unknown = proc.output().match(/limits\.(\w+): unknown key/)?.[1];
+      if (unknown === undefined || !(unknown in limits)) throw err;
+      delete limits[unknown];
+      dropped.push(unknown);
+    }
+  }
+}
+
+/** BENCH_GATEWAY_LIMITS=key=value,…: gateway limits set on top of the benchmark's own (experiments). */
+function envLimits(): Record<string, number> {
+  const raw = process.env.BENCH_GATEWAY_LIMITS ?? '';
+  return Object.fromEntries(raw.split(',').filter((kv) => kv.trim() !== '').map((kv) => {
+    const m = /^\s*(\w+)\s*=\s*(\d+)\s*$/.exec(kv);
+    if (!m) throw new Error(`BENCH_GATEWAY_LIMITS: expected key=integer, got '${kv}'`);
+    return [m[1]!, Number(m[2])];
+  }));
+}
+
+/** Waits until a process's stdout and stderr are drained (its 'exit' can come before its last output). */
+async function streamsClosed(proc: Proc): Promise<void> {
+  const streams = [proc.child.stdout, proc.child.stderr].filter((s) => s !== null && !s.closed);
+  await Promise.race([Promise.all(streams.map((s) => new Promise((r) => s!.once('close', r)))), sleep(2000)]);
+}
+
+export interface StartedAgent {
+  proc: Proc;
+  socket: string;
+}
+
+/** Starts `ferry agent` (no sources, `store.sync: always`) and waits until its link is connected. */
+export async function startAgent(dir: string, gatewayPort: number, o: RigOptions, cleanup: Cleanup): Promise<StartedAgent> {
+  const socket = join(dir, 'agent.sock');
+  const config = await writeAgentConfig(dir, { gatewayPort, socket });
+  const proc = spawnProc('ferry agent', pinnedNode(o.cpus, ferryBin, ['agent', '--config', config], profArgs(o, 'agent')), { cleanup, logFile: logFile(dir, 'agent') });
+  await proc.waitFor(/ferry agent running; local socket/);
+  await waitConnected(socket);
+  return { proc, socket };
+}
+
+/** Rethrows `err` with the agent's stats appended (what it holds, its link state): the first thing to read when a run stalls. */
+export async function withAgentStats(err: unknown, socket: string): Promise<never> {
+  const res = await localRequest(socket, { op: 'stats' }, 2000).catch((e: Error) => ({ error: e.message }));
+  throw new Error(`${(err as Error).message}\nagent stats: ${JSON.stringify(res)}`, { cause: err });
+}
+
+async function waitConnected(socket: string, ms = 15_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const res = await localRequest(socket, { op: 'stats' }, 2000).catch(() => null);
+    if (res?.ok && (res.stats as { link?: string }).link === 'connected') return;
+    if (Date.now() > deadline) throw new Error(`agent not connected to the gateway within ${ms} ms (last stats: ${JSON.stringify(res)})`);
+    await sleep(20);
+  }
+}

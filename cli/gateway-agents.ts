@@ -1,0 +1,74 @@
+/** `ferry gateway add-agent | issue-token | revoke-agent | list-agents`: the agent registry from the command line. */
+import { parseArgs } from 'node:util';
+import { AgentRegistry, agentIdPattern, type AgentEntry } from '../gateway/agents.js';
+import { gatewayConfigSchema } from '../gateway/config.js';
+import { ErrorCode, FerryError } from '../protocol/errors.js';
+import { loadConfig } from './load-config.js';
+
+export const agentSubcommands = ['add-agent', 'issue-token', 'revoke-agent', 'list-agents'] as const;
+export type AgentSubcommand = (typeof agentSubcommands)[number];
+
+export function isAgentSubcommand(s: string | undefined): s is AgentSubcommand {
+  return (agentSubcommands as readonly string[]).includes(s ?? '');
+}
+
+export const agentSubcommandsHelp = `       ferry gateway add-agent --config FILE --agent ID
+       ferry gateway issue-token --config FILE --agent ID
+       ferry gateway revoke-agent --config FILE --agent ID
+       ferry gateway list-agents --config FILE
+
+  add-agent         registers agent ID in DATADIR/agents.json and prints its new token (once:
+                    only a hash is stored); also re-registers a revoked agent
+  issue-token       prints a new token for a registered agent; the old token stops working
+  revoke-agent      revokes agent ID: its token is forgotten and a running gateway ends its
+                    session (within a second) and refuses it from then on with AUTH_REVOKED
+  list-agents       one line per agent: ID, active or revoked, when added and revoked (no hashes)
+  --agent ID        the agent's ID (its \`id\` setting)
+                    (--data-dir DIR works here too: the registry is DIR/agents.json)
+  A running gateway notices these changes within a second; no restart. See docs/security.md.
+`;
+
+const iso = (ms: number | undefined): string => (ms === undefined ? '-' : new Date(ms).toISOString());
+
+function line(e: AgentEntry): string {
+  return [e.id, e.revoked ? 'revoked' : 'active', `added ${iso(e.addedAt)}`, ...(e.revoked ? [`revoked ${iso(e.revokedAt)}`] : [])].join('  ');
+}
+
+export async function runAgentSubcommand(sub: AgentSubcommand, args: string[]): Promise<number> {
+  let f: { config?: string | undefined; 'data-dir'?: string | undefined; agent?: string | undefined };
+  try {
+    f = parseArgs({ args, options: { config: { type: 'string' }, 'data-dir': { type: 'string' }, agent: { type: 'string' } }, strict: true, allowPositionals: false }).values;
+  } catch (err) {
+    throw new FerryError(ErrorCode.CONFIG_INVALID, `gateway ${sub}: ${(err as Error).message}`);
+  }
+  if (f.config === undefined && f['data-dir'] === undefined) throw new FerryError(ErrorCode.CONFIG_INVALID, `gateway ${sub}: --config FILE is required (the registry lives in its dataDir)`);
+  const dataDir = f['data-dir'] ?? loadConfig(f.config, gatewayConfigSchema, []).dataDir;
+  const needsAgent = sub !== 'list-agents';
+  if (needsAgent && f.agent === undefined) throw new FerryError(ErrorCode.CONFIG_INVALID, `gateway ${sub}: --agent ID is required`);
+  if (!needsAgent && f.agent !== undefined) throw new FerryError(ErrorCode.CONFIG_INVALID, `gateway ${sub}: takes no --agent`);
+  if (f.agent !== undefined && !agentIdPattern.test(f.agent)) throw new FerryError(ErrorCode.CONFIG_INVALID, `--agent: '${f.agent}' is not an agent ID (1-255 of letters, digits and . _ : -)`);
+  const registry = await AgentRegistry.open(dataDir, { watchIntervalMs: 0 });
+  const agent = f.agent!;
+  switch (sub) {
+    case 'add-agent': {
+      const token = await registry.add(agent);
+      process.stderr.write(`ferry: agent ${agent} registered in ${registry.path}; its token follows, shown this once (put it in the agent's \`token\` setting)\n`);
+      process.stdout.write(`${token}\n`);
+      return 0;
+    }
+    case 'issue-token': {
+      const token = await registry.issueToken(agent);
+      process.stderr.write(`ferry: new token for agent ${agent}, shown this once; the old token no longer works\n`);
+      process.stdout.write(`${token}\n`);
+      return 0;
+    }
+    case 'revoke-agent': {
+      const changed = await registry.revoke(agent);
+      process.stdout.write(changed ? `agent ${agent} revoked\n` : `agent ${agent} was already revoked\n`);
+      return 0;
+    }
+    case 'list-agents':
+      for (const e of registry.list()) process.stdout.write(`${line(e)}\n`);
+      return 0;
+  }
+}

@@ -1,0 +1,192 @@
+import { ErrorCode } from '../protocol/errors.js';
+import type { DispatchPacket, HandlerResult } from './handlers/handler.js';
+
+export interface LaneItem {
+  packet: DispatchPacket;
+  /** what the packet counts against the session's byte credit */
+  bytes: number;
+  /** handler attempts so far */
+  attempts?: number;
+}
+
+/** Refused for now: the agent keeps the packet and offers it again after `retryAfterMs`. */
+export interface LaneRefusal {
+  code: string;
+  message: string;
+  retryAfterMs: number;
+}
+
+export interface LaneOptions {
+  /** packets handed to the handler and not yet resolved, at most (the handler's pipelining) */
+  inflightMax: number;
+  /** packets waiting in the lane (not yet handed over), at most; beyond it packets are refused with TARGET_BUSY */
+  queuePacketsMax: number;
+  /**
+   * bytes in the lane (waiting or in the handler), at most: a share of the session's credit, so a
+   * slow target cannot take all of it and starve the others
+   */
+  bytesMax: number;
+  /** the retry-after of a TARGET_BUSY refusal */
+  busyRetryAfterMs: number;
+  /**
+   * A retryable failure with a retry-after up to `retryInPlaceMsMax` is retried here, up to this
+   * many times, before the packets go back to the agent: a brief hiccup (a 503, a broker
+   * reconnect) costs neither a round trip nor the agent's memory for the refused packets.
+   */
+  retriesInPlace: number;
+  retryInPlaceMsMax: number;
+}
+
+export interface LaneCallbacks {
+  /** Hands one packet to the handler; never rejects. */
+  run(item: LaneItem): Promise<HandlerResult>;
+  /** The handler's verdict on an item, in the order verdicts arrive. */
+  settled(item: LaneItem, result: HandlerResult): void;
+  /** An item the lane gave back without running it (its target is waiting for a retry). */
+  refused(item: LaneItem, refusal: LaneRefusal): void;
+  now(): number;
+  /** Calls `fn` after `ms` (the session's clock). */
+  later(fn: () => void, ms: number): void;
+}
+
+/**
+ * The packets of one session for one target. A target's packets go to its handler in seq order;
+ * a retryable failure holds the target back (its later packets are refused with the same
+ * retry-after, so they cannot overtake the failed one) while other targets keep flowing. The
+ * agent resends refused packets in seq order, so order per target survives failures when the
+ * handler takes one packet at a time (`inflightMax` 1); a pipelining handler may have delivered
+ * packets after the failed one already.
+ */
+export class Lane {
+  /** seqs refused as retryable and not offered again yet, ascending */
+  private readonly held: number[] = [];
+  private readonly queue: LaneItem[] = [];
+  private active = 0;
+  private heldBytes = 0;
+  /** when the lane last made progress (a verdict) or last went from empty to busy */
+  private progressMs = 0;
+  private blockedUntilMs = 0;
+  /** no packet goes to the handler before this (a retry in place is waiting) */
+  private pausedUntilMs = 0;
+  private blockCode = '';
+  private blockMessage = '';
+
+  constructor(private readonly opts: LaneOptions, private readonly cb: LaneCallbacks) {}
+
+  /** Packets waiting or in the handler. */
+  get size(): number {
+    return this.queue.length + this.active;
+  }
+
+  /** Bytes of the packets waiting or in the handler. */
+  get bytes(): number {
+    return this.heldBytes;
+  }
+
+  get idle(): boolean {
+    return this.size === 0 && this.held.length === 0;
+  }
+
+  /** Since when the lane has been busy without a verdict, or null when it is empty. */
+  get busySinceMs(): number | null {
+    return this.size === 0 ? null : this.progressMs;
+  }
+
+  /** Takes a packet in seq order, or refuses it for now. */
+  offer(item: LaneItem): LaneRefusal | null {
+    const seq = item.packet.seq;
+    const now = this.cb.now();
+    const heldBelow = this.held.length > 0 && this.held[0]! < seq;
+    if (heldBelow || now < this.blockedUntilMs) {
+      this.hold(seq);
+      return this.refusal(now);
+    }
+    if (this.queue.length >= this.opts.queuePacketsMax || (this.size > 0 && this.heldBytes + item.bytes > this.opts.bytesMax)) {
+      this.block(now + this.opts.busyRetryAfterMs, ErrorCode.TARGET_BUSY, `target ${item.packet.target} has ${this.size} packets (${this.heldBytes} bytes) waiting for its handler`);
+      this.hold(seq);
+      return this.refusal(now);
+    }
+    this.unhold(seq);
+    if (this.size === 0) this.progressMs = now;
+    this.queue.push(item);
+    this.heldBytes += item.bytes;
+    this.pump();
+    return null;
+  }
+
+  /** The agent has let go of every seq up to `seq`: they will not be offered again. */
+  forgetThrough(seq: number): void {
+    while (this.held.length > 0 && this.held[0]! <= seq) this.held.shift();
+  }
+
+  private pump(): void {
+    const now = this.cb.now();
+    if (now < this.pausedUntilMs) return;
+    while (this.active < this.opts.inflightMax && this.queue.length > 0) {
+      const item = this.queue.shift()!;
+      this.active++;
+      void this.cb.run(item).then((result) => this.verdict(item, result));
+    }
+  }
+
+  private verdict(item: LaneItem, result: HandlerResult): void {
+    this.active--;
+    const now = this.cb.now();
+    this.progressMs = now;
+    if (!result.ok && result.retryable) {
+      item.attempts = (item.attempts ?? 1) + 1;
+      if (item.attempts <= this.opts.retriesInPlace + 1 && result.retryAfterMs <= this.opts.retryInPlaceMsMax) {
+        // Retry here first: the packet keeps its place at the head of the lane.
+        this.queue.unshift(item);
+        this.pausedUntilMs = Math.max(this.pausedUntilMs, now + result.retryAfterMs);
+        this.cb.later(() => this.pump(), result.retryAfterMs);
+        return;
+      }
+      // Hold the target back: this packet and every one queued behind it go back to the agent.
+      this.heldBytes -= item.bytes;
+      this.block(now + result.retryAfterMs, result.code, result.message);
+      this.hold(item.packet.seq);
+      this.cb.settled(item, result);
+      this.refuseQueued();
+    } else {
+      this.heldBytes -= item.bytes;
+      this.cb.settled(item, result);
+    }
+    this.pump();
+  }
+
+  private refuseQueued(): void {
+    const now = this.cb.now();
+    for (const item of this.queue.splice(0)) {
+      this.heldBytes -= item.bytes;
+      this.hold(item.packet.seq);
+      this.cb.refused(item, this.refusal(now));
+    }
+  }
+
+  private block(untilMs: number, code: string, message: string): void {
+    if (untilMs >= this.blockedUntilMs) {
+      this.blockedUntilMs = untilMs;
+      this.blockCode = code;
+      this.blockMessage = message;
+    }
+  }
+
+  private refusal(now: number): LaneRefusal {
+    return {
+      code: ErrorCode.TARGET_BUSY,
+      message: `an earlier packet of this target waits for a retry (${this.blockCode}: ${this.blockMessage})`,
+      retryAfterMs: Math.max(this.blockedUntilMs - now, 1),
+    };
+  }
+
+  private hold(seq: number): void {
+    let i = this.held.length;
+    while (i > 0 && this.held[i - 1]! > seq) i--;
+    if (this.held[i - 1] !== seq) this.held.splice(i, 0, seq);
+  }
+
+  private unhold(seq: number): void {
+    if (this.held[0] === seq) this.held.shift();
+  }
+}

@@ -1,0 +1,233 @@
+/**
+ * The gateway's tunnel listeners: plaintext TCP and/or TLS. Every accepted connection passes
+ * admission (gateway/admission.ts) before any work is done for it, then becomes a
+ * `SocketTransport` carrying `peer` (address, TLS or not, the verified client certificate's CN)
+ * and is handed to `onTransport`. A refused connection gets a BYE saying why and is closed.
+ *
+ * The TLS port looks at the first byte: a TLS handshake starts with 0x16; anything else is a
+ * plaintext client, which gets a plaintext BYE TLS_REQUIRED instead of a handshake error it
+ * could not read. Client certificates, when `tlsFiles.ca` is set, are requested but not required
+ * at the TLS level (`rejectUnauthorized: false`): the session decides (gateway/auth.ts), so an
+ * unverified certificate reaches the session as no certificate and is refused with a ferry code.
+ */
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
+import type { Log } from '../common/log.js';
+import { encodeFrame } from '../protocol/codec.js';
+import { ErrorCode, type ErrorCode as Code } from '../protocol/errors.js';
+import { FrameType } from '../protocol/frames.js';
+import { SocketTransport } from '../protocol/socket-transport.js';
+import { subjectCN, type TlsFiles } from '../protocol/tls-files.js';
+import type { PeerInfo, Transport } from '../protocol/transport.js';
+import { Admission, type Admit } from './admission.js';
+
+export interface ListenOptions {
+  /** HOST:PORT of the plaintext listener */
+  tcp?: string;
+  /** HOST:PORT of the TLS listener; needs `tlsFiles.cert` and `tlsFiles.key` */
+  tls?: string;
+  /** PEM contents (protocol/tls-files.ts loadTlsFiles); `ca` turns on client certificates */
+  tlsFiles?: TlsFiles;
+  limits: {
+    /** sockets open at once, counting those being refused; beyond it a new one is closed at once, without a BYE */
+    connectionsMax: number;
+    connectionsPerAddressMax: number;
+    sessionsPerSecondMax: number;
+    frameBytesMax: number;
+    /** time for a TLS client's first byte and handshake */
+    handshakeTimeoutMs: number;
+  };
+  log: Log;
+  /** for the admission token bucket and log throttling (default Date.now) */
+  now?: () => number;
+  /** for GATEWAY_BUSY retryAfterMs jitter (default Math.random) */
+  rng?: () => number;
+}
+
+export interface ListenerStats {
+  /** sockets open now */
+  connections: number;
+  /** refusals so far, by code (`connectionsMax` for those closed without a BYE) */
+  refused: Record<string, number>;
+}
+
+export interface Listener {
+  /** the ports actually bound (useful with port 0) */
+  ports: { tcp?: number; tls?: number };
+  stats(): ListenerStats;
+  /** Stops accepting; closes connections not handed on yet; resolves once every connection has ended. */
+  close(): Promise<void>;
+}
+
+/** A raw connection between accept and hand-over. */
+interface Pending {
+  socket: Socket;
+  address: string;
+  admit: Admit;
+}
+
+const tlsHandshakeByte = 0x16;
+const refusalLogIntervalMs = 1000;
+
+function splitHostPort(hostPort: string): { host: string; port: number } {
+  const i = hostPort.lastIndexOf(':');
+  return { host: hostPort.slice(0, i), port: Number(hostPort.slice(i + 1)) };
+}
+
+function bind(server: Server, hostPort: string): Promise<number> {
+  const { host, port } = splitHostPort(hostPort);
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve((server.address() as AddressInfo).port);
+    });
+  });
+}
+
+/** Writes a BYE, ends the connection, and destroys it after a bound if the peer never closes. */
+function refuse(socket: Socket, code: Code, reason: string, retryAfterMs?: number): void {
+  socket.resume(); // read and drop what the client sends, so closing does not reset the connection before it read the BYE
+  socket.end(encodeFrame({ t: FrameType.BYE, code, reason, ...(retryAfterMs !== undefined ? { retryAfterMs } : {}) }));
+  setTimeout(() => socket.destroy(), 1000).unref();
+}
+
+export async function listen(opts: ListenOptions, onTransport: (t: Transport) => void): Promise<Listener> {
+  const { limits, log } = opts;
+  const now = opts.now ?? Date.now;
+  const admission = new Admission(limits, { now, rng: opts.rng ?? Math.random });
+  const sockets = new Set<Socket>();
+  /** raw sockets not yet handed to a transport (closed by `close()`) */
+  const pending = new Set<Socket>();
+  const refused: Record<string, number> = {};
+  const lastLog = new Map<string, { at: number; suppressed: number }>();
+
+  /** Counts a refusal and logs it, at most once a second per code (a storm must not flood the log). */
+  const noteRefused = (code: string, fields: Record<string, unknown>): void => {
+    refused[code] = (refused[code] ?? 0) + 1;
+    const t = now();
+    const last = lastLog.get(code);
+    if (last && t - last.at < refusalLogIntervalMs) {
+      last.suppressed++;
+      return;
+    }
+    log.warn('listener: connection refused', { code, ...fields, ...(last?.suppressed ? { alsoRefusedSinceLastLine: last.suppressed } : {}) });
+    lastLog.set(code, { at: t, suppressed: 0 });
+  };
+
+  const handOver = (p: Pending, socket: Socket | TLSSocket, peer: PeerInfo, admit: Admit & { ok: true }): void => {
+    pending.delete(p.socket);
+    socket.once('close', admit.release);
+    onTransport(new SocketTransport(socket, { frameBytesMax: limits.frameBytesMax, peer }));
+  };
+
+  /** Accepts a raw socket; returns its admission, or null when it was closed at once. */
+  const accept = (socket: Socket): Pending | null => {
+    socket.on('error', () => undefined);
+    if (sockets.size >= limits.connectionsMax) {
+      noteRefused('connectionsMax', { address: socket.remoteAddress, connectionsMax: limits.connectionsMax });
+      socket.destroy();
+      return null;
+    }
+    sockets.add(socket);
+    pending.add(socket);
+    socket.once('close', () => {
+      sockets.delete(socket);
+      pending.delete(socket);
+    });
+    const address = socket.remoteAddress ?? 'unknown';
+    return { socket, address, admit: admission.admit(address) };
+  };
+
+  const refuseAdmission = (socket: Socket | TLSSocket, p: Pending): void => {
+    if (p.admit.ok) return;
+    noteRefused(p.admit.code, { address: p.address, reason: p.admit.reason });
+    refuse(socket, p.admit.code, p.admit.reason, p.admit.retryAfterMs);
+  };
+
+  const servers: Server[] = [];
+  const ports: Listener['ports'] = {};
+
+  if (opts.tcp !== undefined) {
+    const server = createServer((socket) => {
+      const p = accept(socket);
+      if (!p) return;
+      if (!p.admit.ok) return refuseAdmission(socket, p);
+      handOver(p, socket, { address: p.address, tls: false }, p.admit);
+    });
+    servers.push(server);
+    ports.tcp = await bind(server, opts.tcp);
+  }
+
+  if (opts.tls !== undefined) {
+    const files = opts.tlsFiles;
+    if (files?.cert === undefined || files.key === undefined) throw new Error('listen: listen.tls needs tlsFiles.cert and tlsFiles.key');
+    const clientCerts = files.ca !== undefined;
+    const tlsServer = createTlsServer({
+      cert: files.cert, key: files.key, ...(clientCerts ? { ca: files.ca } : {}),
+      requestCert: clientCerts, rejectUnauthorized: false, handshakeTimeout: limits.handshakeTimeoutMs,
+    });
+    // The TLS server never listens: the raw listener hands it connections that start with a handshake.
+    // Its TLSSocket for a raw socket is found again by the remote address and port they share.
+    const inHandshake = new Map<string, Pending>();
+    const key = (s: { remoteAddress?: string | undefined; remotePort?: number | undefined }): string => `${s.remoteAddress}|${s.remotePort}`;
+    tlsServer.on('secureConnection', (ts: TLSSocket) => {
+      const p = inHandshake.get(key(ts));
+      inHandshake.delete(key(ts));
+      ts.on('error', () => undefined);
+      if (!p) {
+        ts.destroy();
+        return;
+      }
+      if (!p.admit.ok) return refuseAdmission(ts, p);
+      const peer: PeerInfo = { address: p.address, tls: true };
+      if (clientCerts && ts.authorized) {
+        const cn = ts.getPeerX509Certificate();
+        const subject = cn && subjectCN(cn);
+        if (subject !== undefined) peer.certSubject = subject;
+      }
+      handOver(p, ts, peer, p.admit);
+    });
+    tlsServer.on('tlsClientError', (err: Error & { code?: string }, ts: TLSSocket) => {
+      const p = ts.remotePort !== undefined ? inHandshake.get(key(ts)) : undefined;
+      if (p) inHandshake.delete(key(ts));
+      noteRefused(ErrorCode.TLS_FAILED, { address: p?.address ?? ts.remoteAddress ?? null, error: err.message, tlsCode: err.code ?? null });
+      ts.destroy();
+    });
+    const server = createServer((socket) => {
+      const p = accept(socket);
+      if (!p) return;
+      const k = key(socket);
+      socket.setTimeout(limits.handshakeTimeoutMs, () => socket.destroy());
+      socket.once('close', () => {
+        if (inHandshake.get(k) === p) inHandshake.delete(k);
+        if (p.admit.ok) p.admit.release(); // idempotent; the transport's close releases it too
+      });
+      socket.once('data', (chunk: Buffer) => {
+        socket.setTimeout(0);
+        if (chunk[0] !== tlsHandshakeByte) {
+          noteRefused(ErrorCode.TLS_REQUIRED, { address: p.address });
+          refuse(socket, ErrorCode.TLS_REQUIRED, 'this port takes TLS only: use a tls:// gateway URL');
+          return;
+        }
+        socket.pause();
+        socket.unshift(chunk);
+        inHandshake.set(k, p);
+        tlsServer.emit('connection', socket);
+      });
+    });
+    servers.push(server);
+    ports.tls = await bind(server, opts.tls);
+  }
+
+  return {
+    ports,
+    stats: () => ({ connections: sockets.size, refused: { ...refused } }),
+    async close() {
+      const closed = servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
+      // Transports already handed on are ended by their owner (the gateway says BYE SHUTDOWN).
+      for (const s of pending) s.destroy();
+      await Promise.all(closed);
+    },
+  };
+}

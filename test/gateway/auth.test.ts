@@ -1,0 +1,67 @@
+import t from 'tap';
+import { AgentRegistry } from '../../gateway/agents.js';
+import { authenticate, createAuthenticator, type AuthConfig, type AuthResult } from '../../gateway/auth.js';
+import { silentLog } from '../../common/log.js';
+import { ErrorCode } from '../../protocol/errors.js';
+import type { PeerInfo } from '../../protocol/transport.js';
+
+const plain: PeerInfo = { address: '127.0.0.1', tls: false };
+const tlsNoCert: PeerInfo = { address: '127.0.0.1', tls: true };
+const certFor = (cn: string): PeerInfo => ({ address: '127.0.0.1', tls: true, certSubject: cn });
+
+t.test('auth - the decision matrix', async (t) => {
+  const registry = await AgentRegistry.open(t.testdir(), { log: silentLog, watchIntervalMs: 0 });
+  t.teardown(() => registry.close());
+  const token = await registry.add('pi-1');
+  await registry.add('pi-gone');
+  await registry.revoke('pi-gone');
+  const wrong = `${token.slice(0, -2)}zz`;
+
+  type Row = [string, AuthConfig, { agent: string; token?: string }, PeerInfo | undefined, ErrorCode | 'ok'];
+  const open: AuthConfig = { required: false, clientCert: 'accept' };
+  const req: AuthConfig = { required: true, clientCert: 'accept' };
+  const reqOff: AuthConfig = { required: true, clientCert: 'off' };
+  const certOnly: AuthConfig = { required: false, clientCert: 'require' };
+  const rows: Row[] = [
+    ['not required: an unknown agent without token', open, { agent: 'anyone' }, plain, 'ok'],
+    ['not required: no peer info at all', open, { agent: 'anyone' }, undefined, 'ok'],
+    ['not required: a revoked agent is still refused', open, { agent: 'pi-gone' }, plain, ErrorCode.AUTH_REVOKED],
+    ['not required: a revoked agent with a matching certificate is refused', open, { agent: 'pi-gone' }, certFor('pi-gone'), ErrorCode.AUTH_REVOKED],
+    ['not required: a certificate for another agent', open, { agent: 'pi-1' }, certFor('pi-2'), ErrorCode.AUTH_AGENT_MISMATCH],
+    ['required: registered agent, right token', req, { agent: 'pi-1', token }, plain, 'ok'],
+    ['required: right token over TLS without a certificate', req, { agent: 'pi-1', token }, tlsNoCert, 'ok'],
+    ['required: wrong token', req, { agent: 'pi-1', token: wrong }, plain, ErrorCode.AUTH_FAILED],
+    ['required: no token', req, { agent: 'pi-1' }, plain, ErrorCode.AUTH_FAILED],
+    ['required: empty token', req, { agent: 'pi-1', token: '' }, plain, ErrorCode.AUTH_FAILED],
+    ["required: another agent's token", req, { agent: 'pi-2', token }, plain, ErrorCode.AUTH_FAILED],
+    ['required: unknown agent', req, { agent: 'stranger', token }, plain, ErrorCode.AUTH_FAILED],
+    ['required: revoked agent', req, { agent: 'pi-gone', token }, plain, ErrorCode.AUTH_REVOKED],
+    ['required: a verified certificate for the agent needs no token', req, { agent: 'pi-1' }, certFor('pi-1'), 'ok'],
+    ['required: a verified certificate for an unregistered agent is enough', req, { agent: 'cert-only' }, certFor('cert-only'), 'ok'],
+    ['required: a certificate naming another agent, even with the right token', req, { agent: 'pi-1', token }, certFor('pi-9'), ErrorCode.AUTH_AGENT_MISMATCH],
+    ['clientCert off: the certificate is ignored, the token decides', reqOff, { agent: 'pi-1', token }, certFor('pi-9'), 'ok'],
+    ['clientCert off: a certificate alone is not enough', reqOff, { agent: 'pi-1' }, certFor('pi-1'), ErrorCode.AUTH_FAILED],
+    ['clientCert require: a certificate for the agent', certOnly, { agent: 'pi-1' }, certFor('pi-1'), 'ok'],
+    ['clientCert require: no certificate, even with the right token', certOnly, { agent: 'pi-1', token }, tlsNoCert, ErrorCode.AUTH_FAILED],
+    ['clientCert require: plaintext', certOnly, { agent: 'pi-1', token }, plain, ErrorCode.AUTH_FAILED],
+  ];
+  for (const [what, config, hello, peer, expected] of rows) {
+    const r: AuthResult = authenticate(hello, peer, config, registry);
+    if (expected === 'ok') t.same(r, { ok: true }, what);
+    else {
+      t.equal(r.ok ? 'ok' : r.code, expected, what);
+      if (!r.ok && hello.token) t.notOk(r.message.includes(hello.token), `${what}: the message does not echo the token`);
+    }
+  }
+});
+
+t.test('auth - createAuthenticator binds config and registry, and sees registry changes', async (t) => {
+  const registry = await AgentRegistry.open(t.testdir(), { log: silentLog, watchIntervalMs: 0 });
+  t.teardown(() => registry.close());
+  const auth = createAuthenticator({ required: true, clientCert: 'accept' }, registry);
+  t.same(auth({ agent: 'pi-1', token: 'x' }, plain), { ok: false, code: ErrorCode.AUTH_FAILED, message: 'agent pi-1 is not registered' });
+  const token = await registry.add('pi-1');
+  t.same(auth({ agent: 'pi-1', token }, plain), { ok: true });
+  await registry.revoke('pi-1');
+  t.equal((auth({ agent: 'pi-1', token }, plain) as { code: string }).code, ErrorCode.AUTH_REVOKED);
+});

@@ -1,0 +1,95 @@
+/**
+ * The tunnel under a seeded fault proxy: real agent and gateway processes, with every connection
+ * between them cut (FIN or RST, often mid-frame), stalled one or both ways, or black-holed (only
+ * the peers' ping time-outs can notice), for ROUNDS rounds (default 200) while a producer keeps
+ * packets for several targets in flight. Afterwards every packet the agent accepted must have
+ * reached the file exactly once, in seq order per target. SEED= replays a run.
+ */
+import t from 'tap';
+import { localRequest } from '../../agent/local-api.js';
+import { startFaultProxy, type ProxiedConnection } from '../helpers/fault-proxy.js';
+import { drainAndStopAgent, makeRig, sleep, waitFor } from '../helpers/ferry.js';
+import { freePort } from '../helpers/free-port.js';
+import { prng, testSeed } from '../helpers/seed.js';
+
+const rounds = Number(process.env.ROUNDS ?? 200);
+/** A connection the fault left alone (clean, or a stall that ended) is cut by the test after this long. */
+const roundMsMax = 400;
+
+t.test(`faults - ${rounds} rounds of cut, stalled and black-holed connections: every packet once, in order per target`, async (t) => {
+  const seed = testSeed((m) => t.comment(m));
+  const rng = prng(seed);
+  const gatewayPort = await freePort();
+  const proxy = await startFaultProxy({
+    target: { host: '127.0.0.1', port: gatewayPort }, rng,
+    weights: { clean: 1, cut: 3, stall: 2, blackhole: 1 },
+    onsetMsMax: 300, onsetBytesMax: 8192, stallMsMin: 20, stallMsMax: 600,
+  });
+  t.teardown(() => proxy.close());
+  const rig = await makeRig({
+    agentId: 'faulty', serial: false, port: gatewayPort, agentPort: proxy.port,
+    agentLink: { reconnectDelayMsMin: 10, reconnectDelayMsMax: 100, helloTimeoutMs: 700, peerTimeoutMs: 700, pingIntervalMs: 100, inflightPacketsMax: 256, framePacketsMax: 32 },
+    gatewayYaml: 'limits:\n  pingIntervalMs: 100\n  peerTimeoutMs: 700\n  helloTimeoutMs: 700\n',
+  });
+  t.teardown(() => rig.cleanup());
+  await rig.start('gateway');
+  const agent = await rig.start('agent');
+
+  const targets = ['a/x', 'a/y', 'b', 'c/z/w'];
+  const accepted = new Map<number, string>();
+  let producing = true;
+  const producer = (async () => {
+    let n = 0;
+    while (producing) {
+      const batch = await Promise.all(Array.from({ length: 8 }, () => {
+        const target = targets[n++ % targets.length]!;
+        return localRequest(rig.socket, { op: 'send', target, data: { n } }, 5000).then((r) => ({ r, target }), () => null);
+      }));
+      for (const x of batch) if (x?.r.ok) accepted.set(x.r.seq as number, x.target);
+      await sleep(5);
+    }
+  })();
+
+  const kinds = new Map<string, number>();
+  for (let round = 0; round < rounds; round++) {
+    const conn: ProxiedConnection = await proxy.nextConnection();
+    kinds.set(conn.fault.kind, (kinds.get(conn.fault.kind) ?? 0) + 1);
+    // A cut ends the connection itself and a blackhole is noticed by a peer's time-out (the
+    // agent dials again); a clean link or a stall is cut here once it carried traffic a while.
+    const limitMs = conn.fault.kind === 'blackhole' ? 5000 : roundMsMax;
+    const until = Date.now() + limitMs;
+    let noticed = false;
+    while (Date.now() < until) {
+      if (proxy.connections.length > conn.index + 1) {
+        noticed = true;
+        break;
+      }
+      if (await Promise.race([conn.closed.then(() => true), sleep(20).then(() => false)])) {
+        noticed = true;
+        break;
+      }
+    }
+    // Nothing passes a black hole, so only a peer's ping time-out can end it (or make the agent dial again).
+    if (conn.fault.kind === 'blackhole') t.ok(noticed, `round ${round}: a peer noticed the black hole within ${limitMs} ms`);
+    conn.destroy();
+  }
+  proxy.setMode('clean');
+  // Faults over: whatever connection is open now (or the next one) stays clean.
+  for (const c of proxy.connections) if (c.fault.kind !== 'clean') c.destroy();
+  producing = false;
+  await producer;
+  t.comment(`faults chosen: ${[...kinds].map(([k, n]) => `${k}=${n}`).join(' ')}; applied: ${JSON.stringify(proxy.stats.applied)}`);
+  t.ok(accepted.size > 500, `the agent accepted ${accepted.size} packets during the faults`);
+
+  const lastSeq = await drainAndStopAgent(rig, agent);
+  const lines = await rig.lines();
+  const seqs = lines.map((l) => l.seq);
+  t.equal(new Set(seqs).size, seqs.length, 'no packet was dispatched twice');
+  t.equal(seqs.length, lastSeq, `all ${lastSeq} packets the agent stored reached the file`);
+  t.equal([...accepted.keys()].filter((s) => !seqs.includes(s)).length, 0, 'every accepted send is in the file');
+  for (const target of targets) {
+    const mine = lines.filter((l) => l.target === target).map((l) => l.seq);
+    t.ok(mine.every((s, i) => i === 0 || s > mine[i - 1]!), `${target}: ${mine.length} packets in seq order`);
+  }
+  t.ok(lines.every((l) => accepted.get(l.seq) === undefined || accepted.get(l.seq) === l.target), 'each seq carries the target it was sent with');
+});
