@@ -29,6 +29,8 @@ interface Run {
   side: string;
   /** send → subscriber, ms, measured packets */
   latency: Distribution;
+  /** the slowest packets: s into the measured part, ms */
+  slowest: { atS: number; ms: number }[];
   /** send → the sender's answer (ferry: durable at the agent; peer: PUBACK), ms */
   answer: Distribution;
   /** packets/s the sender achieved over the whole run, and its largest burst in one 1 ms tick */
@@ -57,7 +59,7 @@ async function load(o: LatencyOptions, mode: 'ferry' | 'mqtt', dest: string, tar
   const serverCpu = await cpu.stop();
   const cpuPercent = Object.fromEntries([...Object.entries(serverCpu), ['sender', p.cpuSeconds], ['subscriber', s.cpuSeconds]].map(([k, v]) => [k, (100 * (v as number)) / wallSeconds]));
   return {
-    latency: s.latencyMs!, answer: p.answerMs, burstMax: p.burstMax, cpuPercent,
+    latency: s.latencyMs!, slowest: s.slowest, answer: p.answerMs, burstMax: p.burstMax, cpuPercent,
     achievedRate: (p.sent - 1) / (Number(BigInt(p.lastSendNs) - BigInt(p.firstSendNs)) / 1e9),
   };
 }
@@ -114,6 +116,7 @@ export async function benchLatency(o: LatencyOptions, inRound: InRound, say: Say
     say(formatTable(t));
     say();
   }
+  for (const r of runs) say(`${r.side}: slowest packets (s into the measured part: ms): ${r.slowest.map((x) => `${x.atS.toFixed(2)}: ${x.ms.toFixed(1)}`).join(', ')}`);
   say('CPU % = CPU seconds over the wall time of the run (warm-up included); servers from /proc/PID/stat, clients from process.cpuUsage().');
   if (process.env.BENCH_MARKDOWN === '1') for (const t of [rows, answerRows, cpuRows]) say(`\n${formatMarkdown(t)}`);
 }

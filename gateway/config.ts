@@ -78,6 +78,8 @@ export const gatewayConfigSchema = z.strictObject({
   routes: z.array(z.discriminatedUnion('handler', [fileRoute, mqttRoute, webhookRoute, moduleRoute])).min(1),
   limits: z.strictObject({
     frameBytesMax: positiveInt.default(1024 * 1024),
+    /** packet data larger than this is rejected for good (NACK DATA_TOO_LARGE; the agent keeps it as a dead letter) */
+    packetBytesMax: positiveInt.default(64 * 1024),
     connectionsMax: positiveInt.default(10_000),
     /** connections one remote address may hold; the next gets BYE CONNECTIONS_PER_ADDRESS */
     connectionsPerAddressMax: positiveInt.default(64),

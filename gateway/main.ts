@@ -77,7 +77,7 @@ export async function runGateway(config: GatewayConfig, opts: { log?: Log } = {}
       helloTimeoutMs: limits.helloTimeoutMs, peerTimeoutMs: limits.peerTimeoutMs, pingIntervalMs: limits.pingIntervalMs,
       queuePacketsMax: limits.sessionQueuePacketsMax, queueBytesMax: limits.sessionQueueBytesMax,
       targetQueuePacketsMax: limits.targetQueuePacketsMax, targetSlowMs: limits.targetSlowMs, busyRetryAfterMs: limits.busyRetryAfterMs,
-      retriesInPlace: limits.retriesInPlace, retryInPlaceMsMax: limits.retryInPlaceMsMax,
+      retriesInPlace: limits.retriesInPlace, retryInPlaceMsMax: limits.retryInPlaceMsMax, packetBytesMax: limits.packetBytesMax,
     }, {
       clock, log, dispatchLog, router, counters, inDispatch,
       newSessionId: randomUUID,

@@ -25,6 +25,8 @@ export interface SessionOptions {
   targetSlowMs: number;
   /** retry-after of TARGET_BUSY */
   busyRetryAfterMs: number;
+  /** a packet whose data is larger is rejected for good (NACK DATA_TOO_LARGE) */
+  packetBytesMax: number;
   /** a retryable failure with a retry-after up to retryInPlaceMsMax is retried in the gateway this many times before the agent gets it back */
   retriesInPlace: number;
   retryInPlaceMsMax: number;
@@ -168,6 +170,9 @@ export class Session {
       return this.bye(ErrorCode.CREDIT_EXCEEDED, `more than ${this.opts.queuePacketsMax} packets or ${this.opts.queueBytesMax} bytes in flight: the agent ignored its credit`);
     }
     const item: LaneItem = { packet: { ...p, agent }, bytes };
+    if (bytes - p.target.length > this.opts.packetBytesMax) {
+      return this.reject(item, ErrorCode.DATA_TOO_LARGE, `packet data is ${bytes - p.target.length} bytes; this gateway takes at most ${this.opts.packetBytesMax}`);
+    }
     if (dispatchLog.has(agent, p.seq)) {
       counters.duplicates++;
       return this.done(item);
@@ -199,12 +204,12 @@ export class Session {
   private async run(handler: Handler, item: LaneItem): Promise<HandlerResult> {
     const agent = item.packet.agent;
     const seq = item.packet.seq;
-    let perAgent = this.deps.inDispatch.get(agent);
-    const earlier = perAgent?.get(seq);
-    if (earlier) {
+    // Wait out every dispatch of this seq still open in other sessions, looking again after each wait.
+    for (let earlier = this.deps.inDispatch.get(agent)?.get(seq); earlier; earlier = this.deps.inDispatch.get(agent)?.get(seq)) {
       await earlier;
       if (this.deps.dispatchLog.has(agent, seq)) return { ok: true };
     }
+    let perAgent = this.deps.inDispatch.get(agent);
     if (!perAgent) this.deps.inDispatch.set(agent, (perAgent = new Map()));
     const result = handle(handler, item.packet);
     const recorded = result.then((r) => (r.ok ? this.deps.dispatchLog.record(agent, seq) : undefined)).catch(() => undefined);

@@ -8,6 +8,7 @@ import type { Dialer, Transport } from '../../protocol/transport.js';
 import type { PacketStore } from '../store/store.js';
 import { backoffDelayMs } from './backoff.js';
 import { RetryQueue } from './retry-queue.js';
+import { InflightWindow, type Inflight } from './window.js';
 
 export interface LinkOptions {
   agentId: string;
@@ -55,11 +56,6 @@ export interface LinkStats {
   rttMs: number | null;
 }
 
-interface Inflight {
-  packet: Packet;
-  bytes: number;
-}
-
 /** Why a session ended, and how long the gateway asked us to stay away. */
 interface SessionEnd {
   error: Error | undefined;
@@ -79,12 +75,9 @@ export class Link extends EventEmitter<{ status: [LinkStatus] }> {
   private attempt = 0;
   /** highest seq read from the store and sent in this session */
   private sentSeq = 0;
-  private readonly inflight = new Map<number, Inflight>();
-  private inflightBytes = 0;
+  private readonly inflight: InflightWindow;
   private readonly retry: RetryQueue;
   private retryTimer: unknown = null;
-  private creditPackets = 0;
-  private creditBytes = 0;
   private byeRetryAfterMs = 0;
   private counters = { deadLetters: 0, retries: 0, connects: 0 };
   private rttMs: number | null = null;
@@ -96,6 +89,7 @@ export class Link extends EventEmitter<{ status: [LinkStatus] }> {
   constructor(private readonly opts: LinkOptions, private readonly deps: LinkDeps) {
     super();
     this.retry = new RetryQueue(opts.retryPacketsMax, opts.retryBytesMax);
+    this.inflight = new InflightWindow(opts.inflightPacketsMax);
     deps.store.onAppend(() => this.pump());
   }
 
@@ -115,7 +109,7 @@ export class Link extends EventEmitter<{ status: [LinkStatus] }> {
   stats(): LinkStats {
     return {
       state: this.status.state, inflightPackets: this.inflight.size, retryPackets: this.retry.size,
-      creditPackets: this.creditPackets, creditBytes: this.creditBytes, ...this.counters, rttMs: this.rttMs,
+      creditPackets: this.inflight.creditPackets, creditBytes: this.inflight.creditBytes, ...this.counters, rttMs: this.rttMs,
     };
   }
 
@@ -209,7 +203,6 @@ export class Link extends EventEmitter<{ status: [LinkStatus] }> {
 
   private resetSessionState(): void {
     this.inflight.clear();
-    this.inflightBytes = 0;
     this.retry.clear();
     if (this.retryTimer !== null) this.deps.clock.clearTimeout(this.retryTimer);
     this.retryTimer = null;
@@ -235,8 +228,7 @@ export class Link extends EventEmitter<{ status: [LinkStatus] }> {
     this.applyAcks(w.dispatchedSeq, w.ranges);
     this.resetSessionState();
     this.sentSeq = store.stats().ackedSeq;
-    this.creditPackets = w.creditPackets;
-    this.creditBytes = w.creditBytes;
+    this.inflight.setCredit(w.creditPackets, w.creditBytes);
     log.info('link: session open', { session: w.session, dispatchedSeq: w.dispatchedSeq, gaps: w.ranges?.length ?? 0, backlog: store.stats().backlogPackets });
     this.setStatus({ state: 'connected', session: w.session });
     this.pump();
@@ -263,16 +255,14 @@ export class Link extends EventEmitter<{ status: [LinkStatus] }> {
   }
 
   private onAck(f: AckFrame): void {
-    this.creditPackets = f.creditPackets;
-    this.creditBytes = f.creditBytes;
+    this.inflight.setCredit(f.creditPackets, f.creditBytes);
     this.applyAcks(f.seq, f.ranges);
     this.pump();
   }
 
   private onNack(f: NackFrame): void {
-    const entry = this.inflight.get(f.seq);
+    const entry = this.inflight.take(f.seq);
     if (!entry) return;
-    this.forget(f.seq, entry);
     if (f.retryAfterMs !== undefined) {
       // Refused for now: keep it and offer it again when due; the session and other targets go on.
       this.counters.retries++;
@@ -286,17 +276,12 @@ export class Link extends EventEmitter<{ status: [LinkStatus] }> {
     this.pump();
   }
 
-  private forget(seq: number, entry: Inflight): void {
-    this.inflight.delete(seq);
-    this.inflightBytes -= entry.bytes;
-  }
-
   /** Applies a cumulative seq and selective ranges to what is in flight and to the store. */
   private applyAcks(seq: number, ranges: [number, number][] | undefined): void {
     const { store, log } = this.deps;
     const done = (s: number): boolean => s <= seq || (ranges?.some(([a, b]) => s >= a && s <= b) ?? false);
-    for (const [s, entry] of this.inflight) if (done(s)) this.forget(s, entry);
-    if (ranges) this.retry.remove(done);
+    this.inflight.settle(done);
+    this.retry.remove(done);
     // The store ignores acks at or below its cumulative point; no need to ask it first.
     store.ack(seq).catch((err) => log.error('store: ack failed', { err }));
     for (const [a, b] of ranges ?? []) store.ackOne(a, b).catch((err) => log.error('store: ack failed', { err }));
@@ -311,22 +296,6 @@ export class Link extends EventEmitter<{ status: [LinkStatus] }> {
       this.pump();
       this.armRetryTimer();
     }, Math.max(0, due - this.deps.clock.now()));
-  }
-
-  /**
-   * A gate that admits packets while they fit within the credit and our own bound, counting the
-   * ones it admitted. A packet bigger than the byte credit may go alone.
-   */
-  private room(): (bytes: number) => boolean {
-    let packets = this.inflight.size;
-    let bytes = this.inflightBytes;
-    const packetsMax = Math.min(this.opts.inflightPacketsMax, this.creditPackets);
-    return (b) => {
-      if (packets >= packetsMax || (packets > 0 && bytes + b > this.creditBytes)) return false;
-      packets++;
-      bytes += b;
-      return true;
-    };
   }
 
   /** Sends due retries and stored packets while the credit has room; one read from the store at a time. */
@@ -349,14 +318,14 @@ export class Link extends EventEmitter<{ status: [LinkStatus] }> {
     for (;;) {
       const t = this.transport;
       if (!t || this.status.state !== 'connected') return;
-      this.sendFrames(t, this.retry.takeDue(this.deps.clock.now(), this.room()));
-      const packetsRoom = Math.min(this.opts.inflightPacketsMax, this.creditPackets) - this.inflight.size;
+      this.sendFrames(t, this.retry.takeDue(this.deps.clock.now(), this.inflight.room()));
+      const packetsRoom = this.inflight.packetsRoom;
       if (this.retry.full || packetsRoom <= 0) return;
       const from = this.sentSeq;
       const packets = await this.deps.store.readAfter(from, Math.min(packetsRoom, this.opts.framePacketsMax));
       // The session may have ended, or restarted from another point, while the store read.
       if (this.transport !== t || this.sentSeq !== from) return;
-      const admit = this.room();
+      const admit = this.inflight.room();
       const batch: Inflight[] = [];
       for (const packet of packets) {
         const bytes = packetCreditBytes(packet);
@@ -381,8 +350,7 @@ export class Link extends EventEmitter<{ status: [LinkStatus] }> {
       }
       frame.push(e.packet);
       frameBytes += e.bytes;
-      this.inflight.set(e.packet.seq, e);
-      this.inflightBytes += e.bytes;
+      this.inflight.add(e);
     }
     if (frame.length > 0) t.send({ t: FrameType.DATA, packets: frame });
   }

@@ -30,6 +30,8 @@ export interface SubscriberReport {
   lastRecvNs: string;
   /** receive − send, ms, of the measured (non-warm-up) packets; latency mode only */
   latencyMs: Distribution | null;
+  /** the slowest measured packets: when they arrived (s after the first measured one) and their latency (ms) */
+  slowest: { atS: number; ms: number }[];
   cpus: string;
   cpuSeconds: number;
 }
@@ -43,6 +45,7 @@ const graceMs = 300;
 const seen = new Uint8Array(expected);
 const seqSeen = new Set<string>();
 const latencies = mode === 'latency' ? new Float64Array(expected) : null;
+const arrivedNs = mode === 'latency' ? new Array<bigint>(expected) : null;
 let latencyCount = 0;
 const r = { received: 0, unique: 0, duplicates: 0, seqDuplicates: 0, foreign: 0 };
 let firstRecvNs = 0n;
@@ -77,7 +80,10 @@ client.on('message', (_topic, payload, packet) => {
     return;
   }
   seen[i] = 1;
-  if (latencies && m![2] === 'm' && m![3] !== undefined) latencies[latencyCount++] = Number(nowNs - BigInt(m![3])) / 1e6;
+  if (latencies && m![2] === 'm' && m![3] !== undefined) {
+    arrivedNs![latencyCount] = nowNs;
+    latencies[latencyCount++] = Number(nowNs - BigInt(m![3])) / 1e6;
+  }
   if (++r.unique === expected) {
     lastRecvNs = nowNs;
     setTimeout(finish, graceMs);
@@ -102,9 +108,12 @@ function finish(): void {
   }
   const cpu = process.cpuUsage(cpuStart ?? undefined);
   const cpus = readFileSync('/proc/self/status', 'utf8').match(/^Cpus_allowed_list:\s*(\S+)/m)?.[1] ?? '?';
+  const measured = latencies ? latencies.subarray(0, latencyCount) : new Float64Array(0);
+  const slowest = [...measured.keys()].sort((a, b) => measured[b]! - measured[a]!).slice(0, 10)
+    .map((i) => ({ atS: Number(arrivedNs![i]! - arrivedNs![0]!) / 1e9, ms: measured[i]! }));
   const report: SubscriberReport = {
     ...r, missing, firstMissing, firstRecvNs: String(firstRecvNs), lastRecvNs: String(lastRecvNs),
-    latencyMs: latencies ? distribution(latencies.subarray(0, latencyCount)) : null,
+    latencyMs: latencies ? distribution(Float64Array.from(measured)) : null, slowest,
     cpus, cpuSeconds: (cpu.user + cpu.system) / 1e6,
   };
   process.stdout.write(`${JSON.stringify(report)}\n`);

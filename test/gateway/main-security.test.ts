@@ -68,6 +68,11 @@ t.test('gateway security - auth required: token, client certificate, mismatch, p
   t.equal(codeOf((await hello(t, `tcp://127.0.0.1:${gw.ports.tcp}`, { agent: 'pi-1', token })).first), 'WELCOME', 'and over plaintext TCP');
   t.equal(codeOf((await hello(t, tls, { agent: 'pi-1', token: 'not-the-token' }, trustMain)).first), ErrorCode.AUTH_FAILED, 'wrong token');
   t.equal(codeOf((await hello(t, tls, { agent: 'pi-2' }, trustMain)).first), ErrorCode.AUTH_FAILED, 'unregistered, no token');
+  const token2 = await cli.add('pi-2');
+  // Once the gateway has seen pi-2 registered, the refusals below are about the token alone.
+  await waitFor(async () => (await hello(t, tls, { agent: 'pi-2', token: token2 }, trustMain)).first?.t === FrameType.WELCOME);
+  t.equal(codeOf((await hello(t, tls, { agent: 'pi-2', token }, trustMain)).first), ErrorCode.AUTH_FAILED, "another agent's ID with my token");
+  t.equal(codeOf((await hello(t, tls, { agent: 'pi-1', token: token2 }, trustMain)).first), ErrorCode.AUTH_FAILED, "my ID with another agent's token");
   t.equal(codeOf((await hello(t, tls, { agent: 'pi-cert' }, clientOf('pi-cert'))).first), 'WELCOME', 'a verified client certificate for the agent, no token');
   t.equal(codeOf((await hello(t, tls, { agent: 'pi-1', token }, clientOf('pi-cert'))).first), ErrorCode.AUTH_AGENT_MISMATCH, "another agent's certificate");
   t.equal(codeOf((await hello(t, tls, { agent: 'pi-cert' }, clientOf('pi-cert', certs.other))).first), ErrorCode.AUTH_FAILED, 'a certificate from another CA counts for nothing');

@@ -11,35 +11,13 @@ import { silentLog } from '../../common/log.js';
 import type { Clock } from '../../common/clock.js';
 import { ErrorCode } from '../../protocol/errors.js';
 import { FrameType, protocolVersion, type Frame, type HelloFrame } from '../../protocol/frames.js';
-import type { Transport } from '../../protocol/transport.js';
 import { DispatchLog } from '../../gateway/dispatch-log.js';
 import type { Handler } from '../../gateway/handlers/handler.js';
 import { Router } from '../../gateway/routes.js';
 import { Session, type Admission } from '../../gateway/session.js';
+import { MemoryTransport } from '../helpers/memory-transport.js';
 import { testSeed } from '../helpers/seed.js';
 import { frameArb, stringArb, uintArb } from '../protocol/fuzz-arbitraries.js';
-
-class MemoryTransport implements Transport {
-  readonly sent: Frame[] = [];
-  closedWith: Error | undefined | null = null;
-  private listener: ((f: Frame) => void) | null = null;
-  private resolveClosed!: (e: Error | undefined) => void;
-  readonly closed = new Promise<Error | undefined>((r) => (this.resolveClosed = r));
-  send(frame: Frame): void {
-    if (this.closedWith === null) this.sent.push(frame);
-  }
-  onFrame(listener: (f: Frame) => void): void {
-    this.listener = listener;
-  }
-  close(err?: Error): void {
-    if (this.closedWith !== null) return;
-    this.closedWith = err;
-    this.resolveClosed(err);
-  }
-  deliver(f: Frame): void {
-    if (this.closedWith === null) this.listener?.(f);
-  }
-}
 
 /** Timers never fire: the fuzz is about frames, not time. */
 const frozenClock: Clock = { now: () => 1_000_000, setTimeout: () => 0, clearTimeout: () => undefined };
@@ -81,7 +59,7 @@ t.test('session - fuzzed handshakes never crash, every BYE has a code, WELCOME o
       const sessions = new Map<string, Session>();
       new Session(transport, {
         helloTimeoutMs: 1000, peerTimeoutMs: 1000, pingIntervalMs: 500, queuePacketsMax: 64, queueBytesMax: 65_536,
-        targetQueuePacketsMax: 8, targetSlowMs: 1000, busyRetryAfterMs: 100, retriesInPlace: 1, retryInPlaceMsMax: 100,
+        targetQueuePacketsMax: 8, targetSlowMs: 1000, busyRetryAfterMs: 100, retriesInPlace: 1, retryInPlaceMsMax: 100, packetBytesMax: 65_536,
       }, {
         clock: frozenClock, log: silentLog, dispatchLog, router, authenticate, inDispatch: new Map(),
         counters: { dispatched: 0, rejected: 0, duplicates: 0, retried: 0 },
