@@ -120,14 +120,14 @@ export async function benchIdle(o: IdleOptions, inRound: InRound, say: Say): Pro
     });
   }
   const mib = (kib: number): string => fmt(kib / 1024, 1);
-  const rows = [['idle sessions', 'cpus', 'RSS before MiB (median)', 'RSS after MiB (min / median)', 'KiB per agent (median / min)', 'peak RSS MiB', 'ramp s', 'idle CPU %', 'goal ≤ 20 KiB']];
+  const rows = [['idle sessions', 'cpus', 'RSS before MiB (median)', 'RSS after MiB (median / min)', 'KiB per agent (median / min)', 'peak RSS MiB', 'ramp s', 'idle CPU %', 'goal ≤ 20 KiB']];
   for (const r of runs) {
     const before = median(r.beforeKiB);
     const perMedian = (median(r.afterKiB) - before) / n;
     const perMin = (Math.min(...r.afterKiB) - before) / n;
     rows.push([
       r.side === 'ferry' ? `ferry gateway, ${fmt(n)} agents` : `peer: mosquitto, ${fmt(n)} MQTT clients`, r.cpus, mib(before),
-      `${mib(Math.min(...r.afterKiB))} / ${mib(median(r.afterKiB))}`, `${fmt(perMedian, 1)} / ${fmt(perMin, 1)}`, mib(r.hwmKiB),
+      `${mib(median(r.afterKiB))} / ${mib(Math.min(...r.afterKiB))}`, `${fmt(perMedian, 1)} / ${fmt(perMin, 1)}`, mib(r.hwmKiB),
       fmt(r.rampSeconds, 1), fmt(r.idleCpuPercent, 1), r.side === 'ferry' ? (perMedian <= 20 ? 'met' : 'MISSED') : '',
     ]);
   }

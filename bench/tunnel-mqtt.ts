@@ -7,6 +7,7 @@
  * session, subscribed before the first send) that checks every packet arrived exactly once.
  */
 import { tmpdir } from 'node:os';
+import { localRequest } from '../agent/local-api.js';
 import type { Cleanup } from './lib/cleanup.js';
 import { runClient } from './lib/client.js';
 import { tempDir } from './lib/configs.js';
@@ -28,6 +29,8 @@ interface Run {
   seconds: number;
   /** ferry: first send → the agent answered the last send (durable at the agent) */
   producerSeconds?: number;
+  /** ferry: packets the agent sent again after a NACK with retry-after (its `retries` stat), if it reports them */
+  agentRetries?: number | null;
   /** CPU seconds per process while the load ran */
   cpu: Record<string, number>;
   cpus: Record<string, string>;
@@ -43,12 +46,15 @@ async function ferryRun(o: TunnelOptions, brokerUrl: string, brokerPid: number, 
   const cpus = Object.fromEntries(await Promise.all(procs.map(async (p) => [p.name, await cpusAllowed(p.pid)] as const)));
   const cpu = await cpuMeter(procs);
   const producer = runClient('ferry-producer', [agent.socket, String(n), String(o.tunnelWindow), 'bench/packets'], { cpus: o.cpus, cleanup });
-  const [p, s] = await Promise.all([producer.result, sub.result]).catch((err: unknown) => withAgentStats(err, agent.socket));
-  const serverCpu = await cpu.stop();
-  await Promise.all([agent.proc.stop(), gw.proc.stop()]);
+  // Stopped at once also on failure: the peer runs that follow must not share the CPUs with them.
+  const [p, s, serverCpu, stats] = await Promise.all([producer.result, sub.result])
+    .then(async ([p, s]) => [p, s, await cpu.stop(), await localRequest(agent.socket, { op: 'stats' }, 2000).catch(() => null)] as const)
+    .catch((err: unknown) => withAgentStats(err, agent.socket))
+    .finally(() => Promise.all([producer.proc.stop(), sub.proc.stop(), agent.proc.stop(), gw.proc.stop()]));
   if (p.acked !== n) throw new Error(`ferry producer: ${p.acked} of ${n} answers`);
   return {
     seconds: secondsBetween(p.firstSendNs, s.lastRecvNs), producerSeconds: secondsBetween(p.firstSendNs, p.lastAckNs),
+    agentRetries: stats?.ok ? (stats.stats as { retries?: number }).retries ?? null : null,
     cpu: { ...serverCpu, producer: p.cpuSeconds, subscriber: s.cpuSeconds }, cpus: { ...cpus, producer: p.cpus, subscriber: s.cpus },
   };
 }
@@ -73,6 +79,7 @@ export async function benchTunnel(o: TunnelOptions, inRound: InRound, say: Say):
   say(`tunnel: ${fmt(n)} packets of 100 bytes, producer window ${o.tunnelWindow}, peer windows ${o.peerWindows.join(', ')}, ${o.rounds} rounds; every process under taskset -c ${o.cpus}; gateway limits: ${process.env.BENCH_GATEWAY_LIMITS || 'defaults'}`);
   const ferry: Run[] = [];
   const peers = o.peerWindows.map(() => [] as Run[]);
+  const failures: string[] = [];
   for (let round = 0; round < o.rounds; round++) {
     await inRound(async (cleanup) => {
       const broker = await startBroker(o.cpus, cleanup);
@@ -80,21 +87,34 @@ export async function benchTunnel(o: TunnelOptions, inRound: InRound, say: Say):
       const order = round % 2 === 0 ? ['ferry', ...o.peerWindows] : [...o.peerWindows, 'ferry'];
       const line: string[] = [];
       for (const who of order) {
-        if (who === 'ferry') {
-          const r = await ferryRun(o, broker.url, broker.pid, cleanup);
-          ferry.push(r);
-          line.push(`ferry ${fmt(n / r.seconds)}/s (producer acks ${fmt(n / r.producerSeconds!)}/s)`);
-        } else {
-          const w = who as number;
-          const r = await peerRun(o, w, broker.url, broker.pid, cleanup);
-          peers[o.peerWindows.indexOf(w)]!.push(r);
-          line.push(`peer w=${w} ${fmt(n / r.seconds)}/s`);
+        const name = who === 'ferry' ? 'ferry' : `peer w=${who}`;
+        try {
+          if (who === 'ferry') {
+            const r = await ferryRun(o, broker.url, broker.pid, cleanup);
+            ferry.push(r);
+            const retries = r.agentRetries == null ? '' : `, ${fmt(r.agentRetries)} resent after NACK`;
+            line.push(`ferry ${fmt(n / r.seconds)}/s (producer acks ${fmt(n / r.producerSeconds!)}/s${retries})`);
+          } else {
+            const r = await peerRun(o, who as number, broker.url, broker.pid, cleanup);
+            peers[o.peerWindows.indexOf(who as number)]!.push(r);
+            line.push(`${name} ${fmt(n / r.seconds)}/s`);
+          }
+        } catch (err) {
+          // One failed run (a packet missing, a stall) is reported and fails the benchmark; the other runs still count.
+          failures.push(`round ${round + 1}, ${name}: ${(err as Error).message}`);
+          line.push(`${name} FAILED`);
         }
       }
       say(`round ${round + 1}: ${line.join(' | ')}; ${describeProbe(probeSync(tmpdir()))}`);
     });
   }
-  report(o, ferry, peers, say);
+  if (ferry.length > 0 && peers.every((p) => p.length > 0)) report(o, ferry, peers, say);
+  else say('tunnel: no table: ferry or a peer has no successful run');
+  if (failures.length > 0) {
+    say();
+    for (const f of failures) say(`FAILED: ${f}`);
+    process.exitCode = 1;
+  }
 }
 
 function report(o: TunnelOptions, ferry: Run[], peers: Run[][], say: Say): void {
@@ -115,7 +135,7 @@ function report(o: TunnelOptions, ferry: Run[], peers: Run[][], say: Say): void 
     ...o.peerWindows.map((w, i) => row(`peer: mqtt.js QoS 1, window ${w} → mosquitto`, rate(peers[i]!), false)),
   ];
   say();
-  say(`tunnel, median of ${o.rounds} rounds:`);
+  say(`tunnel, median of the successful runs (ferry ${ferry.length}, peer ${peers.map((p) => p.length).join('/')} of ${o.rounds} rounds):`);
   say(formatTable(rows));
   say();
   const cpuRows = [['process', 'cpus', 'CPU µs/packet']];

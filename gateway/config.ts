@@ -89,10 +89,10 @@ export const gatewayConfigSchema = z.strictObject({
     agentsMax: positiveInt.default(10_000),
     sessionQueuePacketsMax: positiveInt.max(65_535).default(1024),
     sessionQueueBytesMax: positiveInt.default(8 * 1024 * 1024),
-    /** packets of one target waiting for its handler in one session; beyond it NACK TARGET_BUSY (retryable) */
+    /** packets a slow target may keep waiting for its handler in one session (at most a quarter of sessionQueuePacketsMax); the rest go back to the agent with NACK TARGET_BUSY */
     targetQueuePacketsMax: positiveInt.default(256),
-    /** a target with no handler verdict for this long is slow: what it holds is taken off the credit */
-    targetSlowMs: positiveInt.default(1000),
+    /** a target with packets but no handler verdict for this long is slow: it keeps only its share, and what it holds is taken off the credit */
+    targetSlowMs: positiveInt.default(500),
     /** the retry-after of a TARGET_BUSY NACK */
     busyRetryAfterMs: positiveInt.default(500),
     /** a retryable handler failure is retried in the gateway this many times (if its retry-after is at most retryInPlaceMsMax) before it goes back to the agent as a NACK */

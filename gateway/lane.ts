@@ -19,12 +19,14 @@ export interface LaneRefusal {
 export interface LaneOptions {
   /** packets handed to the handler and not yet resolved, at most (the handler's pipelining) */
   inflightMax: number;
-  /** packets waiting in the lane (not yet handed over), at most; beyond it packets are refused with TARGET_BUSY */
-  queuePacketsMax: number;
   /**
-   * bytes in the lane (waiting or in the handler), at most: a share of the session's credit, so a
-   * slow target cannot take all of it and starve the others
+   * A lane with packets but no verdict for `slowMs` is slow. A slow lane keeps at most
+   * `queuePacketsMax` waiting packets and `bytesMax` bytes; the rest go back to the agent with
+   * TARGET_BUSY, so a slow target cannot sit on the session's credit and starve the others. A
+   * lane that makes progress takes whatever the credit lets through (back-pressure, not failure).
    */
+  slowMs: number;
+  queuePacketsMax: number;
   bytesMax: number;
   /** the retry-after of a TARGET_BUSY refusal */
   busyRetryAfterMs: number;
@@ -101,8 +103,8 @@ export class Lane {
       this.hold(seq);
       return this.refusal(now);
     }
-    if (this.queue.length >= this.opts.queuePacketsMax || (this.size > 0 && this.heldBytes + item.bytes > this.opts.bytesMax)) {
-      this.block(now + this.opts.busyRetryAfterMs, ErrorCode.TARGET_BUSY, `target ${item.packet.target} has ${this.size} packets (${this.heldBytes} bytes) waiting for its handler`);
+    if (this.slow(now) && this.overShare(item.bytes)) {
+      this.blockBusy(now, item.packet.target);
       this.hold(seq);
       return this.refusal(now);
     }
@@ -112,6 +114,39 @@ export class Lane {
     this.heldBytes += item.bytes;
     this.pump();
     return null;
+  }
+
+  /**
+   * A slow lane gives back what it holds beyond its share, latest first (they go back to the
+   * agent with TARGET_BUSY and hold back this target's later packets). Returns them.
+   */
+  shed(): LaneItem[] {
+    const now = this.cb.now();
+    const out: LaneItem[] = [];
+    if (!this.slow(now)) return out;
+    while (this.queue.length > 0 && this.overShare(0)) {
+      const item = this.queue.pop()!;
+      this.heldBytes -= item.bytes;
+      this.hold(item.packet.seq);
+      out.push(item);
+    }
+    if (out.length > 0) {
+      this.blockBusy(now, out[0]!.packet.target);
+      for (const item of [...out].reverse()) this.cb.refused(item, this.refusal(now));
+    }
+    return out;
+  }
+
+  private slow(now: number): boolean {
+    return this.size > 0 && now - this.progressMs > this.opts.slowMs;
+  }
+
+  private overShare(moreBytes: number): boolean {
+    return this.queue.length >= this.opts.queuePacketsMax + (moreBytes === 0 ? 1 : 0) || this.heldBytes + moreBytes > this.opts.bytesMax;
+  }
+
+  private blockBusy(now: number, target: string): void {
+    this.block(now + this.opts.busyRetryAfterMs, ErrorCode.TARGET_BUSY, `target ${target} is slow: ${this.size} packets (${this.heldBytes} bytes) wait for its handler`);
   }
 
   /** The agent has let go of every seq up to `seq`: they will not be offered again. */

@@ -70,6 +70,7 @@ export class Session {
   /** dispatched since the last ACK */
   private newlyDone = new RangeSet();
   private ackScheduled = false;
+  private shedTimer: unknown = null;
 
   constructor(private readonly t: Transport, private readonly opts: SessionOptions, private readonly deps: SessionDeps) {
     this.lastRxMs = deps.clock.now();
@@ -78,6 +79,7 @@ export class Session {
     void t.closed.then((err) => {
       this.closed = true;
       if (this.timer !== null) deps.clock.clearTimeout(this.timer);
+      if (this.shedTimer !== null) deps.clock.clearTimeout(this.shedTimer);
       if (this.agent) deps.unregister(this.agent, this);
       if (err) deps.log.info('session: closed', { agent: this.agent, code: (err as FerryError).code, error: err.message });
     });
@@ -183,10 +185,10 @@ export class Session {
     if (!lane) {
       lane = new Lane(
         {
-          // One target gets at most half the session's credit: the other half stays for the rest.
-          inflightMax: handler.inflightMax ?? 1, busyRetryAfterMs: this.opts.busyRetryAfterMs,
-          queuePacketsMax: Math.max(1, Math.min(this.opts.targetQueuePacketsMax, Math.floor(this.opts.queuePacketsMax / 2))),
-          bytesMax: Math.floor(this.opts.queueBytesMax / 2),
+          // A slow target keeps at most a quarter of the session's credit: the rest stays for the others.
+          inflightMax: handler.inflightMax ?? 1, busyRetryAfterMs: this.opts.busyRetryAfterMs, slowMs: this.opts.targetSlowMs,
+          queuePacketsMax: Math.max(1, Math.min(this.opts.targetQueuePacketsMax, Math.floor(this.opts.queuePacketsMax / 4))),
+          bytesMax: Math.floor(this.opts.queueBytesMax / 4),
           retriesInPlace: this.opts.retriesInPlace, retryInPlaceMsMax: this.opts.retryInPlaceMsMax,
         },
         {
@@ -198,6 +200,22 @@ export class Session {
     }
     const refusal = lane.offer(item);
     if (refusal) this.refuse(item, refusal);
+    else this.armShed();
+  }
+
+  /** While lanes hold packets, looks every targetSlowMs for slow ones to give back what they hold beyond their share. */
+  private armShed(): void {
+    if (this.shedTimer !== null || this.closed) return;
+    this.shedTimer = this.deps.clock.setTimeout(() => {
+      this.shedTimer = null;
+      if (this.closed) return;
+      let busy = false;
+      for (const lane of this.lanes.values()) {
+        lane.shed();
+        busy ||= lane.size > 0;
+      }
+      if (busy) this.armShed();
+    }, this.opts.targetSlowMs + 1);
   }
 
   /** Runs the handler, unless another session of this agent is already dispatching this seq: then waits for it. */

@@ -22,8 +22,11 @@ export interface RigOptions {
 /** Where a ferry process's log goes: the run's temp dir, or BENCH_LOG_DIR (kept after the run) when set. */
 const logFile = (dir: string, name: string): string => (process.env.BENCH_LOG_DIR ? join(process.env.BENCH_LOG_DIR, `${name}.${Date.now()}.log`) : join(dir, `${name}.log`));
 
-export const profArgs = (o: RigOptions, name: string): string[] =>
-  o.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${o.cpuProfDir}`, `--cpu-prof-name=${name}.${Date.now()}.cpuprofile`] : [];
+/** Node options of a ferry process: V8 CPU profile (BENCH_CPU_PROF), plus BENCH_FERRY_NODE_ARGS (space-separated, e.g. --trace-gc). */
+export const profArgs = (o: RigOptions, name: string): string[] => [
+  ...(o.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${o.cpuProfDir}`, `--cpu-prof-name=${name}.${Date.now()}.cpuprofile`] : []),
+  ...(process.env.BENCH_FERRY_NODE_ARGS ?? '').split(' ').filter((a) => a !== ''),
+];
 
 /** One route for every target to the MQTT handler, QoS 1 (acks after the broker's PUBACK). */
 export const mqttRoute = (url: string): string[] => ['  - match: "#"', '    handler: mqtt', `    url: ${url}`, '    qos: 1'];

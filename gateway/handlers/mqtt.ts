@@ -168,6 +168,7 @@ class MqttPublisher implements MqttHandler {
   /** Jobs waiting for the connection or for an in-flight slot, oldest first. */
   private readonly waiting: Job[] = [];
   private readonly sentJobs = new Set<Job>();
+  private corked = false;
   private lastError = '';
   private inflightEmpty: (() => void) | undefined;
   private closing: Promise<void> | undefined;
@@ -263,12 +264,29 @@ class MqttPublisher implements MqttHandler {
     const done = (err?: Error): void => {
       this.finish(job, err ? this.retryable(`mqtt publish to "${job.topic}" failed: ${err.message}`) : { ok: true });
     };
+    this.corkUntilNextTurn();
     this.client.publish(job.topic, job.payload, job.publish, done);
     if (this.s.qos > 0 && !job.settled) {
       // publish() allocates the id synchronously while connected; keep it to withdraw the message on failure.
       const id = this.client.getLastMessageId();
       if (this.client.outgoing[id]?.cb === done) job.messageId = id;
     }
+  }
+
+  /**
+   * Publishes started in one turn of the event loop (a DATA frame's packets) leave in one write
+   * instead of one system call each: mqtt-packet corks per packet until the next tick, and this
+   * outer cork holds them all until the I/O phase.
+   */
+  private corkUntilNextTurn(): void {
+    const stream = this.client.stream as (NodeJS.WritableStream & { cork?(): void; uncork?(): void }) | undefined;
+    if (this.corked || !stream?.cork || !stream.uncork) return;
+    this.corked = true;
+    stream.cork();
+    setImmediate(() => {
+      this.corked = false;
+      stream.uncork!();
+    });
   }
 
   private onTimeout(job: Job): void {

@@ -53,7 +53,7 @@ function harness(t: Test, opts: Partial<LaneOptions> = {}) {
     },
   };
   h.lane = new Lane(
-    { inflightMax: 1, queuePacketsMax: 10, bytesMax: 1_000_000, busyRetryAfterMs: 500, retriesInPlace: 0, retryInPlaceMsMax: 2000, ...opts },
+    { inflightMax: 1, slowMs: -1, queuePacketsMax: 10, bytesMax: 1_000_000, busyRetryAfterMs: 500, retriesInPlace: 0, retryInPlaceMsMax: 2000, ...opts },
     {
       run: (i) =>
         new Promise<HandlerResult>((resolve) => {
@@ -229,7 +229,7 @@ t.test('lane - a full queue refuses with TARGET_BUSY and the refused seq holds b
   t.equal(h.lane.size, 3, 'one in the handler, two waiting: the queue is full');
   const busy = h.offer(4);
   t.match(busy, { code: ErrorCode.TARGET_BUSY, retryAfterMs: 500 });
-  t.match(busy!.message, /TARGET_BUSY: target tele\/temp has 3 packets \(30 bytes\) waiting/);
+  t.match(busy!.message, /TARGET_BUSY: target tele\/temp is slow: 3 packets \(30 bytes\) wait/);
   t.equal(h.lane.size, 3, 'the refused packet is not kept');
   t.match(h.offer(5), { code: ErrorCode.TARGET_BUSY, retryAfterMs: 500 }, '5 may not overtake 4');
   await h.finish(1);
@@ -315,4 +315,23 @@ t.test('lane - a lane holding its byte share refuses more with TARGET_BUSY, but 
   await h.advance(500);
   t.equal(h.offer(2, 60), null, 'after the busy retry-after and with room, it is taken');
   t.equal(h.offer(3, 60)?.code, ErrorCode.TARGET_BUSY, '60 + 60 bytes is past the share of 100');
+});
+
+t.test('lane - a lane that makes progress is not bounded by its share; a slow one is, and sheds the excess latest first', async (t) => {
+  const h = harness(t, { slowMs: 100, queuePacketsMax: 2 });
+  for (let s = 1; s <= 6; s++) t.equal(h.offer(s), null, `${s} is taken while the lane is not slow`);
+  await h.advance(50);
+  t.equal(h.lane.shed().length, 0, 'nothing is shed before slowMs');
+  await h.advance(51);
+  t.equal(h.offer(7)?.code, ErrorCode.TARGET_BUSY, 'a slow lane over its share refuses');
+  const shed = h.lane.shed().map((i) => i.packet.seq);
+  t.same(shed, [6, 5, 4], 'the slow lane gives back what it holds beyond 2 waiting, latest first');
+  t.same(h.refused.map(([s]) => s), [4, 5, 6], 'each goes back to the agent with a refusal, in seq order (7 was refused by offer)');
+  t.ok(h.refused.every(([, r]) => r.code === ErrorCode.TARGET_BUSY && r.retryAfterMs > 0));
+  await h.finish(1);
+  t.same(h.started, [1, 2], 'the lane goes on with what it kept');
+  await h.advance(500);
+  await h.finish(2);
+  t.equal(h.offer(4), null, 'after the retry-after, and with the lane moving again, the lowest given-back seq is taken again');
+  t.equal(h.offer(5), null, 'and the next');
 });

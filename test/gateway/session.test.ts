@@ -181,11 +181,14 @@ t.test('session - a seq already recorded is acked again without calling the hand
 t.test('session - a target whose handler hangs does not hold back another; its overflow gets TARGET_BUSY with a retry-after', async (t) => {
   const slow = new FakeHandler();
   const fast = new FakeHandler(() => ok);
-  // Lane of a target: at most min(targetQueuePacketsMax 2, queuePacketsMax / 2) waiting.
-  const g = await harness(t, [{ match: 'slow', handler: slow }, { match: 'fast', handler: fast }], { targetQueuePacketsMax: 2, busyRetryAfterMs: 500 });
+  // A slow lane (no verdict for targetSlowMs) keeps at most min(targetQueuePacketsMax 2, queuePacketsMax / 4) waiting.
+  const g = await harness(t, [{ match: 'slow', handler: slow }, { match: 'fast', handler: fast }], { targetQueuePacketsMax: 2, busyRetryAfterMs: 500, targetSlowMs: 100 });
   const tr = g.connect();
   send(tr, pkt(1, 'slow'), pkt(2, 'slow'), pkt(3, 'slow'), pkt(4, 'slow'), pkt(5, 'fast'), pkt(6, 'fast'));
   await tr.waitSent(isAckOf(6), 'ACK of 6');
+  t.same(nacks(tr), [], 'nothing is refused while the slow target is not known to be slow');
+  await g.clock.advance(101);
+  await tr.waitSent(isNackOf(4), 'NACK of 4 once the target is slow');
   t.same(slow.calls, [1], 'slow: one in the handler, 2 and 3 waiting');
   t.same(fast.calls, [5, 6]);
   t.same(acked(tr, [1, 2, 3, 4, 5, 6]), [5, 6], 'fast\'s packets are dispatched and acked');
@@ -197,6 +200,8 @@ t.test('session - a target whose handler hangs does not hold back another; its o
   send(tr, pkt(7, 'slow'), pkt(8, 'fast'));
   await tr.waitSent(isAckOf(8), 'ACK of 8');
   t.same(nacks(tr).map((n) => [n.seq, n.code, n.retryAfterMs]), [[4, ErrorCode.TARGET_BUSY, 500], [7, ErrorCode.TARGET_BUSY, 400]]);
+  const credit = tr.sent.filter((f) => f.t === FrameType.ACK).at(-1);
+  t.ok(credit?.t === FrameType.ACK && credit.creditPackets < options.queuePacketsMax, 'the slow target\'s packets are taken off the credit');
 
   // The backend recovers; after the retry-after the agent resends 4 and 7, in order.
   for (const seq of [1, 2, 3]) {
