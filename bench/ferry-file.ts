@@ -6,7 +6,6 @@
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { localRequest } from '../agent/local-api.js';
 import { ferryBin } from '../cli/proc.js';
 import { tallyFile } from '../cli/tally.js';
 import type { Cleanup } from './lib/cleanup.js';
@@ -18,7 +17,8 @@ import { placement, type Measured } from './lib/measured.js';
 import { cpuMeter } from './lib/cpu.js';
 import { pinnedNode, spawnProc } from './lib/proc.js';
 import { countSyncs } from './lib/syncs.js';
-import { secondsBetween, sleep } from './lib/timing.js';
+import { waitConnected } from './lib/ferry-rig.js';
+import { secondsBetween } from './lib/timing.js';
 
 export interface FerryFileResult extends Measured {
   /** first send → the file handler's output holds all lines (durable at agent and gateway) */
@@ -27,15 +27,6 @@ export interface FerryFileResult extends Measured {
   producerSeconds: number;
 }
 
-async function waitConnected(socket: string, ms = 15_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const res = await localRequest(socket, { op: 'stats' }, 2000).catch(() => null);
-    if (res?.ok && (res.stats as { link?: string }).link === 'connected') return;
-    if (Date.now() > deadline) throw new Error(`agent not connected to the gateway within ${ms} ms (last stats: ${JSON.stringify(res)})`);
-    await sleep(20);
-  }
-}
 
 export async function benchFerryFile(o: BenchOptions, cleanup: Cleanup): Promise<FerryFileResult> {
   const dir = await tempDir('ferry-bench-', cleanup);

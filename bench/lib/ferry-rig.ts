@@ -120,7 +120,8 @@ export async function withAgentStats(err: unknown, socket: string): Promise<neve
   throw new Error(`${(err as Error).message}\nagent stats: ${JSON.stringify(res)}`, { cause: err });
 }
 
-async function waitConnected(socket: string, ms = 15_000): Promise<void> {
+/** Resolves once the agent behind `socket` reports its link connected. */
+export async function waitConnected(socket: string, ms = 15_000): Promise<void> {
   const deadline = Date.now() + ms;
   for (;;) {
     const res = await localRequest(socket, { op: 'stats' }, 2000).catch(() => null);

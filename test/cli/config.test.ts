@@ -13,35 +13,14 @@ import { fileURLToPath } from 'node:url';
 import { startLocalApi } from '../../agent/local-api.js';
 import { silentLog } from '../../common/log.js';
 import type { PacketData } from '../../protocol/packet.js';
+import { runFerry, type Run } from '../helpers/cli-run.js';
 
 /** A subtest, as `t.test` hands it to its callback. */
 type Test = Parameters<Parameters<typeof t.test>[0]>[0];
 
 const ferry = fileURLToPath(new URL('../../dist/cli/ferry.js', import.meta.url));
 
-interface Run {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
 
-/** Runs the CLI to its end (killed after 20 s: a bound against a process that started after all). */
-function ferryRun(args: string[]): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [ferry, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
-    child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
-    child.once('error', reject);
-    child.once('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr });
-    });
-  });
-}
 
 /** A temporary directory outside the repository (short paths for sockets), removed after the test. */
 async function tempDir(t: Test): Promise<string> {
@@ -94,7 +73,7 @@ t.test('cli config - agent: an unknown key names its line and says unknown key',
   const dir = await tempDir(t);
   const text = agentYaml(dir).replace('  sync: always', '  sync: always\n  colour: blue').replace('id: pi-1', 'id: pi-1\nname: kitchen');
   const file = await writeConfig(dir, 'agent.yaml', text);
-  const run = await ferryRun(['agent', '--config', file]);
+  const run = await runFerry(['agent', '--config', file]);
   assertConfigInvalid(t, run, file, lineOf(text, 'colour:'), 'store.colour', /unknown key/);
   t.match(run.stderr, `${file}:${lineOf(text, 'name:')}: name: unknown key`, 'a top-level unknown key is reported too');
   t.notOk(existsSync(join(dir, 'agent-data')), 'the data directory was not created');
@@ -104,7 +83,7 @@ t.test('cli config - agent: a wrong type names its line and the expected type', 
   const dir = await tempDir(t);
   const text = agentYaml(dir).replace('everyMs: 1000', 'everyMs: often');
   const file = await writeConfig(dir, 'agent.yaml', text);
-  assertConfigInvalid(t, await ferryRun(['agent', '--config', file]), file, lineOf(text, 'everyMs:'), 'rules.0.everyMs', /expected number, received string/);
+  assertConfigInvalid(t, await runFerry(['agent', '--config', file]), file, lineOf(text, 'everyMs:'), 'rules.0.everyMs', /expected number, received string/);
 });
 
 t.test('cli config - agent: a missing field says missing and points at its parent mapping', async (t) => {
@@ -112,28 +91,28 @@ t.test('cli config - agent: a missing field says missing and points at its paren
   const text = agentYaml(dir).replace('gateway: tcp://127.0.0.1:7800\n', '');
   const file = await writeConfig(dir, 'agent.yaml', text);
   // A missing top-level field points at the top-level mapping, which starts on line 1.
-  assertConfigInvalid(t, await ferryRun(['agent', '--config', file]), file, 1, 'gateway', /missing; expected string/);
+  assertConfigInvalid(t, await runFerry(['agent', '--config', file]), file, 1, 'gateway', /missing; expected string/);
 });
 
 t.test('cli config - gateway: an unknown key names its line and says unknown key', async (t) => {
   const dir = await tempDir(t);
   const text = gatewayYaml(dir).replace('  tcp: 127.0.0.1:0', '  tcp: 127.0.0.1:0\n  udp: 127.0.0.1:0');
   const file = await writeConfig(dir, 'gateway.yaml', text);
-  assertConfigInvalid(t, await ferryRun(['gateway', '--config', file]), file, lineOf(text, 'udp:'), 'listen.udp', /unknown key/);
+  assertConfigInvalid(t, await runFerry(['gateway', '--config', file]), file, lineOf(text, 'udp:'), 'listen.udp', /unknown key/);
 });
 
 t.test('cli config - gateway: a wrong type names its line and the expected type', async (t) => {
   const dir = await tempDir(t);
   const text = gatewayYaml(dir).replace('  tcp: 127.0.0.1:0', '  tcp: 127.0.0.1:0\nlimits:\n  connectionsMax: lots');
   const file = await writeConfig(dir, 'gateway.yaml', text);
-  assertConfigInvalid(t, await ferryRun(['gateway', '--config', file]), file, lineOf(text, 'connectionsMax:'), 'limits.connectionsMax', /expected number, received string/);
+  assertConfigInvalid(t, await runFerry(['gateway', '--config', file]), file, lineOf(text, 'connectionsMax:'), 'limits.connectionsMax', /expected number, received string/);
 });
 
 t.test('cli config - gateway: missing routes says missing', async (t) => {
   const dir = await tempDir(t);
   const text = gatewayYaml(dir).replace(/routes:[\s\S]*$/, '');
   const file = await writeConfig(dir, 'gateway.yaml', text);
-  assertConfigInvalid(t, await ferryRun(['gateway', '--config', file]), file, 1, 'routes', /missing; expected array/);
+  assertConfigInvalid(t, await runFerry(['gateway', '--config', file]), file, 1, 'routes', /missing; expected array/);
   t.notOk(existsSync(join(dir, 'gw-data')), 'the data directory was not created');
 });
 
@@ -141,7 +120,7 @@ t.test("cli config - gateway: an invalid route pattern ('a/#/b') is refused at l
   const dir = await tempDir(t);
   const text = gatewayYaml(dir).replace('match: telemetry/#', 'match: a/#/b');
   const file = await writeConfig(dir, 'gateway.yaml', text);
-  assertConfigInvalid(t, await ferryRun(['gateway', '--config', file]), file, lineOf(text, 'match:'), 'routes.0.match', /invalid route pattern/);
+  assertConfigInvalid(t, await runFerry(['gateway', '--config', file]), file, lineOf(text, 'match:'), 'routes.0.match', /invalid route pattern/);
   t.notOk(existsSync(join(dir, 'gw-data')), 'the data directory was not created');
 });
 
@@ -149,7 +128,7 @@ for (const cmd of ['agent', 'gateway']) {
   t.test(`cli config - ${cmd}: a missing file names the path`, async (t) => {
     const dir = await tempDir(t);
     const file = join(dir, 'absent.yaml');
-    const run = await ferryRun([cmd, '--config', file]);
+    const run = await runFerry([cmd, '--config', file]);
     t.not(run.code, 0);
     t.match(run.stderr, `${file}: cannot read file (ENOENT)`);
     t.match(run.stderr, /\[CONFIG_INVALID\]/);
@@ -180,7 +159,7 @@ t.test('cli config - a valid gateway configuration does start (control for the f
 
 t.test('cli send - no agent listening: non-zero with AGENT_UNREACHABLE', async (t) => {
   const dir = await tempDir(t);
-  const run = await ferryRun(['send', '--socket', join(dir, 'agent.sock'), '--target', 'telemetry/temp', '--data', '{"t":21.5}']);
+  const run = await runFerry(['send', '--socket', join(dir, 'agent.sock'), '--target', 'telemetry/temp', '--data', '{"t":21.5}']);
   t.not(run.code, 0);
   t.match(run.stderr, /\[AGENT_UNREACHABLE\]/);
   t.equal(run.stdout, '', 'no seq printed');
@@ -192,7 +171,7 @@ t.test('cli send - invalid JSON for --data: non-zero with LOCAL_REQUEST_INVALID,
   const sent: unknown[] = [];
   const server = await startLocalApi(socket, { send: async (target, data) => sent.push({ target, data }), stats: () => ({}) }, { log: silentLog, dataBytesMax: 1024 });
   t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
-  const run = await ferryRun(['send', '--socket', socket, '--target', 'telemetry/temp', '--data', '{t: 21.5}']);
+  const run = await runFerry(['send', '--socket', socket, '--target', 'telemetry/temp', '--data', '{t: 21.5}']);
   t.not(run.code, 0);
   t.match(run.stderr, /--data is not valid JSON/);
   t.match(run.stderr, /\[LOCAL_REQUEST_INVALID\]/);
@@ -206,12 +185,12 @@ t.test('cli send - a target over 255 bytes: non-zero with TARGET_INVALID, nothin
   const server = await startLocalApi(socket, { send: async (target, data) => sent.push({ target, data }) + 6, stats: () => ({}) }, { log: silentLog, dataBytesMax: 1024 });
   t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
 
-  const ok = await ferryRun(['send', '--socket', socket, '--target', 'telemetry/temp', '--data', '{"t":21.5}']);
+  const ok = await runFerry(['send', '--socket', socket, '--target', 'telemetry/temp', '--data', '{"t":21.5}']);
   t.equal(ok.code, 0, 'control: a valid send through the same socket succeeds');
   t.equal(ok.stdout, '7\n', 'and prints the seq the agent returned');
   t.same(sent, [{ target: 'telemetry/temp', data: { t: 21.5 } }]);
 
-  const run = await ferryRun(['send', '--socket', socket, '--target', 'a'.repeat(256), '--data', '1']);
+  const run = await runFerry(['send', '--socket', socket, '--target', 'a'.repeat(256), '--data', '1']);
   t.not(run.code, 0);
   t.match(run.stderr, /\[TARGET_INVALID\]/);
   t.equal(run.stdout, '');
@@ -219,7 +198,7 @@ t.test('cli send - a target over 255 bytes: non-zero with TARGET_INVALID, nothin
 });
 
 t.test('cli help - ferry --help exits 0 and lists every command', async (t) => {
-  const run = await ferryRun(['--help']);
+  const run = await runFerry(['--help']);
   t.equal(run.code, 0);
   for (const cmd of ['gateway', 'agent', 'sim', 'send', 'demo']) t.match(run.stdout, new RegExp(`^  ${cmd} `, 'm'), cmd);
   t.match(run.stdout, /--help/);
@@ -227,7 +206,7 @@ t.test('cli help - ferry --help exits 0 and lists every command', async (t) => {
 
 for (const cmd of ['agent', 'gateway', 'sim', 'send']) {
   t.test(`cli help - ferry ${cmd} --help exits 0 and describes --config`, async (t) => {
-    const run = await ferryRun([cmd, '--help']);
+    const run = await runFerry([cmd, '--help']);
     t.equal(run.code, 0);
     t.match(run.stdout, new RegExp(`^usage: ferry ${cmd} `));
     t.match(run.stdout, /^ {2}--config FILE/m);
@@ -236,17 +215,17 @@ for (const cmd of ['agent', 'gateway', 'sim', 'send']) {
 }
 
 t.test('cli help - ferry demo --help exits 0 and prints its usage', async (t) => {
-  const run = await ferryRun(['demo', '--help']);
+  const run = await runFerry(['demo', '--help']);
   t.equal(run.code, 0);
   t.match(run.stdout, /^usage: ferry demo /);
 });
 
 t.test('cli - an unknown command or flag exits non-zero', async (t) => {
-  const unknown = await ferryRun(['ship']);
+  const unknown = await runFerry(['ship']);
   t.not(unknown.code, 0);
   t.match(unknown.stderr, /unknown command 'ship'/);
   const dir = await tempDir(t);
-  const flag = await ferryRun(['gateway', '--config', await writeConfig(dir, 'g.yaml', gatewayYaml(dir)), '--colour', 'blue']);
+  const flag = await runFerry(['gateway', '--config', await writeConfig(dir, 'g.yaml', gatewayYaml(dir)), '--colour', 'blue']);
   t.not(flag.code, 0);
   t.match(flag.stderr, /\[CONFIG_INVALID\]/);
 });

@@ -4,41 +4,19 @@
  * what they change.
  */
 import t from 'tap';
-import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { tcpDialer } from '../../agent/link/tcp.js';
-import { ferryBin, startFerry, stopProcess } from '../../cli/proc.js';
+import { startFerry, stopProcess } from '../../cli/proc.js';
+import { runFerry } from '../helpers/cli-run.js';
+import { sayHello } from '../helpers/hello.js';
 import { ErrorCode } from '../../protocol/errors.js';
-import { FrameType, protocolVersion, type Frame } from '../../protocol/frames.js';
+import { FrameType } from '../../protocol/frames.js';
 
 /** A subtest, as `t.test` hands it to its callback. */
 type Test = Parameters<Parameters<typeof t.test>[0]>[0];
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
 
-function ferryRun(args: string[]): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const env = { ...process.env };
-    delete env.NODE_OPTIONS;
-    const child = spawn(process.execPath, [ferryBin, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
-    child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
-    child.once('error', reject);
-    child.once('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
 
 async function setup(t: Test, auth = 'auth: { required: true }'): Promise<{ dir: string; config: string; dataDir: string }> {
   const dir = await mkdtemp(join(tmpdir(), 'ferry-agents-'));
@@ -51,7 +29,7 @@ async function setup(t: Test, auth = 'auth: { required: true }'): Promise<{ dir:
 
 t.test('gateway agents CLI - add, list, issue-token, revoke; only hashes on disk', async (t) => {
   const { config, dataDir } = await setup(t);
-  const added = await ferryRun(['gateway', 'add-agent', '--config', config, '--agent', 'pi-1']);
+  const added = await runFerry(['gateway', 'add-agent', '--config', config, '--agent', 'pi-1']);
   t.equal(added.code, 0, added.stderr);
   const token = added.stdout.trim();
   t.match(token, /^[A-Za-z0-9_-]{43}$/, 'stdout is the token alone');
@@ -60,27 +38,27 @@ t.test('gateway agents CLI - add, list, issue-token, revoke; only hashes on disk
   t.notOk(onDisk.includes(token), 'the token is not in agents.json');
   t.match(onDisk, /"tokenHash": "sha256:[0-9a-f]{64}"/);
 
-  const again = await ferryRun(['gateway', 'add-agent', '--config', config, '--agent', 'pi-1']);
+  const again = await runFerry(['gateway', 'add-agent', '--config', config, '--agent', 'pi-1']);
   t.equal(again.code, 1);
   t.match(again.stderr, /agent pi-1 is already registered.*\[CONFIG_INVALID\]/);
   t.equal(again.stdout, '', 'no token printed');
 
-  const issued = await ferryRun(['gateway', 'issue-token', '--config', config, '--agent', 'pi-1']);
+  const issued = await runFerry(['gateway', 'issue-token', '--config', config, '--agent', 'pi-1']);
   t.equal(issued.code, 0, issued.stderr);
   t.not(issued.stdout.trim(), token, 'a new token');
   t.match(issued.stderr, /old token no longer works/);
 
-  await ferryRun(['gateway', 'add-agent', '--config', config, '--agent', 'pi-2']);
-  const list = await ferryRun(['gateway', 'list-agents', '--config', config]);
+  await runFerry(['gateway', 'add-agent', '--config', config, '--agent', 'pi-2']);
+  const list = await runFerry(['gateway', 'list-agents', '--config', config]);
   t.equal(list.code, 0);
   t.match(list.stdout, /^pi-1  active  added \d{4}-\d\d-\d\dT[\d:.]+Z\npi-2  active  added /);
   t.notMatch(list.stdout, /sha256|[0-9a-f]{64}/, 'no hashes listed');
 
-  const revoked = await ferryRun(['gateway', 'revoke-agent', '--config', config, '--agent', 'pi-1']);
+  const revoked = await runFerry(['gateway', 'revoke-agent', '--config', config, '--agent', 'pi-1']);
   t.equal(revoked.code, 0);
   t.equal(revoked.stdout, 'agent pi-1 revoked\n');
-  t.match((await ferryRun(['gateway', 'list-agents', '--config', config])).stdout, /^pi-1  revoked  added \S+  revoked \S+\n/);
-  t.equal((await ferryRun(['gateway', 'revoke-agent', '--config', config, '--agent', 'pi-1'])).stdout, 'agent pi-1 was already revoked\n');
+  t.match((await runFerry(['gateway', 'list-agents', '--config', config])).stdout, /^pi-1  revoked  added \S+  revoked \S+\n/);
+  t.equal((await runFerry(['gateway', 'revoke-agent', '--config', config, '--agent', 'pi-1'])).stdout, 'agent pi-1 was already revoked\n');
 });
 
 t.test('gateway agents CLI - mistakes get a clear message and CONFIG_INVALID', async (t) => {
@@ -96,7 +74,7 @@ t.test('gateway agents CLI - mistakes get a clear message and CONFIG_INVALID', a
     [['gateway', 'remove-agent', '--config', config], /unknown subcommand 'remove-agent'/],
   ];
   for (const [args, message] of cases) {
-    const r = await ferryRun(args);
+    const r = await runFerry(args);
     t.equal(r.code, 1, `${args.slice(1).join(' ')}: exits 1`);
     t.match(r.stderr, message, `${args[1]}: ${r.stderr.trim()}`);
     t.match(r.stderr, /\[CONFIG_INVALID\]/);
@@ -104,7 +82,7 @@ t.test('gateway agents CLI - mistakes get a clear message and CONFIG_INVALID', a
 });
 
 t.test('gateway agents CLI - --help lists the subcommands', async (t) => {
-  const r = await ferryRun(['gateway', '--help']);
+  const r = await runFerry(['gateway', '--help']);
   t.equal(r.code, 0);
   for (const sub of ['add-agent', 'issue-token', 'revoke-agent', 'list-agents', '--listen-tls']) t.match(r.stdout, sub);
 });
@@ -114,22 +92,9 @@ t.test('gateway agents CLI - a running ferry gateway takes the token and ends th
   const gw = startFerry(['gateway', '--config', config], { readyPattern: /ferry gateway listening on 127\.0\.0\.1:(\d+)/, logFile: join(dir, 'gateway.log') });
   t.teardown(() => stopProcess(gw, 2000));
   const port = Number((await gw.ready)[1]);
-  const token = (await ferryRun(['gateway', 'add-agent', '--config', config, '--agent', 'pi-1'])).stdout.trim();
+  const token = (await runFerry(['gateway', 'add-agent', '--config', config, '--agent', 'pi-1'])).stdout.trim();
 
-  const hello = async (tok: string): Promise<{ first: Frame | null; frames: Frame[]; closed: Promise<unknown> }> => {
-    const tr = await tcpDialer(`tcp://127.0.0.1:${port}`)();
-    t.teardown(() => tr.close());
-    const frames: Frame[] = [];
-    const first = new Promise<Frame | null>((resolve) => {
-      tr.onFrame((f) => {
-        frames.push(f);
-        resolve(f);
-      });
-      void tr.closed.then(() => resolve(null));
-    });
-    tr.send({ t: FrameType.HELLO, version: protocolVersion, agent: 'pi-1', token: tok, ackedSeq: 0 });
-    return { first: await first, frames, closed: tr.closed };
-  };
+  const hello = async (token: string) => sayHello(t, `tcp://127.0.0.1:${port}`, { agent: 'pi-1', token });
   // The gateway polls agents.json: the new agent shows up within about half a second.
   let live = await hello(token);
   for (let i = 0; live.first?.t !== FrameType.WELCOME && i < 40; i++) {
@@ -140,8 +105,8 @@ t.test('gateway agents CLI - a running ferry gateway takes the token and ends th
   const wrong = await hello('wrong');
   t.equal(wrong.first?.t === FrameType.BYE ? wrong.first.code : null, ErrorCode.AUTH_FAILED);
 
-  t.equal((await ferryRun(['gateway', 'revoke-agent', '--config', config, '--agent', 'pi-1'])).code, 0);
-  const outcome = await Promise.race([live.closed.then(() => 'closed'), new Promise((r) => setTimeout(() => r('still open'), 5000))]);
+  t.equal((await runFerry(['gateway', 'revoke-agent', '--config', config, '--agent', 'pi-1'])).code, 0);
+  const outcome = await Promise.race([live.tr.closed.then(() => 'closed'), new Promise((r) => setTimeout(() => r('still open'), 5000))]);
   t.equal(outcome, 'closed', 'the live session ended');
   const bye = live.frames.find((f) => f.t === FrameType.BYE);
   t.equal(bye?.t === FrameType.BYE ? bye.code : null, ErrorCode.AUTH_REVOKED);

@@ -5,15 +5,15 @@
 import t from 'tap';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { tcpDialer, type DialerTls } from '../../agent/link/tcp.js';
+import type { DialerTls } from '../../agent/link/tcp.js';
 import { createLog } from '../../common/log.js';
 import { AgentRegistry } from '../../gateway/agents.js';
 import { gatewayConfigSchema } from '../../gateway/config.js';
 import { runGateway, type RunningGateway } from '../../gateway/main.js';
 import { ErrorCode, FerryError } from '../../protocol/errors.js';
-import { FrameType, protocolVersion, type Frame } from '../../protocol/frames.js';
-import type { Transport } from '../../protocol/transport.js';
+import { FrameType, type Frame } from '../../protocol/frames.js';
 import { makeCerts } from '../helpers/certs.js';
+import { sayHello } from '../helpers/hello.js';
 
 /** A subtest, as `t.test` hands it to its callback. */
 type Test = Parameters<Parameters<typeof t.test>[0]>[0];
@@ -39,21 +39,7 @@ async function gateway(t: Test, auth: Record<string, unknown>, lines: string[] =
   return { gw, dataDir, lines };
 }
 
-/** Dials, says HELLO, resolves with the gateway's first answer (WELCOME or BYE); the transport stays open. */
-async function hello(t: Test, url: string, h: { agent: string; token?: string }, tls?: DialerTls): Promise<{ first: Frame | null; tr: Transport; frames: Frame[] }> {
-  const tr = await tcpDialer(url, { connectTimeoutMs: 3000, ...(tls ? { tls } : {}) })();
-  t.teardown(() => tr.close());
-  const frames: Frame[] = [];
-  const first = new Promise<Frame | null>((resolve) => {
-    tr.onFrame((f) => {
-      frames.push(f);
-      resolve(f);
-    });
-    void tr.closed.then(() => resolve(null));
-  });
-  tr.send({ t: FrameType.HELLO, version: protocolVersion, agent: h.agent, ackedSeq: 0, ...(h.token !== undefined ? { token: h.token } : {}) });
-  return { first: await first, tr, frames };
-}
+const hello = sayHello;
 
 const codeOf = (f: Frame | null): string => (f === null ? 'closed' : f.t === FrameType.BYE ? f.code : f.t === FrameType.WELCOME ? 'WELCOME' : `frame ${f.t}`);
 

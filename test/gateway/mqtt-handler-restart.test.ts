@@ -150,7 +150,7 @@ t.test('mqtt handler restart - a broker killed mid-stream: every call settles an
   okOnlyAfterPuback(t, results, wire);
   t.same(Object.keys(wire.client().outgoing), [], 'mqtt.js holds nothing to resend');
 
-  const second = await broker(t, dataDir, first.port);
+  await broker(t, dataDir, first.port);
   await waitFor(() => handler.status === 'connected', 10_000, 'the handler to reconnect on its own');
   const retry = [...results].filter(([, r]) => !r.ok).map(([seq]) => seq).slice(0, 50);
   for (const seq of retry) results.set(seq, await within(handler.handle(pkt(seq)), publishTimeoutMs + 2000, `retry of ${seq}`));

@@ -10,7 +10,7 @@ import fc from 'fast-check';
 import { silentLog } from '../../common/log.js';
 import type { Clock } from '../../common/clock.js';
 import { ErrorCode } from '../../protocol/errors.js';
-import { FrameType, protocolVersion, type Frame, type HelloFrame } from '../../protocol/frames.js';
+import { FrameType, protocolVersion, type HelloFrame } from '../../protocol/frames.js';
 import { DispatchLog } from '../../gateway/dispatch-log.js';
 import type { Handler } from '../../gateway/handlers/handler.js';
 import { Router } from '../../gateway/routes.js';

@@ -8,7 +8,7 @@
 import t from 'tap';
 import { localRequest } from '../../agent/local-api.js';
 import { startFaultProxy, type ProxiedConnection } from '../helpers/fault-proxy.js';
-import { drainAndStopAgent, makeRig, sleep, waitFor } from '../helpers/ferry.js';
+import { drainAndStopAgent, makeRig, sleep } from '../helpers/ferry.js';
 import { freePort } from '../helpers/free-port.js';
 import { prng, testSeed } from '../helpers/seed.js';
 

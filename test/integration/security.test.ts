@@ -4,28 +4,15 @@
  * certificate deliver packets; revoking one ends its session while the other goes on.
  */
 import t from 'tap';
-import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { localRequest } from '../../agent/local-api.js';
-import { ferryBin, startFerry, stopProcess, type FerryProcess } from '../../cli/proc.js';
+import { startFerry, stopProcess, type FerryProcess } from '../../cli/proc.js';
+import { runFerry } from '../helpers/cli-run.js';
 import { makeCerts } from '../helpers/certs.js';
 import { waitFor } from '../helpers/ferry.js';
 
-function ferryRun(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const env = { ...process.env };
-    delete env.NODE_OPTIONS;
-    const child = spawn(process.execPath, [ferryBin, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
-    child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-    child.once('error', reject);
-    child.once('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 t.test('security - agents over TLS with a token and with a client certificate; revoke-agent ends one', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'ferry-sec-'));
@@ -44,7 +31,7 @@ t.test('security - agents over TLS with a token and with a client certificate; r
     `dataDir: ${join(dir, 'gw')}`,
     'routes:', `  - { match: "#", handler: file, path: ${received} }`, '',
   ].join('\n'));
-  const added = await ferryRun(['gateway', 'add-agent', '--config', gatewayYaml, '--agent', 'pi-token']);
+  const added = await runFerry(['gateway', 'add-agent', '--config', gatewayYaml, '--agent', 'pi-token']);
   t.equal(added.code, 0, added.stderr);
   const token = added.stdout.trim();
 
@@ -77,7 +64,7 @@ t.test('security - agents over TLS with a token and with a client certificate; r
   await waitFor('both packets', async () => ((await lines()).length >= 2 ? true : undefined), 15_000);
   t.same((await lines()).map((l) => `${l.agent}:${l.data.n}`).sort(), ['pi-cert:2', 'pi-token:1'], 'both agents delivered over TLS');
 
-  t.equal((await ferryRun(['gateway', 'revoke-agent', '--config', gatewayYaml, '--agent', 'pi-token'])).code, 0);
+  t.equal((await runFerry(['gateway', 'revoke-agent', '--config', gatewayYaml, '--agent', 'pi-token'])).code, 0);
   await waitFor('the revoked agent to log AUTH_REVOKED', async () => (withToken.proc.output().includes('"code":"AUTH_REVOKED"') ? true : undefined), 10_000);
   await send(withToken.socket, 3);
   await send(withCert.socket, 4);
