@@ -7,6 +7,7 @@ import { packetCreditBytes, type Packet } from '../../protocol/packet.js';
 import type { Dialer, Transport } from '../../protocol/transport.js';
 import type { PacketStore } from '../store/store.js';
 import { backoffDelayMs } from './backoff.js';
+import { Liveness } from './liveness.js';
 import { RetryQueue } from './retry-queue.js';
 import { InflightWindow, type Inflight } from './window.js';
 
@@ -80,7 +81,7 @@ export class Link extends EventEmitter<{ status: [LinkStatus] }> {
   private retryTimer: unknown = null;
   private byeRetryAfterMs = 0;
   private counters = { deadLetters: 0, retries: 0, connects: 0 };
-  private rttMs: number | null = null;
+  private liveness: Liveness | null = null;
   private wakeBackoff: (() => void) | null = null;
   private running: Promise<void> | null = null;
   private pumping = false;
@@ -109,7 +110,7 @@ export class Link extends EventEmitter<{ status: [LinkStatus] }> {
   stats(): LinkStats {
     return {
       state: this.status.state, inflightPackets: this.inflight.size, retryPackets: this.retry.size,
-      creditPackets: this.inflight.creditPackets, creditBytes: this.inflight.creditBytes, ...this.counters, rttMs: this.rttMs,
+      creditPackets: this.inflight.creditPackets, creditBytes: this.inflight.creditBytes, ...this.counters, rttMs: this.liveness?.rttMs ?? null,
     };
   }
 
@@ -155,33 +156,21 @@ export class Link extends EventEmitter<{ status: [LinkStatus] }> {
     this.transport = t;
     this.byeRetryAfterMs = 0;
     let welcomed = false;
-    let lastRxMs = clock.now();
-    let pingId = 0;
-    let pingIntervalMs = this.opts.pingIntervalMs;
-    const pingSentAt = new Map<number, number>();
+    const liveness = new Liveness(clock, this.opts.peerTimeoutMs, {
+      ping: (id) => t.send({ t: FrameType.PING, id, ackedSeq: this.deps.store.stats().ackedSeq }),
+      dead: () => t.close(new FerryError(ErrorCode.PEER_TIMEOUT, `nothing from gateway for ${this.opts.peerTimeoutMs} ms`)),
+    });
+    this.liveness = liveness;
     const helloTimer = clock.setTimeout(() => t.close(new FerryError(ErrorCode.PEER_TIMEOUT, 'no WELCOME from gateway')), this.opts.helloTimeoutMs);
-    let pingTimer: unknown = null;
-    const pingTick = (): void => {
-      if (clock.now() - lastRxMs > this.opts.peerTimeoutMs) {
-        t.close(new FerryError(ErrorCode.PEER_TIMEOUT, `nothing from gateway for ${this.opts.peerTimeoutMs} ms`));
-        return;
-      }
-      pingSentAt.set(++pingId, clock.now());
-      if (pingSentAt.size > 8) pingSentAt.delete(pingId - 8);
-      t.send({ t: FrameType.PING, id: pingId, ackedSeq: this.deps.store.stats().ackedSeq });
-      // Check for silence more often than we ping, so a dead peer is found within peerTimeoutMs.
-      pingTimer = clock.setTimeout(pingTick, Math.min(pingIntervalMs, this.opts.peerTimeoutMs / 2));
-    };
 
     t.onFrame((f: Frame) => {
-      lastRxMs = clock.now();
+      liveness.heard();
       if (!welcomed) {
         if (f.t === FrameType.WELCOME) {
           welcomed = true;
           clock.clearTimeout(helloTimer);
-          if (f.pingIntervalMs) pingIntervalMs = Math.max(100, f.pingIntervalMs);
           this.onWelcome(f);
-          pingTimer = clock.setTimeout(pingTick, Math.min(pingIntervalMs, this.opts.peerTimeoutMs / 2));
+          liveness.start(f.pingIntervalMs ? Math.max(100, f.pingIntervalMs) : this.opts.pingIntervalMs);
         } else if (f.t === FrameType.BYE) {
           this.onBye(t, f.code, f.reason, f.retryAfterMs);
         } else {
@@ -189,13 +178,13 @@ export class Link extends EventEmitter<{ status: [LinkStatus] }> {
         }
         return;
       }
-      this.onFrame(t, f, pingSentAt);
+      this.onFrame(t, f);
     });
 
     t.send({ t: FrameType.HELLO, version: protocolVersion, agent: this.opts.agentId, ackedSeq: this.deps.store.stats().ackedSeq, ...(this.opts.token ? { token: this.opts.token } : {}) });
     const error = await t.closed;
     clock.clearTimeout(helloTimer);
-    if (pingTimer !== null) clock.clearTimeout(pingTimer);
+    liveness.stop();
     this.transport = null;
     this.resetSessionState();
     return { error, retryAfterMs: this.byeRetryAfterMs };
@@ -234,7 +223,7 @@ export class Link extends EventEmitter<{ status: [LinkStatus] }> {
     this.pump();
   }
 
-  private onFrame(t: Transport, f: Frame, pingSentAt: Map<number, number>): void {
+  private onFrame(t: Transport, f: Frame): void {
     switch (f.t) {
       case FrameType.ACK:
         return this.onAck(f);
@@ -242,11 +231,8 @@ export class Link extends EventEmitter<{ status: [LinkStatus] }> {
         return this.onNack(f);
       case FrameType.PING:
         return t.send({ t: FrameType.PONG, id: f.id });
-      case FrameType.PONG: {
-        const sentAt = pingSentAt.get(f.id);
-        if (sentAt !== undefined) this.rttMs = this.deps.clock.now() - sentAt;
-        return;
-      }
+      case FrameType.PONG:
+        return this.liveness?.pong(f.id);
       case FrameType.BYE:
         return this.onBye(t, f.code, f.reason, f.retryAfterMs);
       default:
