@@ -20,7 +20,11 @@ export interface RunningGateway {
   port: number;
   /** every port bound */
   ports: { tcp?: number; tls?: number };
-  stats(): { sessions: number; dispatched: number; rejected: number; duplicates: number; retried: number; logSyncs: number };
+  stats(): {
+    sessions: number; dispatched: number; rejected: number; duplicates: number; retried: number; logSyncs: number;
+    /** sockets open now, and connections refused so far by code */
+    connections: number; refused: Record<string, number>;
+  };
   stop(): Promise<void>;
 }
 
@@ -108,7 +112,7 @@ export async function runGateway(config: GatewayConfig, opts: { log?: Log } = {}
   return {
     port: (ports.tcp ?? ports.tls)!,
     ports,
-    stats: () => ({ sessions: sessions.size, ...counters, logSyncs: dispatchLog.syncs }),
+    stats: () => ({ sessions: sessions.size, ...counters, logSyncs: dispatchLog.syncs, ...listener.stats() }),
     async stop() {
       agents.close();
       const closed = listener.close();

@@ -63,6 +63,7 @@ t.test('gateway security - auth required: token, client certificate, mismatch, p
   t.equal(codeOf((await hello(t, tls, { agent: 'pi-1', token }, clientOf('pi-cert'))).first), ErrorCode.AUTH_AGENT_MISMATCH, "another agent's certificate");
   t.equal(codeOf((await hello(t, tls, { agent: 'pi-cert' }, clientOf('pi-cert', certs.other))).first), ErrorCode.AUTH_FAILED, 'a certificate from another CA counts for nothing');
   t.equal(codeOf((await hello(t, `tcp://127.0.0.1:${gw.ports.tls}`, { agent: 'pi-1', token })).first), ErrorCode.TLS_REQUIRED, 'plaintext on the TLS port');
+  t.equal(gw.stats().refused[ErrorCode.TLS_REQUIRED], 1, 'the gateway counts the refusal in its stats');
   t.ok(lines.some((l) => l.includes('session: authentication failed')), 'failures are logged');
   t.notOk(lines.some((l) => l.includes(token)), 'the token never reaches the log');
   t.notOk(lines.some((l) => l.includes('authentication is off')), 'no warning when auth is required');
