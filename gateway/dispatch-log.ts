@@ -8,13 +8,14 @@
  * across all sessions) is a few dozen lines, where a database would add a sync per transaction.
  * The file is compacted into a snapshot (write + rename) once it grows past a bound.
  */
-import { mkdir, open, readFile, rename, type FileHandle } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { mkdir, open, readFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Decoder, Encoder } from 'cbor-x';
 import { frameRecord, scanRecords } from '../common/record.js';
 import { RangeSet } from '../common/range-set.js';
 import type { SeqRange } from '../protocol/frames.js';
-import { syncDir } from '../common/durable-file.js';
+import { writeFileAtomic } from '../common/durable-file.js';
 import type { Log } from '../common/log.js';
 
 const cbor = new Encoder({ useRecords: false, mapsAsObjects: true });
@@ -48,6 +49,11 @@ class AgentDispatch {
 /** A log record: `s` raises the floor (also the only form version 1 wrote), `r` adds dispatched ranges. */
 interface LogRecord { a: string; s?: number; r?: SeqRange[] }
 
+/** Appends whose write returns once durable (each group commit is one write call, as in the agent's store). */
+function openAppendDsync(path: string): Promise<FileHandle> {
+  return open(path, constants.O_RDWR | constants.O_CREAT | constants.O_APPEND | constants.O_DSYNC);
+}
+
 export class DispatchLog {
   private readonly dispatched = new Map<string, AgentDispatch>();
   private fh!: FileHandle;
@@ -78,7 +84,7 @@ export class DispatchLog {
         /* a record that passed its CRC but does not decode was written by another version: skip it */
       }
     }
-    d.fh = await open(path, 'a+');
+    d.fh = await openAppendDsync(path);
     if (validBytes < buf.length) {
       log.warn('dispatch log: cut a torn tail', { bytes: buf.length - validBytes });
       await d.fh.truncate(validBytes);
@@ -161,8 +167,8 @@ export class DispatchLog {
       for (const [a, s] of floors) records.push({ a, s });
       const buf = Buffer.concat(records.map((r) => frameRecord(cbor.encode(r))));
       try {
+        // O_DSYNC: the write returns once the data is durable, one trip to the thread pool.
         await this.fh.write(buf, 0, buf.length, null);
-        await this.fh.datasync();
         this.syncs++;
         this.fileBytes += buf.length;
       } catch (err) {
@@ -183,19 +189,10 @@ export class DispatchLog {
 
   /** Rewrites the file as one record per agent. */
   private async compact(): Promise<void> {
-    const tmp = `${this.path}.tmp`;
     const buf = Buffer.concat([...this.dispatched].map(([a, d]) => frameRecord(cbor.encode({ a, s: d.floor, r: d.above.toArray() }))));
-    const out = await open(tmp, 'w');
-    try {
-      await out.write(buf, 0, buf.length, 0);
-      await out.datasync();
-    } finally {
-      await out.close();
-    }
-    await rename(tmp, this.path);
-    await syncDir(this.dir);
+    await writeFileAtomic(this.path, buf);
     await this.fh.close();
-    this.fh = await open(this.path, 'a+');
+    this.fh = await openAppendDsync(this.path);
     this.fileBytes = buf.length;
     this.log.info('dispatch log: compacted', { agents: this.dispatched.size, bytes: buf.length });
   }

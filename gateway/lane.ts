@@ -61,10 +61,10 @@ export interface LaneCallbacks {
  */
 export class Lane {
   /** seqs refused as retryable and not offered again yet, ascending */
-  private readonly held: number[] = [];
+  private readonly refusedSeqs: number[] = [];
   private readonly queue: LaneItem[] = [];
   private active = 0;
-  private heldBytes = 0;
+  private laneBytes = 0;
   /** when the lane last made progress (a verdict) or last went from empty to busy */
   private progressMs = 0;
   private blockedUntilMs = 0;
@@ -82,11 +82,11 @@ export class Lane {
 
   /** Bytes of the packets waiting or in the handler. */
   get bytes(): number {
-    return this.heldBytes;
+    return this.laneBytes;
   }
 
   get idle(): boolean {
-    return this.size === 0 && this.held.length === 0;
+    return this.size === 0 && this.refusedSeqs.length === 0;
   }
 
   /** Since when the lane has been busy without a verdict, or null when it is empty. */
@@ -94,16 +94,22 @@ export class Lane {
     return this.size === 0 ? null : this.progressMs;
   }
 
+  /** Busy without a verdict for longer than slowMs. */
+  isSlow(now: number): boolean {
+    const since = this.busySinceMs;
+    return since !== null && now - since > this.opts.slowMs;
+  }
+
   /** Takes a packet in seq order, or refuses it for now. */
   offer(item: LaneItem): LaneRefusal | null {
     const seq = item.packet.seq;
     const now = this.cb.now();
-    const heldBelow = this.held.length > 0 && this.held[0]! < seq;
+    const heldBelow = this.refusedSeqs.length > 0 && this.refusedSeqs[0]! < seq;
     if (heldBelow || now < this.blockedUntilMs) {
       this.hold(seq);
       return this.refusal(now);
     }
-    if (this.slow(now) && this.overShare(item.bytes)) {
+    if (this.isSlow(now) && this.overShare(1, item.bytes)) {
       this.blockBusy(now, item.packet.target);
       this.hold(seq);
       return this.refusal(now);
@@ -111,7 +117,7 @@ export class Lane {
     this.unhold(seq);
     if (this.size === 0) this.progressMs = now;
     this.queue.push(item);
-    this.heldBytes += item.bytes;
+    this.laneBytes += item.bytes;
     this.pump();
     return null;
   }
@@ -123,35 +129,27 @@ export class Lane {
   shed(): LaneItem[] {
     const now = this.cb.now();
     const out: LaneItem[] = [];
-    if (!this.slow(now)) return out;
-    while (this.queue.length > 0 && this.overShare(0)) {
-      const item = this.queue.pop()!;
-      this.heldBytes -= item.bytes;
-      this.hold(item.packet.seq);
-      out.push(item);
-    }
+    if (!this.isSlow(now)) return out;
+    while (this.queue.length > 0 && this.overShare(0, 0)) out.push(this.take(this.queue.pop()!));
     if (out.length > 0) {
       this.blockBusy(now, out[0]!.packet.target);
-      for (const item of [...out].reverse()) this.cb.refused(item, this.refusal(now));
+      this.giveBack([...out].reverse(), now);
     }
     return out;
   }
 
-  private slow(now: number): boolean {
-    return this.size > 0 && now - this.progressMs > this.opts.slowMs;
-  }
-
-  private overShare(moreBytes: number): boolean {
-    return this.queue.length >= this.opts.queuePacketsMax + (moreBytes === 0 ? 1 : 0) || this.heldBytes + moreBytes > this.opts.bytesMax;
+  /** Whether the lane would hold more than its share with `packets` more waiting and `bytes` more held. */
+  private overShare(packets: number, bytes: number): boolean {
+    return this.queue.length + packets > this.opts.queuePacketsMax || this.laneBytes + bytes > this.opts.bytesMax;
   }
 
   private blockBusy(now: number, target: string): void {
-    this.block(now + this.opts.busyRetryAfterMs, ErrorCode.TARGET_BUSY, `target ${target} is slow: ${this.size} packets (${this.heldBytes} bytes) wait for its handler`);
+    this.block(now + this.opts.busyRetryAfterMs, ErrorCode.TARGET_BUSY, `target ${target} is slow: ${this.size} packets (${this.laneBytes} bytes) wait for its handler`);
   }
 
   /** The agent has let go of every seq up to `seq`: they will not be offered again. */
   forgetThrough(seq: number): void {
-    while (this.held.length > 0 && this.held[0]! <= seq) this.held.shift();
+    while (this.refusedSeqs.length > 0 && this.refusedSeqs[0]! <= seq) this.refusedSeqs.shift();
   }
 
   private pump(): void {
@@ -178,22 +176,31 @@ export class Lane {
         return;
       }
       // Hold the target back: this packet and every one queued behind it go back to the agent.
-      this.heldBytes -= item.bytes;
+      this.laneBytes -= item.bytes;
       this.block(now + result.retryAfterMs, result.code, result.message);
       this.hold(item.packet.seq);
       this.cb.settled(item, result);
       this.refuseQueued();
     } else {
-      this.heldBytes -= item.bytes;
+      this.laneBytes -= item.bytes;
       this.cb.settled(item, result);
     }
     this.pump();
   }
 
   private refuseQueued(): void {
-    const now = this.cb.now();
-    for (const item of this.queue.splice(0)) {
-      this.heldBytes -= item.bytes;
+    this.giveBack(this.queue.splice(0).map((item) => this.take(item)), this.cb.now());
+  }
+
+  /** An item leaves the lane: its bytes no longer count. */
+  private take(item: LaneItem): LaneItem {
+    this.laneBytes -= item.bytes;
+    return item;
+  }
+
+  /** Items taken out of the lane go back to the agent, refused for now, in the order given. */
+  private giveBack(items: LaneItem[], now: number): void {
+    for (const item of items) {
       this.hold(item.packet.seq);
       this.cb.refused(item, this.refusal(now));
     }
@@ -216,12 +223,12 @@ export class Lane {
   }
 
   private hold(seq: number): void {
-    let i = this.held.length;
-    while (i > 0 && this.held[i - 1]! > seq) i--;
-    if (this.held[i - 1] !== seq) this.held.splice(i, 0, seq);
+    let i = this.refusedSeqs.length;
+    while (i > 0 && this.refusedSeqs[i - 1]! > seq) i--;
+    if (this.refusedSeqs[i - 1] !== seq) this.refusedSeqs.splice(i, 0, seq);
   }
 
   private unhold(seq: number): void {
-    if (this.held[0] === seq) this.held.shift();
+    if (this.refusedSeqs[0] === seq) this.refusedSeqs.shift();
   }
 }

@@ -7,7 +7,7 @@ import { packetCreditBytes, type Packet } from '../protocol/packet.js';
 import type { PeerInfo, Transport } from '../protocol/transport.js';
 import type { DispatchLog } from './dispatch-log.js';
 import type { DispatchPacket, Handler, HandlerResult } from './handlers/handler.js';
-import { Lane, type LaneItem, type LaneRefusal } from './lane.js';
+import { Lane, type LaneItem, type LaneOptions, type LaneRefusal } from './lane.js';
 import type { Router } from './routes.js';
 
 export interface SessionOptions {
@@ -72,7 +72,16 @@ export class Session {
   private ackScheduled = false;
   private shedTimer: unknown = null;
 
+  /** What every lane of this session gets (a slow target keeps at most a quarter of the credit: the rest stays for the others). */
+  private readonly laneShare: Omit<LaneOptions, 'inflightMax'>;
+
   constructor(private readonly t: Transport, private readonly opts: SessionOptions, private readonly deps: SessionDeps) {
+    this.laneShare = {
+      busyRetryAfterMs: opts.busyRetryAfterMs, slowMs: opts.targetSlowMs,
+      queuePacketsMax: Math.max(1, Math.min(opts.targetQueuePacketsMax, Math.floor(opts.queuePacketsMax / 4))),
+      bytesMax: Math.floor(opts.queueBytesMax / 4),
+      retriesInPlace: opts.retriesInPlace, retryInPlaceMsMax: opts.retryInPlaceMsMax,
+    };
     this.lastRxMs = deps.clock.now();
     this.timer = deps.clock.setTimeout(() => this.bye(ErrorCode.PEER_TIMEOUT, 'no HELLO in time'), opts.helloTimeoutMs);
     t.onFrame((f) => this.onFrame(f));
@@ -183,19 +192,10 @@ export class Session {
     if (!handler) return this.reject(item, ErrorCode.UNKNOWN_TARGET, `no route for target ${p.target}`);
     let lane = this.lanes.get(p.target);
     if (!lane) {
-      lane = new Lane(
-        {
-          // A slow target keeps at most a quarter of the session's credit: the rest stays for the others.
-          inflightMax: handler.inflightMax ?? 1, busyRetryAfterMs: this.opts.busyRetryAfterMs, slowMs: this.opts.targetSlowMs,
-          queuePacketsMax: Math.max(1, Math.min(this.opts.targetQueuePacketsMax, Math.floor(this.opts.queuePacketsMax / 4))),
-          bytesMax: Math.floor(this.opts.queueBytesMax / 4),
-          retriesInPlace: this.opts.retriesInPlace, retryInPlaceMsMax: this.opts.retryInPlaceMsMax,
-        },
-        {
-          run: (i) => this.run(handler, i), settled: (i, r) => this.settled(i, r), refused: (i, r) => this.refuse(i, r),
-          now: () => this.deps.clock.now(), later: (fn, ms) => void this.deps.clock.setTimeout(() => !this.closed && fn(), ms),
-        },
-      );
+      lane = new Lane({ ...this.laneShare, inflightMax: handler.inflightMax ?? 1 }, {
+        run: (i) => this.run(handler, i), settled: (i, r) => this.settled(i, r), refused: (i, r) => this.refuse(i, r),
+        now: () => this.deps.clock.now(), later: (fn, ms) => void this.deps.clock.setTimeout(() => !this.closed && fn(), ms),
+      });
       this.lanes.set(p.target, lane);
     }
     const refusal = lane.offer(item);
@@ -210,9 +210,10 @@ export class Session {
       this.shedTimer = null;
       if (this.closed) return;
       let busy = false;
-      for (const lane of this.lanes.values()) {
+      for (const [target, lane] of this.lanes) {
         lane.shed();
-        busy ||= lane.size > 0;
+        if (lane.idle) this.lanes.delete(target);
+        else busy ||= lane.size > 0;
       }
       if (busy) this.armShed();
     }, this.opts.targetSlowMs + 1);
@@ -303,7 +304,6 @@ export class Session {
       creditPackets: Math.max(0, this.opts.queuePacketsMax - slow.packets),
       creditBytes: Math.max(0, this.opts.queueBytesMax - slow.bytes),
     });
-    for (const [target, lane] of this.lanes) if (lane.idle) this.lanes.delete(target);
   }
 
   /** What slow targets hold: credit the agent cannot use for the others. */
@@ -312,8 +312,7 @@ export class Session {
     let bytes = 0;
     const now = this.deps.clock.now();
     for (const lane of this.lanes.values()) {
-      const since = lane.busySinceMs;
-      if (since !== null && now - since > this.opts.targetSlowMs) {
+      if (lane.isSlow(now)) {
         packets += lane.size;
         bytes += lane.bytes;
       }
