@@ -133,11 +133,11 @@ export class Link extends EventEmitter<{ status: [LinkStatus] }> {
       const backoffMs = backoffDelayMs(this.attempt++, this.opts.reconnectDelayMsMin, this.opts.reconnectDelayMsMax, this.deps.rng);
       const error = end.error;
       // The gateway paces reconnect storms: never dial sooner than it asked. A refusal that a
-      // retry cannot fix soon (credentials, version) waits the longest back-off at once.
-      const code = (error as FerryError | undefined)?.code ?? '';
-      const refused = code.startsWith('AUTH_') || code === ErrorCode.PROTOCOL_VERSION || code === ErrorCode.TLS_FAILED;
+      // retry cannot fix soon (credentials, TLS set-up, version) waits the longest back-off at once.
+      const code = (error as FerryError | undefined)?.code;
+      const refused = code !== undefined && (code.startsWith('AUTH_') || code.startsWith('TLS_') || code === ErrorCode.PROTOCOL_VERSION);
       const delayMs = Math.max(backoffMs, end.retryAfterMs, refused ? this.opts.reconnectDelayMsMax : 0);
-      this.deps.log.info('link: disconnected; reconnecting', { delayMs, error: error?.message, code: (error as FerryError | undefined)?.code });
+      this.deps.log.info('link: disconnected; reconnecting', { delayMs, error: error?.message, code });
       this.setStatus({ state: 'backoff', delayMs, error: error?.message ?? 'closed' });
       await new Promise<void>((resolve) => {
         const h = this.deps.clock.setTimeout(resolve, delayMs);

@@ -231,8 +231,8 @@ export class SegmentStore implements PacketStore {
         p.reject(failure);
       }
     }
+    this.tailCache.dropThrough(this.acks.ackedSeq);
     for (const p of batch.slice(0, written)) {
-      this.tailCache.dropThrough(this.acks.ackedSeq);
       this.tailCache.push(p.packet);
       this.counters.appended++;
       p.resolve(p.packet);
@@ -321,7 +321,8 @@ export class SegmentStore implements PacketStore {
 
   /** Applies the full policy so `bytes` more fit; false means refuse the append. */
   private makeRoom(bytes: number, priority: number): boolean {
-    if (this.storeBytes() + this.pendingBytes + bytes > this.o.bytesMax) this.reclaimDone();
+    if (this.storeBytes() + this.pendingBytes + bytes <= this.o.bytesMax) return true;
+    this.reclaimDone();
     while (this.storeBytes() + this.pendingBytes + bytes > this.o.bytesMax) {
       if (this.o.fullPolicy === 'reject') return false;
       const sealed = this.segments.filter((m) => m !== this.active.meta);

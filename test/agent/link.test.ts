@@ -341,7 +341,7 @@ t.test('link - BYE with retryAfterMs after WELCOME is honoured too', async (t) =
   t.pass('dialed again at 10000 ms');
 });
 
-for (const code of [ErrorCode.AUTH_FAILED, ErrorCode.AUTH_REVOKED, ErrorCode.AUTH_AGENT_MISMATCH]) {
+for (const code of [ErrorCode.AUTH_FAILED, ErrorCode.AUTH_REVOKED, ErrorCode.AUTH_AGENT_MISMATCH, ErrorCode.PROTOCOL_VERSION, ErrorCode.TLS_REQUIRED]) {
   t.test(`link - BYE ${code} makes the next dial wait reconnectDelayMsMax`, async (t) => {
     const h = await harness(t, { reconnectDelayMsMin: 100, reconnectDelayMsMax: 30_000 });
     h.link.start();

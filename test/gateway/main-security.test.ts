@@ -25,13 +25,13 @@ const clientOf = (cn: string, authority = certs.main): DialerTls => {
   return { ...trustMain, cert: readFileSync(c.cert), key: readFileSync(c.key) };
 };
 
-async function gateway(t: Test, auth: Record<string, unknown>, lines: string[] = []): Promise<{ gw: RunningGateway; dataDir: string; lines: string[] }> {
+async function gateway(t: Test, auth: Record<string, unknown>, lines: string[] = [], limits: Record<string, unknown> = {}): Promise<{ gw: RunningGateway; dataDir: string; lines: string[] }> {
   const dir = t.testdir();
   const dataDir = join(dir, 'gw');
   const config = gatewayConfigSchema.parse({
     listen: { tcp: '127.0.0.1:0', tls: '127.0.0.1:0' },
     tls: { cert: certs.main.gateway.cert, key: certs.main.gateway.key, ca: certs.main.ca },
-    auth, dataDir,
+    auth, dataDir, limits,
     routes: [{ match: '#', handler: 'file', path: join(dir, 'out.jsonl') }],
   });
   const gw = await runGateway(config, { log: createLog({ write: (l) => lines.push(l) }) });
@@ -104,6 +104,18 @@ t.test('gateway security - auth not required: any agent ID, one warning at start
   await cli.revoke('pi-bad');
   await waitFor(async () => codeOf((await hello(t, `tcp://127.0.0.1:${gw.ports.tcp}`, { agent: 'pi-bad' })).first) === ErrorCode.AUTH_REVOKED);
   t.pass('revoked agent refused');
+});
+
+t.test('gateway security - past agentsMax a new agent gets BYE AGENTS_MAX with a retry-after; a reconnecting agent still gets in', async (t) => {
+  const { gw } = await gateway(t, {}, [], { agentsMax: 1 });
+  const url = `tcp://127.0.0.1:${gw.ports.tcp}`;
+  const first = await hello(t, url, { agent: 'pi-1' });
+  t.equal(codeOf(first.first), 'WELCOME');
+  const second = await hello(t, url, { agent: 'pi-2' });
+  t.equal(codeOf(second.first), ErrorCode.AGENTS_MAX, 'a second agent is refused');
+  t.ok(second.first?.t === FrameType.BYE && (second.first.retryAfterMs ?? 0) > 0, 'with a retry-after');
+  t.equal(codeOf((await hello(t, url, { agent: 'pi-1' })).first), 'WELCOME', 'the same agent reconnecting replaces its own session');
+  t.equal(gw.stats().sessions, 1);
 });
 
 t.test('gateway security - bad TLS files stop the start with CONFIG_INVALID naming the file', async (t) => {
