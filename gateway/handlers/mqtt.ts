@@ -87,7 +87,6 @@ interface Job {
   resolve: (result: HandlerResult) => void;
   timer: NodeJS.Timeout | undefined;
   settled: boolean;
-  sent: boolean;
   messageId: number | undefined;
 }
 
@@ -220,7 +219,7 @@ class MqttPublisher implements MqttHandler {
       },
     };
     return new Promise<HandlerResult>((resolve) => {
-      const job: Job = { topic, payload: encoded.payload, publish, resolve, timer: undefined, settled: false, sent: false, messageId: undefined };
+      const job: Job = { topic, payload: encoded.payload, publish, resolve, timer: undefined, settled: false, messageId: undefined };
       job.timer = setTimeout(() => this.onTimeout(job), this.s.publishTimeoutMs);
       this.waiting.push(job);
       this.pump();
@@ -245,9 +244,11 @@ class MqttPublisher implements MqttHandler {
     if (job.settled) return;
     job.settled = true;
     clearTimeout(job.timer);
-    const at = this.waiting.indexOf(job);
-    if (at >= 0) this.waiting.splice(at, 1);
-    this.sentJobs.delete(job);
+    // A job that was sent is not in the queue: only one that timed out while waiting needs the scan.
+    if (!this.sentJobs.delete(job)) {
+      const at = this.waiting.indexOf(job);
+      if (at >= 0) this.waiting.splice(at, 1);
+    }
     if (job.messageId !== undefined && !result.ok) this.client.removeOutgoingMessage(job.messageId);
     job.resolve(result);
     if (this.sentJobs.size === 0) this.inflightEmpty?.();
@@ -259,7 +260,6 @@ class MqttPublisher implements MqttHandler {
   }
 
   private send(job: Job): void {
-    job.sent = true;
     this.sentJobs.add(job);
     const done = (err?: Error): void => {
       this.finish(job, err ? this.retryable(`mqtt publish to "${job.topic}" failed: ${err.message}`) : { ok: true });
@@ -290,7 +290,7 @@ class MqttPublisher implements MqttHandler {
   }
 
   private onTimeout(job: Job): void {
-    const why = job.sent ? 'the broker did not acknowledge the publish' : this.state === 'connected' ? 'no in-flight slot became free' : 'the broker did not connect';
+    const why = this.sentJobs.has(job) ? 'the broker did not acknowledge the publish' : this.state === 'connected' ? 'no in-flight slot became free' : 'the broker did not connect';
     this.finish(job, this.retryable(`mqtt publish to "${job.topic}" timed out after ${this.s.publishTimeoutMs} ms: ${why}`));
   }
 

@@ -212,9 +212,11 @@ export class WebhookHandler implements Handler {
     if (job.settled) return;
     job.settled = true;
     clearTimeout(job.timer);
-    const at = this.waiting.indexOf(job);
-    if (at >= 0) this.waiting.splice(at, 1);
-    this.active.delete(job);
+    // A job that was sent is not in the queue: only one that timed out while waiting needs the scan.
+    if (!this.active.delete(job)) {
+      const at = this.waiting.indexOf(job);
+      if (at >= 0) this.waiting.splice(at, 1);
+    }
     if (!drained) job.req?.destroy();
     job.resolve(result);
     this.pump();
