@@ -75,7 +75,19 @@ export function checkData(data: PacketData, dataBytesMax: number): PacketData {
   return data;
 }
 
-/** Packet data inside a JSON document: bytes become `{ "base64": ... }`, values stay as they are. */
+/** Packet data inside a JSON document: bytes, at any depth, become `{ "base64": ... }`; values stay as they are. */
 export function dataToJson(data: PacketData): unknown {
-  return data instanceof Uint8Array ? { base64: Buffer.from(data).toString('base64') } : data;
+  if (data instanceof Uint8Array) return { base64: Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('base64') };
+  if (Array.isArray(data)) return data.map(dataToJson);
+  if (data !== null && typeof data === 'object') return Object.fromEntries(Object.entries(data).map(([k, v]) => [k, dataToJson(v)]));
+  return data;
+}
+
+/**
+ * The same as a `JSON.stringify` replacer, without copying the value first: bytes at any depth
+ * become `{ "base64": ... }`. It looks at the raw value, before a Buffer's own toJSON.
+ */
+export function bytesAsBase64(this: unknown, key: string, value: unknown): unknown {
+  const raw = (this as Record<string, unknown>)[key];
+  return raw instanceof Uint8Array ? { base64: Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString('base64') } : value;
 }

@@ -20,7 +20,7 @@ import { mkdir, open, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { syncDir } from '../../common/durable-file.js';
 import { ErrorCode, FerryError } from '../../protocol/errors.js';
-import { dataToJson } from '../../protocol/packet.js';
+import { bytesAsBase64 } from '../../protocol/packet.js';
 import { mark, readOlderMarks, rotate, scanLines, type SeqMarks } from './file-rotation.js';
 import type { DispatchPacket, Handler, HandlerResult } from './handler.js';
 
@@ -86,7 +86,7 @@ export class FileHandler implements Handler {
     const key = `${p.agent}\u0000${p.seq}`;
     const queued = this.queuedByKey.get(key);
     if (queued) return queued;
-    const line = Buffer.from(`${JSON.stringify({ agent: p.agent, seq: p.seq, target: p.target, ts: p.ts, data: dataToJson(p.data) })}\n`);
+    const line = Buffer.from(`${JSON.stringify({ agent: p.agent, seq: p.seq, target: p.target, ts: p.ts, data: p.data }, bytesAsBase64)}\n`);
     const result = new Promise<HandlerResult>((resolve) => {
       this.queue.push({ agent: p.agent, seq: p.seq, line, resolve });
       if (!this.flushing) void this.flush();

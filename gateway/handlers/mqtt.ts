@@ -1,6 +1,6 @@
 import { connect as mqttConnect, type IClientOptions, type IClientPublishOptions, type MqttClient } from 'mqtt';
 import { ErrorCode, FerryError } from '../../protocol/errors.js';
-import type { PacketData } from '../../protocol/packet.js';
+import { bytesAsBase64, type PacketData } from '../../protocol/packet.js';
 import type { DispatchPacket, Handler, HandlerResult } from './handler.js';
 
 export interface MqttHandlerOptions {
@@ -75,7 +75,7 @@ function stringProblem(s: string, what: string): string | undefined {
 
 function encodePayload(data: PacketData): { payload: Buffer; json: boolean } {
   if (data instanceof Uint8Array) return { payload: Buffer.from(data.buffer, data.byteOffset, data.byteLength), json: false };
-  const text = JSON.stringify(data) as string | undefined;
+  const text = JSON.stringify(data, bytesAsBase64) as string | undefined;
   if (text === undefined) throw new Error('the value has no JSON form');
   return { payload: Buffer.from(text, 'utf8'), json: true };
 }

@@ -8,7 +8,7 @@
 import { Agent as HttpAgent, request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { ErrorCode, FerryError } from '../../protocol/errors.js';
-import type { PacketData } from '../../protocol/packet.js';
+import { bytesAsBase64, type PacketData } from '../../protocol/packet.js';
 import type { DispatchPacket, Handler, HandlerResult } from './handler.js';
 import { headerProblem, outcomeOf, renderUrl, urlProblem, type RetryPolicy } from './http-outcome.js';
 
@@ -66,7 +66,7 @@ function headerSafe(s: string): string {
 
 function encodeBody(data: PacketData): { body: Buffer; contentType: string } | undefined {
   if (data instanceof Uint8Array) return { body: Buffer.from(data.buffer, data.byteOffset, data.byteLength), contentType: 'application/octet-stream' };
-  const text = JSON.stringify(data, (_k, v: unknown) => (v instanceof Uint8Array ? { base64: Buffer.from(v).toString('base64') } : v)) as string | undefined;
+  const text = JSON.stringify(data, bytesAsBase64) as string | undefined;
   return text === undefined ? undefined : { body: Buffer.from(text, 'utf8'), contentType: 'application/json' };
 }
 

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { ErrorCode } from '../../protocol/errors.js';
-import { checkData, checkTarget, dataBytes, dataBytesMaxDefault, targetBytesMax, type PacketData } from '../../protocol/packet.js';
+import { bytesAsBase64, checkData, checkTarget, dataBytes, dataBytesMaxDefault, dataToJson, targetBytesMax, type PacketData } from '../../protocol/packet.js';
 import { refuses } from '../helpers/refuses.js';
 
 const utf8Bytes = (s: string) => Buffer.byteLength(s, 'utf8');
@@ -112,4 +112,12 @@ t.test('packet - checkData passes data up to the limit and refuses one byte more
   const longString = 'a'.repeat(dataBytesMaxDefault - 2); // JSON adds two quotes
   t.equal(checkData(longString, dataBytesMaxDefault), longString, 'a string whose JSON text is exactly 64 KiB');
   refuses(t, () => checkData(longString + 'a', dataBytesMaxDefault), ErrorCode.DATA_TOO_LARGE, 'one character more');
+});
+
+t.test('packet - bytes at any depth become { base64 } in JSON, also a Buffer, and values stay as they are', async (t) => {
+  const data = { a: new Uint8Array([1, 2]), b: [Buffer.from('hi'), 3], c: 'x' } as unknown as PacketData;
+  const expected = { a: { base64: 'AQI=' }, b: [{ base64: 'aGk=' }, 3], c: 'x' };
+  t.same(dataToJson(data), expected, 'dataToJson');
+  t.same(JSON.parse(JSON.stringify({ data }, bytesAsBase64)).data, expected, 'the replacer');
+  t.same(JSON.parse(JSON.stringify(new Uint8Array([255]), bytesAsBase64)), { base64: '/w==' }, 'top-level bytes');
 });
