@@ -1,7 +1,14 @@
 import { z } from 'zod';
-import { dataBytesMaxDefault, targetBytesMax } from '../protocol/packet.js';
+import { checkTarget, dataBytesMaxDefault } from '../protocol/packet.js';
 
-const target = z.string().min(1).refine((s) => Buffer.byteLength(s) <= targetBytesMax, `at most ${targetBytesMax} bytes`);
+/** The same rule packets are held to, checked at load so a bad rule target fails at start. */
+const target = z.string().superRefine((s, ctx) => {
+  try {
+    checkTarget(s);
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: (err as Error).message });
+  }
+});
 const positiveInt = z.number().int().positive();
 
 const serialSource = z.strictObject({

@@ -46,6 +46,8 @@ export interface AgentStats {
 }
 
 export const storeDir = (config: AgentConfig): string => join(config.dataDir, 'store');
+/** The local API's socket: `socket`, else DATADIR/agent.sock. */
+export const socketPathOf = (config: AgentConfig): string => config.socket ?? join(config.dataDir, 'agent.sock');
 
 export async function runAgent(config: AgentConfig, opts: { log?: Log } = {}): Promise<RunningAgent> {
   const log = opts.log ?? createLog({ level: config.log.level, base: { agent: config.id } });
@@ -97,7 +99,7 @@ export async function runAgent(config: AgentConfig, opts: { log?: Log } = {}): P
     };
   };
 
-  const socketPath = config.socket ?? join(config.dataDir, 'agent.sock');
+  const socketPath = socketPathOf(config);
   const server: Server = await startLocalApi(
     socketPath,
     {

@@ -1,6 +1,6 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { agentConfigSchema, type AgentConfig } from '../agent/config.js';
-import { runAgent, storeDir } from '../agent/main.js';
+import { runAgent, socketPathOf, storeDir } from '../agent/main.js';
 import { SegmentStore } from '../agent/store/segment-store.js';
 import type { DeadLetter } from '../agent/store/store.js';
 import { localRequest } from '../agent/local-api.js';
@@ -122,8 +122,8 @@ prints "ferry agent stopped; lastSeq N ackedSeq M backlog B".
 
 /** Lists or requeues dead letters: through the running agent's socket, else from the store itself. */
 async function deadLetterCommand(config: AgentConfig, requeue: boolean): Promise<number> {
-  const socketPath = config.socket ?? `${config.dataDir}/agent.sock`;
-  let letters: DeadLetter[];
+  const socketPath = socketPathOf(config);
+  let letters: DeadLetter[] = [];
   let requeued: number | undefined;
   try {
     const res = await localRequest(socketPath, requeue ? { op: 'requeueDeadLetters' } : { op: 'deadLetters' });
@@ -134,8 +134,8 @@ async function deadLetterCommand(config: AgentConfig, requeue: boolean): Promise
     if (!isFerryError(err, ErrorCode.AGENT_UNREACHABLE)) throw err;
     const store = await SegmentStore.open({ dir: storeDir(config) });
     try {
-      letters = await store.deadLetters();
       if (requeue) requeued = await store.requeueDeadLetters();
+      else letters = await store.deadLetters();
     } finally {
       await store.close();
     }
@@ -202,7 +202,7 @@ Exits 0 and prints the seq once the agent stored the packet durably; non-zero wi
     if (socketPath === undefined) {
       if (f.config === undefined) throw new FerryError(ErrorCode.LOCAL_REQUEST_INVALID, 'give --socket PATH or --config AGENT_CONFIG');
       const c = loadYamlFile(f.config, agentConfigSchema);
-      socketPath = c.socket ?? `${c.dataDir}/agent.sock`;
+      socketPath = socketPathOf(c);
     }
     const res = await localRequest(socketPath, { op: 'send', target: f.target, data: data as never });
     if (!res.ok) throw new FerryError(res.code as ErrorCode, res.message);

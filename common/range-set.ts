@@ -14,13 +14,6 @@ export class RangeSet {
     return this.ranges.length;
   }
 
-  /** How many seqs the set holds. */
-  count(): number {
-    let n = 0;
-    for (const [a, b] of this.ranges) n += b - a + 1;
-    return n;
-  }
-
   /** How many seqs of [from, to] the set holds. */
   countIn(from: number, to: number): number {
     let n = 0;
@@ -68,13 +61,6 @@ export class RangeSet {
     while (this.ranges.length > 0 && this.ranges[0]![1] <= seq) this.ranges.shift();
     const first = this.ranges[0];
     if (first && first[0] <= seq) first[0] = seq + 1;
-  }
-
-  /** The seqs from the range containing `seq`, as its upper end, or null. */
-  rangeEnd(seq: number): number | null {
-    const i = this.find(seq);
-    const r = this.ranges[i];
-    return r && r[0] <= seq ? r[1] : null;
   }
 
   toArray(rangesMax = Infinity): [number, number][] {
