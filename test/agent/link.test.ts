@@ -15,21 +15,12 @@ import { FrameType, type AckFrame, type NackFrame, type WelcomeFrame } from '../
 import type { NewPacket, Packet } from '../../protocol/packet.js';
 import { MemoryTransport } from '../helpers/memory-transport.js';
 import { FakeClock } from './fixtures/fake-clock.js';
+import { turn, until } from '../helpers/wait.js';
 
 /** A subtest, as `t.test` hands it to its callback. */
 type Test = Parameters<Parameters<typeof t.test>[0]>[0];
 
-/** Lets callbacks queued on the event loop (store writes, link pumps) run. */
-const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
-/** Waits (real time, bounded) until `cond` holds. */
-async function until(cond: () => boolean, what: string): Promise<void> {
-  const deadline = Date.now() + 5000;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
-    await turn();
-  }
-}
 
 /** The SegmentStore, with a count of calls still running, so a test can tell when the link is idle. */
 class CountingStore implements PacketStore {

@@ -3,6 +3,7 @@ import { connect as mqttConnect, connectAsync, type IClientOptions, type MqttCli
 import type { DispatchPacket, HandlerResult } from '../../gateway/handlers/handler.js';
 import { createMqttHandler, type MqttHandler, type MqttHandlerOptions } from '../../gateway/handlers/mqtt.js';
 import { startMosquitto, type Mosquitto } from '../helpers/mosquitto.js';
+import { pollUntil } from '../helpers/wait.js';
 
 /** A subtest, as `t.test` hands it to its callback. */
 type Test = Parameters<Parameters<typeof t.test>[0]>[0];
@@ -66,13 +67,6 @@ function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   return Promise.race([p, guard]).finally(() => clearTimeout(timer));
 }
 
-async function waitFor(cond: () => boolean, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await sleep(10);
-  }
-}
 
 function expectRetryable(t: Test, r: HandlerResult, what: string): void {
   t.ok(!r.ok && r.retryable && r.code === 'HANDLER_FAILED', `${what}: retryable HANDLER_FAILED (${r.ok ? 'ok' : r.message})`);
@@ -102,7 +96,7 @@ t.test('mqtt handler restart - a killed broker fails in-flight and new publishes
   // Freeze the broker so that nothing is acknowledged, put five publishes on the wire, then crash it.
   process.kill(first.pid, 'SIGSTOP');
   const inflight = [2, 3, 4, 5, 6].map((seq) => record(seq, `in-flight seq ${seq}`));
-  await waitFor(() => handler.inflight === 5, 3000, 'five publishes in flight');
+  await pollUntil(() => handler.inflight === 5, 3000, 'five publishes in flight');
   await crash(first);
   for (const [i, r] of (await Promise.all(inflight)).entries()) {
     expectRetryable(t, r, `in flight at the kill (seq ${i + 2})`);
@@ -117,14 +111,14 @@ t.test('mqtt handler restart - a killed broker fails in-flight and new publishes
   await sleep(300); // reconnect attempts fail meanwhile; none may throw or resolve anything
 
   const second = await broker(t, dataDir, first.port);
-  await waitFor(() => handler.status === 'connected', 10_000, 'the handler to reconnect on its own');
+  await pollUntil(() => handler.status === 'connected', 10_000, 'the handler to reconnect on its own');
   const sub = await connectAsync(second.url, { protocolVersion: 5, clean: true, reconnectPeriod: 0 });
   t.teardown(() => sub.endAsync(true));
   const received: string[] = [];
   sub.on('message', (_topic, _payload, p) => received.push(String(p.properties?.userProperties?.['ferry-seq'])));
   await sub.subscribeAsync('ferry/#', { qos: 1 });
   for (const seq of [2, 3, 4, 5, 6, 7]) t.same(await record(seq, `seq ${seq} after restart`), { ok: true }, `seq ${seq} is published after the restart`);
-  await waitFor(() => received.length >= 6, 5000, 'six messages at the subscriber');
+  await pollUntil(() => received.length >= 6, 5000, 'six messages at the subscriber');
   t.same(received, ['2', '3', '4', '5', '6', '7'], 'the restarted broker got each packet once, in order');
   okOnlyAfterPuback(t, results, wire);
 });
@@ -140,7 +134,7 @@ t.test('mqtt handler restart - a broker killed mid-stream: every call settles an
       results.set(i + 1, r);
     }),
   );
-  await waitFor(() => wire.acked.size >= 100, 10_000, 'the first 100 PUBACKs');
+  await pollUntil(() => wire.acked.size >= 100, 10_000, 'the first 100 PUBACKs');
   await crash(first);
   await Promise.all(all);
   const ok = [...results.values()].filter((r) => r.ok).length;
@@ -151,7 +145,7 @@ t.test('mqtt handler restart - a broker killed mid-stream: every call settles an
   t.same(Object.keys(wire.client().outgoing), [], 'mqtt.js holds nothing to resend');
 
   await broker(t, dataDir, first.port);
-  await waitFor(() => handler.status === 'connected', 10_000, 'the handler to reconnect on its own');
+  await pollUntil(() => handler.status === 'connected', 10_000, 'the handler to reconnect on its own');
   const retry = [...results].filter(([, r]) => !r.ok).map(([seq]) => seq).slice(0, 50);
   for (const seq of retry) results.set(seq, await within(handler.handle(pkt(seq)), publishTimeoutMs + 2000, `retry of ${seq}`));
   t.ok(retry.every((seq) => results.get(seq)!.ok), 'the retried packets are delivered to the restarted broker');

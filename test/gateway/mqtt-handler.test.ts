@@ -4,6 +4,7 @@ import type { DispatchPacket, HandlerResult } from '../../gateway/handlers/handl
 import { createMqttHandler, type MqttHandler, type MqttHandlerOptions } from '../../gateway/handlers/mqtt.js';
 import type { PacketData } from '../../protocol/packet.js';
 import { startMosquitto, type Mosquitto } from '../helpers/mosquitto.js';
+import { pollUntil } from '../helpers/wait.js';
 
 /** A subtest, as `t.test` hands it to its callback (the last overload of t.test is `(cb)`). */
 type Test = Parameters<Parameters<typeof t.test>[0]>[0];
@@ -28,14 +29,6 @@ function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-/** Polls `cond` until it holds; throws after `ms` (a bound against hanging, not a timing assertion). */
-async function waitFor(cond: () => boolean, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await sleep(10);
-  }
-}
 
 /** Resolves what `p` resolves, or rejects if it does not settle within `ms`. */
 function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
@@ -165,7 +158,7 @@ t.test('mqtt handler - publishes with user properties and acks after PUBACK', as
   t.equal(resolvedOk, 200);
   t.equal(resolvedBeforePuback, 0, 'no handle resolved ok before its PUBACK arrived');
 
-  await waitFor(() => received.length >= 200, 10_000, '200 messages at the subscriber');
+  await pollUntil(() => received.length >= 200, 10_000, '200 messages at the subscriber');
   await sleep(300); // room for a duplicate to show up
   t.equal(received.length, 200, 'exactly 200 messages, no duplicates');
 
@@ -215,7 +208,7 @@ t.test('mqtt handler - broker down gives a retryable failure and recovers after 
   // Offered at once (the loss may not be noticed yet) and again once the handler knows.
   const right = await within(handler.handle(pkt('pi-7', 2, 'telemetry/temp', 2)), 3000, 'handle right after the broker stopped');
   expectRetryable(t, right, 'handle right after the broker stopped');
-  await waitFor(() => handler.status === 'disconnected', 3000, 'the handler to notice the broker is gone');
+  await pollUntil(() => handler.status === 'disconnected', 3000, 'the handler to notice the broker is gone');
   for (let i = 0; i < 3; i++) {
     const r = await within(handler.handle(pkt('pi-7', 2, 'telemetry/temp', 2)), 3000, 'handle while the broker is down');
     expectRetryable(t, r, `handle while the broker is down (${i + 1})`);
@@ -227,7 +220,7 @@ t.test('mqtt handler - broker down gives a retryable failure and recovers after 
   await handleUntilOk(t, handler, pkt('pi-7', 2, 'telemetry/temp', 2), 10_000);
   t.equal(handler.status, 'connected');
   t.same(await handler.handle(pkt('pi-7', 3, 'telemetry/temp', 3)), { ok: true }, 'the next packet goes straight through');
-  await waitFor(() => received.length >= 2, 5000, 'both packets at the subscriber');
+  await pollUntil(() => received.length >= 2, 5000, 'both packets at the subscriber');
   t.same(
     received.map((m) => m.properties?.userProperties?.['ferry-seq']),
     ['2', '3'],
@@ -268,7 +261,7 @@ t.test('mqtt handler - a topic with a wildcard is a permanent failure', async (t
   // The same handler still publishes a valid topic, and the refused ones never reached the broker.
   t.same(await handler.handle(pkt('pi-7', 5, 'sensors/temp', 5)), { ok: true });
   t.same(wire.publishedSeqs, ['5'], 'only the valid packet was published');
-  await waitFor(() => received.length >= 1, 5000, 'the valid packet at the subscriber');
+  await pollUntil(() => received.length >= 1, 5000, 'the valid packet at the subscriber');
   await sleep(100);
   t.same(received.map((m) => m.topic), ['ferry/pi-7/sensors/temp']);
 });
@@ -280,5 +273,5 @@ t.test('mqtt handler - keeps at most inflightMax publishes un-acknowledged', asy
   const results = await Promise.all(Array.from({ length: 30 }, (_, i) => handler.handle(pkt(`pi-${i}`, i + 1, 'load', i))));
   t.ok(results.every((r) => r.ok), 'all 30 succeed');
   t.equal(wire.outstandingMax, 3, 'never more than 3 PUBLISHes waited for their PUBACK');
-  await waitFor(() => received.length >= 30, 5000, '30 messages at the subscriber');
+  await pollUntil(() => received.length >= 30, 5000, '30 messages at the subscriber');
 });

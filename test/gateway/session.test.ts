@@ -15,6 +15,7 @@ import { Router } from '../../gateway/routes.js';
 import { Session, type SessionDeps, type SessionOptions } from '../../gateway/session.js';
 import { MemoryTransport } from '../helpers/memory-transport.js';
 import { FakeClock } from '../agent/fixtures/fake-clock.js';
+import { turn, until } from '../helpers/wait.js';
 
 /** A subtest, as `t.test` hands it to its callback. */
 type Test = Parameters<Parameters<typeof t.test>[0]>[0];
@@ -24,20 +25,10 @@ const ok: HandlerResult = { ok: true };
 const retryable = (retryAfterMs: number): HandlerResult => ({ ok: false, retryable: true, code: ErrorCode.HANDLER_FAILED, message: 'backend down', retryAfterMs });
 const permanent: HandlerResult = { ok: false, retryable: false, code: ErrorCode.HANDLER_REJECTED, message: 'bad payload' };
 
-/** Lets callbacks queued on the event loop (handler results, dispatch-log writes, ACKs) run. */
-const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 const turns = async (n = 10): Promise<void> => {
   for (let i = 0; i < n; i++) await turn();
 };
 
-/** Waits (real time, bounded) until `cond` holds. */
-async function until(cond: () => boolean, what: string): Promise<void> {
-  const deadline = Date.now() + 5000;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
-    await turn();
-  }
-}
 
 /**
  * A handler whose calls wait for the test (`finish`), unless `auto` answers them at once.
