@@ -255,16 +255,7 @@ export class SegmentStore implements PacketStore {
   private async writeActive(parts: Buffer[], packets: Packet[]): Promise<void> {
     const seg = this.active.meta;
     const buf = Buffer.concat(parts);
-    try {
-      await this.active.fh.write(buf, 0, buf.length, seg.bytes);
-      // With O_DSYNC (sync 'always') the write itself was durable: one trip to the thread pool, not two.
-      if (this.o.sync === 'batch') await this.active.fh.datasync();
-      if (this.o.sync !== 'none') this.counters.syncs++;
-    } catch (err) {
-      // Cut whatever reached the file so later records never follow a torn one.
-      await this.active.fh.truncate(seg.bytes).catch(() => undefined);
-      throw err;
-    }
+    await this.appendDurably(this.active.fh, buf, seg.bytes, false);
     seg.bytes += buf.length;
     summarize(seg, packets);
   }
@@ -275,23 +266,30 @@ export class SegmentStore implements PacketStore {
    */
   private async roll(baseSeq: number, parts: Buffer[] = [], packets: Packet[] = []): Promise<void> {
     const old = this.active;
-    const summary = { ...old.meta };
+    const summary = { lastSeq: old.meta.lastSeq, packets: old.meta.packets, maxPriority: old.meta.maxPriority };
     summarize(summary, packets);
     const buf = Buffer.concat([...parts, encodeTrailer(summary)]);
-    try {
-      await old.fh.write(buf, 0, buf.length, old.meta.bytes);
-      await old.fh.datasync();
-      this.counters.syncs++;
-    } catch (err) {
-      await old.fh.truncate(old.meta.bytes).catch(() => undefined);
-      throw err;
-    }
-    old.meta.bytes += buf.length;
-    summarize(old.meta, packets);
-    old.meta.sealed = true;
-    old.meta.trailer = true;
+    await this.appendDurably(old.fh, buf, old.meta.bytes, true);
+    Object.assign(old.meta, summary, { bytes: old.meta.bytes + buf.length, sealed: true, trailer: true });
     await old.fh.close();
     await this.startSegment(baseSeq);
+  }
+
+  /**
+   * Writes `buf` at `offset` (the segment's end) durably under the sync policy; a seal is synced
+   * whatever the policy. With O_DSYNC (sync 'always') the write itself is durable: one trip to
+   * the thread pool, not two. On failure the file is cut back so later records never follow a
+   * torn one.
+   */
+  private async appendDurably(fh: FileHandle, buf: Buffer, offset: number, seal: boolean): Promise<void> {
+    try {
+      await fh.write(buf, 0, buf.length, offset);
+      if (this.o.sync === 'batch' || (seal && this.o.sync === 'none')) await fh.datasync();
+      if (seal || this.o.sync !== 'none') this.counters.syncs++;
+    } catch (err) {
+      await fh.truncate(offset).catch(() => undefined);
+      throw err;
+    }
   }
 
   /** The active segment is opened O_DSYNC under sync 'always': each group commit is one write call. */
