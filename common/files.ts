@@ -15,7 +15,8 @@
  *   loops over `write` and rejects (ENOSPC when a write made no progress) if the bytes cannot all
  *   be written; bytes already written by a failed `writeAll` may remain, so the caller cuts the
  *   file back (`truncate`) to its last whole record.
- * - `position: null` appends at the end of the file (O_APPEND semantics).
+ * - `position: null` appends at the end of the file (O_APPEND semantics). On a handle opened with
+ *   `append`, every write goes to the end whatever its `position` (as Linux does with O_APPEND).
  * - Data is durable only after `datasync` (or a write on a handle opened with `dsync`, which is
  *   durable when it resolves); a new or renamed directory entry is durable only after `syncDir`
  *   of its directory. A power cut may lose or tear (at sector granularity) anything else.
@@ -34,6 +35,8 @@ export interface OpenOptions {
   dsync?: boolean;
   /** open for reading only */
   readOnly?: boolean;
+  /** every write goes to the end of the file, whatever its position (O_APPEND) */
+  append?: boolean;
 }
 
 export interface FileHandle {
