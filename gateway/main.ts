@@ -14,6 +14,8 @@ import { Session } from './session.js';
 import { AgentRegistry } from './agents.js';
 import { createAuthenticator } from './auth.js';
 import { listen } from './listener.js';
+import { realFiles } from '../common/real-files.js';
+import { lockDataDir } from './data-dir-lock.js';
 
 export interface RunningGateway {
   /** the port actually bound (useful with port 0): the plaintext one, else the TLS one */
@@ -47,7 +49,31 @@ async function createHandler(route: RouteConfig, log: Log): Promise<Handler> {
   }
 }
 
+/**
+ * Starts the gateway holding its dataDir's lock, taken before anything in the directory is opened
+ * and released when the gateway stops or fails to start (DATA_DIR_LOCKED while another runs).
+ */
 export async function runGateway(config: GatewayConfig, opts: { log?: Log } = {}): Promise<RunningGateway> {
+  const lock = await lockDataDir(realFiles, config.dataDir);
+  try {
+    const gw = await startGateway(config, opts);
+    return {
+      ...gw,
+      async stop() {
+        try {
+          await gw.stop();
+        } finally {
+          await lock.release();
+        }
+      },
+    };
+  } catch (err) {
+    await lock.release();
+    throw err;
+  }
+}
+
+async function startGateway(config: GatewayConfig, opts: { log?: Log }): Promise<RunningGateway> {
   const log = opts.log ?? createLog({ level: config.log.level, base: { role: 'gateway' } });
   const clock = realClock;
   const sessions = new Map<string, Session>();
