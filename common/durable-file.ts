@@ -1,32 +1,22 @@
-import { open, rename, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
-
-/** Makes a rename or a new file in `dir` survive power loss: fsync the directory itself. */
-export async function syncDir(dir: string): Promise<void> {
-  const fh = await open(dir, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
+import type { Files } from './files.js';
 
 /**
  * Replaces `path` atomically: write a temporary file, fsync it, rename it over `path`, fsync the
  * directory. After a crash the file holds either the old or the new contents, never a mix.
  */
-export async function writeFileAtomic(path: string, data: Uint8Array | string): Promise<void> {
+export async function writeFileAtomic(files: Files, path: string, data: Uint8Array | string): Promise<void> {
   const tmp = `${path}.tmp`;
-  const fh = await open(tmp, 'w');
+  const fh = await files.open(tmp, { create: true, truncate: true });
   try {
-    await fh.writeFile(data);
+    await fh.writeAll(typeof data === 'string' ? Buffer.from(data) : data, 0);
     await fh.datasync();
   } catch (err) {
     await fh.close();
-    await unlink(tmp).catch(() => undefined);
+    await files.unlink(tmp).catch(() => undefined);
     throw err;
   }
   await fh.close();
-  await rename(tmp, path);
-  await syncDir(dirname(path));
+  await files.rename(tmp, path);
+  await files.syncDir(dirname(path));
 }

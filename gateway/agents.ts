@@ -13,6 +13,7 @@ import { mkdir, readFile } from 'node:fs/promises';
 import { unwatchFile, watchFile, type Stats } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { writeFileAtomic } from '../common/durable-file.js';
+import { realFiles } from '../common/real-files.js';
 import type { Log } from '../common/log.js';
 import { ErrorCode, FerryError } from '../protocol/errors.js';
 
@@ -215,7 +216,7 @@ export class AgentRegistry implements AgentLookup {
     const result = fn(agents, (this.opts.now ?? Date.now)());
     const doc = { version: fileVersion, agents: [...agents.values()] };
     await mkdir(dirname(this.path), { recursive: true });
-    await writeFileAtomic(this.path, `${JSON.stringify(doc, null, 2)}\n`);
+    await writeFileAtomic(realFiles, this.path, `${JSON.stringify(doc, null, 2)}\n`);
     await this.reload();
     return result;
   }

@@ -8,14 +8,14 @@
  * across all sessions) is a few dozen lines, where a database would add a sync per transaction.
  * The file is compacted into a snapshot (write + rename) once it grows past a bound.
  */
-import { constants } from 'node:fs';
-import { mkdir, open, readFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Decoder, Encoder } from 'cbor-x';
 import { frameRecord, scanRecords } from '../common/record.js';
 import { RangeSet } from '../common/range-set.js';
 import type { SeqRange } from '../protocol/frames.js';
 import { writeFileAtomic } from '../common/durable-file.js';
+import type { FileHandle, Files } from '../common/files.js';
+import { realFiles } from '../common/real-files.js';
 import type { Log } from '../common/log.js';
 
 const cbor = new Encoder({ useRecords: false, mapsAsObjects: true });
@@ -49,9 +49,16 @@ class AgentDispatch {
 /** A log record: `s` raises the floor (also the only form version 1 wrote), `r` adds dispatched ranges. */
 interface LogRecord { a: string; s?: number; r?: SeqRange[] }
 
+export interface DispatchLogOptions {
+  /** the file is rewritten as a snapshot once it grows past this (default 8 MiB) */
+  compactBytes?: number;
+  /** where the log lives; default realFiles */
+  files?: Files;
+}
+
 /** Appends whose write returns once durable (each group commit is one write call, as in the agent's store). */
-function openAppendDsync(path: string): Promise<FileHandle> {
-  return open(path, constants.O_RDWR | constants.O_CREAT | constants.O_APPEND | constants.O_DSYNC);
+function openAppendDsync(files: Files, path: string): Promise<FileHandle> {
+  return files.open(path, { create: true, append: true, dsync: true });
 }
 
 export class DispatchLog {
@@ -64,15 +71,16 @@ export class DispatchLog {
   private flushing: Promise<void> | null = null;
   syncs = 0;
 
-  private constructor(private readonly dir: string, private readonly compactBytes: number, private readonly log: Log) {}
+  private constructor(private readonly dir: string, private readonly compactBytes: number, private readonly log: Log, private readonly files: Files) {}
 
-  static async open(dir: string, log: Log, compactBytes = 8 * 1024 * 1024): Promise<DispatchLog> {
-    const d = new DispatchLog(dir, compactBytes, log);
-    await mkdir(dir, { recursive: true });
+  static async open(dir: string, log: Log, opts: DispatchLogOptions = {}): Promise<DispatchLog> {
+    const files = opts.files ?? realFiles;
+    const d = new DispatchLog(dir, opts.compactBytes ?? 8 * 1024 * 1024, log, files);
+    await files.mkdir(dir);
     const path = d.path;
     let buf: Buffer;
     try {
-      buf = await readFile(path);
+      buf = await files.readFile(path);
     } catch {
       buf = Buffer.alloc(0);
     }
@@ -84,7 +92,7 @@ export class DispatchLog {
         /* a record that passed its CRC but does not decode was written by another version: skip it */
       }
     }
-    d.fh = await openAppendDsync(path);
+    d.fh = await openAppendDsync(files, path);
     if (validBytes < buf.length) {
       log.warn('dispatch log: cut a torn tail', { bytes: buf.length - validBytes });
       await d.fh.truncate(validBytes);
@@ -168,7 +176,7 @@ export class DispatchLog {
       const buf = Buffer.concat(records.map((r) => frameRecord(cbor.encode(r))));
       try {
         // O_DSYNC: the write returns once the data is durable, one trip to the thread pool.
-        await this.fh.write(buf, 0, buf.length, null);
+        await this.fh.write(buf, null);
         this.syncs++;
         this.fileBytes += buf.length;
       } catch (err) {
@@ -190,9 +198,9 @@ export class DispatchLog {
   /** Rewrites the file as one record per agent. */
   private async compact(): Promise<void> {
     const buf = Buffer.concat([...this.dispatched].map(([a, d]) => frameRecord(cbor.encode({ a, s: d.floor, r: d.above.toArray() }))));
-    await writeFileAtomic(this.path, buf);
+    await writeFileAtomic(this.files, this.path, buf);
     await this.fh.close();
-    this.fh = await openAppendDsync(this.path);
+    this.fh = await openAppendDsync(this.files, this.path);
     this.fileBytes = buf.length;
     this.log.info('dispatch log: compacted', { agents: this.dispatched.size, bytes: buf.length });
   }

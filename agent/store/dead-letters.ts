@@ -1,5 +1,5 @@
-import { open, type FileHandle } from 'node:fs/promises';
 import { Decoder, Encoder } from 'cbor-x';
+import type { FileHandle, Files } from '../../common/files.js';
 import { frameRecord, scanRecords } from '../../common/record.js';
 import type { Packet, PacketData } from '../../protocol/packet.js';
 import type { DeadLetter } from './store.js';
@@ -15,16 +15,16 @@ const cborDecoder = new Decoder({ useRecords: false, mapsAsObjects: true });
 export class DeadLetterLog {
   private constructor(private readonly fh: FileHandle, private bytes: number) {}
 
-  static async open(path: string): Promise<DeadLetterLog> {
-    const fh = await open(path, 'a+');
-    const { size } = await fh.stat();
-    return new DeadLetterLog(fh, size);
+  static async open(files: Files, path: string): Promise<DeadLetterLog> {
+    // O_APPEND (as 'a+' was): each record goes to the end of the file.
+    const fh = await files.open(path, { create: true, append: true });
+    return new DeadLetterLog(fh, await fh.size());
   }
 
   async add(packet: Packet, code: string, message: string): Promise<void> {
     const body = cbor.encode({ k: 'dl', seq: packet.seq, target: packet.target, ts: packet.ts, data: packet.data, ttlMs: packet.ttlMs, priority: packet.priority, code, message });
     const rec = frameRecord(body);
-    await this.fh.write(rec, 0, rec.length, this.bytes);
+    await this.fh.write(rec, this.bytes);
     await this.fh.datasync();
     this.bytes += rec.length;
   }

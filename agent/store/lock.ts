@@ -1,49 +1,21 @@
-import { open, readFile, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { Files } from '../../common/files.js';
 import { ErrorCode, FerryError } from '../../protocol/errors.js';
 
 /**
- * One process per store: a LOCK file holding the owner's PID. A lock left by a dead process
- * (SIGKILL, power cut) is taken over; a live owner makes the second open fail with STORE_LOCKED.
+ * One owner per store: an exclusive lock on `DIR/LOCK` through `files.lock`, which the operating
+ * system releases when the process dies (SIGKILL, power cut), so a stale lock never blocks a start.
+ * A second open, from another process or this one, fails with STORE_LOCKED. No in-process
+ * bookkeeping here: the lock itself refuses a second holder, and a simulated crash that drops
+ * its disk's locks must free the store for the next open.
  */
-const heldHere = new Set<string>();
-
-export async function lockDir(dir: string): Promise<() => Promise<void>> {
-  const path = join(dir, 'LOCK');
-  // The PID check cannot tell two opens in this same process apart: remember our own locks.
-  if (heldHere.has(path)) throw new FerryError(ErrorCode.STORE_LOCKED, `store ${dir} is already open in this process`);
-  const release = await takeLock(dir, path);
-  heldHere.add(path);
-  return async () => {
-    heldHere.delete(path);
-    await release();
-  };
-}
-
-async function takeLock(dir: string, path: string): Promise<() => Promise<void>> {
-  for (let attempt = 0; attempt < 3; attempt++) {
-    try {
-      const fh = await open(path, 'wx');
-      await fh.writeFile(String(process.pid));
-      await fh.close();
-      return () => unlink(path).catch(() => undefined);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    }
-    const pid = Number((await readFile(path, 'utf8').catch(() => '')).trim());
-    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && isAlive(pid)) {
-      throw new FerryError(ErrorCode.STORE_LOCKED, `store ${dir} is in use by process ${pid}`);
-    }
-    await unlink(path).catch(() => undefined);
-  }
-  throw new FerryError(ErrorCode.STORE_LOCKED, `store ${dir}: could not take its lock`);
-}
-
-function isAlive(pid: number): boolean {
+export async function lockDir(files: Files, dir: string): Promise<() => Promise<void>> {
   try {
-    process.kill(pid, 0);
-    return true;
+    const lock = await files.lock(join(dir, 'LOCK'));
+    return () => lock.release();
   } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
+    // The lock's message says who holds it (this process, or the PID its file names).
+    if ((err as NodeJS.ErrnoException).code === 'ELOCKED') throw new FerryError(ErrorCode.STORE_LOCKED, `store ${dir} is in use: ${(err as Error).message}`, { cause: err });
+    throw err;
   }
 }

@@ -4,8 +4,8 @@
  * the tail segment is scanned record by record: a torn tail is cut, damage before intact records
  * is skipped and counted. Nothing here ever throws because of the files' contents.
  */
-import { open, readdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { FileHandle, Files } from '../../common/files.js';
 import type { Log } from '../../common/log.js';
 import type { AckState } from './record-codec.js';
 import { baseSeqFromName, decodeHeader, decodeTrailer, scanSegment, segmentHeaderBytes, segmentTrailerBytes, type SegmentSummary } from './segment.js';
@@ -31,16 +31,16 @@ export interface Recovered {
   acksFound: boolean;
 }
 
-export async function recoverSegments(dir: string, log: Log): Promise<Recovered> {
-  const names = (await readdir(dir)).map((n) => ({ n, base: baseSeqFromName(n) })).filter((x): x is { n: string; base: number } => x.base !== null);
+export async function recoverSegments(files: Files, dir: string, log: Log): Promise<Recovered> {
+  const names = (await files.readdir(dir)).map((n) => ({ n, base: baseSeqFromName(n) })).filter((x): x is { n: string; base: number } => x.base !== null);
   names.sort((a, b) => a.base - b.base);
   const out: Recovered = { segments: [], acks: { ackedSeq: 0, done: [], lastSeq: 0 }, tailBytesCut: 0, damagedSegments: 0, lostRanges: [], acksFound: false };
   // A newest segment whose creation was cut short (killed before its header and first ack record
   // were durable) holds nothing: remove it, so the segment before it is the tail that gets scanned.
   while (names.length > 0) {
     const path = join(dir, names[names.length - 1]!.n);
-    const fh = await open(path, 'r');
-    const { size } = await fh.stat();
+    const fh = await files.open(path, { readOnly: true });
+    const size = await fh.size();
     const head = Buffer.alloc(segmentHeaderBytes);
     await fh.read(head, 0, segmentHeaderBytes, 0);
     await fh.close();
@@ -48,15 +48,15 @@ export async function recoverSegments(dir: string, log: Log): Promise<Recovered>
     if (size >= segmentHeaderBytes && (decodeHeader(head) !== null || size > segmentHeaderBytes + 64)) break;
     log.warn('store: removed a segment whose creation was cut short', { path, bytes: size });
     out.tailBytesCut += size;
-    await unlink(path);
+    await files.unlink(path);
     names.pop();
   }
   for (const [i, { n, base }] of names.entries()) {
     const path = join(dir, n);
     const isTail = i === names.length - 1;
-    const fh = await open(path, isTail ? 'r+' : 'r');
+    const fh = await files.open(path, { readOnly: !isTail });
     try {
-      const { size } = await fh.stat();
+      const size = await fh.size();
       const head = Buffer.alloc(segmentHeaderBytes);
       await fh.read(head, 0, segmentHeaderBytes, 0);
       const headerBase = decodeHeader(head);
@@ -91,7 +91,7 @@ export async function recoverSegments(dir: string, log: Log): Promise<Recovered>
   // torn away, the newest ack state is in the segments before it.
   for (let i = out.segments.length - 2; i >= 0 && !out.acksFound; i--) {
     const meta = out.segments[i]!;
-    const fh = await open(meta.path, 'r');
+    const fh = await files.open(meta.path, { readOnly: true });
     try {
       for await (const item of scanSegment(fh, meta.baseSeq, segmentHeaderBytes, meta.trailer ? meta.bytes - segmentTrailerBytes : meta.bytes)) {
         if (item.kind === 'record' && item.record.kind === 'acks' && item.record.acks.ackedSeq >= out.acks.ackedSeq) {
@@ -107,7 +107,7 @@ export async function recoverSegments(dir: string, log: Log): Promise<Recovered>
 }
 
 /** Scans [header, end) of one segment into `meta`; the last acks record seen wins. */
-async function scanInto(fh: Awaited<ReturnType<typeof open>>, meta: SegmentMeta, end: number, out: Recovered, isOpenTail: boolean): Promise<{ validEnd: number }> {
+async function scanInto(fh: FileHandle, meta: SegmentMeta, end: number, out: Recovered, isOpenTail: boolean): Promise<{ validEnd: number }> {
   let validEnd = segmentHeaderBytes;
   let lastPacketSeq = meta.baseSeq - 1;
   let damageSince: number | null = null;

@@ -1,4 +1,4 @@
-import { open, type FileHandle } from 'node:fs/promises';
+import type { FileHandle, Files } from '../../common/files.js';
 import type { Packet } from '../../protocol/packet.js';
 import type { SegmentMeta } from './recover.js';
 import { scanSegment, segmentHeaderBytes, segmentTrailerBytes, type ScanItem } from './segment.js';
@@ -21,8 +21,8 @@ export class SegmentCursor {
     this.prevSeq = segment.baseSeq - 1;
   }
 
-  static async open(segment: SegmentMeta, after: number): Promise<SegmentCursor> {
-    return new SegmentCursor(segment, await open(segment.path, 'r'), after);
+  static async open(files: Files, segment: SegmentMeta, after: number): Promise<SegmentCursor> {
+    return new SegmentCursor(segment, await files.open(segment.path, { readOnly: true }), after);
   }
 
   /** Where the records end now: the active segment grows between calls. */

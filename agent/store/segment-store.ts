@@ -6,11 +6,10 @@
  * flash sees few, whole-block-friendly writes. SQLite or LevelDB would give durability, but with
  * a sync per transaction, page rewrites, and a refusal to open a corrupt file.
  */
-import { constants as fsConstants } from 'node:fs';
-import { mkdir, open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { frameRecord, recordHeaderBytes } from '../../common/record.js';
-import { syncDir } from '../../common/durable-file.js';
+import type { FileHandle, Files, OpenOptions } from '../../common/files.js';
+import { realFiles } from '../../common/real-files.js';
 import { realClock, type Clock } from '../../common/clock.js';
 import { silentLog, type Log } from '../../common/log.js';
 import { ErrorCode, FerryError } from '../../protocol/errors.js';
@@ -39,6 +38,8 @@ export interface SegmentStoreOptions {
   ackFlushMs?: number;
   clock?: Clock;
   log?: Log;
+  /** every file of the store (segments, dead letters, the lock) goes through this; default realFiles */
+  files?: Files;
 }
 
 interface Pending {
@@ -52,8 +53,9 @@ interface Pending {
 const ackRangesMax = 4096;
 
 export class SegmentStore implements PacketStore {
-  private readonly o: Required<Omit<SegmentStoreOptions, 'clock' | 'log'>>;
+  private readonly o: Required<Omit<SegmentStoreOptions, 'clock' | 'log' | 'files'>>;
   private readonly clock: Clock;
+  private readonly files: Files;
   private readonly log: Log;
   private segments: SegmentMeta[] = [];
   private active!: { meta: SegmentMeta; fh: FileHandle };
@@ -89,6 +91,7 @@ export class SegmentStore implements PacketStore {
     };
     this.clock = opts.clock ?? realClock;
     this.log = opts.log ?? silentLog;
+    this.files = opts.files ?? realFiles;
   }
 
   static async open(opts: SegmentStoreOptions): Promise<SegmentStore> {
@@ -99,9 +102,9 @@ export class SegmentStore implements PacketStore {
 
   private async recover(): Promise<void> {
     const { dir } = this.o;
-    await mkdir(dir, { recursive: true });
-    this.unlock = await lockDir(dir);
-    const r = await recoverSegments(dir, this.log);
+    await this.files.mkdir(dir);
+    this.unlock = await lockDir(this.files, dir);
+    const r = await recoverSegments(this.files, dir, this.log);
     this.recovery.tailBytesCut = r.tailBytesCut;
     this.recovery.damagedSegments = r.damagedSegments;
     this.segments = r.segments;
@@ -117,11 +120,11 @@ export class SegmentStore implements PacketStore {
     await this.removeDoneSegments();
     const last = this.segments[this.segments.length - 1];
     if (last && !last.sealed) {
-      this.active = { meta: last, fh: await open(last.path, this.activeFlags(false)) };
+      this.active = { meta: last, fh: await this.files.open(last.path, this.activeOpts(false)) };
     } else {
       await this.startSegment(this.lastSeq + 1);
     }
-    this.deadLetterLog = await DeadLetterLog.open(join(dir, 'dead-letters.log'));
+    this.deadLetterLog = await DeadLetterLog.open(this.files, join(dir, 'dead-letters.log'));
     if (r.tailBytesCut > 0 || r.damagedSegments > 0 || this.dropped.corrupt > 0) {
       this.log.warn('store: recovered with losses', { ...this.recovery, corruptPackets: this.dropped.corrupt });
     }
@@ -283,7 +286,7 @@ export class SegmentStore implements PacketStore {
    */
   private async appendDurably(fh: FileHandle, buf: Buffer, offset: number, seal: boolean): Promise<void> {
     try {
-      await fh.write(buf, 0, buf.length, offset);
+      await fh.write(buf, offset);
       if (this.o.sync === 'batch' || (seal && this.o.sync === 'none')) await fh.datasync();
       if (seal || this.o.sync !== 'none') this.counters.syncs++;
     } catch (err) {
@@ -293,19 +296,18 @@ export class SegmentStore implements PacketStore {
   }
 
   /** The active segment is opened O_DSYNC under sync 'always': each group commit is one write call. */
-  private activeFlags(create: boolean): number {
-    const c = fsConstants;
-    return c.O_RDWR | (create ? c.O_CREAT | c.O_TRUNC : 0) | (this.o.sync === 'always' ? c.O_DSYNC : 0);
+  private activeOpts(create: boolean): OpenOptions {
+    return { create, truncate: create, dsync: this.o.sync === 'always' };
   }
 
   /** Creates a segment file: header and the current ack state, synced, and the directory entry synced. */
   private async startSegment(baseSeq: number): Promise<void> {
     const path = join(this.o.dir, segmentFileName(baseSeq));
-    const fh = await open(path, this.activeFlags(true));
+    const fh = await this.files.open(path, this.activeOpts(true));
     const buf = Buffer.concat([encodeHeader(baseSeq), frameRecord(encodeAcksRecord(this.ackState()))]);
-    await fh.write(buf, 0, buf.length, 0);
+    await fh.write(buf, 0);
     await fh.datasync();
-    await syncDir(this.o.dir);
+    await this.files.syncDir(this.o.dir);
     const meta: SegmentMeta = { baseSeq, path, bytes: buf.length, sealed: false, trailer: false, damaged: false, lastSeq: baseSeq - 1, packets: 0, maxPriority: 0 };
     this.segments.push(meta);
     this.active = { meta, fh };
@@ -345,7 +347,7 @@ export class SegmentStore implements PacketStore {
     }
     this.segments = this.segments.filter((x) => x !== m);
     if (this.cursor?.segment === m) this.resetCursor();
-    this.deletions = Promise.all([this.deletions, unlink(m.path).catch(() => undefined)]).then(() => undefined);
+    this.deletions = Promise.all([this.deletions, this.files.unlink(m.path).catch(() => undefined)]).then(() => undefined);
     this.markAcksDirty();
   }
 
@@ -406,10 +408,10 @@ export class SegmentStore implements PacketStore {
     for (const m of doneSegs) {
       if (this.cursor?.segment === m) this.resetCursor();
       if (m.damaged) {
-        await mkdir(join(this.o.dir, 'damaged'), { recursive: true });
-        await rename(m.path, join(this.o.dir, 'damaged', basename(m.path))).catch(() => undefined);
+        await this.files.mkdir(join(this.o.dir, 'damaged'));
+        await this.files.rename(m.path, join(this.o.dir, 'damaged', basename(m.path))).catch(() => undefined);
       } else {
-        await unlink(m.path).catch(() => undefined);
+        await this.files.unlink(m.path).catch(() => undefined);
       }
     }
   }
@@ -489,7 +491,7 @@ export class SegmentStore implements PacketStore {
     // A segment that holds nothing after `after` hands over to the next one.
     while (seg && seg.lastSeq <= after) seg = this.segments[this.segments.indexOf(seg) + 1];
     if (!seg) return null;
-    this.cursor = await SegmentCursor.open(seg, after);
+    this.cursor = await SegmentCursor.open(this.files, seg, after);
     return this.cursor;
   }
 

@@ -5,7 +5,7 @@
  * so one flipped byte costs the records it hit, not the rest of the segment.
  */
 import { crc32 } from 'node:zlib';
-import type { FileHandle } from 'node:fs/promises';
+import type { FileHandle } from '../../common/files.js';
 import { recordBodyBytesMax, recordHeaderBytes } from '../../common/record.js';
 import { decodeRecord, type DecodedRecord } from './record-codec.js';
 
@@ -91,7 +91,7 @@ export async function* scanSegment(fh: FileHandle, baseSeq: number, from: number
     if (off + need > to) return false;
     const want = Math.min(to - off, Math.max(need, chunkBytes));
     if (want > scratch.length) scratch = Buffer.allocUnsafe(want);
-    const { bytesRead } = await fh.read(scratch, 0, want, off);
+    const bytesRead = await fh.read(scratch, 0, want, off);
     buf = scratch.subarray(0, bytesRead);
     bufStart = off;
     return bytesRead >= need;

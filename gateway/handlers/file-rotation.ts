@@ -3,11 +3,9 @@
  * NAME.KEEP and the high-water marks of every agent (`.NAME.seqs` beside it), which keep
  * de-duplication right after rotated files were deleted.
  */
-import { createReadStream } from 'node:fs';
-import { readFile, rename, unlink } from 'node:fs/promises';
-import { createInterface } from 'node:readline';
 import { basename, dirname, join } from 'node:path';
 import { writeFileAtomic } from '../../common/durable-file.js';
+import type { Files } from '../../common/files.js';
 
 /** Highest seq written per agent. */
 export type SeqMarks = Map<string, number>;
@@ -24,30 +22,54 @@ export function mark(marks: SeqMarks, agent: string, seq: number): void {
   if (seq > (marks.get(agent) ?? 0)) marks.set(agent, seq);
 }
 
+const scanChunkBytes = 64 * 1024;
+
 /**
  * Reads the packet lines of `path` (up to `size` bytes) into `marks`; returns the bytes of whole
- * lines, so that the caller can cut a torn last line. A missing file counts as empty.
+ * lines, so that the caller can cut a torn last line. A missing file counts as empty. A last line
+ * without its newline counts as a line (of its length + 1) only if that still fits `size`.
  */
-export async function scanLines(path: string, marks: SeqMarks, size = Infinity): Promise<number> {
+export async function scanLines(files: Files, path: string, marks: SeqMarks, size = Infinity): Promise<number> {
+  let fh;
+  try {
+    fh = await files.open(path, { readOnly: true });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 0;
+    throw err;
+  }
   let goodBytes = 0;
-  const input = createReadStream(path);
-  const missing = new Promise<boolean>((resolve) => {
-    input.once('error', (err: NodeJS.ErrnoException) => resolve(err.code === 'ENOENT'));
-    input.once('open', () => resolve(false));
-  });
-  if (await missing) return 0;
-  for await (const line of createInterface({ input, crlfDelay: Infinity })) {
-    const lineEnd = goodBytes + Buffer.byteLength(line) + 1;
-    if (lineEnd > size) break;
+  /** Counts one line ending at `lineEnd`; false once past `size` (the scan stops). */
+  const take = (line: Buffer, lineEnd: number): boolean => {
+    if (lineEnd > size) return false;
     goodBytes = lineEnd;
     try {
-      const v = JSON.parse(line) as { agent?: unknown; seq?: unknown };
+      const v = JSON.parse(line.toString('utf8')) as { agent?: unknown; seq?: unknown };
       if (typeof v.agent === 'string' && typeof v.seq === 'number') mark(marks, v.agent, v.seq);
     } catch {
       /* not ours: leave it */
     }
+    return true;
+  };
+  try {
+    const chunk = Buffer.allocUnsafe(scanChunkBytes);
+    let rest = Buffer.alloc(0); // bytes of a line begun in an earlier chunk
+    for (let pos = 0; ; ) {
+      const n = await fh.read(chunk, 0, chunk.length, pos);
+      if (n === 0) break;
+      pos += n;
+      const data = rest.length > 0 ? Buffer.concat([rest, chunk.subarray(0, n)]) : chunk.subarray(0, n);
+      let start = 0;
+      for (let nl = data.indexOf(10); nl >= 0; nl = data.indexOf(10, start)) {
+        if (!take(data.subarray(start, nl), goodBytes + nl - start + 1)) return goodBytes;
+        start = nl + 1;
+      }
+      rest = Buffer.from(data.subarray(start)); // a copy: `chunk` is refilled by the next read
+    }
+    if (rest.length > 0) take(rest, goodBytes + rest.length + 1);
+    return goodBytes;
+  } finally {
+    await fh.close();
   }
-  return goodBytes;
 }
 
 /**
@@ -55,20 +77,20 @@ export async function scanLines(path: string, marks: SeqMarks, size = Infinity):
  * rotateBytes, and it covers a marks file older than the last rename); if the marks file is
  * missing or unreadable, a scan of every rotated file that exists.
  */
-export async function readOlderMarks(path: string, keep: number): Promise<SeqMarks> {
+export async function readOlderMarks(files: Files, path: string, keep: number): Promise<SeqMarks> {
   const marks: SeqMarks = new Map();
   let saved: unknown;
   try {
-    saved = JSON.parse(await readFile(seqsPath(path), 'utf8'));
+    saved = JSON.parse((await files.readFile(seqsPath(path))).toString('utf8'));
   } catch {
     /* missing or damaged: rebuilt from the rotated files */
   }
   if (saved !== null && typeof saved === 'object') {
     for (const [agent, seq] of Object.entries(saved)) if (typeof seq === 'number') mark(marks, agent, seq);
-    await scanLines(rotatedPath(path, 1), marks);
+    await scanLines(files, rotatedPath(path, 1), marks);
     return marks;
   }
-  for (let n = 1; n <= keep; n++) await scanLines(rotatedPath(path, n), marks);
+  for (let n = 1; n <= keep; n++) await scanLines(files, rotatedPath(path, n), marks);
   return marks;
 }
 
@@ -84,9 +106,9 @@ async function ignoreMissing(p: Promise<void>): Promise<void> {
  * leaves each line in exactly one file; a gap in the numbers left by a crash closes at the next
  * rotation. The caller opens the new NAME and syncs the directory (`durable`) before using it.
  */
-export async function rotate(path: string, keep: number, marks: SeqMarks): Promise<void> {
-  await writeFileAtomic(seqsPath(path), JSON.stringify(Object.fromEntries(marks)));
-  await ignoreMissing(unlink(rotatedPath(path, keep)));
-  for (let n = keep - 1; n >= 1; n--) await ignoreMissing(rename(rotatedPath(path, n), rotatedPath(path, n + 1)));
-  await rename(path, rotatedPath(path, 1));
+export async function rotate(files: Files, path: string, keep: number, marks: SeqMarks): Promise<void> {
+  await writeFileAtomic(files, seqsPath(path), JSON.stringify(Object.fromEntries(marks)));
+  await ignoreMissing(files.unlink(rotatedPath(path, keep)));
+  for (let n = keep - 1; n >= 1; n--) await ignoreMissing(files.rename(rotatedPath(path, n), rotatedPath(path, n + 1)));
+  await files.rename(path, rotatedPath(path, 1));
 }

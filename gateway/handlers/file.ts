@@ -16,9 +16,9 @@
  * outlive deleted rotated files, and memory stays one number per agent. A write that fails fails every
  * packet queued with or after it, so nothing later is ever written before something earlier.
  */
-import { mkdir, open, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { syncDir } from '../../common/durable-file.js';
+import type { FileHandle, Files } from '../../common/files.js';
+import { realFiles } from '../../common/real-files.js';
 import { ErrorCode, FerryError } from '../../protocol/errors.js';
 import { bytesAsBase64 } from '../../protocol/packet.js';
 import { mark, readOlderMarks, rotate, scanLines, type SeqMarks } from './file-rotation.js';
@@ -33,6 +33,8 @@ export interface FileHandlerOptions {
   rotateBytes?: number;
   /** Rotated files kept, NAME.1 (newest) to NAME.KEEP (default 5). */
   keep?: number;
+  /** where the files live; default realFiles */
+  files?: Files;
 }
 
 interface Queued {
@@ -55,26 +57,28 @@ export class FileHandler implements Handler {
   private flushing = false;
   private closed = false;
   private readonly keep: number;
+  private readonly files: Files;
 
   private constructor(private readonly opts: FileHandlerOptions) {
     this.keep = opts.keep ?? 5;
+    this.files = opts.files ?? realFiles;
     const bad = (v: number | undefined): boolean => v !== undefined && (!Number.isInteger(v) || v <= 0);
     if (bad(opts.rotateBytes) || bad(this.keep)) throw new FerryError(ErrorCode.CONFIG_INVALID, `file handler: rotateBytes and keep must be positive integers, got ${opts.rotateBytes} and ${opts.keep}`);
   }
 
   static async open(opts: FileHandlerOptions): Promise<FileHandler> {
     const h = new FileHandler(opts);
-    await mkdir(dirname(opts.path), { recursive: true });
-    h.written = await readOlderMarks(opts.path, h.keep);
-    h.fh = await open(opts.path, 'a+');
+    await h.files.mkdir(dirname(opts.path));
+    h.written = await readOlderMarks(h.files, opts.path, h.keep);
+    h.fh = await h.openAppend();
     await h.recover(h.fh);
     return h;
   }
 
   /** Learns the highest seq per agent of the current file; cuts a last line without its newline (a torn write). */
   private async recover(fh: FileHandle): Promise<void> {
-    const { size } = await fh.stat();
-    const goodBytes = await scanLines(this.opts.path, this.written, size);
+    const size = await fh.size();
+    const goodBytes = await scanLines(this.files, this.opts.path, this.written, size);
     if (goodBytes < size) await fh.truncate(goodBytes);
     this.fileBytes = goodBytes;
   }
@@ -133,7 +137,7 @@ export class FileHandler implements Handler {
       return from;
     }
     const buf = Buffer.concat(batch.slice(from, to).map((q) => q.line), bytes);
-    await fh.write(buf, 0, buf.length, null);
+    await fh.write(buf, null);
     if (this.opts.sync !== 'none') await fh.datasync();
     this.fileBytes += bytes;
     for (let i = from; i < to; i++) {
@@ -145,7 +149,7 @@ export class FileHandler implements Handler {
   }
 
   private async rotateNow(fh: FileHandle): Promise<void> {
-    await rotate(this.opts.path, this.keep, this.written);
+    await rotate(this.files, this.opts.path, this.keep, this.written);
     // The rename happened: `fh` now names NAME.1 and must not take another line.
     this.fh = undefined;
     this.fileBytes = 0;
@@ -155,16 +159,21 @@ export class FileHandler implements Handler {
   /** Opens NAME if a rotation left none open; with `sync: always` its directory entry (and the renames before it) are made durable first. */
   private async ensureOpen(): Promise<FileHandle> {
     if (this.fh) return this.fh;
-    const fh = await open(this.opts.path, 'a+');
+    const fh = await this.openAppend();
     try {
-      this.fileBytes = (await fh.stat()).size;
-      if (this.opts.sync !== 'none') await syncDir(dirname(this.opts.path));
+      this.fileBytes = await fh.size();
+      if (this.opts.sync !== 'none') await this.files.syncDir(dirname(this.opts.path));
     } catch (err) {
       await fh.close();
       throw err;
     }
     this.fh = fh;
     return fh;
+  }
+
+  /** NAME for appending, created if missing (O_APPEND, as 'a+'). */
+  private openAppend(): Promise<FileHandle> {
+    return this.files.open(this.opts.path, { create: true, append: true });
   }
 
   async close(): Promise<void> {

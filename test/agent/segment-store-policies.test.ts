@@ -8,9 +8,11 @@
 import t from 'tap';
 import { spawn } from 'node:child_process';
 import { closeSync, cpSync, existsSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, statSync, writeSync } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { realFiles } from '../../common/real-files.js';
 import { SegmentStore, type SegmentStoreOptions } from '../../agent/store/segment-store.js';
 import { scanSegment, segmentHeaderBytes, segmentTrailerBytes, baseSeqFromName } from '../../agent/store/segment.js';
 import { ErrorCode } from '../../protocol/errors.js';
@@ -405,12 +407,16 @@ t.test('segment-store - reopen after append, ack, ackOne, deadLetter, requeue, a
 
 // ---- 9. lock ----------------------------------------------------------------------------------
 
+// The lock holder runs the built lock module (npx tsc -p tsconfig.json first, as for the integration tests).
+const builtOsLock = fileURLToPath(new URL('../../dist/common/os-lock.js', import.meta.url));
+
 t.test('segment-store - open fails with STORE_LOCKED while another live process holds the lock, and succeeds once it is gone', async (t) => {
   const dir = t.testdir();
   const lockPath = join(dir, 'LOCK');
-  const child = spawn(process.execPath, ['-e', `require('node:fs').writeFileSync(process.env.LOCK_PATH, String(process.pid)); process.stdout.write('ready\\n'); setInterval(() => {}, 1e9);`], {
-    env: { ...process.env, LOCK_PATH: lockPath }, stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  const script = `import { osLock } from ${JSON.stringify(builtOsLock)};\nawait osLock(process.env.LOCK_PATH);\nprocess.stdout.write('ready\\n');\nsetInterval(() => {}, 1e9);\n`;
+  const env: NodeJS.ProcessEnv = { ...process.env, LOCK_PATH: lockPath };
+  delete env.NODE_OPTIONS;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], { env, stdio: ['ignore', 'pipe', 'inherit'] });
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
   t.teardown(async () => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
@@ -420,16 +426,28 @@ t.test('segment-store - open fails with STORE_LOCKED while another live process 
     child.stdout!.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
     child.once('exit', () => reject(new Error('the lock holder exited early')));
   });
-  t.equal(readFileSync(lockPath, 'utf8'), String(child.pid), 'the child holds the lock');
-  await t.rejects(SegmentStore.open({ dir }), { code: ErrorCode.STORE_LOCKED });
-  t.equal(readFileSync(lockPath, 'utf8'), String(child.pid), 'a refused open leaves the lock alone');
+  t.equal(readFileSync(lockPath, 'utf8').trim(), String(child.pid), 'the child holds the lock');
+  const err = await SegmentStore.open({ dir }).then(() => null, (e: Error & { code?: string }) => e);
+  t.equal(err?.code, ErrorCode.STORE_LOCKED, 'a second owner is refused');
+  t.match(err?.message, `store ${dir} is in use`, 'the message names the store');
+  t.match(err?.message, `pid ${child.pid}`, 'and the holder');
+  t.equal(readFileSync(lockPath, 'utf8').trim(), String(child.pid), 'a refused open leaves the lock alone');
   child.kill('SIGKILL');
   await exited;
   const s = await openStore(t, { dir });
-  t.equal(readFileSync(lockPath, 'utf8'), String(process.pid), 'the stale lock was taken over');
+  t.equal(readFileSync(lockPath, 'utf8').trim(), String(process.pid), 'the dead holder\'s lock was free at once');
   await s.append(pkt(1));
   await s.close();
   t.notOk(existsSync(lockPath), 'close releases the lock');
+});
+
+t.test('segment-store - a LOCK file naming a live process that holds no lock (a PID reused after a reboot) does not block the open', async (t) => {
+  const dir = t.testdir();
+  await writeFile(join(dir, 'LOCK'), `${process.ppid}\n`);
+  const s = await openStore(t, { dir });
+  t.equal((await s.append(pkt(1))).seq, 1, 'the store opened and appends');
+  await t.rejects(SegmentStore.open({ dir }), { code: ErrorCode.STORE_LOCKED }, 'a second open in this process is refused');
+  await s.close();
 });
 
 // ---- 10. damage found while reading -----------------------------------------------------------
@@ -446,7 +464,7 @@ for (const where of ['first', 'middle', 'last'] as const) {
     const victim = names[Math.floor(names.length / 2)]!;
     const path = join(dir, victim);
     const size = statSync(path).size;
-    const fh = await open(path, 'r');
+    const fh = await realFiles.open(path, { readOnly: true });
     const records: { seq: number; offset: number; end: number }[] = [];
     for await (const item of scanSegment(fh, baseSeqFromName(victim)!, segmentHeaderBytes, size - segmentTrailerBytes)) {
       if (item.kind === 'record' && item.record.kind === 'packet') records.push({ seq: item.record.packet.seq, offset: item.offset, end: item.end });

@@ -14,7 +14,7 @@ const cbor = new Encoder({ useRecords: false, mapsAsObjects: true });
 const cborDecoder = new Decoder({ useRecords: false, mapsAsObjects: true });
 
 async function open(t: Test, dir: string, compactBytes?: number): Promise<DispatchLog> {
-  const d = await DispatchLog.open(dir, silentLog, compactBytes);
+  const d = await DispatchLog.open(dir, silentLog, { compactBytes });
   t.teardown(() => d.close().catch(() => undefined));
   return d;
 }
@@ -275,7 +275,7 @@ t.test('dispatch-log - a torn tail is cut on open and the intact records survive
 t.test('dispatch-log - compaction bounds the file and keeps floors and gaps', async (t) => {
   const dir = t.testdir();
   const lines: string[] = [];
-  const d = await DispatchLog.open(dir, createLog({ level: 'info', write: (l) => lines.push(l) }), 256);
+  const d = await DispatchLog.open(dir, createLog({ level: 'info', write: (l) => lines.push(l) }), { compactBytes: 256 });
   t.teardown(() => d.close().catch(() => undefined));
   let sizeMax = 0;
   for (let s = 1; s <= 100; s++) {
