@@ -28,13 +28,15 @@ export interface Recovered {
   damagedSegments: number;
   /** seqs lost to damage, to be marked done */
   lostRanges: [number, number][];
+  /** seqs between two intact records of a scanned segment with no damage between them: never durably written */
+  gaps: [number, number][];
   acksFound: boolean;
 }
 
 export async function recoverSegments(files: Files, dir: string, log: Log): Promise<Recovered> {
   const names = (await files.readdir(dir)).map((n) => ({ n, base: baseSeqFromName(n) })).filter((x): x is { n: string; base: number } => x.base !== null);
   names.sort((a, b) => a.base - b.base);
-  const out: Recovered = { segments: [], acks: { ackedSeq: 0, done: [], lastSeq: 0 }, tailBytesCut: 0, damagedSegments: 0, lostRanges: [], acksFound: false };
+  const out: Recovered = { segments: [], acks: { ackedSeq: 0, done: [], lastSeq: 0 }, tailBytesCut: 0, damagedSegments: 0, lostRanges: [], gaps: [], acksFound: false };
   // A newest segment whose creation was cut short (killed before its header and first ack record
   // were durable) holds nothing: remove it, so the segment before it is the tail that gets scanned.
   while (names.length > 0) {
@@ -128,12 +130,15 @@ async function scanInto(fh: FileHandle, meta: SegmentMeta, end: number, out: Rec
     const seq = rec.packet.seq;
     if (seq <= lastPacketSeq) continue;
     if (damageSince !== null) {
-      // Damage between two intact records: the seqs between them are lost (seqs are contiguous).
+      // Damage between two intact records: the seqs between them are lost.
       meta.damaged = true;
       if (seq - damageSince > 1) {
         out.lostRanges.push([damageSince + 1, seq - 1]);
       }
       damageSince = null;
+    } else if (seq - lastPacketSeq > 1) {
+      // No damage between them: the seqs in between were never written (a batch that failed).
+      out.gaps.push([lastPacketSeq + 1, seq - 1]);
     }
     lastPacketSeq = seq;
     meta.packets++;

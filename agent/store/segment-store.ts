@@ -6,7 +6,7 @@
  * flash sees few, whole-block-friendly writes. SQLite or LevelDB would give durability, but with
  * a sync per transaction, page rewrites, and a refusal to open a corrupt file.
  */
-import { basename, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { frameRecord, recordHeaderBytes } from '../../common/record.js';
 import type { FileHandle, Files, OpenOptions } from '../../common/files.js';
 import { realFiles } from '../../common/real-files.js';
@@ -58,7 +58,11 @@ export class SegmentStore implements PacketStore {
   private readonly files: Files;
   private readonly log: Log;
   private segments: SegmentMeta[] = [];
-  private active!: { meta: SegmentMeta; fh: FileHandle };
+  /** null after a roll sealed the old segment but could not start the next: the next write starts it at `nextBase` */
+  private active: { meta: SegmentMeta; fh: FileHandle } | null = null;
+  private nextBase = 1;
+  /** a failed write could not be cut back: the file must be cut to this size before anything else is written to it */
+  private cutPending: { fh: FileHandle; bytes: number } | null = null;
   private lastSeq = 0;
   private acks = new AckTracker();
   private acksDirty = false;
@@ -103,6 +107,8 @@ export class SegmentStore implements PacketStore {
   private async recover(): Promise<void> {
     const { dir } = this.o;
     await this.files.mkdir(dir);
+    // A store directory just made must itself survive a power cut, or every packet in it goes too.
+    await this.files.syncDir(dirname(dir));
     this.unlock = await lockDir(this.files, dir);
     const r = await recoverSegments(this.files, dir, this.log);
     this.recovery.tailBytesCut = r.tailBytesCut;
@@ -117,6 +123,7 @@ export class SegmentStore implements PacketStore {
     // Never hand out a seq twice: not one of a packet on disk, nor one the ack state knew of.
     const doneMax = r.acks.done.reduce((n, [, b]) => Math.max(n, b), 0);
     this.lastSeq = Math.max(this.acks.ackedSeq, r.acks.lastSeq, doneMax, ...this.segments.map((m) => Math.max(m.lastSeq, m.baseSeq - 1)));
+    this.markNeverWritten(r.gaps);
     await this.removeDoneSegments();
     const last = this.segments[this.segments.length - 1];
     if (last && !last.sealed) {
@@ -128,6 +135,26 @@ export class SegmentStore implements PacketStore {
     if (r.tailBytesCut > 0 || r.damagedSegments > 0 || this.dropped.corrupt > 0) {
       this.log.warn('store: recovered with losses', { ...this.recovery, corruptPackets: this.dropped.corrupt });
     }
+  }
+
+  /**
+   * A seq with no record on disk and no damage where it would be was never durably appended (its
+   * batch failed, or a roll was cut short after the ack state named it): it is done, neither
+   * acked nor dropped, so neither the store's ackedSeq nor the gateway's floor waits for it.
+   * Gaps inside the scanned tail come from recovery; gaps between segments and above the newest
+   * record are found here. (Gaps inside older sealed segments were marked done in memory when the
+   * batch failed, and the ack state written when the next segment started carries them.)
+   */
+  private markNeverWritten(tailGaps: [number, number][]): void {
+    for (const [a, b] of tailGaps) this.acks.markDone(a, b);
+    for (let i = 0; i + 1 < this.segments.length; i++) {
+      const a = this.segments[i]!;
+      const b = this.segments[i + 1]!;
+      if (b.baseSeq - 1 > a.lastSeq) this.acks.markDone(a.lastSeq + 1, b.baseSeq - 1);
+    }
+    const newest = this.segments[this.segments.length - 1];
+    const from = newest ? newest.lastSeq + 1 : this.acks.ackedSeq + 1;
+    if (this.lastSeq >= from) this.acks.markDone(from, this.lastSeq);
   }
 
   // ---- appending -------------------------------------------------------------------------
@@ -203,7 +230,7 @@ export class SegmentStore implements PacketStore {
     let written = 0;
     try {
       for (;;) {
-        const seg = this.active.meta;
+        const seg = (await this.ensureActive()).meta;
         const parts: Buffer[] = [];
         const packets: Packet[] = [];
         let size = seg.bytes;
@@ -248,7 +275,7 @@ export class SegmentStore implements PacketStore {
   /** drop-oldest after a write that outgrew the capacity: drop the oldest sealed segments until it fits. */
   private enforceCapacity(): void {
     while (this.storeBytes() > this.o.bytesMax) {
-      const oldest = this.segments.find((m) => m !== this.active.meta);
+      const oldest = this.segments.find((m) => m !== this.active?.meta);
       if (!oldest) return;
       this.dropSegment(oldest, 'oldest');
     }
@@ -256,9 +283,9 @@ export class SegmentStore implements PacketStore {
 
   /** Appends records to the active segment and syncs them; the segment's summary follows only once they are durable. */
   private async writeActive(parts: Buffer[], packets: Packet[]): Promise<void> {
-    const seg = this.active.meta;
+    const { meta: seg, fh } = await this.ensureActive();
     const buf = Buffer.concat(parts);
-    await this.appendDurably(this.active.fh, buf, seg.bytes, false);
+    await this.appendDurably(fh, buf, seg.bytes, false);
     seg.bytes += buf.length;
     summarize(seg, packets);
   }
@@ -268,14 +295,23 @@ export class SegmentStore implements PacketStore {
    * trailer and synced with it, and starts a new segment whose first packet will be `baseSeq`.
    */
   private async roll(baseSeq: number, parts: Buffer[] = [], packets: Packet[] = []): Promise<void> {
-    const old = this.active;
+    const old = await this.ensureActive();
     const summary = { lastSeq: old.meta.lastSeq, packets: old.meta.packets, maxPriority: old.meta.maxPriority };
     summarize(summary, packets);
     const buf = Buffer.concat([...parts, encodeTrailer(summary)]);
     await this.appendDurably(old.fh, buf, old.meta.bytes, true);
     Object.assign(old.meta, summary, { bytes: old.meta.bytes + buf.length, sealed: true, trailer: true });
-    await old.fh.close();
+    // From here the old segment is sealed: were the next one not to start, the next write starts it.
+    this.active = null;
+    this.nextBase = baseSeq;
+    await old.fh.close().catch(() => undefined);
     await this.startSegment(baseSeq);
+  }
+
+  /** The active segment, started first if a failed roll left none. */
+  private async ensureActive(): Promise<{ meta: SegmentMeta; fh: FileHandle }> {
+    if (!this.active) await this.startSegment(this.nextBase);
+    return this.active!;
   }
 
   /**
@@ -285,12 +321,20 @@ export class SegmentStore implements PacketStore {
    * torn one.
    */
   private async appendDurably(fh: FileHandle, buf: Buffer, offset: number, seal: boolean): Promise<void> {
+    if (this.cutPending?.fh === fh) {
+      await fh.truncate(this.cutPending.bytes);
+      this.cutPending = null;
+    }
     try {
-      await fh.write(buf, offset);
+      // Whole or failed: a write that comes back short (a full disk) is finished or fails the batch.
+      await fh.writeAll(buf, offset);
       if (this.o.sync === 'batch' || (seal && this.o.sync === 'none')) await fh.datasync();
       if (seal || this.o.sync !== 'none') this.counters.syncs++;
     } catch (err) {
-      await fh.truncate(offset).catch(() => undefined);
+      // Cut back to the last whole record, so nothing of a refused batch can come back at recovery.
+      await fh.truncate(offset).catch(() => {
+        this.cutPending = { fh, bytes: offset };
+      });
       throw err;
     }
   }
@@ -305,9 +349,16 @@ export class SegmentStore implements PacketStore {
     const path = join(this.o.dir, segmentFileName(baseSeq));
     const fh = await this.files.open(path, this.activeOpts(true));
     const buf = Buffer.concat([encodeHeader(baseSeq), frameRecord(encodeAcksRecord(this.ackState()))]);
-    await fh.write(buf, 0);
-    await fh.datasync();
-    await this.files.syncDir(this.o.dir);
+    try {
+      await fh.writeAll(buf, 0);
+      await fh.datasync();
+      await this.files.syncDir(this.o.dir);
+    } catch (err) {
+      // Not started: no handle leaks, and no file is left that recovery would take for the tail.
+      await fh.close().catch(() => undefined);
+      await this.files.unlink(path).catch(() => undefined);
+      throw err;
+    }
     const meta: SegmentMeta = { baseSeq, path, bytes: buf.length, sealed: false, trailer: false, damaged: false, lastSeq: baseSeq - 1, packets: 0, maxPriority: 0 };
     this.segments.push(meta);
     this.active = { meta, fh };
@@ -325,7 +376,7 @@ export class SegmentStore implements PacketStore {
     this.reclaimDone();
     while (this.storeBytes() + this.pendingBytes + bytes > this.o.bytesMax) {
       if (this.o.fullPolicy === 'reject') return false;
-      const sealed = this.segments.filter((m) => m !== this.active.meta);
+      const sealed = this.segments.filter((m) => m !== this.active?.meta);
       // drop-oldest never refuses: what is queued now is made room for once it is written.
       if (sealed.length === 0) return this.o.fullPolicy === 'drop-oldest';
       let victim = sealed[0]!;
@@ -445,7 +496,7 @@ export class SegmentStore implements PacketStore {
         continue;
       }
       // The segment holds nothing more now: go on after its last seq (the next segment, or the cache).
-      if (cursor.segment === this.active.meta) break;
+      if (cursor.segment === this.active?.meta) break;
       after = Math.max(after, cursor.segment.lastSeq);
       this.resetCursor();
     }
@@ -567,7 +618,7 @@ export class SegmentStore implements PacketStore {
     await this.writeChain;
     this.resetCursor();
     await this.deletions;
-    await this.active.fh.close();
+    await this.active?.fh.close();
     await this.deadLetterLog.close();
     await this.unlock();
   }

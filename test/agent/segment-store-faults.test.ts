@@ -1,0 +1,161 @@
+/**
+ * The store on a failing disk (test/sim/sim-disk.ts): short writes and a full disk mid-batch,
+ * I/O errors in a roll, kills and power cuts right after. Each case once lost or wedged data
+ * (issue 9, cases 1, 4, 5 and the failed-append suspicion of case 11).
+ */
+import t from 'tap';
+import type { FileHandle, Files } from '../../common/files.js';
+import { SegmentStore, type SegmentStoreOptions } from '../../agent/store/segment-store.js';
+import { SimDisk } from '../sim/sim-disk.js';
+import { prng } from '../helpers/seed.js';
+
+const dir = '/dev-store';
+const pkt = (i: number) => ({ target: `t/${i % 3}`, ts: 0, data: { i, pad: 'x'.repeat(200) } });
+const base: SegmentStoreOptions = { dir, segmentBytes: 4096, bytesMax: 64 * 1024, ackFlushMs: 1 };
+
+/** Files whose writes, opens or syncs fail with EIO while `fail(op, path)` says so. */
+function failing(files: Files, fail: (op: 'open' | 'write' | 'sync', path: string, position?: number | null) => boolean): Files {
+  const eio = (): Error => Object.assign(new Error('EIO (injected)'), { code: 'EIO' });
+  const wrap = (fh: FileHandle, path: string): FileHandle => ({
+    write: (b, p) => (fail('write', path, p) ? Promise.reject(eio()) : fh.write(b, p)),
+    writeAll: (b, p) => (fail('write', path, p) ? Promise.reject(eio()) : fh.writeAll(b, p)),
+    read: (...a) => fh.read(...a),
+    datasync: () => (fail('sync', path) ? Promise.reject(eio()) : fh.datasync()),
+    truncate: (n) => fh.truncate(n),
+    size: () => fh.size(),
+    close: () => fh.close(),
+  });
+  return {
+    ...files,
+    open: async (path, o) => {
+      if (fail('open', path)) throw eio();
+      return wrap(await files.open(path, o), path);
+    },
+    readFile: (p) => files.readFile(p), rename: (a, b) => files.rename(a, b), unlink: (p) => files.unlink(p),
+    mkdir: (p) => files.mkdir(p), readdir: (p) => files.readdir(p), syncDir: (p) => files.syncDir(p), lock: (p) => files.lock(p),
+  };
+}
+
+/** Appends n packets at once (one group commit); returns the seqs that resolved and how many were refused. */
+async function appendBatch(s: SegmentStore, from: number, n: number): Promise<{ ok: number[]; refused: string[] }> {
+  const r = await Promise.allSettled(Array.from({ length: n }, (_, k) => s.append(pkt(from + k))));
+  return {
+    ok: r.flatMap((x) => (x.status === 'fulfilled' ? [x.value.seq] : [])),
+    refused: r.flatMap((x) => (x.status === 'rejected' ? [(x.reason as { code: string }).code] : [])),
+  };
+}
+
+async function readAllSeqs(s: SegmentStore): Promise<number[]> {
+  return (await s.readAfter(0, 1_000_000)).map((p) => p.seq);
+}
+
+t.test('segment-store - a group commit that straddles a full disk is refused whole, and no resolved seq is handed out again after a power cut', async (t) => {
+  const disk = new SimDisk({ rng: prng(1) });
+  let s = await SegmentStore.open({ ...base, files: disk.process('agent') });
+  const first = await appendBatch(s, 0, 4);
+  t.equal(first.ok.length, 4);
+  // Room for about one and a half packets more: the next batch's one write comes back short.
+  disk.faults.bytesBudget = disk.usedBytes() + 350;
+  const second = await appendBatch(s, 4, 4);
+  t.same(second.ok, [], 'no append of the straddling batch resolved');
+  t.ok(second.refused.every((c) => c === 'STORE_IO'), `all refused with STORE_IO (${second.refused.join(',')})`);
+  disk.faults.bytesBudget = null;
+  const third = await appendBatch(s, 8, 2);
+  t.equal(third.ok.length, 2, 'the store takes appends again once there is room');
+  disk.powerCut();
+  s = await SegmentStore.open({ ...base, files: disk.process('agent') });
+  t.teardown(() => s.close());
+  const resolved = [...first.ok, ...third.ok];
+  t.same(await readAllSeqs(s), resolved, 'exactly the resolved packets are there after the power cut');
+  const next = await s.append(pkt(99));
+  t.ok(next.seq > Math.max(...resolved), `the next seq (${next.seq}) is above every resolved one`);
+  await s.ack(next.seq);
+  t.equal(s.stats().ackedSeq, s.stats().lastSeq, 'nothing wedges the ack point');
+});
+
+t.test('segment-store - random short writes never resolve a packet that is not whole on disk', async (t) => {
+  const disk = new SimDisk({ rng: prng(7) });
+  disk.faults.shortWriteP = 0.3;
+  const s = await SegmentStore.open({ ...base, files: disk.process('agent') });
+  const resolved: number[] = [];
+  for (let i = 0; i < 40; i++) resolved.push(...(await appendBatch(s, i * 5, 5)).ok);
+  t.ok(disk.counts.shortWrites > 0, `short writes happened (${disk.counts.shortWrites})`);
+  disk.faults.shortWriteP = 0;
+  disk.kill('agent');
+  const again = await SegmentStore.open({ ...base, files: disk.process('agent') });
+  t.teardown(() => again.close());
+  t.same(await readAllSeqs(again), resolved, `every one of the ${resolved.length} resolved packets is there, and nothing else`);
+});
+
+t.test('segment-store - a roll cut short after the new segment named its seqs leaves no phantom seq (reject policy stays usable)', async (t) => {
+  const disk = new SimDisk({ rng: prng(3) });
+  let firstSegment = '';
+  let armed = false;
+  // Once armed, a new segment gets its header and ack state, but no packet write lands in it:
+  // the batch that rolled fails between starting the segment and writing into it.
+  const files = failing(disk.process('agent'), (op, path, position) => {
+    if (op === 'open' && path.endsWith('.seg') && !firstSegment) firstSegment = path;
+    return armed && op === 'write' && path.endsWith('.seg') && path !== firstSegment && position !== 0;
+  });
+  const opts = { ...base, fullPolicy: 'reject' as const, bytesMax: 16 * 1024 };
+  let s = await SegmentStore.open({ ...opts, files });
+  armed = true;
+  const resolved: number[] = [];
+  let refused = 0;
+  for (let i = 0; refused === 0 && i < 100; i++) {
+    const r = await appendBatch(s, i * 3, 3);
+    resolved.push(...r.ok);
+    refused += r.refused.length;
+  }
+  t.ok(refused > 0, 'the batch that rolled was refused');
+  disk.kill('agent');
+  armed = false;
+  s = await SegmentStore.open({ ...opts, files: disk.process('agent') });
+  t.teardown(() => s.close());
+  t.same(await readAllSeqs(s), resolved, 'the resolved packets are there');
+  for (const seq of resolved) await s.ackOne(seq);
+  t.equal(s.stats().ackedSeq, s.stats().lastSeq, `acking every resolved packet moves ackedSeq to lastSeq (${s.stats().ackedSeq} of ${s.stats().lastSeq})`);
+  t.equal(s.stats().dropped.oldest + s.stats().dropped.corrupt, 0, 'no drop is counted for packets that never existed');
+  let accepted = 0;
+  for (let i = 0; i < 200; i++) accepted += (await appendBatch(s, 2000 + i, 1)).ok.length;
+  t.ok(accepted > 20, `the emptied store accepts appends again (${accepted})`);
+});
+
+t.test('segment-store - a roll whose new segment cannot be created does not block later appends', async (t) => {
+  const disk = new SimDisk({ rng: prng(5) });
+  let failOpen = false;
+  const files = failing(disk.process('agent'), (op, path) => failOpen && op === 'open' && path.endsWith('.seg'));
+  const s = await SegmentStore.open({ ...base, files });
+  t.teardown(() => s.close());
+  const segmentsBefore = s.stats().segments;
+  failOpen = true;
+  let refused = 0;
+  for (let i = 0; s.stats().segments === segmentsBefore && i < 100 && refused === 0; i++) refused += (await appendBatch(s, i, 1)).refused.length;
+  t.ok(refused > 0, 'an append that needed a new segment was refused');
+  failOpen = false;
+  const after = await appendBatch(s, 500, 5);
+  t.equal(after.ok.length, 5, 'appends succeed again without a restart');
+  const all = await readAllSeqs(s);
+  t.ok(after.ok.every((seq) => all.includes(seq)), 'and they can be read');
+});
+
+t.test('segment-store - a failed batch between good ones leaves a gap that is done after a power cut, never reused for a resolved seq', async (t) => {
+  const disk = new SimDisk({ rng: prng(11) });
+  let fail = false;
+  let s = await SegmentStore.open({ ...base, files: failing(disk.process('agent'), (op) => fail && op === 'write') });
+  const a = await appendBatch(s, 0, 3);
+  fail = true;
+  const b = await appendBatch(s, 3, 3);
+  fail = false;
+  const c = await appendBatch(s, 6, 3);
+  t.same(b.ok, []);
+  disk.powerCut();
+  s = await SegmentStore.open({ ...base, files: disk.process('agent') });
+  t.teardown(() => s.close());
+  const resolved = [...a.ok, ...c.ok];
+  t.same(await readAllSeqs(s), resolved);
+  for (const seq of resolved) await s.ackOne(seq);
+  t.equal(s.stats().ackedSeq, s.stats().lastSeq, 'the failed seqs do not hold back ackedSeq');
+  const next = await s.append(pkt(50));
+  t.notOk(resolved.includes(next.seq), 'no resolved seq is handed out again');
+});
