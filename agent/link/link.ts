@@ -169,7 +169,7 @@ export class Link extends EventEmitter<{ status: [LinkStatus] }> {
         if (f.t === FrameType.WELCOME) {
           welcomed = true;
           clock.clearTimeout(helloTimer);
-          this.onWelcome(f);
+          this.onWelcome(t, f);
           liveness.start(f.pingIntervalMs ? Math.max(100, f.pingIntervalMs) : this.opts.pingIntervalMs);
         } else if (f.t === FrameType.BYE) {
           this.onBye(t, f.code, f.reason, f.retryAfterMs);
@@ -202,17 +202,30 @@ export class Link extends EventEmitter<{ status: [LinkStatus] }> {
     t.close(new FerryError(code as ErrorCode, `gateway said BYE: ${reason}`));
   }
 
-  private onWelcome(w: WelcomeFrame): void {
+  private onWelcome(t: Transport, w: WelcomeFrame): void {
+    const { store, log } = this.deps;
+    const lastSeq = store.stats().lastSeq;
+    const highest = w.ranges?.length ? w.ranges[w.ranges.length - 1]![1] : w.dispatchedSeq;
+    if (highest <= lastSeq) return this.openSession(w);
+    // The gateway knows seqs this store never issued (the store was wiped or replaced): the
+    // stored packets' seqs name other packets there. Renumber them above, then resume; until
+    // then nothing is sent and no ack of the gateway's is applied to this store.
+    if (!Number.isSafeInteger(highest + lastSeq)) {
+      return t.close(new FerryError(ErrorCode.PROTOCOL_STATE, `gateway named seq ${highest}, beyond what this agent can renumber above; keeping the stored packets`));
+    }
+    log.warn('link: the gateway knows higher seqs than this store issued (store wiped or replaced); renumbering its packets', { gatewaySeq: highest, lastSeq });
+    store.renumberAbove(highest).then(
+      () => {
+        if (this.transport === t) this.openSession(w);
+      },
+      (err: unknown) => t.close(new FerryError(ErrorCode.STORE_IO, `could not renumber the store: ${(err as Error).message}`, { cause: err })),
+    );
+  }
+
+  private openSession(w: WelcomeFrame): void {
     const { store, log } = this.deps;
     this.attempt = 0;
     this.counters.connects++;
-    const stats = store.stats();
-    const highest = w.ranges?.length ? w.ranges[w.ranges.length - 1]![1] : w.dispatchedSeq;
-    if (highest > stats.lastSeq) {
-      // The gateway has seen seqs this store never issued (the store was wiped): never reuse them.
-      log.warn('link: gateway knows higher seqs than the store; skipping ahead', { dispatchedSeq: highest, lastSeq: stats.lastSeq });
-      store.advanceSeq(highest).catch((err) => log.error('store: could not advance seq', { err }));
-    }
     // Everything the gateway dispatched is done here too; the store's reads skip it from now on.
     this.applyAcks(w.dispatchedSeq, w.ranges);
     this.resetSessionState();

@@ -19,7 +19,7 @@ import { lockDir } from './lock.js';
 import { AckTracker } from './ack-tracker.js';
 import { encodeAcksRecord, encodePacketRecord, rebasePacketRecord, type AckState } from './record-codec.js';
 import { recoverSegments, type SegmentMeta } from './recover.js';
-import { encodeHeader, encodeTrailer, segmentFileName } from './segment.js';
+import { encodeHeader, encodeTrailer, segmentFileName, segmentHeaderBytes } from './segment.js';
 import { SegmentCursor } from './segment-cursor.js';
 import { TailCache } from './tail-cache.js';
 import type { DeadLetter, DropCounts, FullPolicy, PacketStore, StoreStats, SyncPolicy } from './store.js';
@@ -51,6 +51,7 @@ interface Pending {
 }
 
 const ackRangesMax = 4096;
+const renumberTmpName = 'renumber.tmp';
 
 export class SegmentStore implements PacketStore {
   private readonly o: Required<Omit<SegmentStoreOptions, 'clock' | 'log' | 'files'>>;
@@ -80,7 +81,9 @@ export class SegmentStore implements PacketStore {
   private writeChain: Promise<unknown> = Promise.resolve();
   /** file deletions in flight; close waits for them */
   private deletions: Promise<void> = Promise.resolve();
-  private readonly counters = { appended: 0, acked: 0, rejected: 0, deadLetters: 0, syncs: 0 };
+  private readonly counters = { appended: 0, acked: 0, rejected: 0, deadLetters: 0, syncs: 0, renumbered: 0 };
+  /** while a renumbering runs, appends wait for it (they must get seqs above the renumbered ones) */
+  private renumbering: Promise<void> | null = null;
   private readonly dropped: DropCounts = { oldest: 0, priority: 0, ttl: 0, corrupt: 0 };
   private readonly recovery = { tailBytesCut: 0, damagedSegments: 0 };
 
@@ -110,6 +113,7 @@ export class SegmentStore implements PacketStore {
     // A store directory just made must itself survive a power cut, or every packet in it goes too.
     await this.files.syncDir(dirname(dir));
     this.unlock = await lockDir(this.files, dir);
+    await this.files.unlink(join(dir, renumberTmpName)).catch(() => undefined);
     const r = await recoverSegments(this.files, dir, this.log);
     this.recovery.tailBytesCut = r.tailBytesCut;
     this.recovery.damagedSegments = r.damagedSegments;
@@ -161,6 +165,7 @@ export class SegmentStore implements PacketStore {
 
   append(input: NewPacket): Promise<Packet> {
     if (this.closed) return Promise.reject(closedError());
+    if (this.renumbering) return this.renumbering.then(() => this.append(input));
     const packet: Packet = { seq: this.lastSeq + 1, target: input.target, ts: input.ts, data: input.data };
     if (input.ttlMs !== undefined) packet.ttlMs = input.ttlMs;
     if (input.priority !== undefined) packet.priority = input.priority;
@@ -591,6 +596,90 @@ export class SegmentStore implements PacketStore {
       await this.roll(seq + 1);
     });
     if (this.pending.length > 0) this.scheduleFlush(0);
+  }
+
+  /**
+   * The gateway has dispatched seqs up to `seq` that this store never issued (it was wiped or
+   * replaced): its packets' seqs would name other packets there. Every packet it holds gets its
+   * seq plus `seq`, so all of them lie above what the gateway knows and keep their order; the ack
+   * state is shifted with them. Atomic: the renumbered packets and the shifted ack state are
+   * written to a temporary segment, synced and renamed into place, so a crash leaves either the
+   * old store or the new one. Appends made meanwhile wait and get seqs above. Resolves with how
+   * many packets were renumbered.
+   */
+  renumberAbove(seq: number): Promise<number> {
+    if (this.closed) return Promise.reject(closedError());
+    if (seq <= this.lastSeq) return Promise.resolve(0);
+    const run = this.serial(() => this.renumber(seq));
+    const gate: Promise<void> = run.then(() => undefined, () => undefined).finally(() => {
+      if (this.renumbering === gate) this.renumbering = null;
+    });
+    this.renumbering = gate;
+    return run;
+  }
+
+  private async renumber(offset: number): Promise<number> {
+    this.cancelFlushTimer();
+    await this.flush();
+    const oldLastSeq = this.lastSeq;
+    if (!Number.isSafeInteger(offset + oldLastSeq)) throw new FerryError(ErrorCode.STORE_IO, `cannot renumber above seq ${offset}: seqs would pass 2^53`);
+    const baseSeq = offset + 1;
+    const tmp = join(this.o.dir, renumberTmpName);
+    const fh = await this.files.open(tmp, { create: true, truncate: true });
+    let shifted: AckState;
+    const meta: SegmentMeta = { baseSeq, path: join(this.o.dir, segmentFileName(baseSeq)), bytes: 0, sealed: false, trailer: false, damaged: false, lastSeq: baseSeq - 1, packets: 0, maxPriority: 0 };
+    try {
+      await fh.writeAll(encodeHeader(baseSeq), 0);
+      meta.bytes = segmentHeaderBytes;
+      for (let after = 0; ;) {
+        const batch = await this.readAfter(after, 256);
+        if (batch.length === 0) break;
+        after = batch[batch.length - 1]!.seq;
+        const moved = batch.map((p) => ({ ...p, seq: p.seq + offset }));
+        const buf = Buffer.concat(moved.map((p) => frameRecord(encodePacketRecord(p, baseSeq))));
+        await fh.writeAll(buf, meta.bytes);
+        meta.bytes += buf.length;
+        summarize(meta, moved);
+      }
+      shifted = {
+        ackedSeq: offset + this.acks.ackedSeq,
+        done: this.acks.ranges(ackRangesMax).map(([a, b]) => [a + offset, b + offset] as [number, number]),
+        lastSeq: offset + oldLastSeq,
+      };
+      const acksRec = frameRecord(encodeAcksRecord(shifted));
+      await fh.writeAll(acksRec, meta.bytes);
+      meta.bytes += acksRec.length;
+      await fh.datasync();
+      await fh.close();
+      await this.files.rename(tmp, meta.path);
+      await this.files.syncDir(this.o.dir);
+    } catch (err) {
+      await fh.close().catch(() => undefined);
+      await this.files.unlink(tmp).catch(() => undefined);
+      throw new FerryError(ErrorCode.STORE_IO, `renumbering the store failed: ${(err as Error).message}`, { cause: err });
+    }
+    // Durable from here: switch over in memory. The renumbered segment is never appended to; the
+    // next segment starts above it (now, or with the next write if that fails).
+    const old = this.active;
+    this.active = null;
+    await old?.fh.close().catch(() => undefined);
+    for (const m of this.segments) m.sealed = true;
+    meta.sealed = true;
+    this.segments.push(meta);
+    this.acks = new AckTracker(shifted.ackedSeq, shifted.done);
+    this.lastSeq = shifted.lastSeq;
+    this.nextBase = this.lastSeq + 1;
+    this.resetCursor();
+    this.tailCache.dropThrough(Number.MAX_SAFE_INTEGER);
+    this.counters.renumbered += meta.packets;
+    this.log.warn('store: renumbered every packet above the seqs the gateway knows (the store was wiped or replaced)', { packets: meta.packets, above: offset, lastSeq: this.lastSeq });
+    try {
+      await this.startSegment(this.nextBase);
+      await this.removeDoneSegments();
+    } catch (err) {
+      this.log.warn('store: after renumbering, the next segment could not start yet', { err });
+    }
+    return meta.packets;
   }
 
   stats(): StoreStats {

@@ -37,6 +37,8 @@ export interface StoreStats {
   dropped: DropCounts;
   deadLetters: number;
   syncs: number;
+  /** packets given new seqs because the gateway knew higher seqs than the store (a wiped or replaced store) */
+  renumbered: number;
   segments: number;
   /** what the last open found: bytes of a torn tail cut, segments with damage (also found later while reading) */
   recovery: { tailBytesCut: number; damagedSegments: number };
@@ -72,8 +74,16 @@ export interface PacketStore {
   requeueDeadLetters(): Promise<number>;
   /** Called after each durable append, so a link waiting for work can wake up. */
   onAppend(listener: () => void): void;
-  /** Raises the seq counter so the next append gets a seq above `seq` (the gateway saw higher seqs than this store remembers, e.g. after a store wipe); durable before it resolves. */
+  /** Raises the seq counter so the next append gets a seq above `seq`; durable before it resolves. */
   advanceSeq(seq: number): Promise<void>;
+  /**
+   * The gateway has dispatched seqs up to `seq` that this store never issued (it was wiped or
+   * replaced): gives every stored packet a new seq above `seq`, in the same order, atomically,
+   * so no packet is acked by a number that named another store's packet. Appends made meanwhile
+   * wait and get seqs above. Resolves with how many packets were renumbered (0 when `seq` is not
+   * above lastSeq).
+   */
+  renumberAbove(seq: number): Promise<number>;
   stats(): StoreStats;
   close(): Promise<void>;
 }

@@ -39,6 +39,7 @@ class CountingStore implements PacketStore {
   requeueDeadLetters(): Promise<number> { return this.track(this.inner.requeueDeadLetters()); }
   onAppend(listener: () => void): void { this.inner.onAppend(listener); }
   advanceSeq(seq: number): Promise<void> { return this.track(this.inner.advanceSeq(seq)); }
+  renumberAbove(seq: number): Promise<number> { return this.track(this.inner.renumberAbove(seq)); }
   stats(): StoreStats { return this.inner.stats(); }
   close(): Promise<void> { return this.inner.close(); }
 }
@@ -217,6 +218,33 @@ t.test('link - WELCOME dispatchedSeq and ranges are acked in the store and never
   const tr2 = await h.reconnect();
   t.equal(tr2.sentOf(FrameType.HELLO)[0]?.ackedSeq, 3, 'HELLO resumes from the acked point');
   t.same(sentSeqs(tr2), [4, 7, 9, 10]);
+});
+
+t.test('link - a WELCOME naming seqs above the store\'s (a wiped store) renumbers the stored packets above them, in order, and none is acked by the gateway\'s numbers', async (t) => {
+  const h = await harness(t, {}, [small('a'), small('b'), small('a')]);
+  const tr = await h.connect({ dispatchedSeq: 20, ranges: [[25, 30]] });
+  await until(() => sentSeqs(tr).length === 3, 'the renumbered packets were sent');
+  t.same(sentSeqs(tr), [31, 32, 33], 'sent with seqs above 30, in their old order');
+  const data = tr.sentOf(FrameType.DATA).flatMap((f) => f.packets.map((p) => p.target));
+  t.same(data, ['a', 'b', 'a'], 'the same packets, same order');
+  const s = h.store.stats();
+  t.equal(s.renumbered, 3);
+  t.equal(s.backlogPackets, 3, 'nothing was acked by the gateway\'s numbers');
+  const next = await h.store.append(small('c'));
+  t.equal(next.seq, 34, 'a new append gets the next seq above');
+  await h.ack({ seq: 34 });
+  t.equal(h.store.stats().backlogPackets, 0);
+});
+
+t.test('link - a WELCOME naming a seq beyond what can be renumbered closes the session and keeps every stored packet', async (t) => {
+  const h = await harness(t, {}, [small(), small()]);
+  h.link.start();
+  const tr = await h.dialed(1);
+  h.welcome(tr, { dispatchedSeq: Number.MAX_SAFE_INTEGER });
+  await until(() => !tr.isOpen, 'the session was closed');
+  t.equal((tr.closedWith as { code?: string } | undefined)?.code, 'PROTOCOL_STATE');
+  t.equal(h.store.stats().backlogPackets, 2, 'both packets are still stored');
+  t.equal(h.store.stats().lastSeq, 2);
 });
 
 t.test('link - ACK seq and ranges are applied to the store and not resent after a reconnect', async (t) => {
