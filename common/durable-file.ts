@@ -20,3 +20,16 @@ export async function writeFileAtomic(files: Files, path: string, data: Uint8Arr
   await files.rename(tmp, path);
   await files.syncDir(dirname(path));
 }
+
+/**
+ * Creates `dir` and its parents, and makes their entries durable: fsyncs `dir` and every directory
+ * above it, since a power cut may otherwise drop a directory created just now, with every file in
+ * it, however well those files were synced. A few fsyncs, once, at open.
+ */
+export async function mkdirDurable(files: Files, dir: string): Promise<void> {
+  await files.mkdir(dir);
+  for (let d = dir; ; d = dirname(d)) {
+    await files.syncDir(d);
+    if (dirname(d) === d) break;
+  }
+}

@@ -1,14 +1,17 @@
 /**
  * The file handler's helpers for what lies outside the current file: rotated files NAME.1 …
- * NAME.KEEP and the high-water marks of every agent (`.NAME.seqs` beside it), which keep
- * de-duplication right after rotated files were deleted.
+ * NAME.KEEP and the seqs written for every agent (`.NAME.seqs` beside it), which keep
+ * de-duplication right after rotated files were deleted. `.NAME.seqs` is JSON, agent → ranges
+ * ([[from, to], …], inclusive); a single number (the format before exact sets) means every seq
+ * up to it.
  */
 import { basename, dirname, join } from 'node:path';
 import { writeFileAtomic } from '../../common/durable-file.js';
 import type { Files } from '../../common/files.js';
+import { RangeSet } from '../../common/range-set.js';
 
-/** Highest seq written per agent. */
-export type SeqMarks = Map<string, number>;
+/** Seqs written per agent, exactly: lanes let targets overtake each other, so no high mark will do. */
+export type SeqMarks = Map<string, RangeSet>;
 
 export function rotatedPath(path: string, n: number): string {
   return `${path}.${n}`;
@@ -18,8 +21,21 @@ export function seqsPath(path: string): string {
   return join(dirname(path), `.${basename(path)}.seqs`);
 }
 
-export function mark(marks: SeqMarks, agent: string, seq: number): void {
-  if (seq > (marks.get(agent) ?? 0)) marks.set(agent, seq);
+export function mark(marks: SeqMarks, agent: string, from: number, to = from): void {
+  let set = marks.get(agent);
+  if (!set) marks.set(agent, (set = new RangeSet()));
+  set.add(from, to);
+}
+
+export function isMarked(marks: SeqMarks, agent: string, seq: number): boolean {
+  return marks.get(agent)?.has(seq) ?? false;
+}
+
+/** Reads a saved `.NAME.seqs` value for one agent into `marks`: ranges, or (older format) a number meaning 0..it. */
+function markSaved(marks: SeqMarks, agent: string, saved: unknown): void {
+  if (typeof saved === 'number') return mark(marks, agent, 0, saved);
+  if (!Array.isArray(saved)) return;
+  for (const r of saved) if (Array.isArray(r) && typeof r[0] === 'number' && typeof r[1] === 'number') mark(marks, agent, r[0], r[1]);
 }
 
 const scanChunkBytes = 64 * 1024;
@@ -86,7 +102,7 @@ export async function readOlderMarks(files: Files, path: string, keep: number): 
     /* missing or damaged: rebuilt from the rotated files */
   }
   if (saved !== null && typeof saved === 'object') {
-    for (const [agent, seq] of Object.entries(saved)) if (typeof seq === 'number') mark(marks, agent, seq);
+    for (const [agent, v] of Object.entries(saved)) markSaved(marks, agent, v);
     await scanLines(files, rotatedPath(path, 1), marks);
     return marks;
   }
@@ -107,7 +123,7 @@ async function ignoreMissing(p: Promise<void>): Promise<void> {
  * rotation. The caller opens the new NAME and syncs the directory (`durable`) before using it.
  */
 export async function rotate(files: Files, path: string, keep: number, marks: SeqMarks): Promise<void> {
-  await writeFileAtomic(files, seqsPath(path), JSON.stringify(Object.fromEntries(marks)));
+  await writeFileAtomic(files, seqsPath(path), JSON.stringify(Object.fromEntries([...marks].map(([a, set]) => [a, set.toArray()]))));
   await ignoreMissing(files.unlink(rotatedPath(path, keep)));
   for (let n = keep - 1; n >= 1; n--) await ignoreMissing(files.rename(rotatedPath(path, n), rotatedPath(path, n + 1)));
   await files.rename(path, rotatedPath(path, 1));

@@ -9,19 +9,29 @@
  * made durable (directory fsync) before a line in the new file resolves ok, so a crash at any
  * point leaves every acknowledged line in exactly one file.
  *
- * De-duplication by (agent, seq): a packet at or below the highest seq written for its agent is
- * acknowledged without writing it again, so a packet re-dispatched after a gateway crash (written
- * but not yet recorded as dispatched) lands once. The marks come from scanning the current file
- * and NAME.1 at open plus `.NAME.seqs`, which rotation saves before it renames anything; so they
- * outlive deleted rotated files, and memory stays one number per agent. A write that fails fails every
- * packet queued with or after it, so nothing later is ever written before something earlier.
+ * De-duplication by (agent, seq), exactly: a packet whose (agent, seq) was written is acknowledged
+ * without writing it again, so a packet re-dispatched after a gateway crash (written but not yet
+ * recorded as dispatched) lands once. Exact, not a high mark per agent: lanes let one target's
+ * higher seqs overtake another's lower ones. The sets come from scanning the current file and
+ * NAME.1 at open plus `.NAME.seqs`, which rotation saves before it renames anything; so they
+ * outlive deleted rotated files. They are range sets: one range per run of seqs written without a
+ * gap, so an agent whose packets all come here costs one range.
+ *
+ * Failures. A batch is written whole (`writeAll`) and synced, or it fails: then the file is cut
+ * back to where the batch began, and that packet and every packet queued with or after it get a
+ * retryable HANDLER_FAILED, so nothing later is ever written before something earlier, and no
+ * seq is marked before its line is on disk. If the cut fails too, the file is marked as needing
+ * recovery: before the next write it is scanned again as at open (whole lines are learnt, a torn
+ * last line is cut, and with `sync: always` the result is synced before anything is acknowledged
+ * from it), and if that fails the next batch fails with it.
  */
 import { dirname } from 'node:path';
+import { mkdirDurable } from '../../common/durable-file.js';
 import type { FileHandle, Files } from '../../common/files.js';
 import { realFiles } from '../../common/real-files.js';
 import { ErrorCode, FerryError } from '../../protocol/errors.js';
 import { bytesAsBase64 } from '../../protocol/packet.js';
-import { mark, readOlderMarks, rotate, scanLines, type SeqMarks } from './file-rotation.js';
+import { isMarked, mark, readOlderMarks, rotate, scanLines, type SeqMarks } from './file-rotation.js';
 import type { DispatchPacket, Handler, HandlerResult } from './handler.js';
 
 export interface FileHandlerOptions {
@@ -51,6 +61,8 @@ export class FileHandler implements Handler {
   /** Undefined between a rotation's rename and the opening of the new file (retried by the next flush). */
   private fh: FileHandle | undefined;
   private fileBytes = 0;
+  /** a failed write could not be cut back: rescan the file before the next write */
+  private needsRecovery = false;
   private written: SeqMarks = new Map();
   private readonly queuedByKey = new Map<string, Promise<HandlerResult>>();
   private queue: Queued[] = [];
@@ -68,24 +80,37 @@ export class FileHandler implements Handler {
 
   static async open(opts: FileHandlerOptions): Promise<FileHandler> {
     const h = new FileHandler(opts);
-    await h.files.mkdir(dirname(opts.path));
+    await mkdirDurable(h.files, dirname(opts.path));
     h.written = await readOlderMarks(h.files, opts.path, h.keep);
     h.fh = await h.openAppend();
-    await h.recover(h.fh);
+    try {
+      await h.recover(h.fh);
+      // NAME may be new: its directory entry must outlive a power cut like the lines in it.
+      if (h.opts.sync !== 'none') await h.files.syncDir(dirname(opts.path));
+    } catch (err) {
+      await h.fh.close().catch(() => undefined);
+      throw err;
+    }
     return h;
   }
 
-  /** Learns the highest seq per agent of the current file; cuts a last line without its newline (a torn write). */
+  /**
+   * Learns the seqs of the current file; cuts a last line without its newline (a torn write).
+   * With `sync: always` it syncs what it found, since lines it learns are acknowledged from now on
+   * without being written again (after a kill they may still be only in the page cache).
+   */
   private async recover(fh: FileHandle): Promise<void> {
     const size = await fh.size();
     const goodBytes = await scanLines(this.files, this.opts.path, this.written, size);
     if (goodBytes < size) await fh.truncate(goodBytes);
+    if (this.opts.sync !== 'none') await fh.datasync();
     this.fileBytes = goodBytes;
+    this.needsRecovery = false;
   }
 
   handle(p: DispatchPacket): Promise<HandlerResult> {
     if (this.closed) return Promise.resolve(this.failure(new Error('the file handler is closed')));
-    if (p.seq <= (this.written.get(p.agent) ?? 0)) return Promise.resolve({ ok: true });
+    if (isMarked(this.written, p.agent, p.seq)) return Promise.resolve({ ok: true });
     // Queued by a session that handed the same packet over a moment ago: share its outcome.
     const key = `${p.agent}\u0000${p.seq}`;
     const queued = this.queuedByKey.get(key);
@@ -114,7 +139,8 @@ export class FileHandler implements Handler {
       try {
         while (done < batch.length) done = await this.writeChunk(batch, done);
       } catch (err) {
-        if (this.fh) await this.fh.truncate(this.fileBytes).catch(() => undefined);
+        // Cut what the failed write left; if that fails too, rescan before the next write.
+        if (this.fh) await this.fh.truncate(this.fileBytes).catch(() => (this.needsRecovery = true));
         const failed = [...batch.slice(done), ...this.queue];
         this.queue = [];
         const result = this.failure(err as Error);
@@ -127,6 +153,15 @@ export class FileHandler implements Handler {
   /** Writes (and syncs) the lines from `from` on that fit the current file, or rotates; returns the index of the next unwritten line. */
   private async writeChunk(batch: Queued[], from: number): Promise<number> {
     const fh = await this.ensureOpen();
+    if (this.needsRecovery) {
+      await this.recover(fh);
+      // Lines the failed write left whole are now known: their packets are done, not written again.
+      for (const q of batch.splice(from)) {
+        if (isMarked(this.written, q.agent, q.seq)) q.resolve({ ok: true });
+        else batch.push(q);
+      }
+      if (from === batch.length) return from;
+    }
     const max = this.opts.rotateBytes ?? Infinity;
     let to = from;
     let bytes = 0;
@@ -137,7 +172,7 @@ export class FileHandler implements Handler {
       return from;
     }
     const buf = Buffer.concat(batch.slice(from, to).map((q) => q.line), bytes);
-    await fh.write(buf, null);
+    await fh.writeAll(buf, null);
     if (this.opts.sync !== 'none') await fh.datasync();
     this.fileBytes += bytes;
     for (let i = from; i < to; i++) {
