@@ -468,3 +468,21 @@ for (const [name, makeClock] of [['early', () => JitterClock.early(1)], ['late',
     t.ok(name === 'early' ? clock.early > 0 : clock.late > 0, `the clock did fire ${name}`);
   });
 }
+
+t.test('link - a liveness check that runs late lets waiting input be read before it declares the gateway dead', async (t) => {
+  // The first check (due after 1000 ms) runs 10 s late, as after a stall of this process.
+  let stalled = false;
+  const clock = new JitterClock((ms) => (ms === 1000 && !stalled ? ((stalled = true), 10_000) : 0));
+  const h = await harness(t, { peerTimeoutMs: 5000 }, [], clock);
+  const tr = await h.connect({ pingIntervalMs: 1000 });
+  await h.advance(11_000); // the late check finds 11 s of silence
+  t.ok(tr.isOpen, 'not dead yet: the gateway\'s frames may wait unread');
+  tr.deliver({ t: FrameType.PONG, id: 99 }); // read now
+  await h.advance(1);
+  t.ok(tr.isOpen, 'the gateway was heard: the session stays');
+  await h.advance(5000);
+  t.ok(tr.isOpen, 'no longer silent than peerTimeoutMs');
+  await h.advance(2000);
+  t.notOk(tr.isOpen, 'a real silence still ends it');
+  t.equal(codeOf(tr.closedWith), ErrorCode.PEER_TIMEOUT);
+});
