@@ -70,6 +70,10 @@ export class Lane {
   private blockedUntilMs = 0;
   /** no packet goes to the handler before this (a retry in place is waiting) */
   private pausedUntilMs = 0;
+  /** the deadline the armed wake-up timer was set for, or null when none is armed */
+  private wakeAtMs: number | null = null;
+  /** closed: nothing more goes to the handler */
+  private closed = false;
   private blockCode = '';
   private blockMessage = '';
 
@@ -152,9 +156,24 @@ export class Lane {
     while (this.refusedSeqs.length > 0 && this.refusedSeqs[0]! <= seq) this.refusedSeqs.shift();
   }
 
+  /**
+   * The session ended: no packet waiting here goes to the handler any more (the agent sends them
+   * again on its next session). Verdicts of packets already in the handler still arrive.
+   */
+  close(): void {
+    this.closed = true;
+    this.laneBytes -= this.queue.reduce((n, item) => n + item.bytes, 0);
+    this.queue.length = 0;
+  }
+
   private pump(): void {
+    if (this.closed) return;
     const now = this.cb.now();
-    if (now < this.pausedUntilMs) return;
+    if (now < this.pausedUntilMs) {
+      // Whoever pumps while paused makes sure a wake-up is armed for what remains.
+      this.armWake(now);
+      return;
+    }
     while (this.active < this.opts.inflightMax && this.queue.length > 0) {
       const item = this.queue.shift()!;
       this.active++;
@@ -166,13 +185,14 @@ export class Lane {
     this.active--;
     const now = this.cb.now();
     this.progressMs = now;
-    if (!result.ok && result.retryable) {
+    if (!result.ok && result.retryable && !this.closed) {
       item.attempts = (item.attempts ?? 1) + 1;
       if (item.attempts <= this.opts.retriesInPlace + 1 && result.retryAfterMs <= this.opts.retryInPlaceMsMax) {
-        // Retry here first: the packet keeps its place at the head of the lane.
-        this.queue.unshift(item);
+        // Retry here first: the packet keeps its place in seq order, ahead of the packets behind
+        // it (several in the handler may fail together, and their verdicts come in any order).
+        this.requeue(item);
         this.pausedUntilMs = Math.max(this.pausedUntilMs, now + result.retryAfterMs);
-        this.cb.later(() => this.pump(), result.retryAfterMs);
+        this.pump();
         return;
       }
       // Hold the target back: this packet and every one queued behind it go back to the agent.
@@ -186,6 +206,29 @@ export class Lane {
       this.cb.settled(item, result);
     }
     this.pump();
+  }
+
+  /** Puts an item back into the queue at its seq's place. */
+  private requeue(item: LaneItem): void {
+    let i = 0;
+    while (i < this.queue.length && this.queue[i]!.packet.seq < item.packet.seq) i++;
+    this.queue.splice(i, 0, item);
+  }
+
+  /**
+   * Arms one timer for the end of the pause. Timers may fire a little early or late: when this one
+   * fires, the deadline it was armed for counts as reached whatever `now()` says, so an early
+   * timer never leaves the lane paused with nothing armed; a pause extended meanwhile re-arms.
+   */
+  private armWake(now: number): void {
+    if (this.wakeAtMs !== null) return;
+    const deadline = this.pausedUntilMs;
+    this.wakeAtMs = deadline;
+    this.cb.later(() => {
+      this.wakeAtMs = null;
+      if (this.pausedUntilMs <= deadline) this.pausedUntilMs = 0;
+      this.pump();
+    }, Math.max(0, deadline - now));
   }
 
   private refuseQueued(): void {

@@ -87,6 +87,8 @@ export class Session {
     t.onFrame((f) => this.onFrame(f));
     void t.closed.then((err) => {
       this.closed = true;
+      // Packets still waiting in a lane go to no handler now: the agent sends them again.
+      for (const lane of this.lanes.values()) lane.close();
       if (this.timer !== null) deps.clock.clearTimeout(this.timer);
       if (this.shedTimer !== null) deps.clock.clearTimeout(this.shedTimer);
       if (this.agent) deps.unregister(this.agent, this);
@@ -223,10 +225,14 @@ export class Session {
   private async run(handler: Handler, item: LaneItem): Promise<HandlerResult> {
     const agent = item.packet.agent;
     const seq = item.packet.seq;
-    // Wait out every dispatch of this seq still open in other sessions, looking again after each wait.
-    for (let earlier = this.deps.inDispatch.get(agent)?.get(seq); earlier; earlier = this.deps.inDispatch.get(agent)?.get(seq)) {
-      await earlier;
+    // Look in the dispatch log first (another session may have recorded this seq since it was
+    // offered), and wait out every dispatch of it still open in other sessions, looking again after each wait.
+    for (;;) {
+      if (this.closed) return { ok: false, retryable: true, code: ErrorCode.SHUTDOWN, message: 'the session ended before its handler ran', retryAfterMs: 0 };
       if (this.deps.dispatchLog.has(agent, seq)) return { ok: true };
+      const earlier = this.deps.inDispatch.get(agent)?.get(seq);
+      if (!earlier) break;
+      await earlier;
     }
     let perAgent = this.deps.inDispatch.get(agent);
     if (!perAgent) this.deps.inDispatch.set(agent, (perAgent = new Map()));

@@ -86,6 +86,9 @@ export class Link extends EventEmitter<{ status: [LinkStatus] }> {
   private running: Promise<void> | null = null;
   private pumping = false;
   private pumpAgain = false;
+  /** store reads that failed in a row, and the timer that tries again after a back-off */
+  private readFailures = 0;
+  private readRetryTimer: unknown = null;
 
   constructor(private readonly opts: LinkOptions, private readonly deps: LinkDeps) {
     super();
@@ -195,6 +198,8 @@ export class Link extends EventEmitter<{ status: [LinkStatus] }> {
     this.retry.clear();
     if (this.retryTimer !== null) this.deps.clock.clearTimeout(this.retryTimer);
     this.retryTimer = null;
+    if (this.readRetryTimer !== null) this.deps.clock.clearTimeout(this.readRetryTimer);
+    this.readRetryTimer = null;
   }
 
   private onBye(t: Transport, code: string, reason: string, retryAfterMs: number | undefined): void {
@@ -306,11 +311,28 @@ export class Link extends EventEmitter<{ status: [LinkStatus] }> {
     this.pumping = true;
     this.pumpAgain = false;
     void this.fill()
-      .catch((err) => this.deps.log.error('link: reading the store failed', { err }))
+      .then(() => {
+        this.readFailures = 0;
+      })
+      .catch((err) => this.readFailed(err))
       .finally(() => {
         this.pumping = false;
         if (this.pumpAgain) this.pump();
       });
+  }
+
+  /**
+   * A store read failed (EIO, say): nothing else may come to pump again (no append, no ACK while
+   * nothing is in flight), so try again after a back-off, from the same point.
+   */
+  private readFailed(err: unknown): void {
+    const delayMs = backoffDelayMs(this.readFailures++, this.opts.reconnectDelayMsMin, this.opts.reconnectDelayMsMax, this.deps.rng);
+    this.deps.log.error('link: reading the store failed; trying again', { err, delayMs });
+    if (this.readRetryTimer !== null || this.stopped) return;
+    this.readRetryTimer = this.deps.clock.setTimeout(() => {
+      this.readRetryTimer = null;
+      this.pump();
+    }, delayMs);
   }
 
   private async fill(): Promise<void> {

@@ -15,6 +15,7 @@ import { FrameType, type AckFrame, type NackFrame, type WelcomeFrame } from '../
 import type { NewPacket, Packet } from '../../protocol/packet.js';
 import { MemoryTransport } from '../helpers/memory-transport.js';
 import { FakeClock } from './fixtures/fake-clock.js';
+import { JitterClock } from '../helpers/jitter-clock.js';
 import { turn, until } from '../helpers/wait.js';
 
 /** A subtest, as `t.test` hands it to its callback. */
@@ -25,13 +26,23 @@ type Test = Parameters<Parameters<typeof t.test>[0]>[0];
 /** The SegmentStore, with a count of calls still running, so a test can tell when the link is idle. */
 class CountingStore implements PacketStore {
   pending = 0;
+  /** this many reads from now on fail with EIO, as a bad sector would */
+  failReads = 0;
+  reads = 0;
   constructor(readonly inner: SegmentStore) {}
   private track<T>(p: Promise<T>): Promise<T> {
     this.pending++;
     return p.finally(() => this.pending--);
   }
   append(p: NewPacket): Promise<Packet> { return this.track(this.inner.append(p)); }
-  readAfter(seq: number, countMax: number): Promise<Packet[]> { return this.track(this.inner.readAfter(seq, countMax)); }
+  readAfter(seq: number, countMax: number): Promise<Packet[]> {
+    this.reads++;
+    if (this.failReads > 0) {
+      this.failReads--;
+      return this.track(Promise.reject(Object.assign(new Error('EIO: i/o error, read'), { code: 'EIO' })));
+    }
+    return this.track(this.inner.readAfter(seq, countMax));
+  }
   ack(seq: number): Promise<void> { return this.track(this.inner.ack(seq)); }
   ackOne(seq: number, to?: number): Promise<void> { return this.track(this.inner.ackOne(seq, to)); }
   deadLetter(p: Packet, code: string, message: string): Promise<void> { return this.track(this.inner.deadLetter(p, code, message)); }
@@ -58,8 +69,7 @@ const small = (target = 'a'): NewPacket => ({ target, ts: 0, data: new Uint8Arra
  * A link over a real store and a scripted gateway. `preload` packets are stored before the link
  * starts; `dial` hands out a new MemoryTransport per call (all kept in `dials`).
  */
-async function harness(t: Test, opts: Partial<LinkOptions> = {}, preload: NewPacket[] = []) {
-  const clock = new FakeClock();
+async function harness(t: Test, opts: Partial<LinkOptions> = {}, preload: NewPacket[] = [], clock: FakeClock | JitterClock = new FakeClock()) {
   const inner = await SegmentStore.open({ dir: t.testdir(), sync: 'none' });
   const store = new CountingStore(inner);
   for (const p of preload) await store.append(p);
@@ -443,4 +453,64 @@ t.test('link - DATA frames hold at most frameBytesMax bytes (as credit counts th
   const resent = tr.sentOf(FrameType.DATA).slice(frames.length);
   t.same(resent.flatMap((f) => f.packets.map((p) => p.seq)), range(1, 7));
   t.ok(resent.every((f) => f.packets.length <= 2), `resent: ${resent.map((f) => f.packets.length).join(',')}`);
+});
+
+t.test('link - a store read that fails (EIO) is tried again after a back-off, and the packets still go', async (t) => {
+  const h = await harness(t, { reconnectDelayMsMin: 100 }, range(1, 3).map(() => small()));
+  h.store.failReads = 1;
+  const tr = await h.connect();
+  t.same(sentSeqs(tr), [], 'the first read failed: nothing sent yet');
+  t.equal(h.store.reads, 1);
+  await h.advance(49);
+  t.equal(h.store.reads, 1, 'not read again before the back-off (at least half of reconnectDelayMsMin)');
+  await h.advance(100);
+  t.same(sentSeqs(tr), [1, 2, 3], 'read again after the back-off: sent, in order');
+  t.ok(tr.isOpen, 'the session stayed up');
+});
+
+t.test('link - store reads that keep failing back off further, and resume once the store reads again', async (t) => {
+  const h = await harness(t, { reconnectDelayMsMin: 100, reconnectDelayMsMax: 1000 }, range(1, 2).map(() => small()));
+  h.store.failReads = 4;
+  const tr = await h.connect();
+  const readAt: number[] = [];
+  for (let ms = 0; ms < 2000; ms += 25) {
+    const before = h.store.reads;
+    await h.advance(25);
+    if (h.store.reads > before) readAt.push(ms + 25);
+  }
+  // rng 0.5: three quarters of 100, 200, 400, 800 ms after each failure.
+  t.same(readAt, [75, 225, 525, 1125], 'read again with growing delays');
+  t.same(sentSeqs(tr), [1, 2], 'sent once a read succeeds');
+});
+
+for (const [name, makeClock] of [['early', () => JitterClock.early(1)], ['late', () => JitterClock.late(300)]] as const) {
+  t.test(`link - refused packets are resent when the retry timer fires ${name}`, async (t) => {
+    const clock = makeClock();
+    const h = await harness(t, {}, [small('a'), small('a')], clock);
+    const tr = await h.connect();
+    await h.nack({ seq: 1, code: ErrorCode.TARGET_BUSY, retryAfterMs: 1000 });
+    await h.nack({ seq: 2, code: ErrorCode.TARGET_BUSY, retryAfterMs: 1000 });
+    for (let i = 0; i < 20; i++) await h.advance(100);
+    t.same(sentSeqs(tr), [1, 2, 1, 2], `${name}: both resent, in order`);
+    t.equal(h.link.stats().retryPackets, 0);
+    t.ok(name === 'early' ? clock.early > 0 : clock.late > 0, `the clock did fire ${name}`);
+  });
+}
+
+t.test('link - a liveness check that runs late lets waiting input be read before it declares the gateway dead', async (t) => {
+  // The first check (due after 1000 ms) runs 10 s late, as after a stall of this process.
+  let stalled = false;
+  const clock = new JitterClock((ms) => (ms === 1000 && !stalled ? ((stalled = true), 10_000) : 0));
+  const h = await harness(t, { peerTimeoutMs: 5000 }, [], clock);
+  const tr = await h.connect({ pingIntervalMs: 1000 });
+  await h.advance(11_000); // the late check finds 11 s of silence
+  t.ok(tr.isOpen, 'not dead yet: the gateway\'s frames may wait unread');
+  tr.deliver({ t: FrameType.PONG, id: 99 }); // read now
+  await h.advance(1);
+  t.ok(tr.isOpen, 'the gateway was heard: the session stays');
+  await h.advance(5000);
+  t.ok(tr.isOpen, 'no longer silent than peerTimeoutMs');
+  await h.advance(2000);
+  t.notOk(tr.isOpen, 'a real silence still ends it');
+  t.equal(codeOf(tr.closedWith), ErrorCode.PEER_TIMEOUT);
 });

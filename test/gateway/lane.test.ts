@@ -19,7 +19,7 @@ const settle = (): Promise<void> => new Promise((resolve) => setImmediate(resolv
  * A lane over a handler whose calls the test resolves by hand, and a clock it advances by hand.
  * `started` lists the seqs handed to the handler, in call order.
  */
-function harness(t: Test, opts: Partial<LaneOptions> = {}) {
+function harness(t: Test, opts: Partial<LaneOptions> = {}, timerSkewMs = 0) {
   const h = {
     now: 0,
     started: [] as number[],
@@ -67,7 +67,8 @@ function harness(t: Test, opts: Partial<LaneOptions> = {}) {
       settled: (i, r) => void h.settled.push([i.packet.seq, r]),
       refused: (i, r) => void h.refused.push([i.packet.seq, r]),
       now: () => h.now,
-      later: (fn, ms) => void h.timers.push({ at: h.now + ms, fn }),
+      // Timers may fire early or late (timerSkewMs), as real ones do; never in the instant they were set.
+      later: (fn, ms) => void h.timers.push({ at: h.now + Math.max(Math.min(ms, 1), ms + timerSkewMs), fn }),
     },
   );
   return h;
@@ -334,4 +335,76 @@ t.test('lane - a lane that makes progress is not bounded by its share; a slow on
   await h.finish(2);
   t.equal(h.offer(4), null, 'after the retry-after, and with the lane moving again, the lowest given-back seq is taken again');
   t.equal(h.offer(5), null, 'and the next');
+});
+
+t.test('lane - packets retried in place go back in seq order, ahead of the later ones, whatever order their verdicts came in', async (t) => {
+  const h = harness(t, { inflightMax: 3, retriesInPlace: 2, retryInPlaceMsMax: 1000 });
+  for (let s = 1; s <= 5; s++) t.equal(h.offer(s), null);
+  t.same(h.started, [1, 2, 3]);
+  // One broker hiccup fails all three; verdicts come in seq order, then out of it.
+  await h.finish(1, retry(100));
+  await h.finish(2, retry(100));
+  await h.finish(3, retry(100));
+  t.same(h.started, [1, 2, 3], 'nothing starts while the retry waits');
+  await h.advance(100);
+  t.same(h.started, [1, 2, 3, 1, 2, 3], 'retried in seq order, not reversed');
+  await h.finish(3, retry(100));
+  await h.finish(1, retry(100));
+  await h.finish(2);
+  await h.advance(100);
+  t.same(h.started, [1, 2, 3, 1, 2, 3, 1, 3, 4], 'verdicts out of order: retried in seq order, then the later packet');
+  for (const s of [1, 3, 4, 5]) await h.finish(s);
+  t.same(h.started, [1, 2, 3, 1, 2, 3, 1, 3, 4, 5]);
+  t.same(h.settled.map(([s]) => s), [2, 1, 3, 4, 5]);
+  t.same(h.refused, []);
+});
+
+t.test('lane - a retry-in-place timer that fires before its deadline still retries (timers are not exact)', async (t) => {
+  const h = harness(t, { retriesInPlace: 1, retryInPlaceMsMax: 1000 }, -1);
+  for (const s of [1, 2]) h.offer(s);
+  await h.finish(1, retry(300));
+  await h.advance(299); // the timer fires here, 1 ms early
+  await h.advance(1000);
+  t.same(h.started, [1, 1], 'retried: the lane is not left paused with no timer');
+  await h.finish(1);
+  t.same(h.started, [1, 1, 2], 'and the next goes after it');
+});
+
+t.test('lane - a pause extended while a retry timer is armed is waited out, with early timers too', async (t) => {
+  const h = harness(t, { inflightMax: 2, retriesInPlace: 1, retryInPlaceMsMax: 1000 }, -1);
+  for (const s of [1, 2, 3]) h.offer(s);
+  await h.finish(1, retry(100)); // paused until 100
+  h.now = 50;
+  await h.finish(2, retry(300)); // paused until 350
+  await h.advance(48); // the first timer fires at 99, early, and finds the pause extended
+  t.same(h.started, [1, 2], 'not before the extended pause');
+  await h.advance(250);
+  t.same(h.started, [1, 2], 'still paused at 348');
+  await h.advance(1); // the re-armed timer fires at 349, early
+  t.same(h.started, [1, 2, 1, 2], 'both retried, in seq order');
+});
+
+t.test('lane - a retry-in-place timer that fires late retries then', async (t) => {
+  const h = harness(t, { retriesInPlace: 1, retryInPlaceMsMax: 1000 }, 500);
+  for (const s of [1, 2]) h.offer(s);
+  await h.finish(1, retry(300));
+  await h.advance(300);
+  t.same(h.started, [1], 'the timer has not fired yet');
+  await h.advance(500);
+  t.same(h.started, [1, 1], 'retried when the late timer fires');
+});
+
+t.test('lane - a closed lane hands no more packets to its handler; the ones in it still get their verdicts', async (t) => {
+  const h = harness(t, { inflightMax: 2, retriesInPlace: 1, retryInPlaceMsMax: 1000 });
+  for (const s of [1, 2, 3, 4]) h.offer(s, 10);
+  t.same(h.started, [1, 2]);
+  h.lane.close();
+  t.equal(h.lane.bytes, 20, 'the waiting packets no longer count');
+  await h.finish(1);
+  await h.finish(2, retry(100));
+  await h.advance(1000);
+  t.same(h.started, [1, 2], '3 and 4 never reach the handler, nor is 2 retried in place');
+  t.same(h.settled.map(([s, r]) => [s, r.ok]), [[1, true], [2, false]], 'the verdicts still come');
+  t.equal(h.lane.size, 0);
+  t.equal(h.lane.bytes, 0);
 });

@@ -15,6 +15,7 @@ import { Router } from '../../gateway/routes.js';
 import { Session, type SessionDeps, type SessionOptions } from '../../gateway/session.js';
 import { MemoryTransport } from '../helpers/memory-transport.js';
 import { FakeClock } from '../agent/fixtures/fake-clock.js';
+import { JitterClock } from '../helpers/jitter-clock.js';
 import { turn, until } from '../helpers/wait.js';
 
 /** A subtest, as `t.test` hands it to its callback. */
@@ -68,8 +69,7 @@ const options: SessionOptions = {
  * Sessions over one dispatch log, one router and one `inDispatch` map (as the gateway shares
  * them between the sessions of an agent). `connect` opens a session on a new transport.
  */
-async function harness(t: Test, routes: { match: string; handler: Handler }[], opts: Partial<SessionOptions> = {}) {
-  const clock = new FakeClock();
+async function harness(t: Test, routes: { match: string; handler: Handler }[], opts: Partial<SessionOptions> = {}, clock: FakeClock | JitterClock = new FakeClock()) {
   const dispatchLog = await DispatchLog.open(t.testdir(), silentLog);
   t.teardown(() => dispatchLog.close());
   const counters = { dispatched: 0, rejected: 0, duplicates: 0, retried: 0 };
@@ -414,4 +414,54 @@ t.test('session - when the earlier dispatch failed, the redispatch by the next s
   for (const seq of handler.open) handler.finish(seq);
   await s3.waitSent(isAckOf(1), 'ACK of 1 on session 3');
   t.same(handler.calls, [1, 1], 'and then acks it without a third call');
+});
+
+t.test('session - a retry in place happens even when its timer fires early or late', async (t) => {
+  for (const [name, clock] of [['early', JitterClock.early(1)], ['late', JitterClock.late(200)]] as const) {
+    const handler = new FakeHandler((_p, call) => (call === 1 ? retryable(300) : ok));
+    const g = await harness(t, [{ match: '#', handler }], { retriesInPlace: 1, retryInPlaceMsMax: 1000 }, clock);
+    const tr = g.connect();
+    send(tr, pkt(1, 'a'), pkt(2, 'a'));
+    await until(() => handler.calls.length === 1, 'first call');
+    for (let i = 0; i < 20; i++) {
+      clock.advance(50);
+      await turns();
+    }
+    await tr.waitSent(isAckOf(2), `ACK of 2 (${name} timers)`);
+    t.same(handler.calls, [1, 1, 2], `${name} timers: retried, then the next`);
+    t.ok(name === 'early' ? clock.early > 0 : clock.late > 0, `the clock did fire ${name}`);
+  }
+});
+
+t.test('session - a closed session hands none of its queued packets to the handler', async (t) => {
+  const handler = new FakeHandler();
+  const g = await harness(t, [{ match: '#', handler }]);
+  const tr = g.connect();
+  send(tr, pkt(1, 'a'), pkt(2, 'a'), pkt(3, 'a'));
+  await until(() => handler.calls.length === 1, '1 in the handler');
+  tr.close(new FerryError(ErrorCode.SESSION_REPLACED, 'replaced'));
+  await turns();
+  handler.finish(1);
+  await until(() => g.dispatchLog.has(agent, 1), 'what was in the handler is still recorded');
+  await turns(20);
+  t.same(handler.calls, [1], '2 and 3 stay with the agent, which sends them again');
+  await until(() => g.deps.inDispatch.size === 0, 'nothing left in dispatch');
+});
+
+t.test('session - a seq another session recorded while it waited in this lane is acked, not dispatched again', async (t) => {
+  const handler = new FakeHandler();
+  const g = await harness(t, [{ match: '#', handler }]);
+  const s1 = g.connect();
+  send(s1, pkt(1, 'a'), pkt(2, 'a'));
+  await until(() => handler.calls.length === 1, 'session 1 handed 1 over; 2 waits in its lane');
+  // A second session of the agent (both open: the old one has not noticed yet) dispatches 2 first.
+  const s2 = g.connect();
+  send(s2, pkt(2, 'a'));
+  await until(() => handler.calls.length === 2, 'session 2 handed 2 over');
+  handler.finish(2);
+  await s2.waitSent(isAckOf(2), 'ACK of 2 on session 2');
+  t.ok(g.dispatchLog.has(agent, 2));
+  handler.finish(1);
+  await s1.waitSent(isAckOf(2), 'ACK of 2 on session 1');
+  t.same(handler.calls, [1, 2], 'session 1 found 2 in the dispatch log and did not call the handler again');
 });
