@@ -104,6 +104,17 @@ export class Lane {
     return since !== null && now - since > this.opts.slowMs;
   }
 
+  /**
+   * Refuses a packet for a reason found outside the lane (the dispatch log's bounds), holding
+   * back this target's later packets until `retryAfterMs` as a handler failure would.
+   */
+  refuseNow(item: LaneItem, why: { code: string; message: string; retryAfterMs: number }): LaneRefusal {
+    const now = this.cb.now();
+    this.block(now + why.retryAfterMs, why.code, why.message);
+    this.hold(item.packet.seq);
+    return this.refusal(now);
+  }
+
   /** Takes a packet in seq order, or refuses it for now. */
   offer(item: LaneItem): LaneRefusal | null {
     const seq = item.packet.seq;

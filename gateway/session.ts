@@ -200,7 +200,9 @@ export class Session {
       });
       this.lanes.set(p.target, lane);
     }
-    const refusal = lane.offer(item);
+    // The dispatch log bounds what it remembers per agent: past that, the packet waits its turn.
+    const admitted = dispatchLog.admit(agent, p.seq);
+    const refusal = admitted.ok ? lane.offer(item) : lane.refuseNow(item, admitted);
     if (refusal) this.refuse(item, refusal);
     else this.armShed();
   }

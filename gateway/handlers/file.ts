@@ -45,6 +45,13 @@ export interface FileHandlerOptions {
   keep?: number;
   /** where the files live; default realFiles */
   files?: Files;
+  /**
+   * The gateway's dispatch floor for an agent (every seq up to it is recorded as dispatched, or
+   * let go by the agent, and is never handed over again). Marks at or below it are forgotten, so
+   * the exact marks stay a few ranges per agent even when the agent's other seqs go to other
+   * routes. Absent: nothing is forgotten.
+   */
+  floorOf?: (agent: string) => number;
 }
 
 interface Queued {
@@ -106,11 +113,34 @@ export class FileHandler implements Handler {
     if (this.opts.sync !== 'none') await fh.datasync();
     this.fileBytes = goodBytes;
     this.needsRecovery = false;
+    this.prune([...this.written.keys()]);
+  }
+
+  /** Ranges of (agent, seq) marks held in memory, over all agents (what `floorOf` keeps small). */
+  get markedRanges(): number {
+    let n = 0;
+    for (const set of this.written.values()) n += set.size;
+    return n;
+  }
+
+  private floorOf(agent: string): number {
+    return this.opts.floorOf?.(agent) ?? 0;
+  }
+
+  /** Forgets marks at or below each agent's dispatch floor (they are never handed over again). */
+  private prune(agents: Iterable<string>): void {
+    if (!this.opts.floorOf) return;
+    for (const agent of agents) {
+      const set = this.written.get(agent);
+      if (!set) continue;
+      set.dropThrough(this.floorOf(agent));
+      if (set.size === 0) this.written.delete(agent);
+    }
   }
 
   handle(p: DispatchPacket): Promise<HandlerResult> {
     if (this.closed) return Promise.resolve(this.failure(new Error('the file handler is closed')));
-    if (isMarked(this.written, p.agent, p.seq)) return Promise.resolve({ ok: true });
+    if (p.seq <= this.floorOf(p.agent) || isMarked(this.written, p.agent, p.seq)) return Promise.resolve({ ok: true });
     // Queued by a session that handed the same packet over a moment ago: share its outcome.
     const key = `${p.agent}\u0000${p.seq}`;
     const queued = this.queuedByKey.get(key);
@@ -175,11 +205,14 @@ export class FileHandler implements Handler {
     await fh.writeAll(buf, null);
     if (this.opts.sync !== 'none') await fh.datasync();
     this.fileBytes += bytes;
+    const agents = new Set<string>();
     for (let i = from; i < to; i++) {
       const q = batch[i]!;
       mark(this.written, q.agent, q.seq);
+      agents.add(q.agent);
       q.resolve({ ok: true });
     }
+    this.prune(agents);
     return to;
   }
 

@@ -133,3 +133,27 @@ t.test('file-handler - the same packet handed over twice at once is written once
   t.ok(results.every((r) => r.ok), 'all four calls succeed');
   t.same((await lines(path)).map((l) => (l as { seq: number }).seq), [1, 2], 'one line per seq');
 });
+
+t.test('file handler - with the dispatch floor, marks stay a few ranges when the agent\'s other seqs go to other routes', async (t) => {
+  const dir = t.testdir();
+  let floor = 0;
+  const make = (floorOf?: (a: string) => number) => FileHandler.open({ path: `${dir}/${floorOf ? 'with' : 'without'}.jsonl`, sync: 'none', ...(floorOf ? { floorOf } : {}) });
+  const withFloor = await make(() => floor);
+  const without = await make();
+  t.teardown(async () => {
+    await withFloor.close();
+    await without.close();
+  });
+  // Odd seqs come here, even ones go elsewhere; the floor follows what all routes dispatched.
+  for (let seq = 1; seq <= 2000; seq += 2) {
+    const p = { agent: 'a', seq, target: 'x', ts: 0, data: seq };
+    t.same(await withFloor.handle(p), { ok: true });
+    await without.handle(p);
+    floor = seq + 1;
+  }
+  t.equal(without.markedRanges, 1000, 'without the floor: one range per seq written (the control)');
+  t.ok(withFloor.markedRanges <= 1, `with the floor: ${withFloor.markedRanges} range(s)`);
+  t.same(await withFloor.handle({ agent: 'a', seq: 1, target: 'x', ts: 0, data: 1 }), { ok: true }, 'a seq below the floor is acknowledged');
+  const lines = (await readFile(`${dir}/with.jsonl`, 'utf8')).split('\n').filter(Boolean);
+  t.equal(lines.length, 1000, 'and not written again');
+});
