@@ -5,12 +5,10 @@ import { createLog, type Log } from '../common/log.js';
 import { loadTlsFiles } from '../protocol/tls-files.js';
 import { ErrorCode } from '../protocol/errors.js';
 import type { GatewayConfig, RouteConfig } from './config.js';
-import { DispatchLog } from './dispatch-log.js';
 import { FileHandler } from './handlers/file.js';
 import type { Handler } from './handlers/handler.js';
 import { createMqttHandler } from './handlers/mqtt.js';
-import { Router } from './routes.js';
-import { Session } from './session.js';
+import { createGatewayCore, type GatewayCore } from './core.js';
 import { AgentRegistry } from './agents.js';
 import { createAuthenticator } from './auth.js';
 import { listen } from './listener.js';
@@ -76,23 +74,25 @@ export async function runGateway(config: GatewayConfig, opts: { log?: Log } = {}
 async function startGateway(config: GatewayConfig, opts: { log?: Log }): Promise<RunningGateway> {
   const log = opts.log ?? createLog({ level: config.log.level, base: { role: 'gateway' } });
   const clock = realClock;
-  const sessions = new Map<string, Session>();
   // TLS files and the agent registry are checked before a port opens: a mistake stops the start.
   const tlsFiles = config.tls ? loadTlsFiles(config.tls) : undefined;
+  let core: GatewayCore | null = null;
   const agents = await AgentRegistry.open(config.dataDir, {
     log,
     // A revocation made with the CLI while the gateway runs ends the agent's live session.
-    onRevoked: (agent) => sessions.get(agent)?.bye(ErrorCode.AUTH_REVOKED, 'this agent was revoked'),
+    onRevoked: (agent) => core?.sessions.get(agent)?.bye(ErrorCode.AUTH_REVOKED, 'this agent was revoked'),
   });
   const authenticate = createAuthenticator(config.auth, agents);
   if (!config.auth.required) log.warn('gateway: authentication is off (auth.required false): any agent ID is accepted; see docs/security.md', { agentsKnown: agents.list().length });
 
-  const dispatchLog = await DispatchLog.open(config.dataDir, log);
   const handlers = await Promise.all(config.routes.map((r) => createHandler(r, log)));
-  const router = new Router(config.routes.map((r, i) => ({ match: r.match, handler: handlers[i]! })));
-  const counters = { dispatched: 0, rejected: 0, duplicates: 0, retried: 0 };
-  const inDispatch = new Map<string, Map<number, Promise<void>>>();
   const { limits } = config;
+  const gw = await createGatewayCore({
+    clock, log, dataDir: config.dataDir, limits, authenticate,
+    routes: config.routes.map((r, i) => ({ match: r.match, handler: handlers[i]! })),
+    newSessionId: randomUUID, rng: Math.random,
+  });
+  core = gw;
 
   const listener = await listen({
     ...(config.listen.tcp !== undefined ? { tcp: config.listen.tcp } : {}),
@@ -102,31 +102,7 @@ async function startGateway(config: GatewayConfig, opts: { log?: Log }): Promise
       sessionsPerSecondMax: limits.sessionsPerSecondMax, frameBytesMax: limits.frameBytesMax, handshakeTimeoutMs: limits.helloTimeoutMs,
     },
     log,
-  }, (t) => {
-    new Session(t, {
-      helloTimeoutMs: limits.helloTimeoutMs, peerTimeoutMs: limits.peerTimeoutMs, pingIntervalMs: limits.pingIntervalMs,
-      queuePacketsMax: limits.sessionQueuePacketsMax, queueBytesMax: limits.sessionQueueBytesMax,
-      targetQueuePacketsMax: limits.targetQueuePacketsMax, targetSlowMs: limits.targetSlowMs, busyRetryAfterMs: limits.busyRetryAfterMs,
-      retriesInPlace: limits.retriesInPlace, retryInPlaceMsMax: limits.retryInPlaceMsMax, packetBytesMax: limits.packetBytesMax,
-    }, {
-      clock, log, dispatchLog, router, counters, inDispatch,
-      newSessionId: randomUUID,
-      authenticate,
-      register(agent, s) {
-        const older = sessions.get(agent);
-        if (!older && sessions.size >= limits.agentsMax) {
-          return { ok: false, code: ErrorCode.AGENTS_MAX, message: `the gateway holds its maximum of ${limits.agentsMax} agents`, retryAfterMs: 5000 + Math.floor(Math.random() * 25_000) };
-        }
-        // One session per agent: a reconnect replaces a session the gateway still thinks is alive.
-        older?.bye(ErrorCode.SESSION_REPLACED, 'a newer session of this agent connected');
-        sessions.set(agent, s);
-        return { ok: true };
-      },
-      unregister(agent, s) {
-        if (sessions.get(agent) === s) sessions.delete(agent);
-      },
-    });
-  });
+  }, (t) => void gw.accept(t));
   const hostOf = (hostPort: string): string => hostPort.slice(0, hostPort.lastIndexOf(':'));
   const { ports } = listener;
   log.info('gateway: listening', {
@@ -138,14 +114,13 @@ async function startGateway(config: GatewayConfig, opts: { log?: Log }): Promise
   return {
     port: (ports.tcp ?? ports.tls)!,
     ports,
-    stats: () => ({ sessions: sessions.size, ...counters, logSyncs: dispatchLog.syncs, ...listener.stats() }),
+    stats: () => ({ ...gw.stats(), ...listener.stats() }),
     async stop() {
       agents.close();
       const closed = listener.close();
-      for (const s of sessions.values()) s.bye(ErrorCode.SHUTDOWN, 'gateway stopping');
+      gw.byeAll(ErrorCode.SHUTDOWN, 'gateway stopping');
       await closed;
-      await Promise.all(handlers.map((h) => h.close()));
-      await dispatchLog.close();
+      await gw.close();
     },
   };
 }

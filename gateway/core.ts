@@ -1,0 +1,111 @@
+/**
+ * The gateway without its real IO: the dispatch log, the routes and their handlers, and the
+ * sessions (one per agent) on whatever transports it is handed. gateway/main.ts wires it to a
+ * listener, the real clock and node:fs; the simulator (test/sim/) wires it to simulated ones.
+ */
+import type { Clock } from '../common/clock.js';
+import type { Files } from '../common/files.js';
+import type { Log } from '../common/log.js';
+import { ErrorCode } from '../protocol/errors.js';
+import type { Transport } from '../protocol/transport.js';
+import type { GatewayConfig } from './config.js';
+import { DispatchLog } from './dispatch-log.js';
+import type { Handler } from './handlers/handler.js';
+import { Router } from './routes.js';
+import { Session, type SessionDeps } from './session.js';
+
+/** The limits the core applies (the listener's own limits stay with the listener). */
+export type CoreLimits = Pick<
+  GatewayConfig['limits'],
+  | 'helloTimeoutMs' | 'peerTimeoutMs' | 'pingIntervalMs' | 'sessionQueuePacketsMax' | 'sessionQueueBytesMax' | 'targetQueuePacketsMax'
+  | 'targetSlowMs' | 'busyRetryAfterMs' | 'retriesInPlace' | 'retryInPlaceMsMax' | 'packetBytesMax' | 'agentsMax'
+>;
+
+export interface GatewayCoreOptions {
+  clock: Clock;
+  log: Log;
+  /** where the dispatch log lives; absent: node:fs */
+  files?: Files;
+  dataDir: string;
+  /** the dispatch log is compacted once its file passes this size (default: DispatchLog's) */
+  dispatchLogCompactBytes?: number;
+  /** routes in configuration order, first match wins; the core closes their handlers */
+  routes: { match: string; handler: Handler }[];
+  limits: CoreLimits;
+  authenticate?: SessionDeps['authenticate'];
+  newSessionId(): string;
+  /** spreads the retry-after of an AGENTS_MAX refusal */
+  rng: () => number;
+}
+
+export interface GatewayCoreStats {
+  sessions: number;
+  dispatched: number;
+  rejected: number;
+  duplicates: number;
+  retried: number;
+  logSyncs: number;
+}
+
+export interface GatewayCore {
+  /** Starts a session on a new connection. */
+  accept(t: Transport): Session;
+  /** The live session of each agent. */
+  readonly sessions: ReadonlyMap<string, Session>;
+  readonly dispatchLog: DispatchLog;
+  stats(): GatewayCoreStats;
+  /** Ends every session with a BYE. */
+  byeAll(code: ErrorCode, reason: string): void;
+  /** Ends every session, then closes the handlers and the dispatch log. */
+  close(): Promise<void>;
+}
+
+export async function createGatewayCore(o: GatewayCoreOptions): Promise<GatewayCore> {
+  const { clock, log, limits } = o;
+  const sessions = new Map<string, Session>();
+  const dispatchLog = await DispatchLog.open(o.dataDir, log, {
+    ...(o.files ? { files: o.files } : {}), ...(o.dispatchLogCompactBytes !== undefined ? { compactBytes: o.dispatchLogCompactBytes } : {}),
+  });
+  const router = new Router(o.routes);
+  const counters = { dispatched: 0, rejected: 0, duplicates: 0, retried: 0 };
+  const inDispatch = new Map<string, Map<number, Promise<void>>>();
+  const sessionOptions = {
+    helloTimeoutMs: limits.helloTimeoutMs, peerTimeoutMs: limits.peerTimeoutMs, pingIntervalMs: limits.pingIntervalMs,
+    queuePacketsMax: limits.sessionQueuePacketsMax, queueBytesMax: limits.sessionQueueBytesMax,
+    targetQueuePacketsMax: limits.targetQueuePacketsMax, targetSlowMs: limits.targetSlowMs, busyRetryAfterMs: limits.busyRetryAfterMs,
+    retriesInPlace: limits.retriesInPlace, retryInPlaceMsMax: limits.retryInPlaceMsMax, packetBytesMax: limits.packetBytesMax,
+  };
+  const deps: SessionDeps = {
+    clock, log, dispatchLog, router, counters, inDispatch,
+    newSessionId: o.newSessionId,
+    ...(o.authenticate ? { authenticate: o.authenticate } : {}),
+    register(agent, s) {
+      const older = sessions.get(agent);
+      if (!older && sessions.size >= limits.agentsMax) {
+        return { ok: false, code: ErrorCode.AGENTS_MAX, message: `the gateway holds its maximum of ${limits.agentsMax} agents`, retryAfterMs: 5000 + Math.floor(o.rng() * 25_000) };
+      }
+      // One session per agent: a reconnect replaces a session the gateway still thinks is alive.
+      older?.bye(ErrorCode.SESSION_REPLACED, 'a newer session of this agent connected');
+      sessions.set(agent, s);
+      return { ok: true };
+    },
+    unregister(agent, s) {
+      if (sessions.get(agent) === s) sessions.delete(agent);
+    },
+  };
+  const byeAll = (code: ErrorCode, reason: string): void => {
+    for (const s of sessions.values()) s.bye(code, reason);
+  };
+  return {
+    accept: (t) => new Session(t, sessionOptions, deps),
+    sessions,
+    dispatchLog,
+    stats: () => ({ sessions: sessions.size, ...counters, logSyncs: dispatchLog.syncs }),
+    byeAll,
+    async close() {
+      byeAll(ErrorCode.SHUTDOWN, 'gateway stopping');
+      await Promise.all(o.routes.map((r) => r.handler.close()));
+      await dispatchLog.close();
+    },
+  };
+}

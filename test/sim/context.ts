@@ -1,0 +1,34 @@
+/** What every part of one simulated world shares. */
+import type { Log, LogFields } from '../../common/log.js';
+import type { CallOrder } from './checkers.js';
+import type { SimDownstream } from './downstream.js';
+import type { Oracle } from './oracle.js';
+import type { Rng } from './rng.js';
+import type { SimTime, TimerJitter } from './sim-clock.js';
+import type { SimNet } from './sim-net.js';
+import type { Trace } from './trace.js';
+
+export interface WorldContext {
+  time: SimTime;
+  rng: Rng;
+  trace: Trace;
+  net: SimNet;
+  oracle: Oracle;
+  order: CallOrder;
+  downstream: SimDownstream;
+  jitter: TimerJitter;
+  /** Records a broken guarantee (or a crash of the simulation itself); the run stops at the next step. */
+  fail(err: unknown): void;
+  /** Runs `fn` at `delayMs` from now on the world's own timeline (restarts, fault ends). */
+  later(delayMs: number, fn: () => void, owner?: string): void;
+}
+
+/** A Log for one simulated process: warnings and errors go into the trace (so into its hash), the rest is dropped. */
+export function simLog(trace: Trace, who: string): Log {
+  const emit = (level: string) => (msg: string, fields?: LogFields): void => {
+    const code = (fields?.code ?? (fields?.err as { code?: unknown } | undefined)?.code) as string | undefined;
+    trace.event('log', `${who} ${level} ${msg}${code ? ` ${code}` : ''}`);
+  };
+  const log: Log = { debug() {}, info() {}, warn: emit('warn'), error: emit('error'), child: () => log };
+  return log;
+}

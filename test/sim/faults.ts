@@ -1,0 +1,140 @@
+/**
+ * The fault model of the simulator: what can go wrong, chosen from the seed. Each kind has a
+ * name (for `--faults` and for the CI's list of kinds whose bugs are not fixed yet).
+ */
+import type { WorldContext } from './context.js';
+import type { Device } from './device.js';
+import type { GatewayHost } from './gateway-host.js';
+import { noFaults, type SimDisk } from './sim-disk.js';
+
+export const faultKinds = [
+  'agent-kill', 'agent-power', 'agent-wipe', 'gateway-kill', 'gateway-power',
+  'disk-full', 'disk-eio', 'short-writes', 'bit-flips',
+  'net-cut', 'net-stall', 'net-black-hole', 'net-delay', 'net-half-open', 'net-partition',
+  'downstream-fail', 'downstream-slow',
+] as const;
+export type FaultKind = (typeof faultKinds)[number];
+
+export function parseFaultKinds(list: string): FaultKind[] {
+  const kinds = list.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  for (const k of kinds) if (!(faultKinds as readonly string[]).includes(k)) throw new Error(`unknown fault kind ${k}; known: ${faultKinds.join(', ')}`);
+  return kinds as FaultKind[];
+}
+
+export interface FaultTargets {
+  devices: Device[];
+  gateway: GatewayHost;
+}
+
+/** Injects one fault of `kind` now, choosing where and for how long from the world's rng. */
+export function inject(w: WorldContext, t: FaultTargets, kind: FaultKind): void {
+  const { rng, net, trace } = w;
+  const device = rng.pick(t.devices);
+  const anyDisk = (): SimDisk => (rng.chance(0.5) ? t.gateway.disk : rng.pick(t.devices).disk);
+  const diskName = (d: SimDisk): string => (d === t.gateway.disk ? 'gateway' : t.devices.find((x) => x.disk === d)!.id);
+  const until = (msMin: number, msMax: number, end: () => void): void => w.later(rng.int(msMin, msMax), end, 'faults');
+  const openConn = (): ReturnType<typeof net.openConnections>[number] | undefined => {
+    const open = net.openConnections();
+    return open.length > 0 ? rng.pick(open) : undefined;
+  };
+  switch (kind) {
+    case 'agent-kill':
+      if (device.state === 'off') return;
+      device.kill('kill');
+      return w.later(rng.int(10, 3000), () => device.start());
+    case 'agent-power':
+      device.kill('power');
+      return w.later(rng.int(100, 5000), () => device.start());
+    case 'agent-wipe':
+      device.wipe();
+      return w.later(rng.int(10, 2000), () => device.start());
+    case 'gateway-kill':
+      if (t.gateway.state === 'off') return;
+      t.gateway.kill('kill');
+      return w.later(rng.int(10, 3000), () => t.gateway.start());
+    case 'gateway-power':
+      t.gateway.kill('power');
+      return w.later(rng.int(100, 6000), () => t.gateway.start());
+    case 'disk-full': {
+      const d = anyDisk();
+      d.faults.bytesBudget = d.usedBytes() + rng.int(0, 3000);
+      trace.event('fault', `disk of ${diskName(d)} full at ${d.faults.bytesBudget} bytes`);
+      return until(200, 8000, () => {
+        d.faults.bytesBudget = null;
+        trace.event('fault', `disk of ${diskName(d)} has room again`);
+      });
+    }
+    case 'disk-eio': {
+      const d = anyDisk();
+      const p = rng.pick([0.05, 0.2, 0.5, 1]);
+      const which = rng.pick(['writeEioP', 'syncEioP', 'readEioP', 'openEioP', 'all'] as const);
+      for (const k of which === 'all' ? (['writeEioP', 'syncEioP', 'readEioP', 'openEioP'] as const) : [which]) d.faults[k] = p;
+      trace.event('fault', `disk of ${diskName(d)}: I/O errors (${which} ${p})`);
+      return until(20, 3000, () => clearDiskFaults(d, ['writeEioP', 'syncEioP', 'readEioP', 'openEioP']));
+    }
+    case 'short-writes': {
+      const d = anyDisk();
+      d.faults.shortWriteP = rng.pick([0.1, 0.3, 0.7]);
+      trace.event('fault', `disk of ${diskName(d)}: short writes (${d.faults.shortWriteP})`);
+      return until(100, 5000, () => clearDiskFaults(d, ['shortWriteP']));
+    }
+    case 'bit-flips': {
+      const d = anyDisk();
+      d.faults.bitFlipP = rng.pick([0.01, 0.05, 0.2]);
+      trace.event('fault', `disk of ${diskName(d)}: bit flips on read (${d.faults.bitFlipP})`);
+      return until(100, 3000, () => clearDiskFaults(d, ['bitFlipP']));
+    }
+    case 'net-cut':
+      return openConn()?.cut('fault');
+    case 'net-stall': {
+      const c = openConn();
+      return c?.stall(w.time.now() + rng.int(50, 9000));
+    }
+    case 'net-black-hole':
+      return openConn()?.blackHole('fault');
+    case 'net-delay': {
+      const before = { ...net.opts };
+      net.opts.latencyMsMax = rng.pick([100, 500, 2000]);
+      net.opts.latencyMsMin = Math.floor(net.opts.latencyMsMax / 4);
+      trace.event('fault', `network latency ${net.opts.latencyMsMin}-${net.opts.latencyMsMax} ms`);
+      return until(500, 10_000, () => {
+        net.opts.latencyMsMin = before.latencyMsMin;
+        net.opts.latencyMsMax = before.latencyMsMax;
+      });
+    }
+    case 'net-half-open': {
+      const open = net.openConnections().filter((c) => !c.agentEnd.done && !c.gatewayEnd.done);
+      if (open.length > 0) rng.pick(open).halfOpen();
+      return;
+    }
+    case 'net-partition': {
+      net.partitioned.add(device.id);
+      trace.event('fault', `${device.id} partitioned`);
+      const black = rng.chance(0.5);
+      for (const c of net.openConnections(device.id)) if (black) c.blackHole('partition');
+      else c.cut('partition');
+      return until(500, 12_000, () => {
+        net.partitioned.delete(device.id);
+        trace.event('fault', `${device.id} partition healed`);
+      });
+    }
+    case 'downstream-fail': {
+      w.downstream.mode.failP = rng.pick([0.3, 0.7, 1]);
+      trace.event('fault', `downstream fails ${w.downstream.mode.failP}`);
+      return until(100, 5000, () => (w.downstream.mode.failP = 0));
+    }
+    case 'downstream-slow': {
+      w.downstream.mode.latencyMsMax = rng.pick([300, 1500, 6000]);
+      w.downstream.mode.latencyMsMin = Math.floor(w.downstream.mode.latencyMsMax / 3);
+      trace.event('fault', `downstream slow ${w.downstream.mode.latencyMsMin}-${w.downstream.mode.latencyMsMax} ms`);
+      return until(500, 8000, () => {
+        w.downstream.mode.latencyMsMin = 1;
+        w.downstream.mode.latencyMsMax = 20;
+      });
+    }
+  }
+}
+
+function clearDiskFaults(d: SimDisk, keys: (keyof typeof noFaults)[]): void {
+  for (const k of keys) (d.faults as unknown as Record<string, unknown>)[k] = noFaults[k];
+}

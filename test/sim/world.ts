@@ -1,0 +1,229 @@
+/**
+ * One simulated world per seed: a gateway host, one to three devices, the network between them
+ * and a downstream backend, all on simulated time. `runSeed` runs a fault phase (producers
+ * append, faults strike at random), then a liveness phase (faults stop, everything restarts and
+ * must drain, and every store must take appends again), checking the guarantees after every
+ * step, and returns the first violation with the trace's hash.
+ *
+ * A step: let the real code run until nothing is pending (no setImmediate, hence no microtask:
+ * the simulated disk completes its operations through setImmediate), check, then move time to the
+ * next timer and fire it. No real time, no Math.random: the same seed gives the same trace.
+ */
+import { checkCredit, checkFileOutput, checkNothingLost, readOutputs, CallOrder } from './checkers.js';
+import type { WorldContext } from './context.js';
+import { Device } from './device.js';
+import { calmDownstream, SimDownstream } from './downstream.js';
+import { faultKinds, inject, type FaultKind } from './faults.js';
+import { downstreamPipelinedInflightMax, fileOutputs, GatewayHost, routeTargets } from './gateway-host.js';
+import { Oracle, Violation } from './oracle.js';
+import { Rng } from './rng.js';
+import { SimTime } from './sim-clock.js';
+import { noFaults } from './sim-disk.js';
+import { SimNet } from './sim-net.js';
+import { Trace } from './trace.js';
+
+export interface RunOptions {
+  seed: number;
+  /** fault kinds that may be injected (default: all) */
+  faults?: readonly FaultKind[];
+  verbose?: boolean;
+  /** print trace lines here (verbose) */
+  write?: (line: string) => void;
+  /** simulated length of the fault phase */
+  faultPhaseMs?: number;
+  /** once faults stop, everything must drain within this much simulated time */
+  drainMsMax?: number;
+  /** create the gateway's files durably at install (hides the unsynced directory entry of a new file) */
+  precreateFiles?: boolean;
+}
+
+export interface RunResult {
+  seed: number;
+  ok: boolean;
+  violation?: Violation;
+  hash: string;
+  events: number;
+  steps: number;
+  simMs: number;
+  appends: number;
+  resolved: number;
+  faults: string[];
+  /** the latest trace lines (all of them with verbose) */
+  tail: string[];
+}
+
+const queuePacketsMax = 16;
+
+/** Runs the real code until no setImmediate is pending; throws if it never settles (a busy loop). */
+async function settle(): Promise<void> {
+  for (let turns = 0; turns < 100_000; turns++) {
+    await new Promise<void>((r) => setImmediate(r));
+    if (!process.getActiveResourcesInfo().includes('Immediate')) return;
+  }
+  throw new Violation('liveness', 'the code never settles: setImmediate keeps being scheduled (a busy loop)');
+}
+
+export async function runSeed(opts: RunOptions): Promise<RunResult> {
+  const seed = opts.seed >>> 0;
+  const rng = new Rng(seed);
+  const time = new SimTime();
+  const trace = new Trace({ now: () => time.now(), verbose: opts.verbose ?? false, ...(opts.write ? { write: opts.write } : {}), keep: opts.verbose ? 0 : 80 });
+  const enabled = new Set<FaultKind>(opts.faults ?? faultKinds);
+  const oracle = new Oracle();
+  const order = new CallOrder((target) => (target.startsWith('down/pipe/') ? downstreamPipelinedInflightMax : 1));
+  let failure: Violation | null = null;
+  const fail = (err: unknown): void => {
+    if (failure) return;
+    failure = err instanceof Violation ? err : new Violation('crash', `${(err as Error)?.stack ?? String(err)}`);
+    trace.event('violation', failure.message);
+  };
+  const net = new SimNet(time, rng.fork('net'), trace, { latencyMsMin: 1, latencyMsMax: rng.pick([2, 10, 40]), frameBytesMax: 64 * 1024, connectTimeoutMs: 3000 });
+  const w: WorldContext = {
+    time, rng: rng.fork('world'), trace, net, oracle, order, jitter: { earlyMsMax: 2, lateMsMax: rng.pick([5, 50]) }, fail,
+    downstream: null as unknown as SimDownstream,
+    later: (delayMs, fn, owner = 'world') => void time.at(time.now() + delayMs, fn, owner),
+  };
+  w.downstream = new SimDownstream(rng.fork('downstream'), oracle, order, trace);
+
+  const gateway = new GatewayHost(w, {
+    limits: {
+      helloTimeoutMs: 2000, peerTimeoutMs: 4000, pingIntervalMs: 1000, sessionQueuePacketsMax: queuePacketsMax, sessionQueueBytesMax: 16 * 1024,
+      targetQueuePacketsMax: 8, targetSlowMs: 300, busyRetryAfterMs: 200, retriesInPlace: rng.int(0, 3), retryInPlaceMsMax: 500, packetBytesMax: 4096, agentsMax: 8,
+    },
+    dispatchLogCompactBytes: rng.pick([1024, 4096, 1 << 20]),
+    fileRetryAfterMs: rng.pick([50, 200, 1000]),
+    rotateBytes: rng.pick([1024, 4096]),
+  });
+  const allTargets = Object.values(routeTargets).flat();
+  const devices = Array.from({ length: rng.int(1, 3) }, (_, i) => {
+    const targets = allTargets.filter(() => rng.chance(0.5));
+    if (targets.length === 0) targets.push(rng.pick(allTargets));
+    const bytesMax = rng.pick([12 * 1024, 16 * 1024, 32 * 1024]);
+    return new Device(w, {
+      id: `a${i + 1}`, targets, bytesMax, segmentBytes: 4096, fullPolicy: rng.pick(['reject', 'drop-oldest'] as const), ackFlushMs: rng.pick([50, 500]),
+      produceEveryMsMax: rng.pick([400, 1000, 2000]),
+      link: {
+        inflightPacketsMax: rng.int(4, 24), framePacketsMax: rng.int(1, 6), frameBytesMax: 8 * 1024, retryPacketsMax: rng.int(2, 12), retryBytesMax: 16 * 1024,
+        reconnectDelayMsMin: 50, reconnectDelayMsMax: 3000, helloTimeoutMs: 2000, pingIntervalMs: 1000, peerTimeoutMs: 4000,
+      },
+    });
+  });
+  trace.event('world', `seed ${seed}: ${devices.map((d) => `${d.id} ${d.o.fullPolicy} ${d.o.bytesMax}B [${d.o.targets.join(' ')}]`).join('; ')}`);
+
+  // Faults at random moments of the fault phase.
+  const faultPhaseMs = opts.faultPhaseMs ?? 15_000;
+  const kinds = faultKinds.filter((k) => enabled.has(k));
+  const injected: string[] = [];
+  const faultCount = kinds.length === 0 ? 0 : rng.int(2, 12);
+  for (let i = 0; i < faultCount; i++) {
+    const at = rng.int(0, faultPhaseMs);
+    const kind = rng.pick(kinds);
+    w.later(at, () => {
+      injected.push(kind);
+      trace.event('fault', kind);
+      inject(w, { devices, gateway }, kind);
+    }, 'faults');
+  }
+  if (enabled.has('downstream-fail')) w.downstream.mode.failP = rng.pick([0, 0, 0.02, 0.1]);
+
+  // The liveness phase: no more faults, everything up, producers quiet; then probes.
+  const state = { phase: 'faults' as 'faults' | 'liveness' };
+  const drainMsMax = opts.drainMsMax ?? 10 * 60_000;
+  const probes: { device: Device; done: boolean }[] = [];
+  w.later(faultPhaseMs, () => {
+    state.phase = 'liveness';
+    trace.event('world', 'faults stop');
+    time.cancelOwner('faults');
+    net.heal();
+    net.opts.latencyMsMin = 1;
+    net.opts.latencyMsMax = 5;
+    w.downstream.mode = { ...calmDownstream };
+    for (const d of [gateway.disk, ...devices.map((x) => x.disk)]) Object.assign(d.faults, noFaults);
+    gateway.start();
+    for (const d of devices) {
+      d.producing = false;
+      d.start();
+    }
+    // Each store must take an append again (a wedged store refuses them forever).
+    for (const d of devices) {
+      const probe = { device: d, done: false };
+      probes.push(probe);
+      const tryProbe = (): void => {
+        if (d.state !== 'running') return w.later(500, tryProbe);
+        void d.append(d.o.targets[0]!, true).then((rec) => {
+          if (rec.state === 'resolved') probe.done = true;
+          else w.later(1000, tryProbe);
+        });
+      };
+      w.later(1000, tryProbe);
+    }
+  });
+
+  const onCrash = (err: unknown): void => fail(err);
+  process.on('unhandledRejection', onCrash);
+  let steps = 0;
+  try {
+    await gateway.install(opts.precreateFiles ?? false);
+    for (const d of devices) await d.install();
+    gateway.start();
+    for (const d of devices) d.start();
+    const livenessDeadline = faultPhaseMs + drainMsMax + time.now();
+    for (;;) {
+      await settle();
+      steps++;
+      if (failure) break;
+      checkCredit(gateway.core?.sessions.values() ?? [], queuePacketsMax);
+      if (steps % 64 === 0) checkFileOutput(readOutputs(gateway.disk, fileOutputs, 'current'), 'current');
+      if (state.phase === 'liveness' && drained(devices, probes)) break;
+      if (time.now() > livenessDeadline) throw new Violation('liveness', `not drained ${drainMsMax / 60_000} simulated minutes after the faults stopped: ${describeBacklog(devices, probes)}`);
+      if (!time.fireNext()) throw new Violation('liveness', `nothing left to happen and not drained: ${describeBacklog(devices, probes)}`);
+    }
+    if (!failure) {
+      for (const d of devices) d.countDrops();
+      const current = readOutputs(gateway.disk, fileOutputs, 'current');
+      const durable = readOutputs(gateway.disk, fileOutputs, 'durable');
+      checkFileOutput(current, 'current');
+      checkFileOutput(durable, 'durable');
+      checkNothingLost(oracle, durable, current);
+    }
+  } catch (err) {
+    fail(err);
+  } finally {
+    process.off('unhandledRejection', onCrash);
+  }
+  const hash = trace.digest();
+  // Stop the world's remaining code: every process dies (nothing of this seed runs into the next).
+  try {
+    order.stop();
+    gateway.kill('kill');
+    for (const d of devices) d.kill('kill');
+    await settle();
+  } catch {
+    /* the run is over: what its dead code does no longer counts */
+  }
+  const all = [...oracle.appends.values()];
+  const v = failure as Violation | null;
+  return {
+    seed, ok: v === null, ...(v ? { violation: v } : {}), hash, events: trace.events, steps, simMs: time.now() - 1_700_000_000_000,
+    appends: all.length, resolved: all.filter((r) => r.state === 'resolved').length, faults: injected, tail: trace.tail(),
+  };
+}
+
+function drained(devices: Device[], probes: { device: Device; done: boolean }[]): boolean {
+  if (probes.length < devices.length || probes.some((p) => !p.done)) return false;
+  return devices.every((d) => {
+    const s = d.store?.stats();
+    return d.state === 'running' && s !== undefined && s.backlogPackets === 0 && s.ackedSeq === s.lastSeq;
+  });
+}
+
+function describeBacklog(devices: Device[], probes: { device: Device; done: boolean }[]): string {
+  return devices
+    .map((d) => {
+      const s = d.store?.stats();
+      const probe = probes.find((p) => p.device === d);
+      const l = d.link?.stats();
+      return `${d.id} ${d.state}${s ? ` lastSeq ${s.lastSeq} ackedSeq ${s.ackedSeq} backlog ${s.backlogPackets}` : ''}${l ? ` link ${l.state} inflight ${l.inflightPackets} retrying ${l.retryPackets}` : ''} probe ${probe?.done ? 'taken' : 'refused'}`;
+    })
+    .join('; ');
+}
