@@ -74,6 +74,7 @@ export async function runGateway(config: GatewayConfig, opts: { log?: Log } = {}
     limits: {
       connectionsMax: limits.connectionsMax, connectionsPerAddressMax: limits.connectionsPerAddressMax,
       sessionsPerSecondMax: limits.sessionsPerSecondMax, frameBytesMax: limits.frameBytesMax, handshakeTimeoutMs: limits.helloTimeoutMs,
+      writeQueueBytesHigh: limits.writeQueueBytesHigh, writeQueueBytesMax: limits.writeQueueBytesMax, writeStallMs: limits.writeStallMs,
     },
     log,
   }, (t) => {
@@ -82,6 +83,7 @@ export async function runGateway(config: GatewayConfig, opts: { log?: Log } = {}
       queuePacketsMax: limits.sessionQueuePacketsMax, queueBytesMax: limits.sessionQueueBytesMax,
       targetQueuePacketsMax: limits.targetQueuePacketsMax, targetSlowMs: limits.targetSlowMs, busyRetryAfterMs: limits.busyRetryAfterMs,
       retriesInPlace: limits.retriesInPlace, retryInPlaceMsMax: limits.retryInPlaceMsMax, packetBytesMax: limits.packetBytesMax,
+      packetDepthMax: limits.packetDepthMax, frameBytesMax: limits.frameBytesMax,
     }, {
       clock, log, dispatchLog, router, counters, inDispatch,
       newSessionId: randomUUID,
