@@ -2,7 +2,8 @@ import { createConnection, createServer, type Server, type Socket } from 'node:n
 import { unlink } from 'node:fs/promises';
 import type { Log } from '../common/log.js';
 import { ErrorCode, FerryError, isFerryError } from '../protocol/errors.js';
-import { checkData, checkTarget, type PacketData } from '../protocol/packet.js';
+import { checkPacket, dataDepthMaxDefault, type PacketLimits } from '../protocol/limits.js';
+import type { PacketData } from '../protocol/packet.js';
 
 /**
  * The agent's local API: newline-delimited JSON over a Unix socket, for other programs on the
@@ -33,9 +34,17 @@ export interface LocalApiHandlers {
 export const localLineBytesMax = 256 * 1024;
 const connectionsMax = 64;
 
-export async function startLocalApi(socketPath: string, handlers: LocalApiHandlers, opts: { log: Log; dataBytesMax: number }): Promise<Server> {
+export interface LocalApiOptions {
+  log: Log;
+  dataBytesMax: number;
+  /** default protocol/limits.ts dataDepthMaxDefault, the gateway's default too */
+  dataDepthMax?: number;
+}
+
+export async function startLocalApi(socketPath: string, handlers: LocalApiHandlers, opts: LocalApiOptions): Promise<Server> {
   await removeStaleSocket(socketPath);
-  const server = createServer((socket) => serve(socket, handlers, opts));
+  const limits: PacketLimits = { dataBytesMax: opts.dataBytesMax, dataDepthMax: opts.dataDepthMax ?? dataDepthMaxDefault };
+  const server = createServer((socket) => serve(socket, handlers, limits));
   server.maxConnections = connectionsMax;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -61,7 +70,7 @@ async function removeStaleSocket(socketPath: string): Promise<void> {
   await unlink(socketPath).catch(() => undefined);
 }
 
-function serve(socket: Socket, handlers: LocalApiHandlers, opts: { log: Log; dataBytesMax: number }): void {
+function serve(socket: Socket, handlers: LocalApiHandlers, limits: PacketLimits): void {
   let parts: Buffer[] = [];
   let partBytes = 0;
   let chain = Promise.resolve();
@@ -92,14 +101,14 @@ function serve(socket: Socket, handlers: LocalApiHandlers, opts: { log: Log; dat
       partBytes = 0;
       start = nl + 1;
       // Answer in request order even though sends resolve at different times.
-      const answer = handle(line, handlers, opts.dataBytesMax);
+      const answer = handle(line, handlers, limits);
       chain = chain.then(async () => reply(socket, await answer));
     }
     if (parts.length > 0) parts = [Buffer.from(Buffer.concat(parts, partBytes))];
   });
 }
 
-async function handle(line: string, handlers: LocalApiHandlers, dataBytesMax: number): Promise<LocalResponse> {
+async function handle(line: string, handlers: LocalApiHandlers, limits: PacketLimits): Promise<LocalResponse> {
   try {
     let req: unknown;
     try {
@@ -110,9 +119,11 @@ async function handle(line: string, handlers: LocalApiHandlers, dataBytesMax: nu
     if (typeof req !== 'object' || req === null) throw new FerryError(ErrorCode.LOCAL_REQUEST_INVALID, 'request must be a JSON object');
     const r = req as Record<string, unknown>;
     if (r.op === 'send') {
-      const target = checkTarget(r.target);
       if (!('data' in r)) throw new FerryError(ErrorCode.LOCAL_REQUEST_INVALID, 'send needs data');
-      const data = checkData(r.data as PacketData, dataBytesMax);
+      // The gateway's own rule (same code, same defaults): what it would refuse is refused here, before it is stored.
+      checkPacket({ target: r.target, data: r.data }, limits);
+      const target = r.target as string;
+      const data = r.data as PacketData;
       const extra: { ttlMs?: number; priority?: number } = {};
       if (r.ttlMs !== undefined) extra.ttlMs = checkInt(r.ttlMs, 'ttlMs', 1, 0xffffffff);
       if (r.priority !== undefined) extra.priority = checkInt(r.priority, 'priority', 0, 255);

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { dataDepthMaxCeiling, dataDepthMaxDefault, packetLimitsDefault } from '../protocol/limits.js';
 import { compilePattern } from './routes.js';
 
 const positiveInt = z.number().int().positive();
@@ -77,9 +78,18 @@ export const gatewayConfigSchema = z.strictObject({
   dataDir: z.string().min(1),
   routes: z.array(z.discriminatedUnion('handler', [fileRoute, mqttRoute, webhookRoute, moduleRoute])).min(1),
   limits: z.strictObject({
+    /** the largest frame body read (told to agents in WELCOME); a connection's first frame, before HELLO, is held to 4 KiB (protocol/limits.ts helloFrameBytesMax) */
     frameBytesMax: positiveInt.default(1024 * 1024),
     /** packet data larger than this is rejected for good (NACK DATA_TOO_LARGE; the agent keeps it as a dead letter) */
-    packetBytesMax: positiveInt.default(64 * 1024),
+    packetBytesMax: positiveInt.default(packetLimitsDefault.dataBytesMax),
+    /** packet data nested deeper than this is rejected for good (NACK DATA_TOO_DEEP); told to agents in WELCOME */
+    packetDepthMax: positiveInt.max(dataDepthMaxCeiling).default(dataDepthMaxDefault),
+    /** bytes queued for a connection that does not read them, past which the gateway stops reading from it until they drain */
+    writeQueueBytesHigh: positiveInt.min(16 * 1024).default(1024 * 1024),
+    /** bytes queued for a connection past which it is ended at once (PEER_NOT_READING) */
+    writeQueueBytesMax: positiveInt.default(8 * 1024 * 1024),
+    /** a connection paused on writeQueueBytesHigh that reads none of its queue for this long is ended (PEER_NOT_READING) */
+    writeStallMs: positiveInt.default(30_000),
     connectionsMax: positiveInt.default(10_000),
     /** connections one remote address may hold; the next gets BYE CONNECTIONS_PER_ADDRESS */
     connectionsPerAddressMax: positiveInt.default(64),
@@ -105,6 +115,7 @@ export const gatewayConfigSchema = z.strictObject({
   }).prefault({}),
   log: z.strictObject({ level: z.enum(['debug', 'info', 'warn', 'error']).default('info') }).prefault({}),
 }).superRefine((c, ctx) => {
+  if (c.limits.writeQueueBytesHigh >= c.limits.writeQueueBytesMax) ctx.addIssue({ code: 'custom', path: ['limits', 'writeQueueBytesHigh'], message: 'must be below limits.writeQueueBytesMax' });
   if (c.listen.tls !== undefined && c.tls === undefined) ctx.addIssue({ code: 'custom', path: ['tls'], message: 'listen.tls needs tls.cert and tls.key' });
   if (c.auth.clientCert === 'require' && (c.tls?.ca === undefined || c.listen.tls === undefined)) {
     ctx.addIssue({ code: 'custom', path: ['auth', 'clientCert'], message: "'require' needs listen.tls and tls.ca (the CA that signs agents' client certificates)" });

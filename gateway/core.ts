@@ -19,7 +19,7 @@ export type CoreLimits = Pick<
   GatewayConfig['limits'],
   | 'helloTimeoutMs' | 'peerTimeoutMs' | 'pingIntervalMs' | 'sessionQueuePacketsMax' | 'sessionQueueBytesMax' | 'targetQueuePacketsMax'
   | 'targetSlowMs' | 'busyRetryAfterMs' | 'retriesInPlace' | 'retryInPlaceMsMax' | 'packetBytesMax' | 'agentsMax'
->;
+> & Partial<Pick<GatewayConfig['limits'], 'packetDepthMax' | 'frameBytesMax'>>;
 
 export interface GatewayCoreOptions {
   clock: Clock;
@@ -74,6 +74,8 @@ export async function createGatewayCore(o: GatewayCoreOptions): Promise<GatewayC
     queuePacketsMax: limits.sessionQueuePacketsMax, queueBytesMax: limits.sessionQueueBytesMax,
     targetQueuePacketsMax: limits.targetQueuePacketsMax, targetSlowMs: limits.targetSlowMs, busyRetryAfterMs: limits.busyRetryAfterMs,
     retriesInPlace: limits.retriesInPlace, retryInPlaceMsMax: limits.retryInPlaceMsMax, packetBytesMax: limits.packetBytesMax,
+    ...(limits.packetDepthMax !== undefined ? { packetDepthMax: limits.packetDepthMax } : {}),
+    ...(limits.frameBytesMax !== undefined ? { frameBytesMax: limits.frameBytesMax } : {}),
   };
   const deps: SessionDeps = {
     clock, log, dispatchLog, router, counters, inDispatch,

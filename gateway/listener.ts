@@ -2,7 +2,8 @@
  * The gateway's tunnel listeners: plaintext TCP and/or TLS. Every accepted connection passes
  * admission (gateway/admission.ts) before any work is done for it, then becomes a
  * `SocketTransport` carrying `peer` (address, TLS or not, the verified client certificate's CN)
- * and is handed to `onTransport`. A refused connection gets a BYE saying why and is closed.
+ * and is handed to `onTransport`; its first frame may be at most `helloFrameBytesMax` (4 KiB) and
+ * its write queue is bounded (WriteLimits). A refused connection gets a BYE saying why and is closed.
  *
  * The TLS port looks at the first byte: a TLS handshake starts with 0x16; anything else is a
  * plaintext client, which gets a plaintext BYE TLS_REQUIRED instead of a handshake error it
@@ -16,7 +17,8 @@ import type { Log } from '../common/log.js';
 import { encodeFrame } from '../protocol/codec.js';
 import { ErrorCode, type ErrorCode as Code } from '../protocol/errors.js';
 import { FrameType } from '../protocol/frames.js';
-import { SocketTransport } from '../protocol/socket-transport.js';
+import { helloFrameBytesMax } from '../protocol/limits.js';
+import { SocketTransport, type WriteLimits } from '../protocol/socket-transport.js';
 import { subjectCN, type TlsFiles } from '../protocol/tls-files.js';
 import type { PeerInfo, Transport } from '../protocol/transport.js';
 import { Admission, type Admit } from './admission.js';
@@ -36,7 +38,7 @@ export interface ListenOptions {
     frameBytesMax: number;
     /** time for a TLS client's first byte and handshake */
     handshakeTimeoutMs: number;
-  };
+  } & Partial<WriteLimits>;
   log: Log;
   /** for the admission token bucket and log throttling (default Date.now) */
   now?: () => number;
@@ -96,6 +98,8 @@ export async function listen(opts: ListenOptions, onTransport: (t: Transport) =>
   const { limits, log } = opts;
   const now = opts.now ?? Date.now;
   const admission = new Admission(limits, { now, rng: opts.rng ?? Math.random });
+  // Absent ones take the transport's defaults.
+  const writeLimits: Partial<WriteLimits> = { writeQueueBytesHigh: limits.writeQueueBytesHigh, writeQueueBytesMax: limits.writeQueueBytesMax, writeStallMs: limits.writeStallMs };
   const sockets = new Set<Socket>();
   /** raw sockets not yet handed to a transport (closed by `close()`) */
   const pending = new Set<Socket>();
@@ -118,7 +122,8 @@ export async function listen(opts: ListenOptions, onTransport: (t: Transport) =>
   const handOver = (p: Pending, socket: Socket | TLSSocket, peer: PeerInfo, admit: Admit & { ok: true }): void => {
     pending.delete(p.socket);
     socket.once('close', admit.release);
-    onTransport(new SocketTransport(socket, { frameBytesMax: limits.frameBytesMax, peer }));
+    // Before HELLO a connection is unauthenticated: its first frame may be no larger than a HELLO can be.
+    onTransport(new SocketTransport(socket, { ...writeLimits, frameBytesMax: limits.frameBytesMax, firstFrameBytesMax: helloFrameBytesMax, peer }));
   };
 
   /** Accepts a raw socket; returns its admission, or null when it was closed at once. */

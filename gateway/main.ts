@@ -28,10 +28,10 @@ export interface RunningGateway {
   stop(): Promise<void>;
 }
 
-async function createHandler(route: RouteConfig, log: Log): Promise<Handler> {
+async function createHandler(route: RouteConfig, log: Log, floorOf: (agent: string) => number): Promise<Handler> {
   switch (route.handler) {
     case 'file':
-      return FileHandler.open({ path: route.path, sync: route.sync, rotateBytes: route.rotateBytes, keep: route.keep });
+      return FileHandler.open({ path: route.path, sync: route.sync, rotateBytes: route.rotateBytes, keep: route.keep, floorOf });
     case 'mqtt':
       return createMqttHandler({ url: route.url, topic: route.topic, qos: route.qos, publishTimeoutMs: route.publishTimeoutMs, inflightMax: route.inflightMax, log: (msg, fields) => log.info(msg, fields as Record<string, unknown>) });
     // Loaded on first use: only a gateway with such a route loads node:https or a user's module.
@@ -85,7 +85,9 @@ async function startGateway(config: GatewayConfig, opts: { log?: Log }): Promise
   const authenticate = createAuthenticator(config.auth, agents);
   if (!config.auth.required) log.warn('gateway: authentication is off (auth.required false): any agent ID is accepted; see docs/security.md', { agentsKnown: agents.list().length });
 
-  const handlers = await Promise.all(config.routes.map((r) => createHandler(r, log)));
+  // The file handler forgets marks below the dispatch floor; the dispatch log opens with the core, just after.
+  const floorOf = (agent: string): number => core?.dispatchLog.floor(agent) ?? 0;
+  const handlers = await Promise.all(config.routes.map((r) => createHandler(r, log, floorOf)));
   const { limits } = config;
   const gw = await createGatewayCore({
     clock, log, dataDir: config.dataDir, limits, authenticate,
@@ -100,6 +102,7 @@ async function startGateway(config: GatewayConfig, opts: { log?: Log }): Promise
     limits: {
       connectionsMax: limits.connectionsMax, connectionsPerAddressMax: limits.connectionsPerAddressMax,
       sessionsPerSecondMax: limits.sessionsPerSecondMax, frameBytesMax: limits.frameBytesMax, handshakeTimeoutMs: limits.helloTimeoutMs,
+      writeQueueBytesHigh: limits.writeQueueBytesHigh, writeQueueBytesMax: limits.writeQueueBytesMax, writeStallMs: limits.writeStallMs,
     },
     log,
   }, (t) => void gw.accept(t));

@@ -3,6 +3,7 @@ import type { Log } from '../common/log.js';
 import { RangeSet } from '../common/range-set.js';
 import { ErrorCode, FerryError } from '../protocol/errors.js';
 import { ackRangesMax, FrameType, protocolVersion, type Frame, type HelloFrame } from '../protocol/frames.js';
+import { checkPacket, dataDepthMaxDefault, type PacketLimits } from '../protocol/limits.js';
 import { packetCreditBytes, type Packet } from '../protocol/packet.js';
 import type { PeerInfo, Transport } from '../protocol/transport.js';
 import type { DispatchLog } from './dispatch-log.js';
@@ -27,6 +28,10 @@ export interface SessionOptions {
   busyRetryAfterMs: number;
   /** a packet whose data is larger is rejected for good (NACK DATA_TOO_LARGE) */
   packetBytesMax: number;
+  /** a packet whose data is nested deeper is rejected for good (NACK DATA_TOO_DEEP); default protocol/limits.ts dataDepthMaxDefault */
+  packetDepthMax?: number;
+  /** the transport's frame limit, told to the agent in WELCOME so it sizes its DATA frames to it */
+  frameBytesMax?: number;
   /** a retryable failure with a retry-after up to retryInPlaceMsMax is retried in the gateway this many times before the agent gets it back */
   retriesInPlace: number;
   retryInPlaceMsMax: number;
@@ -75,7 +80,11 @@ export class Session {
   /** What every lane of this session gets (a slow target keeps at most a quarter of the credit: the rest stays for the others). */
   private readonly laneShare: Omit<LaneOptions, 'inflightMax'>;
 
+  /** What each packet is checked against; told to the agent in WELCOME. */
+  private readonly packetLimits: PacketLimits;
+
   constructor(private readonly t: Transport, private readonly opts: SessionOptions, private readonly deps: SessionDeps) {
+    this.packetLimits = { dataBytesMax: opts.packetBytesMax, dataDepthMax: opts.packetDepthMax ?? dataDepthMaxDefault };
     this.laneShare = {
       busyRetryAfterMs: opts.busyRetryAfterMs, slowMs: opts.targetSlowMs,
       queuePacketsMax: Math.max(1, Math.min(opts.targetQueuePacketsMax, Math.floor(opts.queuePacketsMax / 4))),
@@ -156,6 +165,9 @@ export class Session {
     this.t.send({
       t: FrameType.WELCOME, session, dispatchedSeq, creditPackets: this.opts.queuePacketsMax, creditBytes: this.opts.queueBytesMax,
       pingIntervalMs: this.opts.pingIntervalMs, ...(ranges.length > 0 ? { ranges } : {}),
+      // The agent holds its packets to the same limits, so it never sends one this gateway would refuse.
+      ...(this.opts.frameBytesMax !== undefined ? { frameBytesMax: this.opts.frameBytesMax } : {}),
+      dataBytesMax: this.packetLimits.dataBytesMax, dataDepthMax: this.packetLimits.dataDepthMax,
     });
     const tick = (): void => {
       if (this.closed) return;
@@ -183,8 +195,12 @@ export class Session {
       return this.bye(ErrorCode.CREDIT_EXCEEDED, `more than ${this.opts.queuePacketsMax} packets or ${this.opts.queueBytesMax} bytes in flight: the agent ignored its credit`);
     }
     const item: LaneItem = { packet: { ...p, agent }, bytes };
-    if (bytes - p.target.length > this.opts.packetBytesMax) {
-      return this.reject(item, ErrorCode.DATA_TOO_LARGE, `packet data is ${bytes - p.target.length} bytes; this gateway takes at most ${this.opts.packetBytesMax}`);
+    try {
+      checkPacket(p, this.packetLimits);
+    } catch (err) {
+      // One packet over a limit, in a frame that could be read: refused alone, for good; the session goes on.
+      const e = err as FerryError;
+      return this.reject(item, e.code, `${e.message} (this gateway's limit)`);
     }
     if (dispatchLog.has(agent, p.seq)) {
       counters.duplicates++;

@@ -1,5 +1,6 @@
 import { ErrorCode, FerryError } from './errors.js';
-import { checkTarget, type Packet, type PacketData } from './packet.js';
+import { dataShape, frameDataDepthMax } from './limits.js';
+import type { Packet, PacketData } from './packet.js';
 
 /** The tunnel protocol version this build speaks; HELLO carries it, the gateway refuses others with BYE PROTOCOL_VERSION. */
 export const protocolVersion = 2;
@@ -29,8 +30,14 @@ export interface HelloFrame { t: typeof FrameType.HELLO; version: number; agent:
  * gateway's resume point); `ranges`: seqs above it dispatched too (targets are not blocked by each
  * other, so dispatch has gaps). Credit: packets and bytes the agent may have un-acked in flight.
  * `pingIntervalMs`: how often the gateway wants a PING; it ends the session after silence.
+ * The gateway's limits (optional, absent from older gateways): `frameBytesMax`, the largest frame
+ * body it reads; `dataBytesMax` and `dataDepthMax`, the packet limits it NACKs beyond (protocol/limits.ts).
+ * The agent sizes its DATA frames to the first and dead-letters, without sending, a packet over any.
  */
-export interface WelcomeFrame { t: typeof FrameType.WELCOME; session: string; dispatchedSeq: number; ranges?: SeqRange[]; creditPackets: number; creditBytes: number; pingIntervalMs?: number }
+export interface WelcomeFrame {
+  t: typeof FrameType.WELCOME; session: string; dispatchedSeq: number; ranges?: SeqRange[]; creditPackets: number; creditBytes: number; pingIntervalMs?: number;
+  frameBytesMax?: number; dataBytesMax?: number; dataDepthMax?: number;
+}
 export interface DataFrame { t: typeof FrameType.DATA; packets: Packet[] }
 /**
  * `seq` is cumulative: every packet with seq <= `seq` is dispatched (or was rejected with a NACK
@@ -88,47 +95,34 @@ function ranges(o: Record<string, unknown>, above: number): SeqRange[] | undefin
   });
 }
 
+/**
+ * The packet's shape only. Its limits (target rule, data size, nesting, `__proto__`) are not the
+ * frame's business: the gateway checks each packet with checkPacket (protocol/limits.ts) and
+ * refuses it alone with a NACK, so one bad packet never ends the session.
+ */
 function packet(v: unknown): Packet {
   if (!isRecord(v)) malformed('packet must be a map');
-  let target: string;
-  try {
-    target = checkTarget(v.target);
-  } catch (err) {
-    malformed(`packet target: ${(err as Error).message}`);
-  }
+  if (typeof v.target !== 'string') malformed('packet target must be a string');
   if (!('data' in v)) malformed('packet has no data');
   // Other CBOR encoders write a millisecond time as a 64-bit integer, which cbor-x decodes as a bigint.
   const ts = typeof v.ts === 'bigint' ? uint(v, 'ts') : v.ts;
   if (typeof ts !== 'number' || !Number.isFinite(ts)) malformed('packet ts must be a number');
   const seq = uint(v, 'seq');
   if (seq === 0) malformed('packet seq must be at least 1');
-  checkDataValue(v.data, 0);
-  return { seq, target, ts, data: v.data as PacketData };
+  checkDataValue(v.data);
+  return { seq, target: v.target, ts, data: v.data as PacketData };
 }
-
-const dataDepthMax = 32;
 
 /**
  * Packet data must be bytes or a JSON value, so every handler can pass it on: no bigint, Date,
- * undefined, non-finite number, Map/Set or other tag, and no nesting deeper than 32 levels (which
- * also rules out the cycles CBOR's shared-reference tags can build).
+ * undefined, non-finite number, Map/Set or other tag. Nesting past frameDataDepthMax (far above
+ * any packet limit) is no packet a ferry agent writes: it also rules out the cycles CBOR's
+ * shared-reference tags can build.
  */
-function checkDataValue(v: unknown, depth: number): void {
-  if (depth > dataDepthMax) malformed(`packet data nested deeper than ${dataDepthMax} levels`);
-  if (v === null || typeof v === 'string' || typeof v === 'boolean' || v instanceof Uint8Array) return;
-  if (typeof v === 'number') {
-    if (!Number.isFinite(v)) malformed('packet data holds a non-finite number');
-    return;
-  }
-  if (Array.isArray(v)) {
-    for (const item of v) checkDataValue(item, depth + 1);
-    return;
-  }
-  if (typeof v === 'object' && Object.getPrototypeOf(v) === Object.prototype) {
-    for (const item of Object.values(v as Record<string, unknown>)) checkDataValue(item, depth + 1);
-    return;
-  }
-  malformed(`packet data holds a ${v === undefined ? 'undefined' : typeof v === 'object' ? (v as object).constructor?.name ?? 'object' : typeof v} (bytes or a JSON value expected)`);
+function checkDataValue(v: unknown): void {
+  const shape = dataShape(v, frameDataDepthMax);
+  if (shape.invalid !== undefined) malformed(`packet data holds ${shape.invalid} (bytes or a JSON value expected)`);
+  if (shape.depth > frameDataDepthMax) malformed(`packet data nested deeper than ${frameDataDepthMax} levels`);
 }
 
 /** Checks a decoded CBOR value against the frame schema; anything else is FRAME_MALFORMED or FRAME_UNKNOWN_TYPE. */
@@ -148,6 +142,7 @@ export function frameFromValue(v: unknown): Frame {
       const r = ranges(v, f.dispatchedSeq);
       if (r) f.ranges = r;
       if (v.pingIntervalMs !== undefined) f.pingIntervalMs = uint(v, 'pingIntervalMs');
+      for (const key of ['frameBytesMax', 'dataBytesMax', 'dataDepthMax'] as const) if (v[key] !== undefined) f[key] = uint(v, key);
       return f;
     }
     case FrameType.DATA: {

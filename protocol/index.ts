@@ -4,3 +4,4 @@ export * from './frames.js';
 export * from './codec.js';
 export * from './transport.js';
 export * from './socket-transport.js';
+export * from './limits.js';

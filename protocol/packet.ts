@@ -58,16 +58,22 @@ export function packetCreditBytes(p: { target: string; data: PacketData }): numb
   return p.target.length + dataBytes(p.data);
 }
 
-/** A key cbor-x renames on decode (its prototype-pollution guard), so it would not arrive as sent. */
-function findProtoKey(v: unknown, depth = 0): boolean {
-  if (depth > 64 || typeof v !== 'object' || v === null || v instanceof Uint8Array) return false;
-  if (Array.isArray(v)) return v.some((x) => findProtoKey(x, depth + 1));
-  return Object.keys(v).some((k) => k === '__proto__' || findProtoKey((v as Record<string, unknown>)[k], depth + 1));
+/**
+ * A key cbor-x renames on decode (its prototype-pollution guard), so it would not arrive as sent.
+ * Looks 128 levels deep at most (the frame decoder's ceiling, protocol/limits.ts).
+ */
+export function hasProtoKey(v: unknown, depth = 0): boolean {
+  if (depth > 128 || typeof v !== 'object' || v === null || v instanceof Uint8Array) return false;
+  if (Array.isArray(v)) return v.some((x) => hasProtoKey(x, depth + 1));
+  return Object.keys(v).some((k) => k === '__proto__' || hasProtoKey((v as Record<string, unknown>)[k], depth + 1));
 }
 
-/** Throws DATA_TOO_LARGE past `dataBytesMax`, DATA_INVALID for a `__proto__` key (CBOR decoders drop or rename it). */
+/**
+ * Throws DATA_TOO_LARGE past `dataBytesMax`, DATA_INVALID for a `__proto__` key (CBOR decoders drop
+ * or rename it). The whole packet rule (depth too) is `checkPacket` in protocol/limits.ts.
+ */
 export function checkData(data: PacketData, dataBytesMax: number): PacketData {
-  if (findProtoKey(data)) throw new FerryError(ErrorCode.DATA_INVALID, 'packet data has a "__proto__" key, which does not survive encoding; rename it');
+  if (hasProtoKey(data)) throw new FerryError(ErrorCode.DATA_INVALID, 'packet data has a "__proto__" key, which does not survive encoding; rename it');
   const bytes = dataBytes(data);
   if (bytes > dataBytesMax) {
     throw new FerryError(ErrorCode.DATA_TOO_LARGE, `data is ${bytes} bytes; the maximum is ${dataBytesMax}`);

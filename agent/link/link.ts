@@ -3,10 +3,12 @@ import type { Clock } from '../../common/clock.js';
 import type { Log } from '../../common/log.js';
 import { ErrorCode, FerryError } from '../../protocol/errors.js';
 import { FrameType, protocolVersion, type AckFrame, type Frame, type NackFrame, type WelcomeFrame } from '../../protocol/frames.js';
+import { dataFrameOverheadBytes } from '../../protocol/codec.js';
 import { packetCreditBytes, type Packet } from '../../protocol/packet.js';
 import type { Dialer, Transport } from '../../protocol/transport.js';
 import type { PacketStore } from '../store/store.js';
 import { backoffDelayMs } from './backoff.js';
+import { GatewayLimits } from './gateway-limits.js';
 import { Liveness } from './liveness.js';
 import { RetryQueue } from './retry-queue.js';
 import { InflightWindow, type Inflight } from './window.js';
@@ -89,6 +91,8 @@ export class Link extends EventEmitter<{ status: [LinkStatus] }> {
   /** store reads that failed in a row, and the timer that tries again after a back-off */
   private readFailures = 0;
   private readRetryTimer: unknown = null;
+  /** what the gateway's WELCOME said it takes */
+  private gateway = new GatewayLimits();
 
   constructor(private readonly opts: LinkOptions, private readonly deps: LinkDeps) {
     super();
@@ -172,6 +176,7 @@ export class Link extends EventEmitter<{ status: [LinkStatus] }> {
         if (f.t === FrameType.WELCOME) {
           welcomed = true;
           clock.clearTimeout(helloTimer);
+          this.gateway = new GatewayLimits(f);
           this.onWelcome(t, f);
           liveness.start(f.pingIntervalMs ? Math.max(100, f.pingIntervalMs) : this.opts.pingIntervalMs);
         } else if (f.t === FrameType.BYE) {
@@ -348,31 +353,52 @@ export class Link extends EventEmitter<{ status: [LinkStatus] }> {
       if (this.transport !== t || this.sentSeq !== from) return;
       const admit = this.inflight.room();
       const batch: Inflight[] = [];
+      let last = from;
       for (const packet of packets) {
+        const refusal = this.gateway.refusal(packet);
+        if (refusal) {
+          this.deadLetter(packet, refusal.code, `not sent: ${refusal.message}`);
+          last = packet.seq;
+          continue;
+        }
         const bytes = packetCreditBytes(packet);
         if (!admit(bytes)) break;
         batch.push({ packet, bytes });
+        last = packet.seq;
       }
-      if (batch.length === 0) return;
-      this.sendFrames(t, batch);
-      this.sentSeq = batch[batch.length - 1]!.packet.seq;
+      if (last === from) return;
+      if (batch.length > 0) this.sendFrames(t, batch);
+      this.sentSeq = last;
     }
   }
 
-  /** Sends packets as DATA frames of at most framePacketsMax packets and frameBytesMax bytes. */
+  /** A stored packet the gateway could never take: kept as a dead letter (and so acked in the store) without sending it. */
+  private deadLetter(packet: Packet, code: string, message: string): void {
+    this.deps.log.warn('link: packet not sent; moved to dead letters', { seq: packet.seq, target: packet.target, code, message });
+    this.counters.deadLetters++;
+    this.deps.store.deadLetter(packet, code, message).catch((err) => this.deps.log.error('store: dead letter write failed', { err }));
+  }
+
+  /** Sends packets as DATA frames of at most framePacketsMax packets and frameBytesMax bytes, each within the gateway's frameBytesMax once encoded. */
   private sendFrames(t: Transport, entries: Inflight[]): void {
+    const wireMax = this.gateway.frameBytesMax;
     let frame: Packet[] = [];
     let frameBytes = 0;
+    let frameWire = dataFrameOverheadBytes;
     for (const e of entries) {
-      if (frame.length > 0 && (frame.length >= this.opts.framePacketsMax || frameBytes + e.bytes > this.opts.frameBytesMax)) {
+      const wire = this.gateway.wireBytes(e.packet);
+      if (frame.length > 0 && (frame.length >= this.opts.framePacketsMax || frameBytes + e.bytes > this.opts.frameBytesMax || (wireMax !== undefined && frameWire + wire > wireMax))) {
         t.send({ t: FrameType.DATA, packets: frame });
         frame = [];
         frameBytes = 0;
+        frameWire = dataFrameOverheadBytes;
       }
       frame.push(e.packet);
       frameBytes += e.bytes;
+      frameWire += wire;
       this.inflight.add(e);
     }
     if (frame.length > 0) t.send({ t: FrameType.DATA, packets: frame });
   }
 }
+

@@ -10,6 +10,7 @@ import { Link, type LinkOptions } from '../../agent/link/link.js';
 import { SegmentStore } from '../../agent/store/segment-store.js';
 import type { DeadLetter, PacketStore, StoreStats } from '../../agent/store/store.js';
 import { silentLog } from '../../common/log.js';
+import { encodeFrame, frameHeaderBytes } from '../../protocol/codec.js';
 import { ErrorCode, FerryError } from '../../protocol/errors.js';
 import { FrameType, type AckFrame, type NackFrame, type WelcomeFrame } from '../../protocol/frames.js';
 import type { NewPacket, Packet } from '../../protocol/packet.js';
@@ -513,4 +514,65 @@ t.test('link - a liveness check that runs late lets waiting input be read before
   await h.advance(2000);
   t.notOk(tr.isOpen, 'a real silence still ends it');
   t.equal(codeOf(tr.closedWith), ErrorCode.PEER_TIMEOUT);
+});
+
+// Issue 9, case 10: a gateway whose limits are lower than the agent's names them in WELCOME; a
+// stored packet it could never take is kept as a dead letter instead of being sent, again and
+// again, into a NACK or (over its frame limit) a closed session, with every later packet behind it.
+/** `levels` arrays, one inside the other. */
+const nestedData = (levels: number): NewPacket['data'] => {
+  let v: NewPacket['data'] = [];
+  for (let i = 1; i < levels; i++) v = [v];
+  return v;
+};
+
+t.test('link - a stored packet over the limits the WELCOME names is a dead letter, not sent; the packets after it go', async (t) => {
+  const h = await harness(t, {}, [
+    small(), { target: 'a', ts: 0, data: nestedData(10) }, small(), { target: 'a', ts: 0, data: 'x'.repeat(200) }, small(),
+    { target: 'a', ts: 0, data: new Uint8Array(5000) }, small(),
+  ]);
+  const tr = await h.connect({ frameBytesMax: 4096, dataBytesMax: 1000, dataDepthMax: 8 });
+  await until(() => h.store.stats().deadLetters === 2, 'the dead letters are written');
+  t.same(sentSeqs(tr), [1, 3, 4, 5, 7], 'only what the gateway can take is sent, in seq order');
+  const letters = await h.store.deadLetters();
+  t.same(letters.map((d) => [d.packet.seq, d.code]), [[2, ErrorCode.DATA_TOO_DEEP], [6, ErrorCode.DATA_TOO_LARGE]]);
+  t.match(letters[0]!.message, /not sent/);
+  t.equal(h.link.stats().deadLetters, 2);
+  t.ok(tr.isOpen, 'the session goes on');
+  await h.ack({ seq: 7 });
+  t.equal(h.store.stats().backlogPackets, 0, 'nothing is left behind');
+  t.equal(h.dials.length, 1, 'one session');
+});
+
+t.test('link - a packet whose DATA frame alone is over the gateway\'s frameBytesMax is a dead letter (DATA_TOO_LARGE)', async (t) => {
+  // Within the data limit the WELCOME names, but not within one of the gateway's frames.
+  const h = await harness(t, {}, [small(), { target: 'a', ts: 0, data: new Uint8Array(5000) }, small()]);
+  const tr = await h.connect({ frameBytesMax: 4096, dataBytesMax: 64 * 1024, dataDepthMax: 32 });
+  await until(() => h.store.stats().deadLetters === 1, 'the dead letter is written');
+  t.same(sentSeqs(tr), [1, 3]);
+  t.same((await h.store.deadLetters()).map((d) => [d.packet.seq, d.code]), [[2, ErrorCode.DATA_TOO_LARGE]]);
+  t.match((await h.store.deadLetters())[0]!.message, /frames of at most 4096/);
+});
+
+t.test('link - DATA frames fit the gateway\'s frameBytesMax once encoded, including resent ones', async (t) => {
+  // Floats: CBOR writes 9 bytes for 0.1, JSON 3; the credit count (JSON) would pack too much into a frame.
+  const floats = (): NewPacket => ({ target: 'a', ts: 0, data: Array.from({ length: 100 }, () => 0.1) });
+  const h = await harness(t, {}, range(1, 20).map(floats));
+  const frameBytesMax = 2048;
+  const tr = await h.connect({ frameBytesMax, dataBytesMax: 64 * 1024, dataDepthMax: 32 });
+  const bodies = (from = 0) => tr.sentOf(FrameType.DATA).slice(from).map((f) => encodeFrame(f).length - frameHeaderBytes);
+  t.same(sentSeqs(tr), range(1, 20));
+  t.ok(bodies().every((b) => b <= frameBytesMax), `frame bodies ${bodies().join(',')} <= ${frameBytesMax}`);
+  t.ok(tr.sentOf(FrameType.DATA).some((f) => f.packets.length > 1), 'frames still carry several packets');
+  const first = tr.sentOf(FrameType.DATA).length;
+  for (const seq of range(1, 20)) await h.nack({ seq, code: ErrorCode.TARGET_BUSY, retryAfterMs: 100 });
+  await h.advance(100);
+  t.ok(bodies(first).length > 0 && bodies(first).every((b) => b <= frameBytesMax), `resent frame bodies ${bodies(first).join(',')}`);
+});
+
+t.test('link - a WELCOME without limits (an older gateway) holds nothing back', async (t) => {
+  const h = await harness(t, {}, [small(), { target: 'a', ts: 0, data: nestedData(40) }, { target: 'a', ts: 0, data: new Uint8Array(5000) }]);
+  const tr = await h.connect();
+  t.same(sentSeqs(tr), [1, 2, 3]);
+  t.equal(h.store.stats().deadLetters, 0);
 });

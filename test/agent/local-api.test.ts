@@ -220,3 +220,26 @@ t.test('local-api - the line limit counts bytes, and holds when the newline is i
   t.match(JSON.parse(r2.lines[0]!), { ok: false, code: ErrorCode.LOCAL_REQUEST_INVALID }, 'multi-byte characters count as bytes');
   t.same(h.sent, [], 'neither was sent');
 });
+
+// Issue 9, case 10: the local API accepted data the gateway would refuse (40 levels deep), and
+// the agent then stalled on it. It now applies the gateway's own rule (checkPacket, same defaults).
+t.test('local-api - data nested deeper than 32 levels gives DATA_TOO_DEEP and is not sent; 32 levels are fine', async (t) => {
+  const path = await socketPath(t);
+  const h = fakeHandlers();
+  await start(t, path, h);
+  const deep = (n: number): string => `{"op":"send","target":"a/b","data":${'['.repeat(n)}${']'.repeat(n)}}\n`;
+  const { lines } = await exchange(path, deep(40) + deep(33) + deep(32), 3);
+  t.match(JSON.parse(lines[0]!), { ok: false, code: ErrorCode.DATA_TOO_DEEP, message: /maximum of 32 levels/ }, '40 levels, the issue\'s reproduction');
+  t.match(JSON.parse(lines[1]!), { ok: false, code: ErrorCode.DATA_TOO_DEEP }, '33 levels');
+  t.match(JSON.parse(lines[2]!), { ok: true }, '32 levels');
+  t.equal(h.sent.length, 1, 'only the one within the limit reached the store');
+});
+
+t.test('local-api - dataDepthMax sets the depth limit', async (t) => {
+  const path = await socketPath(t);
+  const h = fakeHandlers();
+  const server = await startLocalApi(path, h, { log: silentLog, dataBytesMax: 1024, dataDepthMax: 2 });
+  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  t.match(await localRequest(path, { op: 'send', target: 't', data: { a: [1] } }), { ok: true });
+  t.match(await localRequest(path, { op: 'send', target: 't', data: { a: [[1]] } }), { ok: false, code: ErrorCode.DATA_TOO_DEEP });
+});

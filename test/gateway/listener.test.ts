@@ -1,11 +1,14 @@
 /** The gateway's listeners over real sockets on 127.0.0.1: TLS, the plaintext refusal, client certificates, admission. */
 import t from 'tap';
 import { connect } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import { readFileSync } from 'node:fs';
 import { tcpDialer, type DialerTls } from '../../agent/link/tcp.js';
 import { createLog } from '../../common/log.js';
 import { listen, type ListenOptions, type Listener } from '../../gateway/listener.js';
+import { FrameDecoder, frameHeaderBytes } from '../../protocol/codec.js';
 import { ErrorCode, FerryError } from '../../protocol/errors.js';
+import { helloFrameBytesMax } from '../../protocol/limits.js';
 import { FrameType, type ByeFrame, type Frame } from '../../protocol/frames.js';
 import { loadTlsFiles } from '../../protocol/tls-files.js';
 import type { Transport } from '../../protocol/transport.js';
@@ -222,3 +225,55 @@ async function waitFor(check: () => boolean, msMax = 5000): Promise<void> {
     await new Promise((r) => setTimeout(r, 10));
   }
 }
+
+/** Resolves with what `socket` received once it closed; rejects after `msMax` if it stays open. */
+function receivedUntilClose(socket: import('node:net').Socket, msMax = 5000): Promise<Buffer> {
+  const got: Buffer[] = [];
+  socket.on('data', (b: Buffer) => got.push(b));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`still open after ${msMax} ms`)), msMax);
+    socket.once('close', () => {
+      clearTimeout(timer);
+      resolve(Buffer.concat(got));
+    });
+  });
+}
+
+// Issue 9, case 7: before HELLO a connection is unauthenticated, and a HELLO is small; a large
+// announced frame trickled a byte per read once made the gateway hold every read as a Buffer.
+for (const [port, tls] of [['tcp', false], ['tls', true]] as const) {
+  t.test(`listener - ${port}: a first frame announced over helloFrameBytesMax, trickled a byte per read, gets BYE FRAME_TOO_LARGE at its 4th byte`, async (t) => {
+    const rig = await start(t);
+    const handed = rig.next();
+    const socket = tls
+      ? tlsConnect({ host: '127.0.0.1', port: rig.listener.ports.tls!, ca: trustMain.ca!, servername: 'localhost' })
+      : connect({ host: '127.0.0.1', port: rig.listener.ports.tcp! });
+    socket.on('error', () => undefined);
+    t.teardown(() => socket.destroy());
+    await new Promise((r) => socket.once(tls ? 'secureConnect' : 'connect', r));
+    const tr = await handed;
+    const closed = receivedUntilClose(socket);
+    const h = Buffer.alloc(frameHeaderBytes);
+    h.writeUInt32BE(helloFrameBytesMax + 1, 0);
+    let sent = 0;
+    for (const byte of h) {
+      socket.write(Buffer.of(byte));
+      sent++;
+      await new Promise((r) => setTimeout(r, 10)); // one read each (pacing, not a timing assertion)
+    }
+    const bytes = await closed;
+    t.equal(sent, frameHeaderBytes, 'refused on the header alone: no body byte was needed');
+    t.same(new FrameDecoder().push(bytes).map((f) => (f.t === FrameType.BYE ? f.code : f.t)), [ErrorCode.FRAME_TOO_LARGE], 'a BYE says why');
+    t.equal(((await tr.closed) as FerryError | undefined)?.code, ErrorCode.FRAME_TOO_LARGE, 'the transport closed with FRAME_TOO_LARGE');
+  });
+}
+
+t.test('listener - after a first frame within helloFrameBytesMax, frames up to frameBytesMax are read', async (t) => {
+  const rig = await start(t);
+  const tr = await dial(t, `tcp://127.0.0.1:${rig.listener.ports.tcp}`);
+  t.same(await ping(tr), { t: FrameType.PONG, id: 7 }, 'a small first frame');
+  const answered = firstFrame(tr);
+  tr.send({ t: FrameType.DATA, packets: [{ seq: 1, target: 'a', ts: 0, data: new Uint8Array(64 * 1024) }] });
+  tr.send({ t: FrameType.PING, id: 8 });
+  t.same(await answered, { t: FrameType.PONG, id: 8 }, 'a 64 KiB frame later is read, and the connection goes on');
+});

@@ -113,6 +113,7 @@ t.test('session - HELLO gets a WELCOME with the dispatch log\'s floor and ranges
   t.same(tr.sent, [{
     t: FrameType.WELCOME, session: 's1', dispatchedSeq: 3, ranges: [[5, 6], [9, 9]],
     creditPackets: options.queuePacketsMax, creditBytes: options.queueBytesMax, pingIntervalMs: options.pingIntervalMs,
+    dataBytesMax: options.packetBytesMax, dataDepthMax: 32,
   }]);
   t.ok(tr.isOpen);
 });
@@ -464,4 +465,56 @@ t.test('session - a seq another session recorded while it waited in this lane is
   handler.finish(1);
   await s1.waitSent(isAckOf(2), 'ACK of 2 on session 1');
   t.same(handler.calls, [1, 2], 'session 1 found 2 in the dispatch log and did not call the handler again');
+});
+
+// Issue 9, case 10: a packet over a packet limit, inside a frame the gateway could read, is
+// refused on its own (a permanent NACK, so the agent dead-letters it), never by closing the session.
+/** `levels` arrays, one inside the other. */
+const nestedData = (levels: number): Packet['data'] => {
+  let v: Packet['data'] = [];
+  for (let i = 1; i < levels; i++) v = [v];
+  return v;
+};
+
+t.test('session - a packet nested deeper than packetDepthMax is NACKed DATA_TOO_DEEP alone, for good; the packets after it are dispatched', async (t) => {
+  const handler = new FakeHandler(() => ok);
+  const g = await harness(t, [{ match: '#', handler }], { packetDepthMax: 8 });
+  const tr = g.connect();
+  send(tr, pkt(1, 'a'), { seq: 2, target: 'a', ts: 0, data: nestedData(9) }, { seq: 3, target: 'a', ts: 0, data: nestedData(8) });
+  await tr.waitSent(isAckOf(3), 'ACK of 3');
+  t.same(nacks(tr).map((n) => [n.seq, n.code, 'retryAfterMs' in n]), [[2, ErrorCode.DATA_TOO_DEEP, false]]);
+  t.same(handler.calls, [1, 3], 'the one within the limit (8 levels) was handed over, the deeper one not');
+  t.notOk(g.dispatchLog.has(agent, 2));
+  t.ok(tr.isOpen, 'the session stays open');
+  send(tr, pkt(4, 'a'));
+  await tr.waitSent(isAckOf(4), 'ACK of 4');
+  t.same(handler.calls, [1, 3, 4]);
+});
+
+t.test('session - the default packetDepthMax is the agent\'s: 32 levels pass, the issue\'s 40 are NACKed', async (t) => {
+  const handler = new FakeHandler(() => ok);
+  const g = await harness(t, [{ match: '#', handler }]);
+  const tr = g.connect();
+  send(tr, { seq: 1, target: 'a/b', ts: 0, data: nestedData(40) }, { seq: 2, target: 'a/b', ts: 0, data: nestedData(32) });
+  await tr.waitSent(isAckOf(2), 'ACK of 2');
+  t.same(nacks(tr).map((n) => [n.seq, n.code]), [[1, ErrorCode.DATA_TOO_DEEP]]);
+  t.same(handler.calls, [2]);
+  t.ok(tr.isOpen);
+});
+
+t.test('session - a packet whose target breaks the target rule is NACKed TARGET_INVALID alone, for good', async (t) => {
+  const handler = new FakeHandler(() => ok);
+  const g = await harness(t, [{ match: '#', handler }]);
+  const tr = g.connect();
+  send(tr, pkt(1, 'a\nb'), pkt(2, 'é'.repeat(128)), pkt(3, ''), pkt(4, 'a'));
+  await tr.waitSent(isAckOf(4), 'ACK of 4');
+  t.same(nacks(tr).map((n) => [n.seq, n.code, 'retryAfterMs' in n]), [[1, ErrorCode.TARGET_INVALID, false], [2, ErrorCode.TARGET_INVALID, false], [3, ErrorCode.TARGET_INVALID, false]]);
+  t.same(handler.calls, [4]);
+  t.ok(tr.isOpen);
+});
+
+t.test('session - WELCOME names the gateway\'s frameBytesMax, dataBytesMax and dataDepthMax', async (t) => {
+  const g = await harness(t, [{ match: '#', handler: new FakeHandler(() => ok) }], { packetBytesMax: 1000, packetDepthMax: 8, frameBytesMax: 4096 });
+  const tr = g.connect();
+  t.match(tr.sentOf(FrameType.WELCOME)[0], { frameBytesMax: 4096, dataBytesMax: 1000, dataDepthMax: 8 });
 });

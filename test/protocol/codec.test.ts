@@ -1,9 +1,10 @@
 import t, { type Test } from 'tap';
 import { Encoder } from 'cbor-x';
-import { encodeFrame, FrameDecoder, frameBytesMaxDefault, frameHeaderBytes } from '../../protocol/codec.js';
+import { dataFrameOverheadBytes, encodeFrame, FrameDecoder, frameBytesMaxDefault, frameHeaderBytes, packetWireBytes } from '../../protocol/codec.js';
 import { ErrorCode, FerryError } from '../../protocol/errors.js';
 import { FrameType, protocolVersion, type Frame, type ByeFrame } from '../../protocol/frames.js';
 import type { PacketData } from '../../protocol/packet.js';
+import { frameDataDepthMax, helloFrameBytesMax } from '../../protocol/limits.js';
 import { refuses } from '../helpers/refuses.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -359,6 +360,13 @@ t.test('codec - a zero length prefix is malformed', async (t) => {
   refuses(t, () => d.push(Buffer.from([0, 0, 0xa0])), ErrorCode.FRAME_MALFORMED, 'empty body, header split');
 });
 
+/** `[[…[]…]]`: `levels` arrays, one inside the other. */
+function nested(levels: number): PacketData {
+  let v: PacketData = [];
+  for (let i = 1; i < levels; i++) v = [v];
+  return v;
+}
+
 const ping = (more: Record<string, unknown>) => ({ t: FrameType.PING, id: 1, ...more });
 const okPacket = { seq: 1, target: 'a', ts: 1, data: 1 };
 const data = (packet: Record<string, unknown>) => ({ t: FrameType.DATA, packets: [{ ...okPacket, ...packet }] });
@@ -424,10 +432,8 @@ const garbage: [string, Buffer, ErrorCode][] = [
   ['DATA packet ts NaN', frameOf(data({ ts: NaN })), ErrorCode.FRAME_MALFORMED],
   ['DATA packet ts -Infinity', frameOf(data({ ts: -Infinity })), ErrorCode.FRAME_MALFORMED],
   ['DATA packet target as a number', frameOf(data({ target: 5 })), ErrorCode.FRAME_MALFORMED],
-  ['DATA packet with an empty target', frameOf(data({ target: '' })), ErrorCode.FRAME_MALFORMED],
-  ['DATA packet target with a newline', frameOf(data({ target: 'a\nb' })), ErrorCode.FRAME_MALFORMED],
-  ['DATA packet target of 256 ASCII bytes', frameOf(data({ target: 'a'.repeat(256) })), ErrorCode.FRAME_MALFORMED],
-  ['DATA packet target of 256 UTF-8 bytes in 128 characters', frameOf(data({ target: 'é'.repeat(128) })), ErrorCode.FRAME_MALFORMED],
+  ['DATA packet target as bytes', frameOf(data({ target: new Uint8Array([0x61]) })), ErrorCode.FRAME_MALFORMED],
+  ['DATA packet data nested deeper than frameDataDepthMax', frameOf(data({ data: nested(frameDataDepthMax + 1) })), ErrorCode.FRAME_MALFORMED],
   ['DATA packet seq as a string', frameOf(data({ seq: '1' })), ErrorCode.FRAME_MALFORMED],
   // seq range
   ['DATA packet seq 0', frameOf(data({ seq: 0 })), ErrorCode.FRAME_MALFORMED],
@@ -447,8 +453,6 @@ t.test('codec - garbage is refused with the specific code', async (t) => {
 });
 
 t.test('codec - garbage is refused the same way when fed one byte at a time', async (t) => {
-  // Large cases are left out: with a first chunk under 4 bytes every push re-concatenates all held
-  // chunks (FrameDecoder.peekLength), so byte-at-a-time feeding is quadratic in the frame size.
   for (const [what, bytes, code] of garbage) {
     const decoder = new FrameDecoder();
     refuses(t, () => { for (let i = 0; i < bytes.length; i++) decoder.push(bytes.subarray(i, i + 1)); }, code, what);
@@ -595,4 +599,87 @@ t.test('codec - a large frame fed in tiny pieces decodes in linear time', async 
   for (let off = 1; off < frame.length; off += 16) got.push(...d.push(frame.subarray(off, Math.min(frame.length, off + 16))));
   t.equal(got.length, 1, 'one frame out of ~32k pushes');
   t.equal(((got[0] as { packets: { data: Uint8Array }[] }).packets[0]!.data).length, 512 * 1024, 'with all its bytes');
+});
+
+// Issue 9, case 7: the decoder kept every push as its own Buffer, so a large frame trickled a byte
+// per read cost hundreds of bytes of memory per byte received, before any authentication.
+t.test('codec - a frame trickled one byte per push keeps one buffer of at most twice the bytes held', async (t) => {
+  const frame = encodeFrame({ t: FrameType.DATA, packets: [{ seq: 1, target: 'a', ts: 1, data: new Uint8Array(256 * 1024).fill(9) }] });
+  const d = new FrameDecoder();
+  const bound = (): number => frameHeaderBytes + Math.max(256, 2 * d.bufferedBytes);
+  let over = 0;
+  let worst = '';
+  const got: Frame[] = [];
+  for (let i = 0; i < frame.length; i++) {
+    got.push(...d.push(frame.subarray(i, i + 1)));
+    // (on the old decoder retainedBytes does not exist: every comparison fails)
+    if (!(d.retainedBytes <= bound())) {
+      over++;
+      worst ||= `after ${i + 1} bytes: retains ${d.retainedBytes}, holds ${d.bufferedBytes}`;
+    }
+  }
+  t.equal(over, 0, `retainedBytes <= 4 + max(256, 2 x bufferedBytes) after every push${worst ? ` (first over: ${worst})` : ''}`);
+  t.equal(got.length, 1, 'the frame comes out whole');
+  t.same((got[0] as { packets: { data: Uint8Array }[] }).packets[0]!.data, new Uint8Array(256 * 1024).fill(9));
+  t.equal(d.retainedBytes, frameHeaderBytes, 'between frames only the 4 header bytes are kept');
+
+  // A declared 1 MiB frame, trickled for its first 64 KiB (the attack: nothing ever completes).
+  const d2 = new FrameDecoder();
+  d2.push(header(frameBytesMaxDefault));
+  for (let i = 0; i < 64 * 1024; i++) d2.push(Buffer.of(i & 0xff));
+  t.equal(d2.bufferedBytes, frameHeaderBytes + 64 * 1024);
+  t.ok(d2.retainedBytes <= frameHeaderBytes + 2 * 64 * 1024, `64 KiB trickled into a 1 MiB frame retains ${d2.retainedBytes} bytes, not 1 MiB and not a Buffer per byte`);
+});
+
+t.test('codec - byte strings of a frame decoded from the partial-frame buffer are not overwritten by the next frame', async (t) => {
+  const a = encodeFrame({ t: FrameType.DATA, packets: [{ seq: 1, target: 'a', ts: 1, data: new Uint8Array(1000).fill(1) }] });
+  const b = encodeFrame({ t: FrameType.DATA, packets: [{ seq: 2, target: 'a', ts: 1, data: new Uint8Array(1000).fill(2) }] });
+  const d = new FrameDecoder();
+  const got: Frame[] = [];
+  for (let i = 0; i < a.length + b.length; i += 7) got.push(...d.push(Buffer.concat([a, b]).subarray(i, i + 7)));
+  const datas = got.map((f) => (f as { packets: { data: Uint8Array }[] }).packets[0]!.data);
+  t.same(datas, [new Uint8Array(1000).fill(1), new Uint8Array(1000).fill(2)]);
+});
+
+t.test('codec - firstFrameBytesMax holds the first frame only; later frames get frameBytesMax', async (t) => {
+  const first = new FrameDecoder({ frameBytesMax: 10_000, firstFrameBytesMax: 100 });
+  const err = refuses(t, () => first.push(header(101)), ErrorCode.FRAME_TOO_LARGE, 'a first frame one byte over firstFrameBytesMax, at its header');
+  t.match(err?.message, /101 bytes exceeds the maximum of 100 for a first frame/);
+
+  const d = new FrameDecoder({ frameBytesMax: 10_000, firstFrameBytesMax: 100 });
+  const small = encodeFrame({ t: FrameType.PING, id: 1 });
+  const big = encodeFrame({ t: FrameType.BYE, code: 'X', reason: 'r'.repeat(1000) });
+  t.equal(d.push(small).length, 1, 'a small first frame passes');
+  t.equal(d.push(big).length, 1, 'then a frame over firstFrameBytesMax but within frameBytesMax passes');
+});
+
+t.test('codec - the largest HELLO the schema accepts fits helloFrameBytesMax', async (t) => {
+  // 255 characters of agent ID and 1,024 of token, each as many UTF-8 bytes as a character can take in a JS string.
+  const hello: Frame = { t: FrameType.HELLO, version: Number.MAX_SAFE_INTEGER, agent: '\u{ffff}'.repeat(255), token: '\u{ffff}'.repeat(1024), ackedSeq: Number.MAX_SAFE_INTEGER };
+  const bytes = encodeFrame(hello);
+  t.ok(bytes.length - frameHeaderBytes <= helloFrameBytesMax, `${bytes.length - frameHeaderBytes} body bytes <= ${helloFrameBytesMax}`);
+  t.equal(new FrameDecoder({ firstFrameBytesMax: helloFrameBytesMax }).push(bytes).length, 1);
+});
+
+// Issue 9, case 10: packet rules are the session's (a NACK for that packet), not the frame's.
+t.test('codec - a packet over a packet rule (target, depth up to frameDataDepthMax) still decodes', async (t) => {
+  for (const [what, p] of [
+    ['an empty target', { target: '' }],
+    ['a target with a newline', { target: 'a\nb' }],
+    ['a target of 256 bytes', { target: 'é'.repeat(128) }],
+    ['data 40 levels deep', { data: nested(40) }],
+    [`data ${frameDataDepthMax} levels deep`, { data: nested(frameDataDepthMax) }],
+  ] as const) {
+    const got = new FrameDecoder().push(frameOf(data(p)));
+    t.strictSame(plain(got), plain([{ t: FrameType.DATA, packets: [{ ...okPacket, ...p }] }]), what);
+  }
+});
+
+t.test('codec - a DATA frame body is at most dataFrameOverheadBytes plus each packet\'s packetWireBytes', async (t) => {
+  for (const n of [1, 23, 24, 255, 256, 3000]) {
+    const packets = Array.from({ length: n }, (_, i) => ({ seq: i + 1, target: `t/${i}`, ts: 1.5 * i, data: i % 2 ? { v: i / 3, s: 'x'.repeat(i % 50) } : new Uint8Array(i % 70) }));
+    const body = encodeFrame({ t: FrameType.DATA, packets }).length - frameHeaderBytes;
+    const sum = packets.reduce((a, p) => a + packetWireBytes(p), 0);
+    t.ok(body <= dataFrameOverheadBytes + sum && body >= sum, `${n} packets: body ${body}, packets ${sum}`);
+  }
 });
