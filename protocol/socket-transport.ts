@@ -135,6 +135,12 @@ export class SocketTransport implements Transport {
   private flush(): void {
     this.flushQueued = false;
     if (this.done || this.outbox.length === 0) return;
+    if (this.socket.destroyed || this.socket.writableEnded) {
+      // The socket went away under us; 'close' ends the transport.
+      this.outbox = [];
+      this.outboxBytes = 0;
+      return;
+    }
     const data = this.outbox.length === 1 ? this.outbox[0]! : Buffer.concat(this.outbox, this.outboxBytes);
     this.outbox = [];
     this.outboxBytes = 0;
