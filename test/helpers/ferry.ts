@@ -37,6 +37,8 @@ export interface RigOptions {
   agentPort?: number;
   /** false: the agent reads no serial device (packets come from the local API only) */
   serial?: boolean;
+  /** more top-level YAML for the agent config (e.g. `store:`) */
+  agentYaml?: string;
 }
 
 export async function makeRig(opts: RigOptions = {}): Promise<Rig> {
@@ -56,7 +58,7 @@ export async function makeRig(opts: RigOptions = {}): Promise<Rig> {
   await writeFile(join(dir, 'agent.yaml'), [
     `id: ${opts.agentId ?? 'it-agent'}`, `gateway: tcp://127.0.0.1:${opts.agentPort ?? port}`, `dataDir: ${join(dir, 'agent')}`, `socket: ${socket}`,
     `link: ${JSON.stringify({ reconnectDelayMsMin: 50, reconnectDelayMsMax: 500, ...opts.agentLink })}`,
-    ...(opts.serial === false ? [] : ['sources:', `  - { kind: serial, path: ${device}, reopenDelayMs: 100 }`, 'rules:', ...rules]), '',
+    ...(opts.serial === false ? [] : ['sources:', `  - { kind: serial, path: ${device}, reopenDelayMs: 100 }`, 'rules:', ...rules]), opts.agentYaml ?? '', '',
   ].join('\n'));
   const procs = new Set<FerryProcess>();
   const ready = { gateway: /ferry gateway listening/, agent: /ferry agent running/, sim: /ferry sim device/ };
