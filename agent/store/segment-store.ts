@@ -249,8 +249,11 @@ export class SegmentStore implements PacketStore {
           size += rec.length;
         }
         if (written + packets.length < batch.length) {
-          await this.roll(batch[written + packets.length]!.packet.seq, parts, packets);
+          // Sealed with the segment's trailer, these packets are durable even if the next
+          // segment cannot start: they resolve, and only the rest of the batch fails.
+          await this.seal(parts, packets);
           written += packets.length;
+          await this.startNext(batch[written]!.packet.seq);
           continue;
         }
         if (withAcks) parts.push(frameRecord(encodeAcksRecord(this.ackState())));
@@ -300,6 +303,12 @@ export class SegmentStore implements PacketStore {
    * trailer and synced with it, and starts a new segment whose first packet will be `baseSeq`.
    */
   private async roll(baseSeq: number, parts: Buffer[] = [], packets: Packet[] = []): Promise<void> {
+    await this.seal(parts, packets);
+    await this.startNext(baseSeq);
+  }
+
+  /** Writes `parts` (the records of `packets`) and the trailer at the end of the active segment, synced together; on failure nothing of them stays. */
+  private async seal(parts: Buffer[], packets: Packet[]): Promise<void> {
     const old = await this.ensureActive();
     const summary = { lastSeq: old.meta.lastSeq, packets: old.meta.packets, maxPriority: old.meta.maxPriority };
     summarize(summary, packets);
@@ -308,8 +317,12 @@ export class SegmentStore implements PacketStore {
     Object.assign(old.meta, summary, { bytes: old.meta.bytes + buf.length, sealed: true, trailer: true });
     // From here the old segment is sealed: were the next one not to start, the next write starts it.
     this.active = null;
-    this.nextBase = baseSeq;
     await old.fh.close().catch(() => undefined);
+  }
+
+  /** Starts the segment after a sealed one; if that fails, the next write tries again. */
+  private async startNext(baseSeq: number): Promise<void> {
+    this.nextBase = baseSeq;
     await this.startSegment(baseSeq);
   }
 
