@@ -5,7 +5,7 @@
  * - no seq handed out twice (Oracle.resolved checks it as appends resolve);
  * - the gateway's queues stay within the credit it granted;
  * - no resolved append is lost, unless a documented policy dropped it and counted it (at the
- *   end, once everything drained).
+ *   end, once everything drained); a wiped store's packets are excused, damage only where bits flipped.
  * Each check throws a Violation naming what it saw.
  */
 import type { SimDisk } from './sim-disk.js';
@@ -54,6 +54,17 @@ export function readOutputs(disk: SimDisk, outputs: FileOutput[], view: 'current
   return lines;
 }
 
+/** Every byte of the file handler outputs (current view), to tell a damaged line from a missing one. */
+export function rawOutputs(disk: SimDisk, outputs: FileOutput[]): string {
+  const parts: string[] = [];
+  for (const out of outputs) {
+    const dir = out.path.slice(0, out.path.lastIndexOf('/'));
+    const name = out.path.slice(out.path.lastIndexOf('/') + 1);
+    for (const f of disk.list(dir) ?? []) if (f === name || f.startsWith(`${name}.`)) parts.push(disk.readCurrent(`${dir}/${f}`)?.toString('utf8') ?? '');
+  }
+  return parts.join('\n');
+}
+
 /** Exactly once, and in order per (agent, target), in the file handler's output. */
 export function checkFileOutput(lines: OutputLine[], view: string): void {
   const seen = new Map<string, OutputLine>();
@@ -87,7 +98,8 @@ export class CallOrder {
   private readonly inflight = new Map<string, number>();
   private stopped = false;
 
-  constructor(private readonly inflightMaxOf: (target: string) => number) {}
+  /** @param checkInflight whether to check the handler's inflightMax per (agent, target) (checker 'handler-inflight') */
+  constructor(private readonly inflightMaxOf: (target: string) => number, private readonly checkInflight = true) {}
 
   /** The run is over: what happens while the world is torn down is not checked. */
   stop(): void {
@@ -110,7 +122,7 @@ export class CallOrder {
     const inflight = (this.inflight.get(key) ?? 0) + 1;
     this.inflight.set(key, inflight);
     const max = this.inflightMaxOf(target);
-    if (inflight > max) throw new Violation('order', `target ${target} of agent ${agent}: ${inflight} packets in the handler at once (its inflightMax is ${max}); the latest is ${agent}-${n}`);
+    if (this.checkInflight && inflight > max) throw new Violation('handler-inflight', `target ${target} of agent ${agent}: ${inflight} packets in the handler at once (its inflightMax is ${max}); the latest is ${agent}-${n}`);
   }
 
   /** The call's outcome: delivered, failed, or lost with a dead gateway (`applied` says whether the downstream applied it). */
@@ -146,12 +158,12 @@ export function checkCredit(sessions: Iterable<{ agent: string | null; queued: n
  * No resolved append lost: each one is in a handler's output (the file handlers' durable files,
  * or the downstream's record), or its store dropped it under a documented policy and counted it.
  */
-export function checkNothingLost(oracle: Oracle, durableLines: OutputLine[], currentLines: OutputLine[]): void {
+export function checkNothingLost(oracle: Oracle, durableLines: OutputLine[], currentLines: OutputLine[], rawOutput: string, bitFlipsOn: (agent: string) => boolean): void {
   const downstream = new Set(oracle.downstream.map((d) => d.id));
   const durable = new Set(durableLines.map((l) => l.id));
   const current = new Set(currentLines.map((l) => l.id));
   const byAgent = new Map<string, { lost: string[]; cacheOnly: string[] }>();
-  for (const r of oracle.resolvedOf()) {
+  for (const r of oracle.owed()) {
     if (downstream.has(r.id) || durable.has(r.id)) continue;
     let m = byAgent.get(r.agent);
     if (!m) byAgent.set(r.agent, (m = { lost: [], cacheOnly: [] }));
@@ -159,13 +171,23 @@ export function checkNothingLost(oracle: Oracle, durableLines: OutputLine[], cur
   }
   const name = (id: string): string => {
     const r = oracle.appends.get(id)!;
-    return `${id} (seq ${r.seq}, target ${r.target})`;
+    // A packet whose id is in the output but whose line does not parse was written in part.
+    const notes = [
+      rawOutput.includes(`"${id}"`) ? 'its line in the output is damaged' : '',
+      oracle.fileHandlerOk.has(id) && !rawOutput.includes(`"${id}"`) ? 'the file handler answered ok for it' : '',
+      r.lineage > 1 ? `appended to store ${r.lineage} (after a wipe)` : '',
+    ].filter((x) => x !== '');
+    return `${id} (seq ${r.seq}, target ${r.target}${notes.map((x) => `, ${x}`).join('')})`;
   };
   const list = (ids: string[]): string => `${ids.slice(0, 8).map(name).join(', ')}${ids.length > 8 ? ', …' : ''}`;
   for (const [agent, m] of byAgent) {
-    const counted = (oracle.drops.get(agent) ?? 0) + (oracle.deadLetters.get(agent) ?? 0);
+    // Damage counted as corrupt is excused only where the disk damaged data (bit flips): a torn
+    // tail of a resolved append, or a record cut short by ferry's own write, is a loss.
+    const corrupt = oracle.corrupt.get(agent) ?? 0;
+    const counted = (oracle.drops.get(agent) ?? 0) + (oracle.deadLetters.get(agent) ?? 0) + (bitFlipsOn(agent) ? corrupt : 0);
     if (m.lost.length > counted) {
-      throw new Violation('lost', `agent ${agent}: ${m.lost.length} resolved appends were never delivered and only ${counted} were counted as dropped; missing: ${list(m.lost)}`);
+      const why = corrupt > 0 && !bitFlipsOn(agent) ? ` (its store counted ${corrupt} as corrupt on a disk that flipped no bit)` : '';
+      throw new Violation('lost', `agent ${agent}: ${m.lost.length} resolved appends were never delivered and only ${counted} were counted as dropped${why}; missing: ${list(m.lost)}`);
     }
   }
   // Delivered, but only in the page cache: a power cut of the gateway host now would lose them.

@@ -8,6 +8,8 @@ import type { SimTime, TimerJitter } from './sim-clock.js';
 import type { SimNet } from './sim-net.js';
 import type { Trace } from './trace.js';
 
+export type DiskFaultsOn = 'any' | 'agents' | 'gateway';
+
 export interface WorldContext {
   time: SimTime;
   rng: Rng;
@@ -17,6 +19,8 @@ export interface WorldContext {
   order: CallOrder;
   downstream: SimDownstream;
   jitter: TimerJitter;
+  /** which disks disk faults (full, I/O errors, short writes, bit flips) may hit */
+  diskFaultsOn: DiskFaultsOn;
   /** Records a broken guarantee (or a crash of the simulation itself); the run stops at the next step. */
   fail(err: unknown): void;
   /** Runs `fn` at `delayMs` from now on the world's own timeline (restarts, fault ends). */

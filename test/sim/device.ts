@@ -9,7 +9,7 @@ import { SegmentStore } from '../../agent/store/segment-store.js';
 import type { FullPolicy } from '../../agent/store/store.js';
 import type { WorldContext } from './context.js';
 import { simLog } from './context.js';
-import type { AppendRecord } from './oracle.js';
+import { Violation, type AppendRecord } from './oracle.js';
 import type { Rng } from './rng.js';
 import type { SimClock } from './sim-clock.js';
 import { SimDisk } from './sim-disk.js';
@@ -45,7 +45,34 @@ export class Device {
 
   constructor(private readonly w: WorldContext, readonly o: DeviceOptions) {
     this.rng = w.rng.fork(`device ${o.id}`);
-    this.disk = new SimDisk({ rng: this.rng.fork('disk').fn });
+    this.disk = new SimDisk({ rng: this.rng.fork('disk').fn, schedule: (fn) => setImmediate(() => this.ioStep(fn)) });
+  }
+
+  /** the highest seq a resolved append of this lineage got */
+  private highestSeq = 0;
+  /** what the latest store open found, for the seq-unique checker's message */
+  private lastOpen: { lastSeq: number; tailBytesCut: number; highestBefore: number } | null = null;
+
+  private crash: { steps: number; how: 'kill' | 'power'; restartMs: number } | null = null;
+
+  /** Kills the agent (or cuts the power) just before its `steps`-th disk step from now: a crash inside a write, a roll, a recovery. */
+  crashMidIo(steps: number, how: 'kill' | 'power', restartMs: number): void {
+    this.crash = { steps, how, restartMs };
+  }
+
+  /** No crash armed any more (the liveness phase). */
+  disarm(): void {
+    this.crash = null;
+  }
+
+  private ioStep(fn: () => void): void {
+    const c = this.crash;
+    if (c && --c.steps <= 0) {
+      this.crash = null;
+      this.kill(c.how);
+      this.w.later(c.restartMs, () => this.start());
+    }
+    fn();
   }
 
   get id(): string {
@@ -84,6 +111,7 @@ export class Device {
         const s = store.stats();
         w.trace.event('agent', `${name} store open: lastSeq ${s.lastSeq} ackedSeq ${s.ackedSeq} backlog ${s.backlogPackets} tailBytesCut ${s.recovery.tailBytesCut} damaged ${s.recovery.damagedSegments}`);
         this.store = store;
+        this.lastOpen = { lastSeq: s.lastSeq, tailBytesCut: s.recovery.tailBytesCut, highestBefore: this.highestSeq };
         this.state = 'running';
         this.link = new Link({ ...o.link, agentId: o.id }, { store, dial: w.net.dialer(o.id, clock), clock, rng: this.rng.fork(`${name} link`).fn, log });
         this.link.start();
@@ -128,8 +156,14 @@ export class Device {
         w.trace.event('append', `${rec.id} ${target} seq ${p.seq}`);
         try {
           w.oracle.resolved(rec, p.seq);
+          this.highestSeq = Math.max(this.highestSeq, p.seq);
         } catch (err) {
-          w.fail(err);
+          const o = this.lastOpen;
+          if (err instanceof Violation && o && o.lastSeq < o.highestBefore) {
+            const c = this.disk.counts;
+            const disk = `its disk: ${c.shortWrites} short writes, ${c.enospc} ENOSPC, ${c.bitFlips} bit flips on read`;
+            w.fail(new Violation(err.checker, `${err.detail}; the store had reopened with lastSeq ${o.lastSeq} after seq ${o.highestBefore} had resolved (${o.tailBytesCut > 0 ? `it cut a torn tail of ${o.tailBytesCut} bytes` : o.lastSeq === 0 ? 'the whole store was gone' : 'no torn tail cut'}; ${disk})`));
+          } else w.fail(err);
         }
         return rec;
       },
@@ -159,7 +193,9 @@ export class Device {
     if (this.state !== 'off') this.kill('kill');
     this.w.trace.event('fault', `${this.o.id} store wiped`);
     this.disk.wipe(storeDir);
+    this.w.oracle.wipe(this.o.id, this.lineage);
     this.lineage++;
+    this.highestSeq = 0;
   }
 
   /** What this store dropped and counted, added to the oracle before the store goes away. */
@@ -167,7 +203,7 @@ export class Device {
     if (!this.store) return;
     const s = this.store.stats();
     const d = s.dropped;
-    this.w.oracle.addDrops(this.o.id, d.oldest + d.priority + d.ttl + d.corrupt, s.deadLetters);
+    this.w.oracle.addDrops(this.o.id, d.oldest + d.priority + d.ttl, d.corrupt, s.deadLetters);
   }
 
   private stopped(): void {

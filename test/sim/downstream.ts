@@ -32,7 +32,16 @@ export class SimDownstream {
   mode: DownstreamMode = { ...calmDownstream };
   private readonly inflight = new Set<Call>();
 
-  constructor(private readonly rng: Rng, private readonly oracle: Oracle, private readonly order: CallOrder, private readonly trace: Trace) {}
+  constructor(private readonly rng: Rng, private readonly oracle: Oracle, private readonly order: CallOrder, private readonly trace: Trace, private readonly fail: (err: unknown) => void) {}
+
+  /** Runs a check; a broken guarantee stops the run (thrown here it would look like a handler failure to the gateway). */
+  private check(fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      this.fail(err);
+    }
+  }
 
   /** The gateway process's handler for this backend; calls answer on that process's clock. */
   handler(name: string, inflightMax: number, clock: Clock): Handler {
@@ -48,7 +57,7 @@ export class SimDownstream {
     const id = (p.data as { id: string }).id;
     const n = Number(id.slice(id.lastIndexOf('-') + 1));
     this.trace.event('down', `call ${id} seq ${p.seq} ${p.target}`);
-    this.order.call(p.agent, p.target, n);
+    this.check(() => this.order.call(p.agent, p.target, n));
     return new Promise((resolve) => {
       const c: Call = { p, n, resolve };
       this.inflight.add(c);
@@ -59,12 +68,12 @@ export class SimDownstream {
         if (fail) {
           const retryAfterMs = this.rng.pick([20, 100, 300, 1500]);
           this.trace.event('down', `fail ${id} retry ${retryAfterMs}`);
-          this.order.settled(p.agent, p.target, n, 'failed');
+          this.check(() => this.order.settled(p.agent, p.target, n, 'failed'));
           resolve({ ok: false, retryable: true, code: ErrorCode.HANDLER_FAILED, message: 'simulated backend outage', retryAfterMs });
           return;
         }
         this.apply(c);
-        this.order.settled(p.agent, p.target, n, 'ok');
+        this.check(() => this.order.settled(p.agent, p.target, n, 'ok'));
         resolve({ ok: true });
       }, this.rng.int(latencyMsMin, latencyMsMax));
     });
@@ -82,9 +91,9 @@ export class SimDownstream {
       this.inflight.delete(c);
       if (this.rng.chance(0.5)) {
         this.apply(c);
-        this.order.settled(c.p.agent, c.p.target, c.n, 'ok');
+        this.check(() => this.order.settled(c.p.agent, c.p.target, c.n, 'ok'));
       } else {
-        this.order.settled(c.p.agent, c.p.target, c.n, 'lost');
+        this.check(() => this.order.settled(c.p.agent, c.p.target, c.n, 'lost'));
       }
     }
   }

@@ -8,7 +8,7 @@ import type { GatewayHost } from './gateway-host.js';
 import { noFaults, type SimDisk } from './sim-disk.js';
 
 export const faultKinds = [
-  'agent-kill', 'agent-power', 'agent-wipe', 'gateway-kill', 'gateway-power',
+  'agent-kill', 'agent-power', 'agent-crash-mid-io', 'agent-wipe', 'gateway-kill', 'gateway-power', 'gateway-crash-mid-io',
   'disk-full', 'disk-eio', 'short-writes', 'bit-flips',
   'net-cut', 'net-stall', 'net-black-hole', 'net-delay', 'net-half-open', 'net-partition',
   'downstream-fail', 'downstream-slow',
@@ -30,7 +30,10 @@ export interface FaultTargets {
 export function inject(w: WorldContext, t: FaultTargets, kind: FaultKind): void {
   const { rng, net, trace } = w;
   const device = rng.pick(t.devices);
-  const anyDisk = (): SimDisk => (rng.chance(0.5) ? t.gateway.disk : rng.pick(t.devices).disk);
+  const anyDisk = (): SimDisk => {
+    const gateway = w.diskFaultsOn === 'gateway' || (w.diskFaultsOn === 'any' && rng.chance(0.5));
+    return gateway ? t.gateway.disk : rng.pick(t.devices).disk;
+  };
   const diskName = (d: SimDisk): string => (d === t.gateway.disk ? 'gateway' : t.devices.find((x) => x.disk === d)!.id);
   const until = (msMin: number, msMax: number, end: () => void): void => w.later(rng.int(msMin, msMax), end, 'faults');
   const openConn = (): ReturnType<typeof net.openConnections>[number] | undefined => {
@@ -45,9 +48,21 @@ export function inject(w: WorldContext, t: FaultTargets, kind: FaultKind): void 
     case 'agent-power':
       device.kill('power');
       return w.later(rng.int(100, 5000), () => device.start());
-    case 'agent-wipe':
+    case 'agent-crash-mid-io':
+      if (device.state === 'off') return;
+      return device.crashMidIo(rng.int(1, 60), rng.pick(['kill', 'power'] as const), rng.int(10, 3000));
+    case 'gateway-crash-mid-io':
+      if (t.gateway.state === 'off') return;
+      return t.gateway.crashMidIo(rng.int(1, 60), rng.pick(['kill', 'power'] as const), rng.int(10, 3000));
+    case 'agent-wipe': {
       device.wipe();
+      // Often the replaced device comes back offline for a while: it stores packets before it can connect.
+      if (rng.chance(0.5)) {
+        net.partitioned.add(device.id);
+        w.later(rng.int(500, 4000), () => net.partitioned.delete(device.id), 'faults');
+      }
       return w.later(rng.int(10, 2000), () => device.start());
+    }
     case 'gateway-kill':
       if (t.gateway.state === 'off') return;
       t.gateway.kill('kill');

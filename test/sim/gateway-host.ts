@@ -6,7 +6,7 @@
  */
 import { createGatewayCore, type CoreLimits, type GatewayCore } from '../../gateway/core.js';
 import { FileHandler } from '../../gateway/handlers/file.js';
-import type { Handler } from '../../gateway/handlers/handler.js';
+import type { Handler, HandlerResult } from '../../gateway/handlers/handler.js';
 import type { WorldContext } from './context.js';
 import { simLog } from './context.js';
 import type { FileOutput } from './checkers.js';
@@ -52,7 +52,29 @@ export class GatewayHost {
 
   constructor(private readonly w: WorldContext, readonly o: GatewayHostOptions) {
     this.rng = w.rng.fork('gateway');
-    this.disk = new SimDisk({ rng: this.rng.fork('disk').fn });
+    this.disk = new SimDisk({ rng: this.rng.fork('disk').fn, schedule: (fn) => setImmediate(() => this.ioStep(fn)) });
+  }
+
+  private crash: { steps: number; how: 'kill' | 'power'; restartMs: number } | null = null;
+
+  /** Kills the gateway (or cuts the power) just before its `steps`-th disk step from now: inside a dispatch record, a rotation, a compaction. */
+  crashMidIo(steps: number, how: 'kill' | 'power', restartMs: number): void {
+    this.crash = { steps, how, restartMs };
+  }
+
+  /** No crash armed any more (the liveness phase). */
+  disarm(): void {
+    this.crash = null;
+  }
+
+  private ioStep(fn: () => void): void {
+    const c = this.crash;
+    if (c && --c.steps <= 0) {
+      this.crash = null;
+      this.kill(c.how);
+      this.w.later(c.restartMs, () => this.start());
+    }
+    fn();
   }
 
   private get procName(): string {
@@ -93,8 +115,8 @@ export class GatewayHost {
       return createGatewayCore({
         clock, log, files, dataDir: gatewayDataDir, limits: o.limits, dispatchLogCompactBytes: o.dispatchLogCompactBytes,
         routes: [
-          { match: 'file/#', handler: file },
-          { match: 'rot/#', handler: rot },
+          { match: 'file/#', handler: traced(file, w) },
+          { match: 'rot/#', handler: traced(rot, w) },
           { match: 'down/one/#', handler: w.downstream.handler('one', 1, clock) },
           { match: 'down/pipe/#', handler: w.downstream.handler('pipe', downstreamPipelinedInflightMax, clock) },
         ],
@@ -138,4 +160,23 @@ export class GatewayHost {
     this.core = null;
     this.clock = null;
   }
+}
+
+/** A handler whose calls and outcomes go into the trace. */
+function traced(h: Handler, w: WorldContext): Handler {
+  const idOf = (data: unknown): string => (data as { id: string }).id;
+  const outcome = (r: HandlerResult): string => (r.ok ? 'ok' : `${r.code}${r.retryable ? ` retry ${r.retryAfterMs}` : ''}`);
+  return {
+    kind: h.kind,
+    ...(h.inflightMax !== undefined ? { inflightMax: h.inflightMax } : {}),
+    handle: (p) => {
+      w.trace.event(h.kind, `call ${idOf(p.data)} seq ${p.seq} ${p.target}`);
+      return h.handle(p).then((r) => {
+        w.trace.event(h.kind, `${outcome(r)} ${idOf(p.data)}`);
+        if (r.ok) w.oracle.fileHandlerOk.add(idOf(p.data));
+        return r;
+      });
+    },
+    close: () => h.close(),
+  };
 }

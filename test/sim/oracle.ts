@@ -30,8 +30,8 @@ export interface Delivery {
 
 /** A guarantee broken: which checker, and what it saw. */
 export class Violation extends Error {
-  constructor(readonly checker: string, message: string) {
-    super(`${checker}: ${message}`);
+  constructor(readonly checker: string, readonly detail: string) {
+    super(`${checker}: ${detail}`);
   }
 }
 
@@ -46,9 +46,15 @@ export class Oracle {
   private readonly seqs = new Map<string, Map<number, Map<number, string>>>();
   /** downstream deliveries (the external system's own record), in order */
   readonly downstream: Delivery[] = [];
-  /** per agent: packets its stores dropped and counted (drop policies, corruption), summed over every store opened */
+  /** per agent: packets its stores dropped and counted by a full policy or a ttl, summed over every store opened */
   readonly drops = new Map<string, number>();
+  /** per agent: packets its stores found damaged and counted (excused only where the disk really damaged data) */
+  readonly corrupt = new Map<string, number>();
   readonly deadLetters = new Map<string, number>();
+  /** packets a file handler answered ok for (it says they are written) */
+  readonly fileHandlerOk = new Set<string>();
+  /** `agent lineage` of stores wiped: what they held is gone by the user's hand, not ferry's */
+  private readonly wiped = new Set<string>();
 
   /** A producer is about to append: the record it will fill in. */
   append(agent: string, target: string, lineage: number, probe = false): AppendRecord {
@@ -80,12 +86,19 @@ export class Oracle {
     rec.code = code;
   }
 
-  addDrops(agent: string, dropped: number, deadLetters: number): void {
+  addDrops(agent: string, dropped: number, corrupt: number, deadLetters: number): void {
     this.drops.set(agent, (this.drops.get(agent) ?? 0) + dropped);
+    this.corrupt.set(agent, (this.corrupt.get(agent) ?? 0) + corrupt);
     this.deadLetters.set(agent, (this.deadLetters.get(agent) ?? 0) + deadLetters);
   }
 
-  resolvedOf(agent?: string): AppendRecord[] {
-    return [...this.appends.values()].filter((r) => r.state === 'resolved' && (agent === undefined || r.agent === agent));
+  /** The store of `lineage` was wiped: its undelivered packets are excused. */
+  wipe(agent: string, lineage: number): void {
+    this.wiped.add(`${agent} ${lineage}`);
+  }
+
+  /** Resolved appends whose delivery is owed (their store was not wiped). */
+  owed(): AppendRecord[] {
+    return [...this.appends.values()].filter((r) => r.state === 'resolved' && !this.wiped.has(`${r.agent} ${r.lineage}`));
   }
 }

@@ -6,6 +6,8 @@
  */
 import { randomInt } from 'node:crypto';
 import { faultKinds, parseFaultKinds, type FaultKind } from './faults.js';
+import { bugClasses, classify } from './classify.js';
+import type { DiskFaultsOn } from './context.js';
 import { runSeed } from './world.js';
 
 interface Args {
@@ -16,10 +18,12 @@ interface Args {
   /** stop after this many failures (0: never) */
   stopAfter: number;
   precreate: boolean;
+  skipCheckers: string[];
+  diskFaultsOn: DiskFaultsOn;
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { seeds: 100, from: null, verbose: false, faults: [...faultKinds], stopAfter: 0, precreate: false };
+  const a: Args = { seeds: 100, from: null, verbose: false, faults: [...faultKinds], stopAfter: 0, precreate: false, skipCheckers: [], diskFaultsOn: 'any' };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     const value = (): string => {
@@ -31,6 +35,8 @@ function parseArgs(argv: string[]): Args {
     else if (arg === '--from') a.from = Number(value());
     else if (arg === '--verbose') a.verbose = true;
     else if (arg === '--precreate') a.precreate = true;
+    else if (arg === '--skip-checker') a.skipCheckers.push(value());
+    else if (arg === '--disk-faults-on') a.diskFaultsOn = value() as DiskFaultsOn;
     else if (arg === '--faults') a.faults = parseFaultKinds(value());
     else if (arg === '--without') {
       const out = new Set(parseFaultKinds(value()));
@@ -53,16 +59,19 @@ async function main(): Promise<void> {
   let failed = 0;
   let events = 0;
   const byChecker = new Map<string, number>();
+  const byClass = new Map<string, number[]>();
   for (let i = 0; i < args.seeds; i++) {
     const seed = (base + i) >>> 0;
-    const r = await runSeed({ seed, faults: args.faults, verbose: args.verbose, precreateFiles: args.precreate });
+    const r = await runSeed({ seed, faults: args.faults, verbose: args.verbose, precreateFiles: args.precreate, diskFaultsOn: args.diskFaultsOn, skipCheckers: args.skipCheckers });
     events += r.events;
     if (!r.ok) {
       failed++;
       const checker = r.violation!.checker;
       byChecker.set(checker, (byChecker.get(checker) ?? 0) + 1);
+      const cls = classify(r) ?? 'unknown';
+      byClass.set(cls, [...(byClass.get(cls) ?? []), seed]);
       if (!args.verbose) for (const line of r.tail.slice(-25)) console.log(`    ${line}`);
-      console.log(`FAIL seed ${seed} ${r.violation!.message.split('\n')[0]} (hash ${r.hash}; faults ${r.faults.join(',') || 'none'})`);
+      console.log(`FAIL seed ${seed} [${cls}] ${r.violation!.message.split('\n')[0]} (hash ${r.hash}; faults ${r.faults.join(',') || 'none'})`);
       console.log(`  replay: npm run sim -- --from ${seed} --seeds 1 --verbose${faultsArg}`);
       if (args.stopAfter > 0 && failed >= args.stopAfter) break;
     } else if (args.verbose || args.seeds === 1) {
@@ -71,6 +80,7 @@ async function main(): Promise<void> {
   }
   const secs = ((Date.now() - started) / 1000).toFixed(1);
   console.log(`sim: ${args.seeds} seeds from ${base}, ${failed} failed${failed ? ` (${[...byChecker].map(([c, n]) => `${c} ${n}`).join(', ')})` : ''}, ${events} events, ${secs} s`);
+  for (const [cls, seeds] of [...byClass].sort()) console.log(`  ${seeds.length} × ${bugClasses[cls as keyof typeof bugClasses] ?? cls}: seeds ${seeds.slice(0, 6).join(' ')}${seeds.length > 6 ? ' …' : ''}`);
   process.exitCode = failed > 0 ? 1 : 0;
 }
 

@@ -1,0 +1,53 @@
+/**
+ * Which known bug a failing seed most likely shows, from the checker's message (the names are
+ * issue 9's cases). A heuristic for campaign summaries and for the regression list; the trace of
+ * a replay is what proves it.
+ */
+import type { RunResult } from './world.js';
+
+export const bugClasses = {
+  'case-1-file': 'case 1: short write counted as whole (file handler line damaged)',
+  'case-1-store': 'case 1: short write counted as whole (store: seq handed out again / record cut)',
+  'case-2': 'case 2: file handler skips a packet another target overtook',
+  'case-3': 'case 3: wiped store acked by the numbers of its earlier life',
+  'case-4': 'case 4: phantom seq after an interrupted roll wedges ackedSeq',
+  'case-5': 'case 5: failed roll blocks every later append',
+  'case-6': 'case 6: retries in place come back in reverse order',
+  'case-12': 'case 12: lane stalls after an early retry timer',
+  'new-file-dir': 'new: a new file or directory entry is never synced (file handler output, dispatch log, a recreated store directory)',
+  'two-sessions': 'new: two sessions of one agent hand a one-at-a-time target two packets at once (the replaced session still dispatches)',
+  'flip-cuts-tail': 'new: a bit flipped while reading at recovery makes a durable record look torn: it is cut and its seq handed out again',
+  unknown: 'not classified',
+} as const;
+export type BugClass = keyof typeof bugClasses;
+
+export function classify(r: RunResult): BugClass | null {
+  const v = r.violation;
+  if (!v) return null;
+  const m = v.message;
+  switch (v.checker) {
+    case 'handler-inflight':
+      return 'two-sessions';
+    case 'durable':
+      return 'new-file-dir';
+    case 'seq-unique':
+      if (m.includes('the whole store was gone')) return 'new-file-dir';
+      if (/ 0 short writes, 0 ENOSPC, [1-9]/.test(m)) return 'flip-cuts-tail';
+      return 'case-1-store';
+    case 'order':
+      return 'case-6';
+    case 'lost':
+      if (m.includes('its line in the output is damaged')) return 'case-1-file';
+      if (m.includes('the file handler answered ok')) return 'case-2';
+      if (m.includes('after a wipe')) return 'case-3';
+      if (m.includes('on a disk that flipped no bit')) return 'case-1-store';
+      return 'unknown';
+    case 'liveness':
+      if (m.includes('probe refused')) return 'case-5';
+      if (m.includes('phantom')) return 'case-4';
+      if (m.includes('stuck in the gateway')) return 'case-12';
+      return 'unknown';
+    default:
+      return 'unknown';
+  }
+}

@@ -1,0 +1,54 @@
+/**
+ * The whole-system simulator in CI: a run of seeds (1,000 by default; SIMS=N for more, SEED=S for
+ * the base, printed either way) with every fault kind that no unfixed bug needs left out
+ * (regressions.ts), the regression seeds (still failing as found while their bug is open,
+ * passing once it is marked fixed), and determinism (one seed, one trace).
+ */
+import t from 'tap';
+import { classify } from './classify.js';
+import { ciRunOptions, knownBugs, regressions } from './regressions.js';
+import { runSeed } from './world.js';
+
+t.test('sim - one seed gives one trace: two runs of a seed have the same hash, another seed another', async (t) => {
+  const opts = ciRunOptions();
+  const a = await runSeed({ seed: 4242, ...opts });
+  const b = await runSeed({ seed: 4242, ...opts });
+  const c = await runSeed({ seed: 4243, ...opts });
+  t.ok(a.events > 300, `the run did something (${a.events} events)`);
+  t.equal(b.hash, a.hash, 'same seed, same trace hash');
+  t.equal(b.events, a.events, 'same number of events');
+  t.not(c.hash, a.hash, 'another seed, another trace');
+});
+
+t.test('sim - regression seeds: failing as found while their bug is open, passing once it is fixed', async (t) => {
+  for (const r of regressions) {
+    const res = await runSeed({ seed: r.seed, faults: r.faults, precreateFiles: r.precreateFiles ?? false, diskFaultsOn: r.diskFaultsOn ?? 'any' });
+    const replay = `npm run sim -- --from ${r.seed} --seeds 1 --verbose --faults ${r.faults.join(',')}${r.precreateFiles ? ' --precreate' : ''}${r.diskFaultsOn ? ` --disk-faults-on ${r.diskFaultsOn}` : ''}`;
+    if (knownBugs[r.bug].fixed) {
+      t.ok(res.ok, `seed ${r.seed} (${r.bug}, fixed) passes${res.ok ? '' : `: ${res.violation!.message}; replay: ${replay}`}`);
+    } else {
+      t.equal(classify(res), r.bug, `seed ${r.seed} still shows ${r.bug} (open): ${res.violation?.message.slice(0, 160) ?? 'it passed: if the bug is fixed, set knownBugs.fixed'}; replay: ${replay}`);
+    }
+  }
+});
+
+t.test('sim - 1,000 seeds: no checker fails with the fault kinds whose bugs are fixed', async (t) => {
+  const count = Number(process.env.SIMS ?? 1000);
+  const base = process.env.SEED !== undefined ? Number(process.env.SEED) : Math.floor(Math.random() * (0xffffffff - count));
+  const opts = ciRunOptions();
+  t.comment(`SEED=${base} SIMS=${count}; faults: ${opts.faults!.join(',')}${opts.precreateFiles ? '; gateway files created at install' : ''}`);
+  let failed = 0;
+  let events = 0;
+  for (let i = 0; i < count; i++) {
+    const seed = (base + i) >>> 0;
+    const r = await runSeed({ seed, ...opts });
+    events += r.events;
+    if (!r.ok) {
+      failed++;
+      const skips = (opts.skipCheckers ?? []).map((c) => ` --skip-checker ${c}`).join('');
+      t.fail(`seed ${seed}: ${r.violation!.message} (hash ${r.hash}); replay: npm run sim -- --from ${seed} --seeds 1 --verbose --faults ${opts.faults!.join(',')}${opts.precreateFiles ? ' --precreate' : ''}${skips}`);
+      if (failed >= 5) break;
+    }
+  }
+  t.equal(failed, 0, `${count} seeds from ${base} (${events} events): none failed`);
+});
