@@ -214,16 +214,17 @@ export class Link extends EventEmitter<{ status: [LinkStatus] }> {
 
   private onWelcome(t: Transport, w: WelcomeFrame): void {
     const { store, log } = this.deps;
-    const lastSeq = store.stats().lastSeq;
+    const { lastSeq, fresh } = store.stats();
     const highest = w.ranges?.length ? w.ranges[w.ranges.length - 1]![1] : w.dispatchedSeq;
-    if (highest <= lastSeq) return this.openSession(w);
-    // The gateway knows seqs this store never issued (the store was wiped or replaced): the
-    // stored packets' seqs name other packets there. Renumber them above, then resume; until
-    // then nothing is sent and no ack of the gateway's is applied to this store.
+    if (highest <= lastSeq && !fresh) return this.openSession(w);
+    // The gateway knows seqs this store never issued, or the store is new (made empty: perhaps
+    // wiped, and its seqs repeat an earlier life's): the stored packets' seqs may name other
+    // packets there. Renumber them above, then resume; until then nothing is sent and no ack of
+    // the gateway's is applied to this store.
     if (!Number.isSafeInteger(highest + lastSeq)) {
       return t.close(new FerryError(ErrorCode.PROTOCOL_STATE, `gateway named seq ${highest}, beyond what this agent can renumber above; keeping the stored packets`));
     }
-    log.warn('link: the gateway knows higher seqs than this store issued (store wiped or replaced); renumbering its packets', { gatewaySeq: highest, lastSeq });
+    if (highest > 0) log.warn('link: the store is new or the gateway knows higher seqs than it issued (store wiped or replaced); renumbering its packets above them', { gatewaySeq: highest, lastSeq, fresh });
     store.renumberAbove(highest).then(
       () => {
         if (this.transport === t) this.openSession(w);

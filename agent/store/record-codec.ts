@@ -27,6 +27,8 @@ export interface AckState {
   done: [number, number][];
   /** the highest seq assigned when the record was written (0 in records of older stores) */
   lastSeq: number;
+  /** the store was created empty and no gateway has confirmed its numbering yet (see SegmentStore.renumberAbove) */
+  fresh?: boolean;
 }
 
 export type DecodedRecord = { kind: 'packet'; packet: Packet } | { kind: 'acks'; acks: AckState };
@@ -58,7 +60,7 @@ export function rebasePacketRecord(body: Buffer, seq: number, baseSeq: number): 
 }
 
 export function encodeAcksRecord(acks: AckState): Buffer {
-  return Buffer.concat([Buffer.from([RecordKind.acks]), cbor.encode({ a: acks.ackedSeq, r: acks.done, l: acks.lastSeq })]);
+  return Buffer.concat([Buffer.from([RecordKind.acks]), cbor.encode({ a: acks.ackedSeq, r: acks.done, l: acks.lastSeq, ...(acks.fresh ? { f: 1 } : {}) })]);
 }
 
 /** Decodes a record body whose CRC already matched; null if it still makes no sense (never a corrupt packet). */
@@ -88,10 +90,10 @@ export function decodeRecord(body: Buffer, baseSeq: number): DecodedRecord | nul
       return { kind: 'packet', packet };
     }
     if (body[0] === RecordKind.acks) {
-      const v = cborDecoder.decode(body.subarray(1)) as { a?: unknown; r?: unknown; l?: unknown };
+      const v = cborDecoder.decode(body.subarray(1)) as { a?: unknown; r?: unknown; l?: unknown; f?: unknown };
       if (typeof v.a !== 'number' || !Array.isArray(v.r)) return null;
       const done = v.r.filter((x): x is [number, number] => Array.isArray(x) && typeof x[0] === 'number' && typeof x[1] === 'number' && x[0] <= x[1]);
-      return { kind: 'acks', acks: { ackedSeq: v.a, done, lastSeq: typeof v.l === 'number' ? v.l : 0 } };
+      return { kind: 'acks', acks: { ackedSeq: v.a, done, lastSeq: typeof v.l === 'number' ? v.l : 0, ...(v.f === 1 ? { fresh: true } : {}) } };
     }
   } catch {
     return null;

@@ -82,6 +82,8 @@ export class SegmentStore implements PacketStore {
   /** file deletions in flight; close waits for them */
   private deletions: Promise<void> = Promise.resolve();
   private readonly counters = { appended: 0, acked: 0, rejected: 0, deadLetters: 0, syncs: 0, renumbered: 0 };
+  /** created empty (new or wiped) and not yet confirmed by a gateway: see renumberAbove */
+  private fresh = false;
   /** while a renumbering runs, appends wait for it (they must get seqs above the renumbered ones) */
   private renumbering: Promise<void> | null = null;
   private readonly dropped: DropCounts = { oldest: 0, priority: 0, ttl: 0, corrupt: 0 };
@@ -118,6 +120,9 @@ export class SegmentStore implements PacketStore {
     this.recovery.tailBytesCut = r.tailBytesCut;
     this.recovery.damagedSegments = r.damagedSegments;
     this.segments = r.segments;
+    // No segment at all: a new store, or one whose files were wiped. Its seqs may repeat those of
+    // an earlier life of this agent's store, until a gateway's WELCOME has been heard (renumberAbove).
+    this.fresh = r.segments.length === 0 || r.acks.fresh === true;
     this.acks = new AckTracker(r.acks.ackedSeq, r.acks.done);
     // Count only what was still pending: damage to packets already acked loses nothing.
     for (const [a, b] of r.lostRanges) this.dropped.corrupt += this.acks.markDone(a, b);
@@ -440,7 +445,7 @@ export class SegmentStore implements PacketStore {
   }
 
   private ackState(): AckState {
-    return { ackedSeq: this.acks.ackedSeq, done: this.acks.ranges(ackRangesMax), lastSeq: this.lastSeq };
+    return { ackedSeq: this.acks.ackedSeq, done: this.acks.ranges(ackRangesMax), lastSeq: this.lastSeq, ...(this.fresh ? { fresh: true } : {}) };
   }
 
   private markAcksDirty(): void {
@@ -622,13 +627,34 @@ export class SegmentStore implements PacketStore {
    */
   renumberAbove(seq: number): Promise<number> {
     if (this.closed) return Promise.reject(closedError());
-    if (seq <= this.lastSeq) return Promise.resolve(0);
-    const run = this.serial(() => this.renumber(seq));
+    if (seq <= this.lastSeq && !this.fresh) return Promise.resolve(0);
+    // Renumbered seqs lie above both what the gateway named and what this store issued, so they
+    // collide with neither; a fresh store the gateway knows nothing of only has to say so.
+    const run = this.serial(() => (seq === 0 ? this.confirmNumbering() : this.renumber(Math.max(seq, this.lastSeq))));
     const gate: Promise<void> = run.then(() => undefined, () => undefined).finally(() => {
       if (this.renumbering === gate) this.renumbering = null;
     });
     this.renumbering = gate;
     return run;
+  }
+
+  /** The gateway knows no seq of this agent: the store's numbering stands; durable before it resolves. */
+  private async confirmNumbering(): Promise<number> {
+    this.cancelFlushTimer();
+    this.fresh = false;
+    this.acksDirty = true;
+    try {
+      await this.flush();
+    } catch (err) {
+      this.fresh = true;
+      throw err;
+    }
+    if (this.acksDirty) {
+      // The ack state could not be written: stay fresh, the next WELCOME asks again.
+      this.fresh = true;
+      throw new FerryError(ErrorCode.STORE_IO, 'could not record that the gateway confirmed the store\'s numbering');
+    }
+    return 0;
   }
 
   private async renumber(offset: number): Promise<number> {
@@ -659,6 +685,7 @@ export class SegmentStore implements PacketStore {
         done: this.acks.ranges(ackRangesMax).map(([a, b]) => [a + offset, b + offset] as [number, number]),
         lastSeq: offset + oldLastSeq,
       };
+      // not fresh: the renumbered state is what the gateway has now been told
       const acksRec = frameRecord(encodeAcksRecord(shifted));
       await fh.writeAll(acksRec, meta.bytes);
       meta.bytes += acksRec.length;
@@ -681,6 +708,7 @@ export class SegmentStore implements PacketStore {
     this.segments.push(meta);
     this.acks = new AckTracker(shifted.ackedSeq, shifted.done);
     this.lastSeq = shifted.lastSeq;
+    this.fresh = false;
     this.nextBase = this.lastSeq + 1;
     this.resetCursor();
     this.tailCache.dropThrough(Number.MAX_SAFE_INTEGER);
@@ -703,7 +731,7 @@ export class SegmentStore implements PacketStore {
     }
     const backlogPackets = stored + this.pending.length;
     return {
-      ...this.counters, lastSeq: this.lastSeq, ackedSeq: this.acks.ackedSeq, backlogPackets,
+      ...this.counters, fresh: this.fresh, lastSeq: this.lastSeq, ackedSeq: this.acks.ackedSeq, backlogPackets,
       storeBytes: this.storeBytes(), dropped: { ...this.dropped }, recovery: { ...this.recovery }, segments: this.segments.length,
     };
   }

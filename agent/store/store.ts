@@ -39,6 +39,8 @@ export interface StoreStats {
   syncs: number;
   /** packets given new seqs because the gateway knew higher seqs than the store (a wiped or replaced store) */
   renumbered: number;
+  /** the store was created empty (new, or wiped) and no gateway has confirmed its numbering yet */
+  fresh: boolean;
   segments: number;
   /** what the last open found: bytes of a torn tail cut, segments with damage (also found later while reading) */
   recovery: { tailBytesCut: number; damagedSegments: number };
@@ -77,11 +79,12 @@ export interface PacketStore {
   /** Raises the seq counter so the next append gets a seq above `seq`; durable before it resolves. */
   advanceSeq(seq: number): Promise<void>;
   /**
-   * The gateway has dispatched seqs up to `seq` that this store never issued (it was wiped or
-   * replaced): gives every stored packet a new seq above `seq`, in the same order, atomically,
-   * so no packet is acked by a number that named another store's packet. Appends made meanwhile
-   * wait and get seqs above. Resolves with how many packets were renumbered (0 when `seq` is not
-   * above lastSeq).
+   * The gateway has dispatched seqs up to `seq` for this agent. If this store never issued them
+   * (`seq` > lastSeq), or cannot know (it is `fresh`: created empty, so a wiped store that has
+   * since issued as many seqs looks the same), every stored packet gets a new seq above both, in
+   * the same order, atomically, so no packet is acked by a number that named another store's
+   * packet; a fresh store is then fresh no more. Appends made meanwhile wait and get seqs above.
+   * Resolves with how many packets were renumbered.
    */
   renumberAbove(seq: number): Promise<number>;
   stats(): StoreStats;

@@ -74,6 +74,9 @@ async function harness(t: Test, opts: Partial<LinkOptions> = {}, preload: NewPac
   const inner = await SegmentStore.open({ dir: t.testdir(), sync: 'none' });
   const store = new CountingStore(inner);
   for (const p of preload) await store.append(p);
+  // The store has met a gateway before (one that knew no seq of it): it is not fresh, so a WELCOME
+  // naming seqs it issued is taken at its word (a fresh store renumbers first: tested below).
+  await inner.renumberAbove(0);
   const dials: MemoryTransport[] = [];
   const link = new Link({ ...defaults, ...opts }, {
     store, clock, rng: () => 0.5, log: silentLog,
@@ -245,6 +248,20 @@ t.test('link - a WELCOME naming seqs above the store\'s (a wiped store) renumber
   t.equal(next.seq, 34, 'a new append gets the next seq above');
   await h.ack({ seq: 34 });
   t.equal(h.store.stats().backlogPackets, 0);
+});
+
+t.test('link - a fresh store (made empty: perhaps wiped) renumbers above the gateway\'s seqs even when it has issued more than the gateway knows', async (t) => {
+  const h = await harness(t, {}, []);
+  // A new store after a wipe: it has issued 1..5 again; the gateway dispatched 1..3 of the old one.
+  const inner = await SegmentStore.open({ dir: t.testdir() + '/fresh', sync: 'none' });
+  t.teardown(() => inner.close());
+  for (let i = 0; i < 5; i++) await inner.append(small());
+  t.equal(inner.stats().fresh, true, 'a store made empty is fresh');
+  t.equal(await inner.renumberAbove(3), 5, 'renumbered all five');
+  t.same((await inner.readAfter(0, 10)).map((p) => p.seq), [6, 7, 8, 9, 10], 'above both the gateway\'s 3 and its own 5');
+  t.equal(inner.stats().fresh, false, 'fresh no more');
+  t.equal(await inner.renumberAbove(3), 0, 'a second WELCOME changes nothing');
+  void h;
 });
 
 t.test('link - a WELCOME naming a seq beyond what can be renumbered closes the session and keeps every stored packet', async (t) => {
