@@ -119,8 +119,7 @@ export class Lane {
   offer(item: LaneItem): LaneRefusal | null {
     const seq = item.packet.seq;
     const now = this.cb.now();
-    const heldBelow = this.refusedSeqs.length > 0 && this.refusedSeqs[0]! < seq;
-    if (heldBelow || now < this.blockedUntilMs) {
+    if (this.heldBelow(seq) || now < this.blockedUntilMs) {
       this.hold(seq);
       return this.refusal(now);
     }
@@ -185,6 +184,11 @@ export class Lane {
       this.armWake(now);
       return;
     }
+    // Nothing is handed over behind a packet that went back to the agent: it comes first.
+    if (this.queue.length > 0 && this.heldBelow(this.queue[0]!.packet.seq)) {
+      this.refuseQueued();
+      return;
+    }
     while (this.active < this.opts.inflightMax && this.queue.length > 0) {
       const item = this.queue.shift()!;
       this.active++;
@@ -198,6 +202,15 @@ export class Lane {
     this.progressMs = now;
     if (!result.ok && result.retryable && !this.closed) {
       item.attempts = (item.attempts ?? 1) + 1;
+      // An earlier packet of this target already went back to the agent (a pipelining handler
+      // failed several): this one follows it, or it would be handed over again before it.
+      if (this.heldBelow(item.packet.seq)) {
+        this.laneBytes -= item.bytes;
+        this.hold(item.packet.seq);
+        this.cb.refused(item, this.refusal(now));
+        this.pump();
+        return;
+      }
       if (item.attempts <= this.opts.retriesInPlace + 1 && result.retryAfterMs <= this.opts.retryInPlaceMsMax) {
         // Retry here first: the packet keeps its place in seq order, ahead of the packets behind
         // it (several in the handler may fail together, and their verdicts come in any order).
@@ -274,6 +287,11 @@ export class Lane {
       message: `an earlier packet of this target waits for a retry (${this.blockCode}: ${this.blockMessage})`,
       retryAfterMs: Math.max(this.blockedUntilMs - now, 1),
     };
+  }
+
+  /** A packet of this target below `seq` was refused and not offered again yet. */
+  private heldBelow(seq: number): boolean {
+    return this.refusedSeqs.length > 0 && this.refusedSeqs[0]! < seq;
   }
 
   private hold(seq: number): void {

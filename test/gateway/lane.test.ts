@@ -408,3 +408,19 @@ t.test('lane - a closed lane hands no more packets to its handler; the ones in i
   t.equal(h.lane.size, 0);
   t.equal(h.lane.bytes, 0);
 });
+
+t.test('lane - with a pipelining handler, a packet whose earlier one went back to the agent is not retried in place before it (found by the simulator, seed 1256)', async (t) => {
+  const h = harness(t, { inflightMax: 4, retriesInPlace: 3, retryInPlaceMsMax: 1000 });
+  t.equal(h.offer(1), null);
+  t.equal(h.offer(2), null);
+  t.equal(h.offer(3), null);
+  t.same(h.started, [1, 2, 3]);
+  await h.finish(1, retry(1500)); // too long to wait here: back to the agent
+  await h.finish(2, retry(100)); // short: would be retried in place, ahead of 1
+  await h.advance(200);
+  t.same(h.started, [1, 2, 3], '2 is not handed over again while 1 is with the agent');
+  t.same(h.refused.map(([seq]) => seq), [2], '2 goes back to the agent too, behind 1');
+  await h.finish(3, ok);
+  t.not(h.offer(4), null, 'a later packet is refused while 1 is held');
+  t.same(h.started, [1, 2, 3]);
+});
