@@ -685,6 +685,12 @@ export class SegmentStore implements PacketStore {
         done: this.acks.ranges(ackRangesMax).map(([a, b]) => [a + offset, b + offset] as [number, number]),
         lastSeq: offset + oldLastSeq,
       };
+      // The next segment must be named above this one: with nothing renumbered, its base seq is
+      // used up (done) so the two files never share a name.
+      if (shifted.lastSeq < baseSeq) {
+        shifted.done.push([baseSeq, baseSeq]);
+        shifted.lastSeq = baseSeq;
+      }
       // not fresh: the renumbered state is what the gateway has now been told
       const acksRec = frameRecord(encodeAcksRecord(shifted));
       await fh.writeAll(acksRec, meta.bytes);

@@ -211,3 +211,15 @@ t.test('segment-store - renumberAbove cut by a power cut at any point leaves eit
   t.comment(`outcomes: ${JSON.stringify(outcomes)}`);
   t.ok(outcomes.old > 0 && outcomes.renumbered > 0, 'the power cuts fell both before and after the switch');
 });
+
+t.test('segment-store - a fresh empty store renumbered above the gateway keeps what it appends afterwards (found by the simulator, seed 1217)', async (t) => {
+  const disk = new SimDisk({ rng: prng(17) });
+  let s = await SegmentStore.open({ ...base, files: disk.process('agent') });
+  t.equal(await s.renumberAbove(12), 0);
+  const after = await appendBatch(s, 0, 40);
+  t.ok(after.ok.every((seq) => seq > 12), 'new seqs lie above the gateway\'s');
+  disk.powerCut();
+  s = await SegmentStore.open({ ...base, files: disk.process('agent') });
+  t.teardown(() => s.close());
+  t.same(await readAllSeqs(s), after.ok, 'every packet appended after the renumbering survives a power cut');
+});
