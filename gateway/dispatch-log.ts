@@ -47,6 +47,10 @@ const cborDecoder = new Decoder({ useRecords: false, mapsAsObjects: true });
 class AgentDispatch {
   floor = 0;
   readonly above = new RangeSet();
+  /** durable: no seq above it was ever handed to a handler (see noteHandedOver) */
+  seen = 0;
+  /** the highest mark asked for and not yet durable */
+  seenAsked = 0;
 
   add(from: number, to: number): void {
     if (to <= this.floor) return;
@@ -68,8 +72,11 @@ class AgentDispatch {
   }
 }
 
-/** A log record: `s` raises the floor (also the only form version 1 wrote), `r` adds dispatched ranges. */
-interface LogRecord { a: string; s?: number; r?: SeqRange[] }
+/** A log record: `s` raises the floor (also the only form version 1 wrote), `r` adds dispatched ranges, `h` raises the handed-over mark. */
+interface LogRecord { a: string; s?: number; r?: SeqRange[]; h?: number }
+
+/** A handed-over mark is raised this far past the seq that needed it, so most packets find it high enough and wait for no write. */
+const seenStrideSeqs = 4096;
 
 export interface DispatchLogOptions {
   /** the file is rewritten as a snapshot once it grows past this (default 8 MiB) */
@@ -97,6 +104,9 @@ export class DispatchLog {
   /** where the last whole record ends; nothing after it is trusted */
   private fileBytes = 0;
   private pending: { agent: string; seq: number; resolve: () => void; reject: (e: unknown) => void }[] = [];
+  /** handed-over marks to write, and who waits for them */
+  private seenMarks = new Map<string, number>();
+  private seenWaiters: { agent: string; seq: number; resolve: () => void; reject: (e: unknown) => void }[] = [];
   /** floors raised since the last write; they ride the next write, nobody waits for them */
   private floors = new Map<string, number>();
   private flushing: Promise<void> | null = null;
@@ -169,6 +179,7 @@ export class DispatchLog {
     const d = this.agent(rec.a);
     if (typeof rec.s === 'number') d.raiseFloor(rec.s);
     if (Array.isArray(rec.r)) for (const [f, t] of rec.r) if (typeof f === 'number' && typeof t === 'number') d.add(f, t);
+    if (typeof rec.h === 'number' && rec.h > d.seen) d.seen = rec.h;
   }
 
   private agent(id: string): AgentDispatch {
@@ -228,6 +239,34 @@ export class DispatchLog {
     this.floors.set(agent, Math.max(seq, this.floors.get(agent) ?? 0));
   }
 
+  /**
+   * A durable bound on the seqs of `agent` ever handed to a handler, dispatched or not: what a
+   * handler that de-duplicates (the file handler) may remember. An agent whose store was wiped
+   * renumbers its packets above it (WELCOME `seenSeq`), so no new packet reuses such a seq.
+   */
+  seen(agent: string): number {
+    const d = this.dispatched.get(agent);
+    return d ? Math.max(d.seen, d.floor, d.above.toArray().at(-1)?.[1] ?? 0) : 0;
+  }
+
+  /**
+   * Before `seq` of `agent` goes to a handler: null when the handed-over mark already covers it,
+   * else a promise that resolves once a mark above it is durable (raised by a stride, so this is
+   * one write per few thousand seqs).
+   */
+  noteHandedOver(agent: string, seq: number): Promise<void> | null {
+    const d = this.agent(agent);
+    if (seq <= d.seen) return null;
+    if (seq > d.seenAsked) {
+      d.seenAsked = seq + seenStrideSeqs;
+      this.seenMarks.set(agent, d.seenAsked);
+    }
+    return new Promise((resolve, reject) => {
+      this.seenWaiters.push({ agent, seq, resolve, reject });
+      if (!this.flushing) this.flushing = this.flushLoop();
+    });
+  }
+
   /** Resolves once `seq` is durably recorded as dispatched for `agent`. */
   record(agent: string, seq: number): Promise<void> {
     return new Promise((resolve, reject) => {
@@ -239,9 +278,13 @@ export class DispatchLog {
   private async flushLoop(): Promise<void> {
     // Yield once so records from sessions served in the same tick share the sync.
     await new Promise((r) => setImmediate(r));
-    while (this.pending.length > 0) {
+    while (this.pending.length > 0 || this.seenWaiters.length > 0) {
       const batch = this.pending;
       this.pending = [];
+      const seenWaiters = this.seenWaiters;
+      this.seenWaiters = [];
+      const seenMarks = this.seenMarks;
+      this.seenMarks = new Map();
       const perAgent = new Map<string, RangeSet>();
       for (const p of batch) {
         let set = perAgent.get(p.agent);
@@ -252,16 +295,28 @@ export class DispatchLog {
       const floors = this.floors;
       this.floors = new Map();
       for (const [a, s] of floors) records.push({ a, s });
+      for (const [a, h] of seenMarks) records.push({ a, h });
       const buf = Buffer.concat(records.map((r) => frameRecord(cbor.encode(r))));
       try {
         await this.append(buf);
       } catch (err) {
         for (const [a, s] of floors) this.floors.set(a, Math.max(s, this.floors.get(a) ?? 0));
         for (const p of batch) p.reject(err);
+        // The marks were not written: the next packet above the durable mark asks again.
+        for (const a of seenMarks.keys()) {
+          const d = this.dispatched.get(a);
+          if (d) d.seenAsked = d.seen;
+        }
+        for (const w of seenWaiters) w.reject(err);
         continue;
       }
       for (const r of records) this.apply(r);
       for (const p of batch) p.resolve();
+      for (const w of seenWaiters) {
+        // A waiter whose mark was asked for after this batch was taken waits for the next one.
+        if (w.seq <= (this.dispatched.get(w.agent)?.seen ?? 0)) w.resolve();
+        else this.seenWaiters.push(w);
+      }
       if (this.fileBytes > this.opts.compactBytes) {
         await this.compact().catch((err: unknown) => {
           // The handle may name a file the rename replaced: drop it; the next batch reopens by path.
@@ -293,7 +348,7 @@ export class DispatchLog {
 
   /** Rewrites the file as one record per agent. */
   private async compact(): Promise<void> {
-    const buf = Buffer.concat([...this.dispatched].map(([a, d]) => frameRecord(cbor.encode({ a, s: d.floor, r: d.above.toArray() }))));
+    const buf = Buffer.concat([...this.dispatched].map(([a, d]) => frameRecord(cbor.encode({ a, s: d.floor, r: d.above.toArray(), ...(d.seen > 0 ? { h: d.seen } : {}) }))));
     await writeFileAtomic(this.files, this.path, buf);
     // The old handle names the replaced file: never write to it again.
     this.drop();

@@ -164,7 +164,7 @@ export class Session {
     log.info('session: agent connected', { agent: h.agent, session, dispatchedSeq, gaps: dispatchLog.gaps(h.agent), agentAckedSeq: h.ackedSeq });
     this.t.send({
       t: FrameType.WELCOME, session, dispatchedSeq, creditPackets: this.opts.queuePacketsMax, creditBytes: this.opts.queueBytesMax,
-      pingIntervalMs: this.opts.pingIntervalMs, ...(ranges.length > 0 ? { ranges } : {}),
+      pingIntervalMs: this.opts.pingIntervalMs, ...(ranges.length > 0 ? { ranges } : {}), seenSeq: dispatchLog.seen(h.agent),
       // The agent holds its packets to the same limits, so it never sends one this gateway would refuse.
       ...(this.opts.frameBytesMax !== undefined ? { frameBytesMax: this.opts.frameBytesMax } : {}),
       dataBytesMax: this.packetLimits.dataBytesMax, dataDepthMax: this.packetLimits.dataDepthMax,
@@ -251,6 +251,18 @@ export class Session {
       const earlier = this.deps.inDispatch.get(agent)?.get(seq);
       if (!earlier) break;
       await earlier;
+    }
+    // A handler may remember what it was handed even if the dispatch is never recorded (a crash
+    // in between): the gateway first makes a mark above this seq durable, so an agent whose store
+    // was wiped renumbers above it (WELCOME seenSeq) instead of reusing it.
+    const mark = this.deps.dispatchLog.noteHandedOver(agent, seq);
+    if (mark) {
+      try {
+        await mark;
+      } catch (err) {
+        return { ok: false, retryable: true, code: ErrorCode.INTERNAL, message: `the dispatch log could not record the handed-over mark: ${(err as Error).message}`, retryAfterMs: 1000 };
+      }
+      return this.run(handler, item);
     }
     let perAgent = this.deps.inDispatch.get(agent);
     if (!perAgent) this.deps.inDispatch.set(agent, (perAgent = new Map()));

@@ -37,6 +37,8 @@ export interface HelloFrame { t: typeof FrameType.HELLO; version: number; agent:
 export interface WelcomeFrame {
   t: typeof FrameType.WELCOME; session: string; dispatchedSeq: number; ranges?: SeqRange[]; creditPackets: number; creditBytes: number; pingIntervalMs?: number;
   frameBytesMax?: number; dataBytesMax?: number; dataDepthMax?: number;
+  /** no seq of this agent above it was ever handed to a handler (absent from older gateways): a store made empty renumbers above it */
+  seenSeq?: number;
 }
 export interface DataFrame { t: typeof FrameType.DATA; packets: Packet[] }
 /**
@@ -142,7 +144,7 @@ export function frameFromValue(v: unknown): Frame {
       const r = ranges(v, f.dispatchedSeq);
       if (r) f.ranges = r;
       if (v.pingIntervalMs !== undefined) f.pingIntervalMs = uint(v, 'pingIntervalMs');
-      for (const key of ['frameBytesMax', 'dataBytesMax', 'dataDepthMax'] as const) if (v[key] !== undefined) f[key] = uint(v, key);
+      for (const key of ['frameBytesMax', 'dataBytesMax', 'dataDepthMax', 'seenSeq'] as const) if (v[key] !== undefined) f[key] = uint(v, key);
       return f;
     }
     case FrameType.DATA: {

@@ -215,8 +215,10 @@ export class Link extends EventEmitter<{ status: [LinkStatus] }> {
   private onWelcome(t: Transport, w: WelcomeFrame): void {
     const { store, log } = this.deps;
     const { lastSeq, fresh } = store.stats();
-    const highest = w.ranges?.length ? w.ranges[w.ranges.length - 1]![1] : w.dispatchedSeq;
-    if (highest <= lastSeq && !fresh) return this.openSession(w);
+    const dispatched = w.ranges?.length ? w.ranges[w.ranges.length - 1]![1] : w.dispatchedSeq;
+    if (dispatched <= lastSeq && !fresh) return this.openSession(w);
+    // A fresh store also steers clear of seqs handed to a handler and never recorded as dispatched.
+    const highest = fresh ? Math.max(dispatched, w.seenSeq ?? 0) : dispatched;
     // The gateway knows seqs this store never issued, or the store is new (made empty: perhaps
     // wiped, and its seqs repeat an earlier life's): the stored packets' seqs may name other
     // packets there. Renumber them above, then resume; until then nothing is sent and no ack of

@@ -113,9 +113,22 @@ t.test('session - HELLO gets a WELCOME with the dispatch log\'s floor and ranges
   t.same(tr.sent, [{
     t: FrameType.WELCOME, session: 's1', dispatchedSeq: 3, ranges: [[5, 6], [9, 9]],
     creditPackets: options.queuePacketsMax, creditBytes: options.queueBytesMax, pingIntervalMs: options.pingIntervalMs,
-    dataBytesMax: options.packetBytesMax, dataDepthMax: 32,
+    dataBytesMax: options.packetBytesMax, dataDepthMax: 32, seenSeq: 9,
   }]);
   t.ok(tr.isOpen);
+});
+
+t.test('session - a seq is handed to a handler only once a mark above it is durable; WELCOME seenSeq carries the mark (a wiped store renumbers above it)', async (t) => {
+  const handler = new FakeHandler();
+  const g = await harness(t, [{ match: '#', handler }]);
+  const tr = g.connect();
+  send(tr, pkt(7, 'a'));
+  await until(() => handler.calls.length === 1, '7 in the handler');
+  t.ok(g.dispatchLog.seen(agent) > 7, `the mark (${g.dispatchLog.seen(agent)}) covers 7 before any dispatch was recorded`);
+  t.notOk(g.dispatchLog.has(agent, 7), '7 is not recorded as dispatched yet');
+  tr.close();
+  const tr2 = g.connect(0);
+  t.ok(((tr2.sent[0] as { seenSeq?: number }).seenSeq ?? 0) > 7, 'a new session\'s WELCOME names the mark');
 });
 
 t.test('session - the HELLO\'s ackedSeq raises the dispatch log\'s floor before the WELCOME', async (t) => {
