@@ -68,7 +68,7 @@ export async function createGatewayCore(o: GatewayCoreOptions): Promise<GatewayC
   });
   const router = new Router(o.routes);
   const counters = { dispatched: 0, rejected: 0, duplicates: 0, retried: 0 };
-  const inDispatch = new Map<string, Map<number, Promise<void>>>();
+  const inDispatch: SessionDeps['inDispatch'] = new Map();
   const sessionOptions = {
     helloTimeoutMs: limits.helloTimeoutMs, peerTimeoutMs: limits.peerTimeoutMs, pingIntervalMs: limits.pingIntervalMs,
     queuePacketsMax: limits.sessionQueuePacketsMax, queueBytesMax: limits.sessionQueueBytesMax,

@@ -37,6 +37,14 @@ export interface SessionOptions {
   retryInPlaceMsMax: number;
 }
 
+/** A seq some session handed to a handler and whose outcome is not settled yet. */
+export interface InDispatch {
+  session: Session;
+  target: string;
+  /** settles once the outcome is known (and, on success, recorded) */
+  done: Promise<void>;
+}
+
 export type Admission = { ok: true } | { ok: false; code: ErrorCode; message: string; retryAfterMs?: number };
 
 export interface SessionDeps {
@@ -51,7 +59,7 @@ export interface SessionDeps {
   unregister(agent: string, session: Session): void;
   newSessionId(): string;
   /** Per agent, the seqs some session has handed to a handler and not yet settled: a resend waits for that outcome. */
-  inDispatch: Map<string, Map<number, Promise<void>>>;
+  inDispatch: Map<string, Map<number, InDispatch>>;
   counters: { dispatched: number; rejected: number; duplicates: number; retried: number };
 }
 
@@ -248,9 +256,18 @@ export class Session {
     for (;;) {
       if (this.closed) return { ok: false, retryable: true, code: ErrorCode.SHUTDOWN, message: 'the session ended before its handler ran', retryAfterMs: 0 };
       if (this.deps.dispatchLog.has(agent, seq)) return { ok: true };
-      const earlier = this.deps.inDispatch.get(agent)?.get(seq);
-      if (!earlier) break;
-      await earlier;
+      const open = this.deps.inDispatch.get(agent);
+      const earlier = open?.get(seq);
+      if (earlier) {
+        await earlier.done;
+        continue;
+      }
+      // A session this one replaced may still have a packet of this target in the handler: one
+      // session's packets of a target follow the other's, as they would within one session.
+      let other: InDispatch | undefined;
+      for (const x of open?.values() ?? []) if (x.session !== this && x.target === item.packet.target) other = x;
+      if (!other) break;
+      await other.done;
     }
     // A handler may remember what it was handed even if the dispatch is never recorded (a crash
     // in between): the gateway first makes a mark above this seq durable, so an agent whose store
@@ -268,9 +285,10 @@ export class Session {
     if (!perAgent) this.deps.inDispatch.set(agent, (perAgent = new Map()));
     const result = handle(handler, item.packet);
     const recorded = result.then((r) => (r.ok ? this.deps.dispatchLog.record(agent, seq) : undefined)).catch(() => undefined);
-    perAgent.set(seq, recorded);
+    const entry: InDispatch = { session: this, target: item.packet.target, done: recorded };
+    perAgent.set(seq, entry);
     await recorded;
-    if (perAgent.get(seq) === recorded) perAgent.delete(seq);
+    if (perAgent.get(seq) === entry) perAgent.delete(seq);
     if (perAgent.size === 0 && this.deps.inDispatch.get(agent) === perAgent) this.deps.inDispatch.delete(agent);
     const r = await result;
     if (r.ok && !this.deps.dispatchLog.has(agent, seq)) {
