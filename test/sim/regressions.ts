@@ -24,17 +24,17 @@ export interface KnownBug {
 }
 
 export const knownBugs: Record<Exclude<BugClass, 'unknown'>, KnownBug> = {
-  'case-1-file': { fixed: false, ciWithout: ['short-writes', 'disk-full'] },
-  'case-1-store': { fixed: false, ciWithout: ['short-writes', 'disk-full'] },
-  'case-2': { fixed: false, ciWithout: ['disk-full', 'disk-eio', 'gateway-crash-mid-io'] },
-  'case-3': { fixed: false, ciWithout: ['agent-wipe'] },
-  'case-4': { fixed: false, ciWithout: ['agent-crash-mid-io'] },
-  'case-5': { fixed: false, ciWithout: ['disk-eio', 'disk-full'] },
-  'case-6': { fixed: false, ciWithout: ['downstream-fail', 'disk-eio', 'disk-full'] },
-  'case-12': { fixed: false, ciWithout: ['downstream-fail', 'disk-eio', 'disk-full'] },
-  'new-file-dir': { fixed: false, ciWithout: ['agent-wipe', 'gateway-crash-mid-io'], ciPrecreatesFiles: true },
-  'two-sessions': { fixed: false, ciWithout: [], ciSkipsChecker: 'handler-inflight' },
-  'flip-cuts-tail': { fixed: false, ciWithout: ['bit-flips'] },
+  'case-1-file': { fixed: true, ciWithout: ['short-writes', 'disk-full'] },
+  'case-1-store': { fixed: true, ciWithout: ['short-writes', 'disk-full'] },
+  'case-2': { fixed: true, ciWithout: ['disk-full', 'disk-eio', 'gateway-crash-mid-io'] },
+  'case-3': { fixed: true, ciWithout: ['agent-wipe'] },
+  'case-4': { fixed: true, ciWithout: ['agent-crash-mid-io'] },
+  'case-5': { fixed: true, ciWithout: ['disk-eio', 'disk-full'] },
+  'case-6': { fixed: true, ciWithout: ['downstream-fail', 'disk-eio', 'disk-full'] },
+  'case-12': { fixed: true, ciWithout: ['downstream-fail', 'disk-eio', 'disk-full'] },
+  'new-file-dir': { fixed: true, ciWithout: ['agent-wipe', 'gateway-crash-mid-io'], ciPrecreatesFiles: true },
+  'two-sessions': { fixed: true, ciWithout: [], ciSkipsChecker: 'handler-inflight' },
+  'flip-cuts-tail': { fixed: true, ciWithout: ['bit-flips'] },
 };
 
 export interface Regression {
