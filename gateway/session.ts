@@ -84,6 +84,8 @@ export class Session {
   private newlyDone = new RangeSet();
   private ackScheduled = false;
   private shedTimer: unknown = null;
+  /** per target: settles once the packet last handed to `run` has reached its handler (or given up) */
+  private readonly handOvers = new Map<string, Promise<void>>();
 
   /** What every lane of this session gets (a slow target keeps at most a quarter of the credit: the rest stays for the others). */
   private readonly laneShare: Omit<LaneOptions, 'inflightMax'>;
@@ -248,7 +250,27 @@ export class Session {
   }
 
   /** Runs the handler, unless another session of this agent is already dispatching this seq: then waits for it. */
+  /**
+   * Runs the handler for `item` once the packets the lane handed over before it (same target)
+   * reached their handler: waits below (another session's dispatch, the handed-over mark) may
+   * end in any order, the hand-overs may not.
+   */
   private async run(handler: Handler, item: LaneItem): Promise<HandlerResult> {
+    const target = item.packet.target;
+    const before = this.handOvers.get(target);
+    let handedOver!: () => void;
+    const mine = new Promise<void>((resolve) => (handedOver = resolve));
+    this.handOvers.set(target, mine);
+    try {
+      if (before) await before;
+      return await this.runInOrder(handler, item, handedOver);
+    } finally {
+      handedOver();
+      if (this.handOvers.get(target) === mine) this.handOvers.delete(target);
+    }
+  }
+
+  private async runInOrder(handler: Handler, item: LaneItem, handedOver: () => void): Promise<HandlerResult> {
     const agent = item.packet.agent;
     const seq = item.packet.seq;
     // Look in the dispatch log first (another session may have recorded this seq since it was
@@ -279,11 +301,12 @@ export class Session {
       } catch (err) {
         return { ok: false, retryable: true, code: ErrorCode.INTERNAL, message: `the dispatch log could not record the handed-over mark: ${(err as Error).message}`, retryAfterMs: 1000 };
       }
-      return this.run(handler, item);
+      return this.runInOrder(handler, item, handedOver);
     }
     let perAgent = this.deps.inDispatch.get(agent);
     if (!perAgent) this.deps.inDispatch.set(agent, (perAgent = new Map()));
     const result = handle(handler, item.packet);
+    handedOver();
     const recorded = result.then((r) => (r.ok ? this.deps.dispatchLog.record(agent, seq) : undefined)).catch(() => undefined);
     const entry: InDispatch = { session: this, target: item.packet.target, done: recorded };
     perAgent.set(seq, entry);

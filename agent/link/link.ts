@@ -164,7 +164,7 @@ export class Link extends EventEmitter<{ status: [LinkStatus] }> {
     this.byeRetryAfterMs = 0;
     let welcomed = false;
     const liveness = new Liveness(clock, this.opts.peerTimeoutMs, {
-      ping: (id) => t.send({ t: FrameType.PING, id, ackedSeq: this.deps.store.stats().ackedSeq }),
+      ping: (id) => t.send({ t: FrameType.PING, id, ackedSeq: this.deps.store.stats().durableAckedSeq }),
       dead: () => t.close(new FerryError(ErrorCode.PEER_TIMEOUT, `nothing from gateway for ${this.opts.peerTimeoutMs} ms`)),
     });
     this.liveness = liveness;
@@ -189,7 +189,7 @@ export class Link extends EventEmitter<{ status: [LinkStatus] }> {
       this.onFrame(t, f);
     });
 
-    t.send({ t: FrameType.HELLO, version: protocolVersion, agent: this.opts.agentId, ackedSeq: this.deps.store.stats().ackedSeq, ...(this.opts.token ? { token: this.opts.token } : {}) });
+    t.send({ t: FrameType.HELLO, version: protocolVersion, agent: this.opts.agentId, ackedSeq: this.deps.store.stats().durableAckedSeq, ...(this.opts.token ? { token: this.opts.token } : {}) });
     const error = await t.closed;
     clock.clearTimeout(helloTimer);
     liveness.stop();

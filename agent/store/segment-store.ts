@@ -82,6 +82,12 @@ export class SegmentStore implements PacketStore {
   /** file deletions in flight; close waits for them */
   private deletions: Promise<void> = Promise.resolve();
   private readonly counters = { appended: 0, acked: 0, rejected: 0, deadLetters: 0, syncs: 0, renumbered: 0 };
+  /**
+   * ackedSeq as last written to disk (or derived from it at open). Only this is told to the
+   * gateway (HELLO, PING): a seq marked done in memory alone (a failed append) may be handed out
+   * again after a power cut, and must not be named done to the gateway before that cannot happen.
+   */
+  private durableAckedSeq = 0;
   /** created empty (new or wiped) and not yet confirmed by a gateway: see renumberAbove */
   private fresh = false;
   /** while a renumbering runs, appends wait for it (they must get seqs above the renumbered ones) */
@@ -133,6 +139,8 @@ export class SegmentStore implements PacketStore {
     const doneMax = r.acks.done.reduce((n, [, b]) => Math.max(n, b), 0);
     this.lastSeq = Math.max(this.acks.ackedSeq, r.acks.lastSeq, doneMax, ...this.segments.map((m) => Math.max(m.lastSeq, m.baseSeq - 1)));
     this.markNeverWritten(r.gaps);
+    // Everything done now follows from what is on disk.
+    this.durableAckedSeq = this.acks.ackedSeq;
     await this.removeDoneSegments();
     const last = this.segments[this.segments.length - 1];
     if (last && !last.sealed) {
@@ -261,14 +269,19 @@ export class SegmentStore implements PacketStore {
           await this.startNext(batch[written]!.packet.seq);
           continue;
         }
+        const acked = this.acks.ackedSeq;
         if (withAcks) parts.push(frameRecord(encodeAcksRecord(this.ackState())));
         await this.writeActive(parts, packets);
+        if (withAcks) this.durableAckedSeq = Math.max(this.durableAckedSeq, acked);
         written += packets.length;
         break;
       }
     } catch (err) {
       if (withAcks) this.markAcksDirty();
       const failure = new FerryError(ErrorCode.STORE_IO, `store write failed: ${(err as Error).message}`, { cause: err });
+      // The refused seqs are done; the ack state that says so (and that no seq up to them is
+      // handed out again) is written soon, and only then told to the gateway.
+      this.markAcksDirty();
       for (const p of batch.slice(written)) {
         this.acks.markDone(p.packet.seq);
         p.reject(failure);
@@ -371,6 +384,7 @@ export class SegmentStore implements PacketStore {
   private async startSegment(baseSeq: number): Promise<void> {
     const path = join(this.o.dir, segmentFileName(baseSeq));
     const fh = await this.files.open(path, this.activeOpts(true));
+    const acked = this.acks.ackedSeq;
     const buf = Buffer.concat([encodeHeader(baseSeq), frameRecord(encodeAcksRecord(this.ackState()))]);
     try {
       await fh.writeAll(buf, 0);
@@ -385,6 +399,7 @@ export class SegmentStore implements PacketStore {
     const meta: SegmentMeta = { baseSeq, path, bytes: buf.length, sealed: false, trailer: false, damaged: false, lastSeq: baseSeq - 1, packets: 0, maxPriority: 0 };
     this.segments.push(meta);
     this.active = { meta, fh };
+    this.durableAckedSeq = Math.max(this.durableAckedSeq, acked);
   }
 
   // ---- capacity ----------------------------------------------------------------------------
@@ -714,6 +729,7 @@ export class SegmentStore implements PacketStore {
     this.segments.push(meta);
     this.acks = new AckTracker(shifted.ackedSeq, shifted.done);
     this.lastSeq = shifted.lastSeq;
+    this.durableAckedSeq = shifted.ackedSeq;
     this.fresh = false;
     this.nextBase = this.lastSeq + 1;
     this.resetCursor();
@@ -737,7 +753,7 @@ export class SegmentStore implements PacketStore {
     }
     const backlogPackets = stored + this.pending.length;
     return {
-      ...this.counters, fresh: this.fresh, lastSeq: this.lastSeq, ackedSeq: this.acks.ackedSeq, backlogPackets,
+      ...this.counters, fresh: this.fresh, lastSeq: this.lastSeq, ackedSeq: this.acks.ackedSeq, durableAckedSeq: this.durableAckedSeq, backlogPackets,
       storeBytes: this.storeBytes(), dropped: { ...this.dropped }, recovery: { ...this.recovery }, segments: this.segments.length,
     };
   }

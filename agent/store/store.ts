@@ -30,6 +30,8 @@ export interface StoreStats {
   lastSeq: number;
   /** every seq <= ackedSeq is acknowledged or dropped */
   ackedSeq: number;
+  /** ackedSeq as last made durable: what the agent tells the gateway (a restart never goes below it, nor hands out a seq up to it again) */
+  durableAckedSeq: number;
   /** packets stored and neither acked nor dropped */
   backlogPackets: number;
   /** bytes the store's files take on disk */

@@ -71,7 +71,8 @@ const small = (target = 'a'): NewPacket => ({ target, ts: 0, data: new Uint8Arra
  * starts; `dial` hands out a new MemoryTransport per call (all kept in `dials`).
  */
 async function harness(t: Test, opts: Partial<LinkOptions> = {}, preload: NewPacket[] = [], clock: FakeClock | JitterClock = new FakeClock()) {
-  const inner = await SegmentStore.open({ dir: t.testdir(), sync: 'none' });
+  // Acks reach the disk 1 ms (of this clock) after they change: only then are they told to the gateway.
+  const inner = await SegmentStore.open({ dir: t.testdir(), sync: 'none', clock, ackFlushMs: 1 });
   const store = new CountingStore(inner);
   for (const p of preload) await store.append(p);
   // The store has met a gateway before (one that knew no seq of it): it is not fresh, so a WELCOME
@@ -148,6 +149,12 @@ async function harness(t: Test, opts: Partial<LinkOptions> = {}, preload: NewPac
       clock.advance(ms);
       await h.idle();
     },
+    /** Lets the store write its ack state (1 ms of this clock) and waits until it is on disk: only then is it told to the gateway. */
+    async persisted(): Promise<void> {
+      clock.advance(1);
+      await until(() => store.stats().durableAckedSeq === store.stats().ackedSeq, 'the ack state is on disk');
+      await h.idle();
+    },
   };
   return h;
 }
@@ -160,6 +167,7 @@ const codeOf = (e: Error | undefined | null): string | undefined => (e as FerryE
 t.test('link - HELLO carries version 2, the agent ID, the token and the store\'s ackedSeq', async (t) => {
   const h = await harness(t, {}, range(1, 5).map(() => small()));
   await h.store.ack(3);
+  await h.persisted();
   h.link.start();
   const tr = await h.dialed(1);
   t.same(tr.sent[0], { t: FrameType.HELLO, version: 2, agent: 'pi-1', token: 'tok-1', ackedSeq: 3 });
@@ -227,6 +235,7 @@ t.test('link - WELCOME dispatchedSeq and ranges are acked in the store and never
   const s = h.store.stats();
   t.equal(s.ackedSeq, 3);
   t.equal(s.backlogPackets, 4, 'only 4, 7, 9, 10 are left');
+  await h.persisted();
 
   // A later session whose WELCOME knows nothing (say the gateway lost its log) still never gets them.
   const tr2 = await h.reconnect();
@@ -285,6 +294,7 @@ t.test('link - ACK seq and ranges are applied to the store and not resent after 
   t.equal(s.ackedSeq, 2);
   t.equal(s.backlogPackets, 2, '3 and 6 are left');
   t.equal(h.link.stats().inflightPackets, 2);
+  await h.persisted();
 
   const tr2 = await h.reconnect(new Error('connection reset'));
   t.equal(tr2.sentOf(FrameType.HELLO)[0]?.ackedSeq, 2);
@@ -417,7 +427,8 @@ t.test('link - PING every WELCOME pingIntervalMs with the store\'s ackedSeq; PON
   const h = await harness(t, { pingIntervalMs: 30_000, peerTimeoutMs: 60_000 }, range(1, 3).map(() => small()));
   const tr = await h.connect({ pingIntervalMs: 1000 });
   await h.ack({ seq: 2 });
-  await h.advance(999);
+  await h.persisted();
+  await h.advance(998);
   t.same(tr.sentOf(FrameType.PING), [], 'no PING before the interval');
   await h.advance(1);
   t.same(tr.sentOf(FrameType.PING), [{ t: FrameType.PING, id: 1, ackedSeq: 2 }]);
@@ -425,7 +436,8 @@ t.test('link - PING every WELCOME pingIntervalMs with the store\'s ackedSeq; PON
   tr.deliver({ t: FrameType.PONG, id: 1 });
   t.equal(h.link.stats().rttMs, 30);
   await h.ack({ seq: 3 });
-  await h.advance(970);
+  await h.persisted();
+  await h.advance(969);
   t.same(tr.sentOf(FrameType.PING).map((p) => [p.id, p.ackedSeq]), [[1, 2], [2, 3]], 'the next one a second later, with the new ackedSeq');
 });
 

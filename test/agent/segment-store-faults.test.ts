@@ -257,3 +257,25 @@ t.test('segment-store - a bit flipped while recovery reads the last record (not 
   t.equal(s.stats().recovery.tailBytesCut, 0, 'nothing was cut');
   t.ok((await s.append(pkt(9))).seq > Math.max(...first.ok), 'no seq is handed out again');
 });
+
+t.test('segment-store - seqs of a refused append are told done (durableAckedSeq) only once that is on disk, so none told done is handed out again (found by the simulator, seed 2568150492)', async (t) => {
+  const disk = new SimDisk({ rng: prng(29) });
+  let fail = false;
+  let s = await SegmentStore.open({ ...base, files: failing(disk.process('agent'), (op) => fail && op === 'write') });
+  const ok = await appendBatch(s, 0, 3);
+  for (const seq of ok.ok) await s.ackOne(seq);
+  await new Promise((r) => setTimeout(r, 20)); // the ack state reaches the disk
+  t.equal(s.stats().durableAckedSeq, 3);
+  fail = true;
+  const refused = await appendBatch(s, 3, 2);
+  t.same(refused.ok, []);
+  t.equal(s.stats().ackedSeq, 5, 'in memory the refused seqs are done');
+  t.equal(s.stats().durableAckedSeq, 3, 'but not told: a power cut now would hand them out again');
+  fail = false;
+  await new Promise((r) => setTimeout(r, 20));
+  t.equal(s.stats().durableAckedSeq, 5, 'told once the ack state is on disk');
+  disk.powerCut();
+  s = await SegmentStore.open({ ...base, files: disk.process('agent') });
+  t.teardown(() => s.close());
+  t.ok((await s.append(pkt(9))).seq > 5, 'and then none of them is handed out again');
+});

@@ -17,6 +17,10 @@ export const bugClasses = {
   'new-file-dir': 'new: a new file or directory entry is never synced (file handler output, dispatch log, a recreated store directory)',
   'two-sessions': 'new: two sessions of one agent hand a one-at-a-time target two packets at once (the replaced session still dispatches)',
   'flip-cuts-tail': 'new: a bit flipped while reading at recovery makes a durable record look torn: it is cut and its seq handed out again',
+  'pipelined-overtake': 'new: with a pipelining handler, a short retry in place (or a hand-over that waited less) overtook an earlier packet of the target',
+  'renumber-empty': 'new: renumbering a store with nothing to renumber started its next segment under the same name; the next removal unlinked the live segment',
+  'seen-unrecorded': 'new: a wiped store reused a seq a handler had been handed but the dispatch log never recorded',
+  'told-before-durable': 'new: a refused append\'s seq was told done to the gateway (PING), then handed out again after a power cut and acked unsent',
   unknown: 'not classified',
 } as const;
 export type BugClass = keyof typeof bugClasses;

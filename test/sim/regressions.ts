@@ -35,6 +35,11 @@ export const knownBugs: Record<Exclude<BugClass, 'unknown'>, KnownBug> = {
   'new-file-dir': { fixed: true, ciWithout: ['agent-wipe', 'gateway-crash-mid-io'], ciPrecreatesFiles: true },
   'two-sessions': { fixed: true, ciWithout: [], ciSkipsChecker: 'handler-inflight' },
   'flip-cuts-tail': { fixed: true, ciWithout: ['bit-flips'] },
+  // Found after the fixes of cases 1-6 and 12, by runs with every fault kind; fixed at once.
+  'pipelined-overtake': { fixed: true, ciWithout: [] },
+  'renumber-empty': { fixed: true, ciWithout: [] },
+  'seen-unrecorded': { fixed: true, ciWithout: [] },
+  'told-before-durable': { fixed: true, ciWithout: [] },
 };
 
 export interface Regression {
@@ -75,6 +80,12 @@ export const regressions: Regression[] = [
   { seed: 3720616456, bug: 'two-sessions', faults: ciFaultsWhenFound, precreateFiles: true, found: 'handler-inflight: down/one/a got a1-29 from the new session while a1-28 was still in the handler from the replaced one' },
   { seed: 3720616473, bug: 'flip-cuts-tail', faults: ciFaultsWhenFound, precreateFiles: true, found: 'seq-unique: after a power cut, recovery read a flipped bit in the last (durable) record, cut it as a torn tail, and seq 2 was handed out again' },
   { seed: 103, bug: 'new-file-dir', faults: ['net-cut'], found: 'durable: acked lines of the file handler are in the page cache only (the new file was never dir-synced)' },
+  { seed: 1256, bug: 'pipelined-overtake', faults: [...faultKinds], found: 'order: a2-45 failed (retry 1500, back to the agent), then a2-51 failed (retry 100) and was retried in place before it' },
+  { seed: 1343, bug: 'pipelined-overtake', faults: [...faultKinds], found: 'order: a1-56 went back to the agent while a1-62 waited in the lane, and the lane handed 62 over' },
+  { seed: 2568150713, bug: 'pipelined-overtake', faults: [...faultKinds], found: 'order: after a session change, a2-24 and a2-22 waited for the old session in the same lane and 24 woke first' },
+  { seed: 1217, bug: 'renumber-empty', faults: [...faultKinds], found: 'lost: 18 packets appended after a wipe, whose segment file was unlinked by the removal of the empty renumbered one' },
+  { seed: 1239, bug: 'seen-unrecorded', faults: [...faultKinds], found: 'lost: a1-38 reused seq 17, which the file handler had written for the old store but the dispatch log never recorded' },
+  { seed: 2568150492, bug: 'told-before-durable', faults: [...faultKinds], found: 'lost: a refused append\'s seq 13 was PINGed as done, a power cut handed it out again, WELCOME acked the new packet unsent' },
   { seed: 1074, bug: 'new-file-dir', faults: allFaultsWhenFound, precreateFiles: true, found: 'seq-unique: after a wipe the store directory was recreated unsynced; a power cut took the whole store' },
 ];
 
