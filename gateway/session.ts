@@ -84,8 +84,8 @@ export class Session {
   private newlyDone = new RangeSet();
   private ackScheduled = false;
   private shedTimer: unknown = null;
-  /** per target: settles once the packet last handed to `run` has reached its handler (or given up) */
-  private readonly handOvers = new Map<string, Promise<void>>();
+  /** per target: settles once the packet last handed to `run` reached its handler (true) or gave up before it (false) */
+  private readonly handOvers = new Map<string, Promise<boolean>>();
 
   /** What every lane of this session gets (a slow target keeps at most a quarter of the credit: the rest stays for the others). */
   private readonly laneShare: Omit<LaneOptions, 'inflightMax'>;
@@ -258,14 +258,19 @@ export class Session {
   private async run(handler: Handler, item: LaneItem): Promise<HandlerResult> {
     const target = item.packet.target;
     const before = this.handOvers.get(target);
-    let handedOver!: () => void;
-    const mine = new Promise<void>((resolve) => (handedOver = resolve));
+    let settle!: (went: boolean) => void;
+    const mine = new Promise<boolean>((resolve) => (settle = resolve));
     this.handOvers.set(target, mine);
+    let went = false;
     try {
-      if (before) await before;
-      return await this.runInOrder(handler, item, handedOver);
+      // The packet before this one failed before it reached the handler: this one must not pass it.
+      if (before && !(await before)) return { ok: false, retryable: true, code: ErrorCode.TARGET_BUSY, message: 'an earlier packet of this target could not be handed to its handler', retryAfterMs: 1000 };
+      return await this.runInOrder(handler, item, () => {
+        went = true;
+        settle(true);
+      });
     } finally {
-      handedOver();
+      settle(went);
       if (this.handOvers.get(target) === mine) this.handOvers.delete(target);
     }
   }
@@ -277,7 +282,10 @@ export class Session {
     // offered), and wait out every dispatch of it still open in other sessions, looking again after each wait.
     for (;;) {
       if (this.closed) return { ok: false, retryable: true, code: ErrorCode.SHUTDOWN, message: 'the session ended before its handler ran', retryAfterMs: 0 };
-      if (this.deps.dispatchLog.has(agent, seq)) return { ok: true };
+      if (this.deps.dispatchLog.has(agent, seq)) {
+        handedOver(); // done before: the packets after it may go
+        return { ok: true };
+      }
       const open = this.deps.inDispatch.get(agent);
       const earlier = open?.get(seq);
       if (earlier) {
