@@ -139,13 +139,13 @@ export class DispatchLog {
     const fh = await openAppendDsync(this.files, this.path);
     try {
       const size = await fh.size();
-      const buf = Buffer.allocUnsafe(size);
-      for (let off = 0; off < size; ) {
-        const n = await fh.read(buf, off, size - off, off);
-        if (n === 0) throw Object.assign(new Error(`dispatch log: ${this.path} ended at ${off} of ${size} bytes while read`), { code: 'EIO' });
-        off += n;
+      // A record that fails its CRC ends what is read: before that is taken for a torn tail and
+      // cut, the file is read again, so a bit flipped on the way does not cost the records after it.
+      let { bodies, validBytes } = scanRecords(await this.readWhole(fh, size));
+      for (let attempt = 0; attempt < 2 && validBytes < size; attempt++) {
+        const again = scanRecords(await this.readWhole(fh, size));
+        if (again.validBytes > validBytes) ({ bodies, validBytes } = again);
       }
-      const { bodies, validBytes } = scanRecords(buf);
       for (const body of bodies) {
         try {
           this.apply(cborDecoder.decode(body) as LogRecord);
@@ -165,6 +165,16 @@ export class DispatchLog {
       throw err;
     }
     this.fh = fh;
+  }
+
+  private async readWhole(fh: FileHandle, size: number): Promise<Buffer> {
+    const buf = Buffer.allocUnsafe(size);
+    for (let off = 0; off < size; ) {
+      const n = await fh.read(buf, off, size - off, off);
+      if (n === 0) throw Object.assign(new Error(`dispatch log: ${this.path} ended at ${off} of ${size} bytes while read`), { code: 'EIO' });
+      off += n;
+    }
+    return buf;
   }
 
   /** Drops the handle (closing it quietly): the next batch reopens the file by its path. */

@@ -21,6 +21,8 @@ export const bugClasses = {
   'renumber-empty': 'new: renumbering a store with nothing to renumber started its next segment under the same name; the next removal unlinked the live segment',
   'seen-unrecorded': 'new: a wiped store reused a seq a handler had been handed but the dispatch log never recorded',
   'told-before-durable': 'new: a refused append\'s seq was told done to the gateway (PING), then handed out again after a power cut and acked unsent',
+  'failed-handover-passed': 'new: a packet that failed before reaching the handler was passed by the next one of its target',
+  'flip-cuts-dispatch-log': 'new: a bit flipped while the dispatch log was read at open cut every record after it',
   unknown: 'not classified',
 } as const;
 export type BugClass = keyof typeof bugClasses;

@@ -40,6 +40,8 @@ export const knownBugs: Record<Exclude<BugClass, 'unknown'>, KnownBug> = {
   'renumber-empty': { fixed: true, ciWithout: [] },
   'seen-unrecorded': { fixed: true, ciWithout: [] },
   'told-before-durable': { fixed: true, ciWithout: [] },
+  'failed-handover-passed': { fixed: true, ciWithout: [] },
+  'flip-cuts-dispatch-log': { fixed: true, ciWithout: [] },
 };
 
 export interface Regression {
@@ -86,6 +88,8 @@ export const regressions: Regression[] = [
   { seed: 1217, bug: 'renumber-empty', faults: [...faultKinds], found: 'lost: 18 packets appended after a wipe, whose segment file was unlinked by the removal of the empty renumbered one' },
   { seed: 1239, bug: 'seen-unrecorded', faults: [...faultKinds], found: 'lost: a1-38 reused seq 17, which the file handler had written for the old store but the dispatch log never recorded' },
   { seed: 2568150492, bug: 'told-before-durable', faults: [...faultKinds], found: 'lost: a refused append\'s seq 13 was PINGed as done, a power cut handed it out again, WELCOME acked the new packet unsent' },
+  { seed: 103404, bug: 'failed-handover-passed', faults: [...faultKinds], found: 'order: a2-1 failed before reaching the file handler (its handed-over mark could not be written) and a2-2 went past it' },
+  { seed: 102960, bug: 'flip-cuts-dispatch-log', faults: [...faultKinds], found: 'lost: a bit flipped while the restarted gateway read its dispatch log cut the records after it, the handed-over mark among them; a wiped store reused seq 4102' },
   { seed: 1074, bug: 'new-file-dir', faults: allFaultsWhenFound, precreateFiles: true, found: 'seq-unique: after a wipe the store directory was recreated unsynced; a power cut took the whole store' },
 ];
 

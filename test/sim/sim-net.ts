@@ -317,7 +317,7 @@ export function describe(f: Frame): string {
     case FrameType.HELLO:
       return `HELLO ${f.agent} acked ${f.ackedSeq}`;
     case FrameType.WELCOME:
-      return `WELCOME dispatched ${f.dispatchedSeq}${f.ranges ? ` +${JSON.stringify(f.ranges)}` : ''}`;
+      return `WELCOME dispatched ${f.dispatchedSeq}${f.ranges ? ` +${JSON.stringify(f.ranges)}` : ''}${f.seenSeq ? ` seen ${f.seenSeq}` : ''}`;
     case FrameType.BYE:
       return `BYE ${f.code}`;
     case FrameType.PING:
