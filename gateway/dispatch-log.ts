@@ -308,7 +308,7 @@ export class DispatchLog {
       for (const [a, h] of seenMarks) records.push({ a, h });
       const buf = Buffer.concat(records.map((r) => frameRecord(cbor.encode(r))));
       try {
-        await this.append(buf);
+        if (buf.length > 0) await this.append(buf);
       } catch (err) {
         for (const [a, s] of floors) this.floors.set(a, Math.max(s, this.floors.get(a) ?? 0));
         for (const p of batch) p.reject(err);
@@ -317,7 +317,10 @@ export class DispatchLog {
           const d = this.dispatched.get(a);
           if (d) d.seenAsked = d.seen;
         }
-        for (const w of seenWaiters) w.reject(err);
+        // Waiters that came meanwhile may count on the failed mark too: they fail with it (the
+        // session retries them), or they would wait for a mark nobody asks for.
+        for (const w of [...seenWaiters, ...this.seenWaiters.splice(0)]) w.reject(err);
+        for (const a of seenMarks.keys()) this.seenMarks.delete(a);
         continue;
       }
       for (const r of records) this.apply(r);
@@ -325,7 +328,14 @@ export class DispatchLog {
       for (const w of seenWaiters) {
         // A waiter whose mark was asked for after this batch was taken waits for the next one.
         if (w.seq <= (this.dispatched.get(w.agent)?.seen ?? 0)) w.resolve();
-        else this.seenWaiters.push(w);
+        else {
+          const d = this.agent(w.agent);
+          if (w.seq > d.seenAsked) {
+            d.seenAsked = w.seq + seenStrideSeqs;
+            this.seenMarks.set(w.agent, d.seenAsked);
+          }
+          this.seenWaiters.push(w);
+        }
       }
       if (this.fileBytes > this.opts.compactBytes) {
         await this.compact().catch((err: unknown) => {

@@ -161,6 +161,12 @@ export class Lane {
     this.block(now + this.opts.busyRetryAfterMs, ErrorCode.TARGET_BUSY, `target ${target} is slow: ${this.size} packets (${this.laneBytes} bytes) wait for its handler`);
   }
 
+  /** `seq` came back and was found dispatched already: it will not be offered again, and holds nothing back. */
+  settledElsewhere(seq: number): void {
+    const i = this.refusedSeqs.indexOf(seq);
+    if (i >= 0) this.refusedSeqs.splice(i, 1);
+  }
+
   /** The agent has let go of every seq up to `seq`: they will not be offered again. */
   forgetThrough(seq: number): void {
     while (this.refusedSeqs.length > 0 && this.refusedSeqs[0]! <= seq) this.refusedSeqs.shift();

@@ -214,6 +214,7 @@ export class Session {
     }
     if (dispatchLog.has(agent, p.seq)) {
       counters.duplicates++;
+      this.lanes.get(p.target)?.settledElsewhere(p.seq);
       return this.done(item);
     }
     const handler = router.route(p.target);

@@ -208,3 +208,49 @@ t.test('dispatch log - a bit flipped while the log is read at open (not on the d
   t.equal(flipped, 1, 'a bit was flipped on the way');
   for (let seq = 1; seq <= 20; seq += 2) t.ok(d.has('a', seq), `seq ${seq} is still recorded`);
 });
+
+t.test('dispatch log - a handed-over mark asked for while its write fails settles (rejects) and nothing spins on empty writes (found by review)', async (t) => {
+  const disk = new SimDisk({ rng: new Rng(9).fn });
+  const files = disk.process('gw');
+  let gate: { p: Promise<void> } | null = null;
+  let writes = 0;
+  const gated: Files = {
+    ...files, readFile: (p) => files.readFile(p), rename: (a, b) => files.rename(a, b), unlink: (p) => files.unlink(p),
+    mkdir: (p) => files.mkdir(p), readdir: (p) => files.readdir(p), syncDir: (p) => files.syncDir(p), lock: (p) => files.lock(p),
+    open: async (path, o) => {
+      const fh = await files.open(path, o);
+      return {
+        ...fh, write: (b, p) => fh.write(b, p), read: (...a) => fh.read(...a), datasync: () => fh.datasync(), truncate: (n) => fh.truncate(n), size: () => fh.size(), close: () => fh.close(),
+        writeAll: async (buf, pos) => {
+          writes++;
+          if (gate) {
+            const g = gate;
+            gate = null;
+            await g.p;
+            throw Object.assign(new Error('EIO injected'), { code: 'EIO' });
+          }
+          return fh.writeAll(buf, pos);
+        },
+      };
+    },
+  };
+  const d = await DispatchLog.open(dir, silentLog, { files: gated });
+  t.teardown(() => d.close());
+  let release!: () => void;
+  gate = { p: new Promise((r) => (release = r)) };
+  const w1 = d.noteHandedOver('a', 1)!;
+  const w1done = w1.then(() => 'resolved', () => 'rejected');
+  await new Promise((r) => setTimeout(r, 20)); // the mark's write has started
+  const w2 = d.noteHandedOver('a', 2);
+  t.ok(w2, 'the second waits for a mark too');
+  const w2done = w2!.then(() => 'resolved', () => 'rejected');
+  release();
+  t.equal(await w1done, 'rejected');
+  t.equal(await w2done, 'rejected', 'the second settles with the failed write instead of waiting forever');
+  const writesAfter = writes;
+  await new Promise((r) => setTimeout(r, 50));
+  t.equal(writes, writesAfter, 'no writes go on after it');
+  const w3 = d.noteHandedOver('a', 3);
+  await w3;
+  t.ok(d.seen('a') >= 3, 'a later mark is written once the disk works');
+});

@@ -424,3 +424,14 @@ t.test('lane - with a pipelining handler, a packet whose earlier one went back t
   t.not(h.offer(4), null, 'a later packet is refused while 1 is held');
   t.same(h.started, [1, 2, 3]);
 });
+
+t.test('lane - a held seq found dispatched elsewhere no longer holds back the target (found by review)', async (t) => {
+  const h = harness(t, { retriesInPlace: 0 });
+  t.equal(h.offer(1), null);
+  await h.finish(1, retry(100)); // back to the agent: 1 is held
+  await h.advance(200);
+  t.not(h.offer(2), null, '2 waits behind 1');
+  h.lane.settledElsewhere(1); // 1 came back and another session had dispatched it
+  await h.advance(600);
+  t.equal(h.offer(2), null, '2 goes on');
+});
