@@ -167,7 +167,7 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
       `  duplicates               ${t.duplicates}`,
       `  missing                  ${t.missing}`,
       `  out of order             ${t.outOfOrder}`,
-      `ferry demo: ${t.ok ? 'OK: every packet arrived exactly once and in order, across a gateway kill and an agent kill' : 'FAILED'}`,
+      `ferry demo: ${t.ok ? 'OK: every packet arrived exactly once and in order per target, across a gateway kill and an agent kill' : 'FAILED'}`,
       '',
     ].join('\n'));
     ok = t.ok;

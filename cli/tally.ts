@@ -8,7 +8,7 @@ export interface Tally {
   duplicates: number;
   missing: number;
   outOfOrder: number;
-  /** every generated packet arrived exactly once, in seq order */
+  /** every generated packet arrived exactly once, in seq order per target (targets do not wait for each other) */
   ok: boolean;
 }
 
@@ -17,16 +17,17 @@ export function tallyFile(text: string, agent: string, lastSeq: number): Tally {
   let received = 0;
   let duplicates = 0;
   let outOfOrder = 0;
-  let prev = 0;
+  const prevOf = new Map<unknown, number>();
   for (const line of text.split('\n')) {
     if (line === '') continue;
-    const v = JSON.parse(line) as { agent?: unknown; seq?: unknown };
+    const v = JSON.parse(line) as { agent?: unknown; seq?: unknown; target?: unknown };
     if (v.agent !== agent || typeof v.seq !== 'number') continue;
     received++;
+    const prev = prevOf.get(v.target) ?? 0;
     if (seen.has(v.seq)) duplicates++;
     else if (v.seq < prev) outOfOrder++;
     seen.add(v.seq);
-    prev = Math.max(prev, v.seq);
+    prevOf.set(v.target, Math.max(prev, v.seq));
   }
   let missing = 0;
   for (let s = 1; s <= lastSeq; s++) if (!seen.has(s)) missing++;
