@@ -171,6 +171,7 @@ export async function runSeed(opts: RunOptions): Promise<RunResult> {
   const onCrash = (err: unknown): void => fail(err);
   process.on('unhandledRejection', onCrash);
   let steps = 0;
+  let checkedBytes = -1;
   try {
     await gateway.install(opts.precreateFiles ?? false);
     for (const d of devices) await d.install();
@@ -182,7 +183,12 @@ export async function runSeed(opts: RunOptions): Promise<RunResult> {
       steps++;
       if (failure) break;
       checkCredit(gateway.core?.sessions.values() ?? [], queuePacketsMax);
-      if (steps % 64 === 0) checkFileOutput(readOutputs(gateway.disk, fileOutputs, 'current'), 'current');
+      // After every step in which the gateway's disk changed (its size: the file handler only appends and cuts back).
+      const usedBytes = gateway.disk.usedBytes();
+      if (usedBytes !== checkedBytes) {
+        checkedBytes = usedBytes;
+        checkFileOutput(readOutputs(gateway.disk, fileOutputs, 'current'), 'current');
+      }
       if (state.phase === 'liveness' && drained(devices, probes)) break;
       if (time.now() > livenessDeadline) throw new Violation('liveness', `not drained ${drainMsMax / 60_000} simulated minutes after the faults stopped: ${describeBacklog(devices, probes)}`);
       if (!time.fireNext()) throw new Violation('liveness', `nothing left to happen and not drained: ${describeBacklog(devices, probes)}`);
