@@ -93,33 +93,21 @@ t.test('dead-letters - a random stream with faults, kills and power cuts loses n
   const seed = Number(process.env.SEED ?? Math.floor(Math.random() * 2 ** 31));
   t.comment(`SEED=${seed}`);
   const rng = new Rng(seed);
-  let steps = 0;
-  let cutAt = -1;
-  let cut: 'kill' | 'power' = 'kill';
-  const disk = new SimDisk({
-    rng: rng.fork('disk').fn,
-    schedule: (fn) => {
-      if (++steps === cutAt) {
-        if (cut === 'kill') disk.kill('agent');
-        else disk.powerCut();
-      }
-      setImmediate(fn);
-    },
-  });
+  const disk = new SimDisk({ rng: rng.fork('disk').fn });
   const quiet = { shortWriteP: 0, writeEioP: 0, syncEioP: 0, bytesBudget: null };
   const acked = new Set<number>();
   let next = 1;
   for (let round = 0; round < 40; round++) {
     Object.assign(disk.faults, quiet);
-    cutAt = -1;
+    disk.disarmCrash();
     const d = await open(disk);
     const listed = await seqsOf(d);
     for (const s of acked) if (!listed.includes(s)) t.fail(`round ${round}: ${s} was added but is gone (SEED=${seed})`);
     if (new Set(listed).size !== listed.length) t.fail(`round ${round}: a record is listed twice (SEED=${seed})`);
     if (listed.some((s) => s >= next)) t.fail(`round ${round}: a record nobody added is listed (SEED=${seed})`);
     Object.assign(disk.faults, { shortWriteP: 0.3, writeEioP: 0.1, syncEioP: 0.1, bytesBudget: rng.chance(0.3) ? disk.usedBytes() + rng.int(0, 300) : null });
-    cut = rng.chance(0.5) ? 'kill' : 'power';
-    cutAt = rng.chance(0.7) ? steps + rng.int(1, 100) : -1;
+    const how = rng.chance(0.5) ? 'kill' : 'power';
+    if (rng.chance(0.7)) disk.crashBeforeStep(rng.int(1, 100), () => (how === 'kill' ? disk.kill('agent') : disk.powerCut()));
     // The store adds one dead letter at a time.
     for (let i = rng.int(1, 10); i > 0 && disk.isAlive('agent'); i--) {
       const s = next++;
@@ -127,7 +115,7 @@ t.test('dead-letters - a random stream with faults, kills and power cuts loses n
       void d.add(pkt(s, rng.int(0, 300)), 'X', 'x').then(() => acked.add(s), () => undefined).finally(() => (done = true));
       while (!done && disk.isAlive('agent')) await new Promise((r) => setImmediate(r));
     }
-    cutAt = -1;
+    disk.disarmCrash();
     if (disk.isAlive('agent')) {
       if (rng.chance(0.5)) await d.close();
       else disk.kill('agent');

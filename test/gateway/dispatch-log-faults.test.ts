@@ -128,32 +128,20 @@ t.test('dispatch-log - a random stream with faults, kills and power cuts loses n
   const seed = Number(process.env.SEED ?? Math.floor(Math.random() * 2 ** 31));
   t.comment(`SEED=${seed}`);
   const rng = new Rng(seed);
-  let steps = 0;
-  let cutAt = -1;
-  let cut: 'kill' | 'power' = 'kill';
-  const disk = new SimDisk({
-    rng: rng.fork('disk').fn,
-    schedule: (fn) => {
-      if (++steps === cutAt) {
-        if (cut === 'kill') disk.kill('gw');
-        else disk.powerCut();
-      }
-      setImmediate(fn);
-    },
-  });
+  const disk = new SimDisk({ rng: rng.fork('disk').fn });
   const quiet = { shortWriteP: 0, writeEioP: 0, syncEioP: 0, openEioP: 0, bytesBudget: null };
   const acked: [string, number][] = [];
   let rejected = 0;
   for (let round = 0; round < 40; round++) {
     Object.assign(disk.faults, quiet);
-    cutAt = -1;
+    disk.disarmCrash();
     const d = await DispatchLog.open(dir, silentLog, { files: disk.process('gw'), compactBytes: rng.pick([150, 600, 100_000]) });
     const valid = scanRecords(disk.readCurrent(file)!);
     t.equal(valid.validBytes, disk.readCurrent(file)!.length, `round ${round}: after open the file holds only valid records (SEED=${seed})`);
     for (const [a, s] of acked) if (!d.has(a, s)) t.fail(`round ${round}: ${a}:${s} resolved but is gone (SEED=${seed})`);
     Object.assign(disk.faults, { shortWriteP: 0.3, writeEioP: 0.05, syncEioP: 0.05, openEioP: 0.1, bytesBudget: rng.chance(0.3) ? disk.usedBytes() + rng.int(0, 400) : null });
-    cut = rng.chance(0.5) ? 'kill' : 'power';
-    cutAt = rng.chance(0.7) ? steps + rng.int(1, 300) : -1;
+    const how = rng.chance(0.5) ? 'kill' : 'power';
+    if (rng.chance(0.7)) disk.crashBeforeStep(rng.int(1, 300), () => (how === 'kill' ? disk.kill('gw') : disk.powerCut()));
     let settled = 0;
     const n = rng.int(1, 40);
     for (let i = 0; i < n; i++) {
@@ -164,7 +152,7 @@ t.test('dispatch-log - a random stream with faults, kills and power cuts loses n
       if (rng.chance(0.3)) await new Promise((r) => setImmediate(r));
     }
     while (settled < n && disk.isAlive('gw')) await new Promise((r) => setImmediate(r));
-    cutAt = -1; // a cut during close would leave it waiting forever
+    disk.disarmCrash(); // a cut during close would leave it waiting forever
     if (disk.isAlive('gw')) {
       if (rng.chance(0.5)) await d.close().catch(() => undefined);
       else disk.kill('gw');

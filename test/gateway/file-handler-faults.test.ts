@@ -148,29 +148,17 @@ t.test('file-handler - a random stream with faults, kills and power cuts loses n
   const seed = Number(process.env.SEED ?? Math.floor(Math.random() * 2 ** 31));
   t.comment(`SEED=${seed}`);
   const rng = new Rng(seed);
-  let steps = 0;
-  let cutAt = -1;
-  let cut: 'kill' | 'power' = 'kill';
-  const disk = new SimDisk({
-    rng: rng.fork('disk').fn,
-    schedule: (fn) => {
-      if (++steps === cutAt) {
-        if (cut === 'kill') disk.kill('gw');
-        else disk.powerCut();
-      }
-      setImmediate(fn);
-    },
-  });
+  const disk = new SimDisk({ rng: rng.fork('disk').fn });
   const keep = 1000;
   const acked = new Set<string>();
   const faults = { shortWriteP: 0.2, writeEioP: 0.05, syncEioP: 0.05, openEioP: 0.02 };
   for (let round = 0; round < 30; round++) {
     Object.assign(disk.faults, { shortWriteP: 0, writeEioP: 0, syncEioP: 0, openEioP: 0, bytesBudget: null });
-    cutAt = -1;
+    disk.disarmCrash();
     const h = await FileHandler.open({ path, files: disk.process('gw'), sync: 'always', rotateBytes: rng.pick([400, 2000, 100_000]), keep, retryAfterMs: 1 });
     Object.assign(disk.faults, faults, { bytesBudget: rng.chance(0.3) ? disk.usedBytes() + rng.int(0, 2000) : null });
-    cut = rng.chance(0.5) ? 'kill' : 'power';
-    cutAt = rng.chance(0.7) ? steps + rng.int(1, 400) : -1;
+    const how = rng.chance(0.5) ? 'kill' : 'power';
+    if (rng.chance(0.7)) disk.crashBeforeStep(rng.int(1, 400), () => (how === 'kill' ? disk.kill('gw') : disk.powerCut()));
     const calls: Promise<void>[] = [];
     let settled = 0;
     for (let i = 0; i < rng.int(1, 40); i++) {
@@ -184,14 +172,14 @@ t.test('file-handler - a random stream with faults, kills and power cuts loses n
       if (rng.chance(0.3)) await new Promise((r) => setImmediate(r));
     }
     while (settled < calls.length && disk.isAlive('gw')) await new Promise((r) => setImmediate(r));
-    cutAt = -1; // a cut during close would leave it waiting forever
+    disk.disarmCrash(); // a cut during close would leave it waiting forever
     if (disk.isAlive('gw')) {
       if (rng.chance(0.5)) await h.close();
       else disk.kill('gw');
     }
   }
   Object.assign(disk.faults, { shortWriteP: 0, writeEioP: 0, syncEioP: 0, openEioP: 0, bytesBudget: null });
-  cutAt = -1;
+  disk.disarmCrash();
   const h = await FileHandler.open({ path, files: disk.process('gw'), sync: 'always', keep });
   await h.close();
   const lines = linesOn(disk, keep);

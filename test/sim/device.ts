@@ -45,7 +45,7 @@ export class Device {
 
   constructor(private readonly w: WorldContext, readonly o: DeviceOptions) {
     this.rng = w.rng.fork(`device ${o.id}`);
-    this.disk = new SimDisk({ rng: this.rng.fork('disk').fn, schedule: (fn) => setImmediate(() => this.ioStep(fn)) });
+    this.disk = new SimDisk({ rng: this.rng.fork('disk').fn });
   }
 
   /** the highest seq a resolved append of this lineage got */
@@ -53,26 +53,17 @@ export class Device {
   /** what the latest store open found, for the seq-unique checker's message */
   private lastOpen: { lastSeq: number; tailBytesCut: number; highestBefore: number } | null = null;
 
-  private crash: { steps: number; how: 'kill' | 'power'; restartMs: number } | null = null;
-
   /** Kills the agent (or cuts the power) just before its `steps`-th disk step from now: a crash inside a write, a roll, a recovery. */
   crashMidIo(steps: number, how: 'kill' | 'power', restartMs: number): void {
-    this.crash = { steps, how, restartMs };
+    this.disk.crashBeforeStep(steps, () => {
+      this.kill(how);
+      this.w.later(restartMs, () => this.start());
+    });
   }
 
   /** No crash armed any more (the liveness phase). */
   disarm(): void {
-    this.crash = null;
-  }
-
-  private ioStep(fn: () => void): void {
-    const c = this.crash;
-    if (c && --c.steps <= 0) {
-      this.crash = null;
-      this.kill(c.how);
-      this.w.later(c.restartMs, () => this.start());
-    }
-    fn();
+    this.disk.disarmCrash();
   }
 
   get id(): string {

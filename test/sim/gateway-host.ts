@@ -52,29 +52,20 @@ export class GatewayHost {
 
   constructor(private readonly w: WorldContext, readonly o: GatewayHostOptions) {
     this.rng = w.rng.fork('gateway');
-    this.disk = new SimDisk({ rng: this.rng.fork('disk').fn, schedule: (fn) => setImmediate(() => this.ioStep(fn)) });
+    this.disk = new SimDisk({ rng: this.rng.fork('disk').fn });
   }
-
-  private crash: { steps: number; how: 'kill' | 'power'; restartMs: number } | null = null;
 
   /** Kills the gateway (or cuts the power) just before its `steps`-th disk step from now: inside a dispatch record, a rotation, a compaction. */
   crashMidIo(steps: number, how: 'kill' | 'power', restartMs: number): void {
-    this.crash = { steps, how, restartMs };
+    this.disk.crashBeforeStep(steps, () => {
+      this.kill(how);
+      this.w.later(restartMs, () => this.start());
+    });
   }
 
   /** No crash armed any more (the liveness phase). */
   disarm(): void {
-    this.crash = null;
-  }
-
-  private ioStep(fn: () => void): void {
-    const c = this.crash;
-    if (c && --c.steps <= 0) {
-      this.crash = null;
-      this.kill(c.how);
-      this.w.later(c.restartMs, () => this.start());
-    }
-    fn();
+    this.disk.disarmCrash();
   }
 
   private get procName(): string {

@@ -89,11 +89,36 @@ export class SimDisk {
   readonly handles = new Set<SimHandle>();
   private readonly procs = new Map<string, SimProcess>();
 
+  private crash: { steps: number; crash: () => void } | null = null;
+
   constructor(opts: SimDiskOptions) {
     this.rng = opts.rng;
-    this.schedule = opts.schedule ?? ((fn) => setImmediate(fn));
+    const schedule = opts.schedule ?? ((fn: () => void) => setImmediate(fn));
+    this.schedule = (fn) => schedule(() => this.step(fn));
     this.faults = { ...noFaults, ...opts.faults };
     this.sectorBytes = opts.sectorBytes ?? 512;
+  }
+
+  /**
+   * Calls `crash` (a kill, a power cut) just before the `steps`-th operation step from now takes
+   * effect, so the crash falls inside a write, a roll, a recovery. One crash is armed at a time.
+   */
+  crashBeforeStep(steps: number, crash: () => void): void {
+    this.crash = { steps, crash };
+  }
+
+  /** No crash armed any more. */
+  disarmCrash(): void {
+    this.crash = null;
+  }
+
+  private step(fn: () => void): void {
+    const c = this.crash;
+    if (c && --c.steps <= 0) {
+      this.crash = null;
+      c.crash();
+    }
+    fn();
   }
 
   /** The live process called `name` (a fresh one if it never ran or died). */
