@@ -4,10 +4,11 @@
  * (issue 9, cases 1, 4, 5 and the failed-append suspicion of case 11).
  */
 import t from 'tap';
-import type { FileHandle, Files } from '../../common/files.js';
+import type { Files } from '../../common/files.js';
 import { SegmentStore, type SegmentStoreOptions } from '../../agent/store/segment-store.js';
 import { SimDisk } from '../sim/sim-disk.js';
 import { prng } from '../helpers/seed.js';
+import { eio, hookFiles } from '../helpers/files-hooks.js';
 
 const dir = '/dev-store';
 const pkt = (i: number) => ({ target: `t/${i % 3}`, ts: 0, data: { i, pad: 'x'.repeat(200) } });
@@ -15,25 +16,16 @@ const base: SegmentStoreOptions = { dir, segmentBytes: 4096, bytesMax: 64 * 1024
 
 /** Files whose writes, opens or syncs fail with EIO while `fail(op, path)` says so. */
 function failing(files: Files, fail: (op: 'open' | 'write' | 'sync', path: string, position?: number | null) => boolean): Files {
-  const eio = (): Error => Object.assign(new Error('EIO (injected)'), { code: 'EIO' });
-  const wrap = (fh: FileHandle, path: string): FileHandle => ({
-    write: (b, p) => (fail('write', path, p) ? Promise.reject(eio()) : fh.write(b, p)),
-    writeAll: (b, p) => (fail('write', path, p) ? Promise.reject(eio()) : fh.writeAll(b, p)),
-    read: (...a) => fh.read(...a),
-    datasync: () => (fail('sync', path) ? Promise.reject(eio()) : fh.datasync()),
-    truncate: (n) => fh.truncate(n),
-    size: () => fh.size(),
-    close: () => fh.close(),
-  });
-  return {
-    ...files,
-    open: async (path, o) => {
+  return hookFiles(files, {
+    open: (path) => {
       if (fail('open', path)) throw eio();
-      return wrap(await files.open(path, o), path);
     },
-    readFile: (p) => files.readFile(p), rename: (a, b) => files.rename(a, b), unlink: (p) => files.unlink(p),
-    mkdir: (p) => files.mkdir(p), readdir: (p) => files.readdir(p), syncDir: (p) => files.syncDir(p), lock: (p) => files.lock(p),
-  };
+    handle: (fh, path) => ({
+      write: (b, p) => (fail('write', path, p) ? Promise.reject(eio()) : fh.write(b, p)),
+      writeAll: (b, p) => (fail('write', path, p) ? Promise.reject(eio()) : fh.writeAll(b, p)),
+      datasync: () => (fail('sync', path) ? Promise.reject(eio()) : fh.datasync()),
+    }),
+  });
 }
 
 /** Appends n packets at once (one group commit); returns the seqs that resolved and how many were refused. */
@@ -232,24 +224,18 @@ t.test('segment-store - a bit flipped while recovery reads the last record (not 
   const files = disk.process('agent');
   let flipped = 0;
   // The first read that reaches the end of a segment returns its last byte flipped.
-  const flipping: Files = {
-    ...failing(files, () => false),
-    open: async (path, o) => {
-      const fh = await files.open(path, o);
-      return {
-        ...fh,
-        write: (b, p) => fh.write(b, p), writeAll: (b, p) => fh.writeAll(b, p), datasync: () => fh.datasync(), truncate: (n) => fh.truncate(n), size: () => fh.size(), close: () => fh.close(),
-        read: async (buf, off, len, pos) => {
-          const n = await fh.read(buf, off, len, pos);
-          if (flipped === 0 && path.endsWith('.seg') && n > 32 && pos + n === (await fh.size())) {
-            buf[off + n - 1]! ^= 0x01;
-            flipped++;
-          }
-          return n;
-        },
-      };
-    },
-  };
+  const flipping = hookFiles(files, {
+    handle: (fh, path) => ({
+      read: async (buf, off, len, pos) => {
+        const n = await fh.read(buf, off, len, pos);
+        if (flipped === 0 && path.endsWith('.seg') && n > 32 && pos + n === (await fh.size())) {
+          buf[off + n - 1]! ^= 0x01;
+          flipped++;
+        }
+        return n;
+      },
+    }),
+  });
   s = await SegmentStore.open({ ...base, files: flipping });
   t.teardown(() => s.close());
   t.equal(flipped, 1, 'a bit was flipped on the way');

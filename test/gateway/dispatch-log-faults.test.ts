@@ -9,6 +9,7 @@ import { scanRecords } from '../../common/record.js';
 import { DispatchLog } from '../../gateway/dispatch-log.js';
 import { Rng } from '../sim/rng.js';
 import { SimDisk } from '../sim/sim-disk.js';
+import { eio, hookFiles } from '../helpers/files-hooks.js';
 
 const dir = '/gw/data';
 const file = `${dir}/dispatched.log`;
@@ -173,24 +174,18 @@ t.test('dispatch log - a bit flipped while the log is read at open (not on the d
   disk.kill('gw');
   const files = disk.process('gw');
   let flipped = 0;
-  const flipping: Files = {
-    ...files, readFile: (p) => files.readFile(p), rename: (a, b) => files.rename(a, b), unlink: (p) => files.unlink(p),
-    mkdir: (p) => files.mkdir(p), readdir: (p) => files.readdir(p), syncDir: (p) => files.syncDir(p), lock: (p) => files.lock(p),
-    open: async (path, o) => {
-      const fh = await files.open(path, o);
-      return {
-        ...fh, write: (b, p) => fh.write(b, p), writeAll: (b, p) => fh.writeAll(b, p), datasync: () => fh.datasync(), truncate: (n) => fh.truncate(n), size: () => fh.size(), close: () => fh.close(),
-        read: async (buf, off, len, pos) => {
-          const n = await fh.read(buf, off, len, pos);
-          if (flipped === 0 && n > 40) {
-            buf[off + 20]! ^= 0x10; // inside an early record
-            flipped++;
-          }
-          return n;
-        },
-      };
-    },
-  };
+  const flipping = hookFiles(files, {
+    handle: (fh) => ({
+      read: async (buf, off, len, pos) => {
+        const n = await fh.read(buf, off, len, pos);
+        if (flipped === 0 && n > 40) {
+          buf[off + 20]! ^= 0x10; // inside an early record
+          flipped++;
+        }
+        return n;
+      },
+    }),
+  });
   d = await DispatchLog.open(dir, silentLog, { files: flipping });
   t.teardown(() => d.close());
   t.equal(flipped, 1, 'a bit was flipped on the way');
@@ -202,26 +197,20 @@ t.test('dispatch log - a handed-over mark asked for while its write fails settle
   const files = disk.process('gw');
   let gate: { p: Promise<void> } | null = null;
   let writes = 0;
-  const gated: Files = {
-    ...files, readFile: (p) => files.readFile(p), rename: (a, b) => files.rename(a, b), unlink: (p) => files.unlink(p),
-    mkdir: (p) => files.mkdir(p), readdir: (p) => files.readdir(p), syncDir: (p) => files.syncDir(p), lock: (p) => files.lock(p),
-    open: async (path, o) => {
-      const fh = await files.open(path, o);
-      return {
-        ...fh, write: (b, p) => fh.write(b, p), read: (...a) => fh.read(...a), datasync: () => fh.datasync(), truncate: (n) => fh.truncate(n), size: () => fh.size(), close: () => fh.close(),
-        writeAll: async (buf, pos) => {
-          writes++;
-          if (gate) {
-            const g = gate;
-            gate = null;
-            await g.p;
-            throw Object.assign(new Error('EIO injected'), { code: 'EIO' });
-          }
-          return fh.writeAll(buf, pos);
-        },
-      };
-    },
-  };
+  const gated = hookFiles(files, {
+    handle: (fh) => ({
+      writeAll: async (buf, pos) => {
+        writes++;
+        if (gate) {
+          const g = gate;
+          gate = null;
+          await g.p;
+          throw eio();
+        }
+        return fh.writeAll(buf, pos);
+      },
+    }),
+  });
   const d = await DispatchLog.open(dir, silentLog, { files: gated });
   t.teardown(() => d.close());
   let release!: () => void;
