@@ -73,12 +73,13 @@ export async function recoverSegments(files: Files, dir: string, log: Log): Prom
         // The tail, or a sealed segment whose trailer is gone (a crash while rolling): scan it.
         const end = trailer ? size - segmentTrailerBytes : size;
         if (isTail) out.acksFound = false; // from here on: did the tail hold an ack state?
-        const before = { meta: { ...meta }, out: { ...out, acks: out.acks, lostRanges: [...out.lostRanges], gaps: [...out.gaps] } };
-        let r = await scanInto(fh, meta, end, out, isTail && !trailer);
-        if (isTail && !trailer && r.validEnd < size) {
+        const openTail = isTail && !trailer;
+        // What the scan starts from, kept for a second scan of an open tail (scans add to both).
+        const again = openTail ? { meta: { ...meta }, out: { ...out, lostRanges: [...out.lostRanges], gaps: [...out.gaps] } } : null;
+        let r = await scanInto(fh, meta, end, out, openTail);
+        if (again && r.validEnd < size) {
           // Before cutting, read once more: a bit flipped on the way (not on the disk) must not
           // cost a durable record, and with it the seq it holds.
-          const again = { meta: { ...before.meta }, out: { ...before.out, lostRanges: [...before.out.lostRanges], gaps: [...before.out.gaps] } };
           const r2 = await scanInto(fh, again.meta, end, again.out, true);
           if (r2.validEnd > r.validEnd) {
             Object.assign(meta, again.meta);
@@ -86,7 +87,7 @@ export async function recoverSegments(files: Files, dir: string, log: Log): Prom
             r = r2;
           }
         }
-        if (isTail && !trailer && r.validEnd < size) {
+        if (openTail && r.validEnd < size) {
           log.warn('store: cut a torn tail', { path, bytes: size - r.validEnd });
           out.tailBytesCut += size - r.validEnd;
           await fh.truncate(r.validEnd);
