@@ -14,6 +14,11 @@ export class RangeSet {
     return this.ranges.length;
   }
 
+  /** The highest seq held, or 0 when empty. */
+  get last(): number {
+    return this.ranges.at(-1)?.[1] ?? 0;
+  }
+
   /** How many seqs of [from, to] the set holds. */
   countIn(from: number, to: number): number {
     let n = 0;

@@ -256,7 +256,7 @@ export class DispatchLog {
    */
   seen(agent: string): number {
     const d = this.dispatched.get(agent);
-    return d ? Math.max(d.seen, d.floor, d.above.toArray().at(-1)?.[1] ?? 0) : 0;
+    return d ? Math.max(d.seen, d.floor, d.above.last) : 0;
   }
 
   /**
