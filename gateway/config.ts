@@ -1,6 +1,8 @@
 import { z } from 'zod';
 import { dataDepthMaxCeiling, dataDepthMaxDefault, packetLimitsDefault } from '../protocol/limits.js';
 import { compilePattern } from './routes.js';
+import { unauthenticatedRemoteProblem } from './auth-posture.js';
+import { logSummaryIntervalMsDefault } from './log-summary.js';
 
 const positiveInt = z.number().int().positive();
 const hostPort = z.string().regex(/^[^:]+:\d+$/, 'HOST:PORT, e.g. 127.0.0.1:7800');
@@ -70,8 +72,10 @@ export const gatewayConfigSchema = z.strictObject({
   }).optional(),
   /** who may open a session: docs/security.md */
   auth: z.strictObject({
-    /** false: any agent ID is accepted (a warning at start); true: a registered agent with its token, or a verified client certificate */
-    required: z.boolean().default(false),
+    /** true (the default): a registered agent with its token, or a verified client certificate; false: any agent ID is accepted (a loud warning at start) */
+    required: z.boolean().default(true),
+    /** `required: false` is refused on a listener other hosts can reach (not 127.0.0.0/8, ::1, localhost) unless this is true too */
+    allowUnauthenticatedRemote: z.boolean().default(false),
     /** off: client certificates are ignored; accept: a verified certificate whose CN is the agent ID authenticates it; require: one is needed */
     clientCert: z.enum(['off', 'accept', 'require']).default('accept'),
   }).prefault({}),
@@ -113,10 +117,16 @@ export const gatewayConfigSchema = z.strictObject({
     helloTimeoutMs: positiveInt.default(5000),
     peerTimeoutMs: positiveInt.default(30_000),
   }).prefault({}),
-  log: z.strictObject({ level: z.enum(['debug', 'info', 'warn', 'error']).default('info') }).prefault({}),
+  log: z.strictObject({
+    level: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
+    /** refused connections, failed HELLOs and ended sessions: the first of a code is logged whole, then at most one summary line per this long */
+    summaryIntervalMs: positiveInt.min(100).default(logSummaryIntervalMsDefault),
+  }).prefault({}),
 }).superRefine((c, ctx) => {
   if (c.limits.writeQueueBytesHigh >= c.limits.writeQueueBytesMax) ctx.addIssue({ code: 'custom', path: ['limits', 'writeQueueBytesHigh'], message: 'must be below limits.writeQueueBytesMax' });
   if (c.listen.tls !== undefined && c.tls === undefined) ctx.addIssue({ code: 'custom', path: ['tls'], message: 'listen.tls needs tls.cert and tls.key' });
+  const unauthenticatedRemote = unauthenticatedRemoteProblem(c);
+  if (unauthenticatedRemote !== null) ctx.addIssue({ code: 'custom', path: ['auth', 'required'], message: unauthenticatedRemote });
   if (c.auth.clientCert === 'require' && (c.tls?.ca === undefined || c.listen.tls === undefined)) {
     ctx.addIssue({ code: 'custom', path: ['auth', 'clientCert'], message: "'require' needs listen.tls and tls.ca (the CA that signs agents' client certificates)" });
   }

@@ -33,6 +33,8 @@ export interface GatewayCoreOptions {
   routes: { match: string; handler: Handler }[];
   limits: CoreLimits;
   authenticate?: SessionDeps['authenticate'];
+  /** where sessions log refusals and ends (first whole, then summaries); absent: a line each */
+  logSummary?: SessionDeps['summary'];
   newSessionId(): string;
   /** spreads the retry-after of an AGENTS_MAX refusal */
   rng: () => number;
@@ -81,6 +83,7 @@ export async function createGatewayCore(o: GatewayCoreOptions): Promise<GatewayC
     clock, log, dispatchLog, router, counters, inDispatch,
     newSessionId: o.newSessionId,
     ...(o.authenticate ? { authenticate: o.authenticate } : {}),
+    ...(o.logSummary ? { summary: o.logSummary } : {}),
     register(agent, s) {
       const older = sessions.get(agent);
       if (!older && sessions.size >= limits.agentsMax) {

@@ -249,6 +249,12 @@ export class DispatchLog {
     this.floors.set(agent, Math.max(seq, this.floors.get(agent) ?? 0));
   }
 
+  /** The highest seq of `agent` recorded as dispatched, 0 if none: what the agent's word may raise the floor to. */
+  dispatchedMax(agent: string): number {
+    const d = this.dispatched.get(agent);
+    return d ? Math.max(d.floor, d.above.last) : 0;
+  }
+
   /**
    * A durable bound on the seqs of `agent` ever handed to a handler, dispatched or not: what a
    * handler that de-duplicates (the file handler) may remember. An agent whose store was wiped

@@ -22,6 +22,7 @@ import { SocketTransport, type WriteLimits } from '../protocol/socket-transport.
 import { subjectCN, type TlsFiles } from '../protocol/tls-files.js';
 import type { PeerInfo, Transport } from '../protocol/transport.js';
 import { Admission, type Admit } from './admission.js';
+import { LogSummary, logSummaryIntervalMsDefault } from './log-summary.js';
 
 export interface ListenOptions {
   /** HOST:PORT of the plaintext listener */
@@ -40,8 +41,14 @@ export interface ListenOptions {
     handshakeTimeoutMs: number;
   } & Partial<WriteLimits>;
   log: Log;
-  /** for the admission token bucket and log throttling (default Date.now) */
+  /** for the admission token bucket (default Date.now) */
   now?: () => number;
+  /**
+   * Where refusals are logged: the first of each code whole, then a summary line per interval
+   * (gateway/log-summary.ts). The gateway shares one with its sessions; absent: the listener
+   * makes its own on real timers (closed with the listener).
+   */
+  summary?: LogSummary;
   /** for GATEWAY_BUSY retryAfterMs jitter (default Math.random) */
   rng?: () => number;
 }
@@ -69,7 +76,6 @@ interface Pending {
 }
 
 const tlsHandshakeByte = 0x16;
-const refusalLogIntervalMs = 1000;
 
 function splitHostPort(hostPort: string): { host: string; port: number } {
   const i = hostPort.lastIndexOf(':');
@@ -104,19 +110,16 @@ export async function listen(opts: ListenOptions, onTransport: (t: Transport) =>
   /** raw sockets not yet handed to a transport (closed by `close()`) */
   const pending = new Set<Socket>();
   const refused: Record<string, number> = {};
-  const lastLog = new Map<string, { at: number; suppressed: number }>();
+  const ownSummary = opts.summary === undefined;
+  const summary = opts.summary ?? new LogSummary({
+    log, intervalMs: logSummaryIntervalMsDefault,
+    clock: { now, setTimeout: (fn, ms) => setTimeout(fn, ms).unref(), clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout) },
+  });
 
-  /** Counts a refusal and logs it, at most once a second per code (a storm must not flood the log). */
+  /** Counts a refusal and logs it through the summary (a storm must not flood the log). */
   const noteRefused = (code: string, fields: Record<string, unknown>): void => {
     refused[code] = (refused[code] ?? 0) + 1;
-    const t = now();
-    const last = lastLog.get(code);
-    if (last && t - last.at < refusalLogIntervalMs) {
-      last.suppressed++;
-      return;
-    }
-    log.warn('listener: connection refused', { code, ...fields, ...(last?.suppressed ? { alsoRefusedSinceLastLine: last.suppressed } : {}) });
-    lastLog.set(code, { at: t, suppressed: 0 });
+    summary.note('warn', 'listener: connection refused', code, fields);
   };
 
   const handOver = (p: Pending, socket: Socket | TLSSocket, peer: PeerInfo, admit: Admit & { ok: true }): void => {
@@ -233,6 +236,7 @@ export async function listen(opts: ListenOptions, onTransport: (t: Transport) =>
       // Transports already handed on are ended by their owner (the gateway says BYE SHUTDOWN).
       for (const s of pending) s.destroy();
       await Promise.all(closed);
+      if (ownSummary) summary.close();
     },
   };
 }

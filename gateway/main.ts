@@ -11,7 +11,9 @@ import { createMqttHandler } from './handlers/mqtt.js';
 import { createGatewayCore, type GatewayCore } from './core.js';
 import { AgentRegistry } from './agents.js';
 import { createAuthenticator } from './auth.js';
+import { authWarnings } from './auth-posture.js';
 import { listen } from './listener.js';
+import { LogSummary } from './log-summary.js';
 import { realFiles } from '../common/real-files.js';
 import { lockDataDir } from './data-dir-lock.js';
 
@@ -83,14 +85,19 @@ async function startGateway(config: GatewayConfig, opts: { log?: Log }): Promise
     onRevoked: (agent) => core?.sessions.get(agent)?.bye(ErrorCode.AUTH_REVOKED, 'this agent was revoked'),
   });
   const authenticate = createAuthenticator(config.auth, agents);
-  if (!config.auth.required) log.warn('gateway: authentication is off (auth.required false): any agent ID is accepted; see docs/security.md', { agentsKnown: agents.list().length });
+  for (const w of authWarnings(config)) log.warn(w.msg, { ...w.fields, agentsKnown: agents.list().length });
+  if (config.auth.required && agents.list().every((a) => a.revoked) && config.tls?.ca === undefined) {
+    log.warn('gateway: no agent is registered and no client CA is set, so every agent will be refused (AUTH_FAILED): register them with ferry gateway add-agent', { registry: agents.path });
+  }
 
   // The file handler forgets marks below the dispatch floor; the dispatch log opens with the core, just after.
   const floorOf = (agent: string): number => core?.dispatchLog.floor(agent) ?? 0;
   const handlers = await Promise.all(config.routes.map((r) => createHandler(r, log, floorOf)));
   const { limits } = config;
+  // One summary for the listener's refusals and the sessions' ends: strangers cannot flood the log.
+  const summary = new LogSummary({ log, clock, intervalMs: config.log.summaryIntervalMs });
   const gw = await createGatewayCore({
-    clock, log, dataDir: config.dataDir, limits, authenticate,
+    clock, log, dataDir: config.dataDir, limits, authenticate, logSummary: summary,
     routes: config.routes.map((r, i) => ({ match: r.match, handler: handlers[i]! })),
     newSessionId: randomUUID, rng: Math.random,
   });
@@ -104,7 +111,7 @@ async function startGateway(config: GatewayConfig, opts: { log?: Log }): Promise
       sessionsPerSecondMax: limits.sessionsPerSecondMax, frameBytesMax: limits.frameBytesMax, handshakeTimeoutMs: limits.helloTimeoutMs,
       writeQueueBytesHigh: limits.writeQueueBytesHigh, writeQueueBytesMax: limits.writeQueueBytesMax, writeStallMs: limits.writeStallMs,
     },
-    log,
+    log, summary,
   }, (t) => void gw.accept(t));
   const hostOf = (hostPort: string): string => hostPort.slice(0, hostPort.lastIndexOf(':'));
   const { ports } = listener;
@@ -124,6 +131,7 @@ async function startGateway(config: GatewayConfig, opts: { log?: Log }): Promise
       gw.byeAll(ErrorCode.SHUTDOWN, 'gateway stopping');
       await closed;
       await gw.close();
+      summary.close();
     },
   };
 }

@@ -1,5 +1,5 @@
 import type { Clock } from '../common/clock.js';
-import type { Log } from '../common/log.js';
+import type { Log, LogFields } from '../common/log.js';
 import { RangeSet } from '../common/range-set.js';
 import { ErrorCode, FerryError } from '../protocol/errors.js';
 import { ackRangesMax, FrameType, protocolVersion, type Frame, type HelloFrame } from '../protocol/frames.js';
@@ -9,6 +9,7 @@ import type { PeerInfo, Transport } from '../protocol/transport.js';
 import type { DispatchLog } from './dispatch-log.js';
 import type { DispatchPacket, Handler, HandlerResult } from './handlers/handler.js';
 import { Lane, type LaneItem, type LaneOptions, type LaneRefusal } from './lane.js';
+import type { LogSummary } from './log-summary.js';
 import type { Router } from './routes.js';
 
 export interface SessionOptions {
@@ -61,6 +62,8 @@ export interface SessionDeps {
   /** Per agent, the seqs some session has handed to a handler and not yet settled: a resend waits for that outcome. */
   inDispatch: Map<string, Map<number, InDispatch>>;
   counters: { dispatched: number; rejected: number; duplicates: number; retried: number };
+  /** Where refusals and session ends are logged: the first of a code whole, then summaries (a stranger can cause any number); absent: a line each. */
+  summary?: LogSummary;
 }
 
 const agentIdPattern = /^[A-Za-z0-9._:-]{1,255}$/;
@@ -111,13 +114,31 @@ export class Session {
       if (this.timer !== null) deps.clock.clearTimeout(this.timer);
       if (this.shedTimer !== null) deps.clock.clearTimeout(this.shedTimer);
       if (this.agent) deps.unregister(this.agent, this);
-      if (err) deps.log.info('session: closed', { agent: this.agent, code: (err as FerryError).code, error: err.message });
+      if (err) this.note('info', 'session: closed', (err as FerryError).code ?? 'UNKNOWN', { agent: this.agent, address: this.t.peer?.address, error: err.message });
     });
   }
 
   bye(code: ErrorCode, reason: string, retryAfterMs?: number): void {
     this.t.send({ t: FrameType.BYE, code, reason, ...(retryAfterMs !== undefined ? { retryAfterMs } : {}) });
     this.t.close(new FerryError(code, reason));
+  }
+
+  /**
+   * Moves the agent's dispatch floor to its `ackedSeq`, but no higher than the highest seq this
+   * gateway recorded as dispatched for it: the floor is what the gateway acks and tells in WELCOME,
+   * so a floor past anything it saw would ack the agent's next packets undispatched. One HELLO
+   * with ackedSeq 2^53-1 did that for good (issue 10, case 2). A gap the clamp leaves (seqs
+   * rejected above the last dispatch) closes at the first PING after the next dispatch.
+   */
+  private raiseFloor(ackedSeq: number): void {
+    const { dispatchLog } = this.deps;
+    const agent = this.agent!;
+    dispatchLog.raiseFloor(agent, Math.min(ackedSeq, dispatchLog.dispatchedMax(agent)));
+  }
+
+  private note(level: 'info' | 'warn', msg: string, code: string, fields: LogFields): void {
+    if (this.deps.summary) this.deps.summary.note(level, msg, code, fields);
+    else this.deps.log[level](msg, { code, ...fields });
   }
 
   /** Packets this session holds (received, not yet acked or nacked). */
@@ -157,17 +178,17 @@ export class Session {
     if (!agentIdPattern.test(h.agent)) return this.bye(ErrorCode.FRAME_MALFORMED, 'agent ID must be 1-255 of letters, digits and . _ : -');
     const auth = this.deps.authenticate?.(h, this.t.peer) ?? { ok: true };
     if (!auth.ok) {
-      log.warn('session: authentication failed', { agent: h.agent, address: this.t.peer?.address, code: auth.code, error: auth.message });
+      this.note('warn', 'session: authentication failed', auth.code, { agent: h.agent, address: this.t.peer?.address, error: auth.message });
       return this.bye(auth.code, auth.message, auth.retryAfterMs);
     }
     const admitted = this.deps.register(h.agent, this);
     if (!admitted.ok) {
-      log.warn('session: refused', { agent: h.agent, code: admitted.code, error: admitted.message });
+      this.note('warn', 'session: refused', admitted.code, { agent: h.agent, address: this.t.peer?.address, error: admitted.message });
       return this.bye(admitted.code, admitted.message, admitted.retryAfterMs);
     }
     clock.clearTimeout(this.timer);
     this.agent = h.agent;
-    dispatchLog.raiseFloor(h.agent, h.ackedSeq);
+    this.raiseFloor(h.ackedSeq);
     const session = this.deps.newSessionId();
     const dispatchedSeq = dispatchLog.floor(h.agent);
     const ranges = dispatchLog.ranges(h.agent, ackRangesMax);
@@ -189,7 +210,7 @@ export class Session {
 
   /** The agent's store let go of every seq up to `seq`. */
   private agentLetGo(seq: number): void {
-    this.deps.dispatchLog.raiseFloor(this.agent!, seq);
+    this.raiseFloor(seq);
     for (const lane of this.lanes.values()) lane.forgetThrough(seq);
   }
 

@@ -66,7 +66,7 @@ t.test('gateway security - auth required: token, client certificate, mismatch, p
   t.equal(gw.stats().refused[ErrorCode.TLS_REQUIRED], 1, 'the gateway counts the refusal in its stats');
   t.ok(lines.some((l) => l.includes('session: authentication failed')), 'failures are logged');
   t.notOk(lines.some((l) => l.includes(token)), 'the token never reaches the log');
-  t.notOk(lines.some((l) => l.includes('authentication is off')), 'no warning when auth is required');
+  t.notOk(lines.some((l) => l.includes('AUTHENTICATION IS OFF')), 'no warning when auth is required');
 });
 
 t.test('gateway security - revoking with the registry (as the CLI does) ends the live session with AUTH_REVOKED', async (t) => {
@@ -95,8 +95,8 @@ t.test('gateway security - revoking with the registry (as the CLI does) ends the
 
 t.test('gateway security - auth not required: any agent ID, one warning at start, a revoked agent still refused', async (t) => {
   const lines: string[] = [];
-  const { gw, dataDir } = await gateway(t, {}, lines);
-  t.equal(lines.filter((l) => l.includes('authentication is off')).length, 1, 'warned once');
+  const { gw, dataDir } = await gateway(t, { required: false }, lines);
+  t.equal(lines.filter((l) => l.includes('AUTHENTICATION IS OFF')).length, 1, 'warned once');
   t.equal(codeOf((await hello(t, `tcp://127.0.0.1:${gw.ports.tcp}`, { agent: 'anyone' })).first), 'WELCOME');
   const cli = await AgentRegistry.open(dataDir, { watchIntervalMs: 0 });
   t.teardown(() => cli.close());
@@ -107,7 +107,7 @@ t.test('gateway security - auth not required: any agent ID, one warning at start
 });
 
 t.test('gateway security - past agentsMax a new agent gets BYE AGENTS_MAX with a retry-after; a reconnecting agent still gets in', async (t) => {
-  const { gw } = await gateway(t, {}, [], { agentsMax: 1 });
+  const { gw } = await gateway(t, { required: false }, [], { agentsMax: 1 });
   const url = `tcp://127.0.0.1:${gw.ports.tcp}`;
   const first = await hello(t, url, { agent: 'pi-1' });
   t.equal(codeOf(first.first), 'WELCOME');
@@ -150,7 +150,7 @@ t.test('gateway security - config: listen needs tcp or tls; listen.tls needs tls
   t.match(issues({ ...base, listen: { tls: '0.0.0.0:7801' }, tls: { cert: 'c', key: 'k' }, auth: { clientCert: 'require' } }), [/^auth.clientCert: 'require' needs listen.tls and tls.ca/]);
   t.same(issues({ ...base, listen: { tls: '0.0.0.0:7801' }, tls: { cert: 'c', key: 'k', ca: 'a' }, auth: { required: true, clientCert: 'require' } }), []);
   const c = gatewayConfigSchema.parse({ ...base, listen: { tcp: '127.0.0.1:0' } });
-  t.same(c.auth, { required: false, clientCert: 'accept' });
+  t.same(c.auth, { required: true, allowUnauthenticatedRemote: false, clientCert: 'accept' });
   t.equal(c.limits.connectionsPerAddressMax, 64);
   t.equal(c.limits.sessionsPerSecondMax, 500);
 });

@@ -1,0 +1,58 @@
+/**
+ * Whether a gateway that authenticates nobody is safe to start, and what it says at start when it
+ * does. With `auth.required: false` any client that can reach a listener can act as any agent
+ * (deliver packets in its name, move its dispatch floor); that is acceptable only where the only
+ * clients are on this host, so a non-loopback listener needs a second, explicit key.
+ */
+import { isIP } from 'node:net';
+
+/** The part of the gateway configuration this module reads. */
+export interface AuthPosture {
+  listen: { tcp?: string | undefined; tls?: string | undefined };
+  auth: { required: boolean; allowUnauthenticatedRemote: boolean };
+}
+
+/** `localhost`, 127.0.0.0/8, ::1 (also bracketed, or as an IPv4-mapped 127.x address). */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host;
+  if (h.toLowerCase() === 'localhost') return true;
+  if (isIP(h) === 4) return h.split('.')[0] === '127';
+  if (isIP(h) !== 6) return false; // a name other than localhost may resolve anywhere
+  const n = new URL(`http://[${h}]/`).hostname; // normalised: [::1], [::ffff:7f00:1]
+  return n === '[::1]' || /^\[::ffff:7f[0-9a-f]{2}:[0-9a-f]{1,4}\]$/.test(n);
+}
+
+function hostOf(hostPort: string): string {
+  return hostPort.slice(0, hostPort.lastIndexOf(':'));
+}
+
+/** The listeners (`listen.tcp`, `listen.tls`) bound to an address other hosts can reach. */
+export function remoteListeners(c: Pick<AuthPosture, 'listen'>): { key: 'tcp' | 'tls'; hostPort: string }[] {
+  const out: { key: 'tcp' | 'tls'; hostPort: string }[] = [];
+  for (const key of ['tcp', 'tls'] as const) {
+    const hostPort = c.listen[key];
+    if (hostPort !== undefined && !isLoopbackHost(hostOf(hostPort))) out.push({ key, hostPort });
+  }
+  return out;
+}
+
+/** The configuration error, or null: auth off on a non-loopback listener without the explicit second key. */
+export function unauthenticatedRemoteProblem(c: AuthPosture): string | null {
+  if (c.auth.required || c.auth.allowUnauthenticatedRemote) return null;
+  const remote = remoteListeners(c);
+  if (remote.length === 0) return null;
+  const where = remote.map((r) => `listen.${r.key} ${r.hostPort}`).join(', ');
+  return `false on a listener other hosts can reach (${where}) would let any client act as any agent: ` +
+    'set auth.required: true and register the agents (ferry gateway add-agent), bind to 127.0.0.1, ' +
+    'or, knowing the risk, add auth.allowUnauthenticatedRemote: true';
+}
+
+/** The warning lines to log at start (level warn), with their fields; none when auth is on. */
+export function authWarnings(c: AuthPosture): { msg: string; fields: Record<string, unknown> }[] {
+  if (c.auth.required) return [];
+  const remote = remoteListeners(c);
+  const msg = remote.length > 0
+    ? 'gateway: AUTHENTICATION IS OFF on a listener other hosts can reach (auth.required false, auth.allowUnauthenticatedRemote true): any client that reaches it can act as any agent, deliver packets in its name and change its dispatch state; see docs/security.md'
+    : 'gateway: AUTHENTICATION IS OFF (auth.required false): any client on this host can act as any agent, deliver packets in its name and change its dispatch state; see docs/security.md';
+  return [{ msg, fields: { authRequired: false, remoteListeners: remote.map((r) => `${r.key} ${r.hostPort}`) } }];
+}
