@@ -219,7 +219,8 @@ const demo: Command = {
   --rate HZ        simulator readings per second (default 50)
   --keep DIR       work in DIR and keep it afterwards (default: a temporary directory, removed)
 
-Starts a gateway (file handler), the simulator and an agent as separate processes, shows live
+Starts a gateway (file handler; authentication on, with the agent registered and given its
+token), the simulator and an agent as separate processes, shows live
 progress, SIGKILLs and restarts the gateway and then the agent midway, and finally compares what
 the agent generated with what the file handler wrote. Exits 0 only if every packet arrived exactly
 once and in order. Needs socat (installed by scripts/bootstrap.sh, which npm run demo calls).

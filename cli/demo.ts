@@ -1,6 +1,7 @@
 /**
- * `ferry demo`: the whole path on one machine with built-in defaults. A gateway (file handler),
- * the firmware simulator and an agent run as separate processes; midway the gateway and then the
+ * `ferry demo`: the whole path on one machine with built-in defaults. A gateway (file handler,
+ * authentication on: the demo registers its agent and hands it the token), the firmware simulator
+ * and an agent run as separate processes; midway the gateway and then the
  * agent are SIGKILLed and restarted; at the end the file is compared with what the agent generated.
  */
 import { mkdtemp, mkdir, readFile, rm, writeFile, stat } from 'node:fs/promises';
@@ -8,6 +9,7 @@ import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { localRequest } from '../agent/local-api.js';
+import { AgentRegistry } from '../gateway/agents.js';
 import type { AgentStats } from '../agent/main.js';
 import { startFerry, stopProcess, type FerryProcess } from './proc.js';
 import { tallyFile } from './tally.js';
@@ -29,6 +31,16 @@ async function freePort(): Promise<number> {
   return port;
 }
 
+/** Registers `id` in the gateway's registry (as `ferry gateway add-agent` does) and returns its token; a kept directory's agent gets a new one. */
+async function registerAgent(gatewayDataDir: string, id: string): Promise<string> {
+  const registry = await AgentRegistry.open(gatewayDataDir, { watchIntervalMs: 0 });
+  try {
+    return registry.get(id)?.revoked === false ? await registry.issueToken(id) : await registry.add(id);
+  } finally {
+    registry.close();
+  }
+}
+
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 export async function runDemo(opts: DemoOptions): Promise<number> {
@@ -39,10 +51,12 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
   const device = join(dir, 'tty', 'ttyFERRY0');
   const received = join(dir, 'received.jsonl');
   const socket = join(dir, 'agent.sock');
+  // The gateway authenticates agents (the default): register the demo's agent and give it its token.
+  const token = await registerAgent(join(dir, 'gateway'), agentId);
   await writeFile(join(dir, 'gateway.yaml'), `listen:\n  tcp: 127.0.0.1:${port}\ndataDir: ${join(dir, 'gateway')}\nroutes:\n  - match: "#"\n    handler: file\n    path: ${received}\n`);
   await writeFile(join(dir, 'sim.yaml'), `link: ${device}\nrateHz: ${opts.rateHz}\nwaveform:\n  kind: sine\n  baseline: 20\n  amplitude: 5\n  periodMs: 8000\n  noise: 0.2\n`);
   await writeFile(join(dir, 'agent.yaml'), [
-    `id: ${agentId}`, `gateway: tcp://127.0.0.1:${port}`, `dataDir: ${join(dir, 'agent')}`, `socket: ${socket}`, 'profile: pi-zero-2w',
+    `id: ${agentId}`, `token: ${JSON.stringify(token)}`, `gateway: tcp://127.0.0.1:${port}`, `dataDir: ${join(dir, 'agent')}`, `socket: ${socket}`, 'profile: pi-zero-2w',
     'link:', '  reconnectDelayMsMin: 100', '  reconnectDelayMsMax: 1000',
     'sources:', `  - kind: serial`, `    path: ${device}`, '    reopenDelayMs: 200',
     'rules:',

@@ -52,7 +52,8 @@ export interface StartedGateway {
 }
 
 function gatewayYaml(dir: string, spec: GatewaySpec, limits: Record<string, number>): string {
-  const lines = ['listen:', '  tcp: 127.0.0.1:0', `dataDir: ${join(dir, 'gateway')}`, 'routes:', ...spec.routes];
+  // Loopback only; bench clients (idle-agents) say HELLO as thousands of unregistered agents: auth stays off, as measured before.
+  const lines = ['listen:', '  tcp: 127.0.0.1:0', `dataDir: ${join(dir, 'gateway')}`, 'auth:', '  required: false', 'routes:', ...spec.routes];
   if (Object.keys(limits).length > 0) lines.push('limits:', ...Object.entries(limits).map(([k, v]) => `  ${k}: ${v}`));
   if (spec.logLevel) lines.push('log:', `  level: ${spec.logLevel}`);
   return `${lines.join('\n')}\n`;

@@ -13,4 +13,8 @@ t.test('examples - the example configurations in the README load as they are', a
   const agent = await loadYamlFile(example('agent.yaml'), agentConfigSchema);
   t.equal(agent.id, 'greenhouse-1', 'agent.yaml');
   t.equal(agent.rules.length, 3);
+  // Secure by default (issue 10, case 2): the examples authenticate, and the agent has a token to fill in.
+  t.equal(gw.auth.required, true, 'gateway.yaml: authentication on');
+  t.equal(gw.auth.allowUnauthenticatedRemote, false);
+  t.ok(agent.token !== undefined && agent.token.length > 0, 'agent.yaml: a token');
 });

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { localRequest } from '../../agent/local-api.js';
 import type { AgentStats } from '../../agent/main.js';
 import { startFerry, stopProcess, type FerryProcess } from '../../cli/proc.js';
+import { AgentRegistry } from '../../gateway/agents.js';
 import { freePort } from './free-port.js';
 
 export interface Rig {
@@ -13,6 +14,8 @@ export interface Rig {
   device: string;
   socket: string;
   received: string;
+  /** the agent's token, registered in the gateway's registry (`gw/agents.json`) and in agent.yaml */
+  token: string;
   start(name: 'gateway' | 'agent' | 'sim'): Promise<FerryProcess>;
   agentStats(): Promise<AgentStats | null>;
   /** The lines the file handler wrote, parsed. */
@@ -49,6 +52,11 @@ export async function makeRig(opts: RigOptions = {}): Promise<Rig> {
   const received = join(dir, 'received.jsonl');
   const routes = (opts.routes ?? `  - match: "#"\n    handler: file\n    path: {received}\n`).replaceAll('{received}', received);
   await writeFile(join(dir, 'gateway.yaml'), `listen:\n  tcp: 127.0.0.1:${port}\ndataDir: ${join(dir, 'gw')}\nroutes:\n${routes}${opts.gatewayYaml ?? ''}`);
+  // The gateway requires authentication by default: register the agent, as `ferry gateway add-agent` does.
+  const agentId = opts.agentId ?? 'it-agent';
+  const registry = await AgentRegistry.open(join(dir, 'gw'), { watchIntervalMs: 0 });
+  const token = await registry.add(agentId);
+  registry.close();
   await writeFile(join(dir, 'sim.yaml'), `link: ${device}\nrateHz: ${opts.rateHz ?? 100}\nwaveform:\n  periodMs: 2000\n  noise: 0.3\n`);
   const rules = opts.rules ?? [
     '  - { kind: threshold, key: t, above: 22, hysteresis: 0.5, target: alerts/temp }',
@@ -56,14 +64,14 @@ export async function makeRig(opts: RigOptions = {}): Promise<Rig> {
     '  - { kind: heartbeat, everyMs: 500, target: status/heartbeat }',
   ];
   await writeFile(join(dir, 'agent.yaml'), [
-    `id: ${opts.agentId ?? 'it-agent'}`, `gateway: tcp://127.0.0.1:${opts.agentPort ?? port}`, `dataDir: ${join(dir, 'agent')}`, `socket: ${socket}`,
+    `id: ${agentId}`, `token: ${JSON.stringify(token)}`, `gateway: tcp://127.0.0.1:${opts.agentPort ?? port}`, `dataDir: ${join(dir, 'agent')}`, `socket: ${socket}`,
     `link: ${JSON.stringify({ reconnectDelayMsMin: 50, reconnectDelayMsMax: 500, ...opts.agentLink })}`,
     ...(opts.serial === false ? [] : ['sources:', `  - { kind: serial, path: ${device}, reopenDelayMs: 100 }`, 'rules:', ...rules]), opts.agentYaml ?? '', '',
   ].join('\n'));
   const procs = new Set<FerryProcess>();
   const ready = { gateway: /ferry gateway listening/, agent: /ferry agent running/, sim: /ferry sim device/ };
   return {
-    dir, port, device, socket, received,
+    dir, port, device, socket, received, token,
     async start(name) {
       const p = startFerry([name, '--config', join(dir, `${name}.yaml`)], { readyPattern: ready[name], logFile: join(dir, `${name}.log`) });
       procs.add(p);
