@@ -19,13 +19,17 @@ export const agentSubcommandsHelp = `       ferry gateway add-agent --config FIL
 
   add-agent         registers agent ID in DATADIR/agents.json and prints its new token (once:
                     only a hash is stored); also re-registers a revoked agent
-  issue-token       prints a new token for a registered agent; the old token stops working
+  issue-token       prints a new token for a registered agent; the old token stops working and
+                    a running gateway ends a session opened with it (within a second)
   revoke-agent      revokes agent ID: its token is forgotten and a running gateway ends its
-                    session (within a second) and refuses it from then on with AUTH_REVOKED
+                    session (within a second) and refuses it from then on with AUTH_REVOKED,
+                    its client certificate too; an ID that is not registered (an agent with
+                    only a certificate) is recorded as revoked
   list-agents       one line per agent: ID, active or revoked, when added and revoked (no hashes)
   --agent ID        the agent's ID (its \`id\` setting)
                     (--data-dir DIR works here too: the registry is DIR/agents.json)
-  A running gateway notices these changes within a second; no restart. See docs/security.md.
+  A running gateway notices these changes within a second; no restart. Commands run at once
+  take turns (each waits up to 10 s for the one before). See docs/security.md.
 `;
 
 const iso = (ms: number | undefined): string => (ms === undefined ? '-' : new Date(ms).toISOString());
@@ -63,8 +67,11 @@ export async function runAgentSubcommand(sub: AgentSubcommand, args: string[]): 
       return 0;
     }
     case 'revoke-agent': {
-      const changed = await registry.revoke(agent);
-      process.stdout.write(changed ? `agent ${agent} revoked\n` : `agent ${agent} was already revoked\n`);
+      const outcome = await registry.revoke(agent);
+      if (outcome === 'unregistered') {
+        process.stderr.write(`ferry: agent ${agent} was not registered; it is recorded as revoked, so a client certificate for it is refused from now on (\`ferry gateway add-agent\` registers it again)\n`);
+      }
+      process.stdout.write(outcome === 'already' ? `agent ${agent} was already revoked\n` : `agent ${agent} revoked\n`);
       return 0;
     }
     case 'list-agents':

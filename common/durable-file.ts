@@ -4,10 +4,16 @@ import type { Files } from './files.js';
 /**
  * Replaces `path` atomically: write a temporary file, fsync it, rename it over `path`, fsync the
  * directory. After a crash the file holds either the old or the new contents, never a mix.
+ *
+ * The temporary file is `PATH.tmp` unless `opts.tmpPath` names another: a file that more than one
+ * process may write (the agent registry, changed by CLI commands) needs a name of its own per
+ * writer (`uniqueTmpPath`), else two writers fill one temporary file and the rename installs the
+ * mix. A file with a single owner keeps the fixed name, so a crash leaves at most one behind.
  */
-export async function writeFileAtomic(files: Files, path: string, data: Uint8Array | string): Promise<void> {
-  const tmp = `${path}.tmp`;
-  const fh = await files.open(tmp, { create: true, truncate: true });
+export async function writeFileAtomic(files: Files, path: string, data: Uint8Array | string, opts: { tmpPath?: string } = {}): Promise<void> {
+  const tmp = opts.tmpPath ?? `${path}.tmp`;
+  // exclusive for a unique name: an existing file of that name is somebody else's, never ours to truncate.
+  const fh = await files.open(tmp, opts.tmpPath === undefined ? { create: true, truncate: true } : { create: true, exclusive: true });
   try {
     await fh.writeAll(typeof data === 'string' ? Buffer.from(data) : data, 0);
     await fh.datasync();
@@ -19,6 +25,16 @@ export async function writeFileAtomic(files: Files, path: string, data: Uint8Arr
   await fh.close();
   await files.rename(tmp, path);
   await files.syncDir(dirname(path));
+}
+
+/** `PATH.PID.RANDOM.tmp`: a temporary name no other writer of `path` uses (`random`: a few random bytes). */
+export function uniqueTmpPath(path: string, random: Uint8Array, pid: number): string {
+  return `${path}.${pid}.${Buffer.from(random).toString('hex')}.tmp`;
+}
+
+/** Whether `name` (a name in the file's directory) is a temporary file `writeFileAtomic` made for `base`. */
+export function isTmpNameOf(base: string, name: string): boolean {
+  return name === `${base}.tmp` || (name.startsWith(`${base}.`) && /^\.\d+\.[0-9a-f]+\.tmp$/.test(name.slice(base.length)));
 }
 
 /**

@@ -79,6 +79,23 @@ export async function osLock(path: string): Promise<FileLock> {
   };
 }
 
+/**
+ * `osLock`, but while another holds the lock it tries again every `retryMs` for up to `waitMsMax`
+ * (for short critical sections such as a CLI command's read-modify-write of one file), then
+ * rejects with the last ELOCKED. Other errors reject at once.
+ */
+export async function osLockWaiting(path: string, opts: { waitMsMax: number; retryMs?: number }): Promise<FileLock> {
+  const until = Date.now() + opts.waitMsMax;
+  for (;;) {
+    try {
+      return await osLock(path);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ELOCKED' || Date.now() >= until) throw err;
+    }
+    await new Promise((ok) => setTimeout(ok, Math.min(opts.retryMs ?? 20, Math.max(1, until - Date.now()))));
+  }
+}
+
 /** `\0ferry-lock:DEV:INO:NAME`: within the 107 bytes a socket name may have (long names are hashed). */
 async function lockName(file: string): Promise<string> {
   const dir = await stat(dirname(file), { bigint: true });

@@ -1,7 +1,13 @@
 /**
  * The agent registry: which agent IDs may connect and the hash of each one's token, in
  * `DATADIR/agents.json`. The CLI (`ferry gateway add-agent` …) changes the file; a running gateway
- * polls it and picks the change up without a restart, so a revocation ends the agent's live session.
+ * polls it and picks the change up without a restart, so a revocation or a new token ends the
+ * agent's live session.
+ *
+ * Changes hold the registry lock (`DATADIR/agents.lock`, common/os-lock.ts) from re-reading the
+ * file to the rename of its replacement, so two commands run at once apply one after the other:
+ * neither can write back a copy read before the other's change (which once undid revocations).
+ * The running gateway only reads; the rename is atomic, so it sees the old file or the new one.
  *
  * Tokens are 32 random bytes, shown once and stored only as `sha256:<hex>`. A fast hash is the
  * right one here: a token carries 256 bits of randomness, so there is nothing for a slow hash to
@@ -9,10 +15,11 @@
  * HELLO, which a reconnect storm of thousands of agents turns into a self-inflicted outage.
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, unlink } from 'node:fs/promises';
 import { unwatchFile, watchFile, type Stats } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { writeFileAtomic } from '../common/durable-file.js';
+import { isTmpNameOf, uniqueTmpPath, writeFileAtomic } from '../common/durable-file.js';
+import { osLockWaiting } from '../common/os-lock.js';
 import { realFiles } from '../common/real-files.js';
 import type { Log } from '../common/log.js';
 import { ErrorCode, FerryError } from '../protocol/errors.js';
@@ -35,6 +42,8 @@ export interface AgentLookup {
 }
 
 export const agentsFileName = 'agents.json';
+/** The lock changes hold (distinct from the data dir's `LOCK`, which a running gateway holds). */
+export const agentsLockName = 'agents.lock';
 export const agentIdPattern = /^[A-Za-z0-9._:-]{1,255}$/;
 const hashPattern = /^sha256:[0-9a-f]{64}$/;
 const fileVersion = 1;
@@ -50,7 +59,7 @@ export function hashToken(token: string): string {
 /** Parses the registry file's text; anything unexpected is CONFIG_INVALID naming the file and the entry. */
 export function parseAgents(text: string, path: string): Map<string, AgentEntry> {
   const bad = (what: string): never => {
-    throw new FerryError(ErrorCode.CONFIG_INVALID, `${path}: ${what} (the agent registry is damaged: fix or remove the entry, or restore the file)`);
+    throw new FerryError(ErrorCode.CONFIG_INVALID, `${path}: ${what} (the agent registry is damaged and no command changes it until it is repaired: fix it by hand, restore it from a backup, or move it aside and register the agents again with \`ferry gateway add-agent\`; a running gateway keeps the copy it last loaded)`);
   };
   let value: unknown;
   try {
@@ -94,18 +103,28 @@ async function readAgents(path: string): Promise<Map<string, AgentEntry>> {
 
 export interface RegistryOptions {
   log?: Log;
-  /** called for each agent that became revoked since the last load (the gateway ends its session) */
-  onRevoked?: (id: string) => void;
+  /**
+   * called after a reload for each agent whose entry changed since the last load: revoked, a new
+   * token, registered again or removed (the gateway checks its live session against the entry)
+   */
+  onChanged?: (id: string) => void;
   /** poll the file for changes made by the CLI; 0 turns polling off (default 500) */
   watchIntervalMs?: number;
   /** ms since the epoch, for addedAt/revokedAt (default Date.now) */
   now?: () => number;
+  /** how long a change waits for another process's change to finish before DATA_DIR_LOCKED (default 10 s) */
+  lockWaitMsMax?: number;
 }
+
+/** Whether what authentication reads from an entry differs. */
+const sameCredentials = (a: AgentEntry | undefined, b: AgentEntry | undefined): boolean =>
+  a?.revoked === b?.revoked && a?.tokenHash === b?.tokenHash && (a === undefined) === (b === undefined);
 
 /**
  * The registry of one data directory. Reads are from memory; changes (`add`, `issueToken`,
- * `revoke`) read the file afresh, change it and write it atomically, so the CLI and a running
- * gateway may both hold one. Two CLI commands racing each other: the later write wins.
+ * `revoke`) take the registry lock, read the file afresh, change it and replace it atomically
+ * (a temporary file of their own, fsync, rename, fsync of the directory), so the CLI and a running
+ * gateway may both hold one and CLI commands run at once never lose each other's changes.
  */
 export class AgentRegistry implements AgentLookup {
   private agents = new Map<string, AgentEntry>();
@@ -147,7 +166,7 @@ export class AgentRegistry implements AgentLookup {
   }
 
   /**
-   * Re-reads the file; calls `onRevoked` for each agent revoked since the last load. A damaged
+   * Re-reads the file; calls `onChanged` for each agent whose entry changed. A damaged
    * file is logged and the registry keeps what it had (a half-edited file must not open the door
    * or crash the gateway).
    */
@@ -162,9 +181,11 @@ export class AgentRegistry implements AgentLookup {
       }
       const before = this.agents;
       this.agents = next;
-      const revoked = [...next.values()].filter((e) => e.revoked && before.get(e.id)?.revoked !== true).map((e) => e.id);
-      this.opts.log?.info('agents: registry reloaded', { agents: next.size, revoked });
-      for (const id of revoked) this.opts.onRevoked?.(id);
+      const changed = [...new Set([...before.keys(), ...next.keys()])].filter((id) => !sameCredentials(before.get(id), next.get(id))).sort();
+      if (changed.length === 0) return;
+      const revoked = changed.filter((id) => next.get(id)?.revoked === true && before.get(id)?.revoked !== true);
+      this.opts.log?.info('agents: registry reloaded', { agents: next.size, changed, revoked });
+      for (const id of changed) this.opts.onChanged?.(id);
     });
     return this.reloading;
   }
@@ -192,16 +213,24 @@ export class AgentRegistry implements AgentLookup {
     });
   }
 
-  /** Revokes `id`: its token is forgotten and its session ended. Returns false if it already was. */
-  revoke(id: string): Promise<boolean> {
+  /**
+   * Revokes `id`: its token is forgotten and its session ended. An ID that is not registered gets
+   * a revoked entry all the same: an agent that authenticates by client certificate alone has no
+   * entry, and must be revocable. Returns 'revoked', 'already' (it was), or 'unregistered'
+   * (a new revoked entry: refused from now on, whatever its credentials).
+   */
+  revoke(id: string): Promise<'revoked' | 'already' | 'unregistered'> {
     return this.change(id, (agents, now) => {
       const e = agents.get(id);
-      if (!e) throw new FerryError(ErrorCode.CONFIG_INVALID, `agent ${id} is not registered, so it cannot be revoked (\`ferry gateway list-agents\` lists the registered ones)`);
-      if (e.revoked) return false;
+      if (!e) {
+        agents.set(id, { id, revoked: true, addedAt: now, revokedAt: now });
+        return 'unregistered';
+      }
+      if (e.revoked) return 'already';
       e.revoked = true;
       e.revokedAt = now;
       delete e.tokenHash;
-      return true;
+      return 'revoked';
     });
   }
 
@@ -212,12 +241,42 @@ export class AgentRegistry implements AgentLookup {
 
   private async change<T>(id: string, fn: (agents: Map<string, AgentEntry>, now: number) => T): Promise<T> {
     if (!agentIdPattern.test(id)) throw new FerryError(ErrorCode.CONFIG_INVALID, 'agent ID must be 1-255 of letters, digits and . _ : -');
-    const agents = await readAgents(this.path);
-    const result = fn(agents, (this.opts.now ?? Date.now)());
-    const doc = { version: fileVersion, agents: [...agents.values()] };
-    await mkdir(dirname(this.path), { recursive: true });
-    await writeFileAtomic(realFiles, this.path, `${JSON.stringify(doc, null, 2)}\n`);
+    const dir = dirname(this.path);
+    await mkdir(dir, { recursive: true });
+    const lock = await this.lock(dir);
+    let result: T;
+    try {
+      // Read under the lock: a copy read before another command's change would undo it when written back.
+      const agents = await readAgents(this.path);
+      result = fn(agents, (this.opts.now ?? Date.now)());
+      await removeLeftovers(dir);
+      const doc = { version: fileVersion, agents: [...agents.values()] };
+      await writeFileAtomic(realFiles, this.path, `${JSON.stringify(doc, null, 2)}\n`, { tmpPath: uniqueTmpPath(this.path, randomBytes(6), process.pid) });
+    } finally {
+      await lock.release();
+    }
     await this.reload();
     return result;
+  }
+
+  private async lock(dir: string): Promise<{ release(): Promise<void> }> {
+    const waitMsMax = this.opts.lockWaitMsMax ?? 10_000;
+    try {
+      return await osLockWaiting(join(dir, agentsLockName), { waitMsMax });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ELOCKED') throw err;
+      throw new FerryError(ErrorCode.DATA_DIR_LOCKED, `the agent registry ${this.path} is being changed by another command, still after ${waitMsMax} ms (${(err as Error).message}); try again once it has finished, or stop it if it hangs`, { cause: err });
+    }
+  }
+}
+
+/**
+ * Removes temporary files a change left when its process died between writing and renaming.
+ * Called under the lock, so none of them belongs to a change still running.
+ */
+async function removeLeftovers(dir: string): Promise<void> {
+  const names = await readdir(dir).catch(() => [] as string[]);
+  for (const name of names) {
+    if (isTmpNameOf(agentsFileName, name)) await unlink(join(dir, name)).catch(() => undefined);
   }
 }

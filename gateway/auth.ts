@@ -14,7 +14,18 @@ export interface AuthConfig {
   clientCert: 'off' | 'accept' | 'require';
 }
 
-export type AuthResult = { ok: true } | { ok: false; code: ErrorCode; message: string };
+/**
+ * How an admitted agent proved who it is. The session keeps it, so that when the registry changes
+ * the gateway can tell whether the session still stands (`recheck`): one opened with a token that
+ * has since been replaced must end, one opened with a certificate need not.
+ */
+export type Credential =
+  | { by: 'token'; tokenHash: string }
+  | { by: 'certificate' }
+  /** auth not required: nothing was checked but that the agent is not revoked */
+  | { by: 'none' };
+
+export type AuthResult = { ok: true; credential: Credential } | { ok: false; code: ErrorCode; message: string };
 
 /** What authentication reads from a HELLO. */
 export interface HelloCredentials {
@@ -41,15 +52,30 @@ export function authenticate(hello: HelloCredentials, peer: PeerInfo | undefined
     const cn = peer?.certSubject;
     if (cn !== undefined) {
       if (cn !== agent) return fail(ErrorCode.AUTH_AGENT_MISMATCH, `the client certificate is for agent ${JSON.stringify(cn)}, not ${agent}`);
-      return { ok: true };
+      return { ok: true, credential: { by: 'certificate' } };
     }
     if (config.clientCert === 'require') return fail(ErrorCode.AUTH_FAILED, `agent ${agent}: this gateway needs a client certificate signed by its CA (tls.ca) over TLS`);
   }
-  if (!config.required) return { ok: true };
+  if (!config.required) return { ok: true, credential: { by: 'none' } };
   if (!entry) return fail(ErrorCode.AUTH_FAILED, `agent ${agent} is not registered`);
   if (hello.token === undefined || hello.token === '') return fail(ErrorCode.AUTH_FAILED, `agent ${agent} sent no token`);
-  if (!agents.verifyToken(agent, hello.token)) return fail(ErrorCode.AUTH_FAILED, `agent ${agent}: the token does not match`);
-  return { ok: true };
+  if (!agents.verifyToken(agent, hello.token) || entry.tokenHash === undefined) return fail(ErrorCode.AUTH_FAILED, `agent ${agent}: the token does not match`);
+  return { ok: true, credential: { by: 'token', tokenHash: entry.tokenHash } };
+}
+
+/**
+ * Whether a live session admitted with `credential` still stands after the registry changed:
+ * a revoked agent is refused (AUTH_REVOKED) however it authenticated; a session opened with a
+ * token is refused (AUTH_FAILED) once the agent's token is no longer that one (a new token, or
+ * the entry removed). A certificate, or no check at all, stands as long as the agent is not revoked.
+ */
+export function recheck(agent: string, credential: Credential, agents: AgentLookup): AuthResult {
+  const entry = agents.get(agent);
+  if (entry?.revoked) return fail(ErrorCode.AUTH_REVOKED, `agent ${agent} was revoked`);
+  if (credential.by === 'token' && entry?.tokenHash !== credential.tokenHash) {
+    return fail(ErrorCode.AUTH_FAILED, `agent ${agent}: the token this session was opened with was replaced`);
+  }
+  return { ok: true, credential };
 }
 
 /** `authenticate` bound to a configuration and a registry: what goes into the session's deps. */

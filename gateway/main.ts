@@ -10,7 +10,7 @@ import type { Handler } from './handlers/handler.js';
 import { createMqttHandler } from './handlers/mqtt.js';
 import { createGatewayCore, type GatewayCore } from './core.js';
 import { AgentRegistry } from './agents.js';
-import { createAuthenticator } from './auth.js';
+import { createAuthenticator, recheck } from './auth.js';
 import { authWarnings } from './auth-posture.js';
 import { listen } from './listener.js';
 import { LogSummary } from './log-summary.js';
@@ -81,8 +81,17 @@ async function startGateway(config: GatewayConfig, opts: { log?: Log }): Promise
   let core: GatewayCore | null = null;
   const agents = await AgentRegistry.open(config.dataDir, {
     log,
-    // A revocation made with the CLI while the gateway runs ends the agent's live session.
-    onRevoked: (agent) => core?.sessions.get(agent)?.bye(ErrorCode.AUTH_REVOKED, 'this agent was revoked'),
+    // A revocation or a new token made with the CLI while the gateway runs ends the live session
+    // that the change makes stale (a certificate session outlives a new token: it used none).
+    onChanged: (agent) => {
+      const session = core?.sessions.get(agent);
+      if (!session?.credential) return;
+      const still = recheck(agent, session.credential, agents);
+      if (!still.ok) {
+        log.info('gateway: ending a session the registry change made stale', { agent, code: still.code });
+        session.bye(still.code, still.message);
+      }
+    },
   });
   const authenticate = createAuthenticator(config.auth, agents);
   for (const w of authWarnings(config)) log.warn(w.msg, { ...w.fields, agentsKnown: agents.list().length });

@@ -6,6 +6,7 @@ import { ackRangesMax, FrameType, protocolVersion, type Frame, type HelloFrame }
 import { checkPacket, dataDepthMaxDefault, type PacketLimits } from '../protocol/limits.js';
 import { packetCreditBytes, type Packet } from '../protocol/packet.js';
 import type { PeerInfo, Transport } from '../protocol/transport.js';
+import type { Credential } from './auth.js';
 import type { DispatchLog } from './dispatch-log.js';
 import type { DispatchPacket, Handler, HandlerResult } from './handlers/handler.js';
 import { Lane, type LaneItem, type LaneOptions, type LaneRefusal } from './lane.js';
@@ -54,7 +55,7 @@ export interface SessionDeps {
   dispatchLog: DispatchLog;
   router: Router<Handler>;
   /** Checks the agent's credentials (token, client certificate); absent: everyone is let in. */
-  authenticate?(hello: HelloFrame, peer: PeerInfo | undefined): Admission;
+  authenticate?(hello: HelloFrame, peer: PeerInfo | undefined): Admission & { credential?: Credential };
   /** Called once the agent said HELLO and was authenticated; may refuse (too many agents). */
   register(agent: string, session: Session): Admission;
   unregister(agent: string, session: Session): void;
@@ -77,6 +78,8 @@ const agentIdPattern = /^[A-Za-z0-9._:-]{1,255}$/;
  */
 export class Session {
   agent: string | null = null;
+  /** How the agent proved who it is (set with `agent`; absent without authenticate): checked again when the registry changes. */
+  credential: Credential | undefined = undefined;
   private readonly lanes = new Map<string, Lane>();
   private queuedPackets = 0;
   private queuedBytes = 0;
@@ -176,7 +179,7 @@ export class Session {
     const { clock, dispatchLog, log } = this.deps;
     if (h.version !== protocolVersion) return this.bye(ErrorCode.PROTOCOL_VERSION, `protocol version ${h.version} is not supported; this gateway speaks ${protocolVersion}`);
     if (!agentIdPattern.test(h.agent)) return this.bye(ErrorCode.FRAME_MALFORMED, 'agent ID must be 1-255 of letters, digits and . _ : -');
-    const auth = this.deps.authenticate?.(h, this.t.peer) ?? { ok: true };
+    const auth: Admission & { credential?: Credential } = this.deps.authenticate?.(h, this.t.peer) ?? { ok: true };
     if (!auth.ok) {
       this.note('warn', 'session: authentication failed', auth.code, { agent: h.agent, address: this.t.peer?.address, error: auth.message });
       return this.bye(auth.code, auth.message, auth.retryAfterMs);
@@ -188,6 +191,7 @@ export class Session {
     }
     clock.clearTimeout(this.timer);
     this.agent = h.agent;
+    this.credential = auth.credential;
     this.raiseFloor(h.ackedSeq);
     const session = this.deps.newSessionId();
     const dispatchedSeq = dispatchLog.floor(h.agent);

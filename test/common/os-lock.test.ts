@@ -3,7 +3,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { osLock } from '../../common/os-lock.js';
+import { osLock, osLockWaiting } from '../../common/os-lock.js';
 
 // The child runs the built module (npx tsc -p tsconfig.json first, as for the integration tests).
 const built = fileURLToPath(new URL('../../dist/common/os-lock.js', import.meta.url));
@@ -113,4 +113,18 @@ t.test('os-lock - a held lock does not keep the process alive', async (t) => {
 t.test('os-lock - the directory must exist', async (t) => {
   const err = await osLock(join(t.testdir(), 'missing', 'LOCK')).then(() => null, (e: NodeJS.ErrnoException) => e);
   t.equal(err?.code, 'ENOENT');
+});
+
+t.test('os-lock - osLockWaiting waits for a holder to let go, and past waitMsMax rejects with ELOCKED', async (t) => {
+  const path = join(t.testdir(), 'agents.lock');
+  const held = await osLock(path);
+  const waiting = osLockWaiting(path, { waitMsMax: 5000, retryMs: 10 });
+  setTimeout(() => void held.release(), 100);
+  const got = await waiting;
+  t.pass('taken once the holder released it');
+  const err = await osLockWaiting(path, { waitMsMax: 150, retryMs: 10 }).then(() => null, (e: NodeJS.ErrnoException) => e);
+  t.equal(err?.code, 'ELOCKED', 'a lock still held past the bound is refused');
+  await got.release();
+  const missing = await osLockWaiting(join(t.testdir(), 'no-such-dir', 'x.lock'), { waitMsMax: 5000 }).then(() => null, (e: NodeJS.ErrnoException) => e);
+  t.equal(missing?.code, 'ENOENT', 'other errors reject at once');
 });
