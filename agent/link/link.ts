@@ -67,6 +67,11 @@ interface SessionEnd {
   opened?: boolean;
 }
 
+/** The session ended because a frame broke the protocol (either side's verdict). */
+function brokeProtocol(code: string | undefined): boolean {
+  return code !== undefined && (code.startsWith('FRAME_') || code === ErrorCode.PROTOCOL_STATE || code === ErrorCode.GATEWAY_PROTOCOL_VIOLATION);
+}
+
 /** The highest seq a cumulative seq and its ranges (ascending) name. */
 function highestNamed(seq: number, ranges: SeqRange[] | undefined): number {
   return ranges?.length ? Math.max(seq, ranges[ranges.length - 1]![1]) : seq;
@@ -150,9 +155,10 @@ export class Link extends EventEmitter<{ status: [LinkStatus] }> {
       if (this.stopped) break;
       const error = end.error;
       const code = (error as FerryError | undefined)?.code;
-      // A session that opened starts the back-off again, unless it ended in a protocol violation
-      // of the gateway's: a gateway that WELCOMEs and then breaks the rules is dialed ever less often.
-      if (end.opened && code !== ErrorCode.GATEWAY_PROTOCOL_VIOLATION) this.attempt = 0;
+      // A session that opened starts the back-off again, unless it ended in a broken protocol (a
+      // frame that does not decode, one out of turn, seqs this agent never issued): a gateway that
+      // WELCOMEs and then breaks the rules is dialed ever less often, not every few milliseconds.
+      if (end.opened && !brokeProtocol(code)) this.attempt = 0;
       const backoffMs = backoffDelayMs(this.attempt++, this.opts.reconnectDelayMsMin, this.opts.reconnectDelayMsMax, this.deps.rng);
       // The gateway paces reconnect storms: never dial sooner than it asked. A refusal that a
       // retry cannot fix soon (credentials, TLS set-up, version) waits the longest back-off at once.

@@ -196,6 +196,22 @@ t.test('link trust - seqs of 2^53-1 in WELCOME or ACK do not even decode (FRAME_
   }
 });
 
+t.test('link trust - a gateway whose ACKs do not decode (seq 2^53-1) is dialed with a growing back-off too, not every few ms', async (t) => {
+  const gw = await fakeGateway(t, (f, send) => {
+    if (f.t === FrameType.HELLO) send(welcome());
+    if (f.t === FrameType.DATA) send({ t: FrameType.ACK, seq: Number.MAX_SAFE_INTEGER, creditPackets: 100, creditBytes: 1_000_000 });
+  });
+  const a = await agent(t, gw.url, 2);
+  for (let n = 1; n <= 3; n++) {
+    await outcome(() => gw.conns[n - 1], a, 2, `session ${n} closed`);
+    t.equal(byeOf(gw.conns[n - 1]!)?.code, ErrorCode.FRAME_MALFORMED, `session ${n}: refused at decode`);
+    await a.nextDial(n);
+  }
+  await until(() => gw.conns.length >= 4, 'dial 4');
+  t.same(a.backoffs().slice(0, 3), [75, 150, 300], 'the back-off grows although each session opened');
+  t.equal(a.store.stats().backlogPackets, 2);
+});
+
 t.test('link trust - a gateway that keeps violating is dialed with a growing back-off, and each session logs one error', async (t) => {
   // Each session: an honest WELCOME, then an ACK above lastSeq. The session opened, yet it does not reset the back-off.
   const gw = await fakeGateway(t, (f, send) => {
