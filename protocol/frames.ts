@@ -5,6 +5,22 @@ import type { Packet, PacketData } from './packet.js';
 /** The tunnel protocol version this build speaks; HELLO carries it, the gateway refuses others with BYE PROTOCOL_VERSION. */
 export const protocolVersion = 2;
 
+/**
+ * The highest seq on the wire (a packet's seq, an ack, a resume point, a range bound): 2^52 - 1,
+ * refused above at decode (FRAME_MALFORMED). Half of 2^53 so that arithmetic on seqs stays exact
+ * in a JS number: `seq + 1`, and a renumbering that adds one seq to another (at most 2^53 - 2).
+ * At a million packets a second, an agent takes 142 years to get there. The store and the
+ * gateway hold seqs to it too.
+ */
+export const seqMax = 2 ** 52 - 1;
+
+/**
+ * A fresh store renumbers above the seqs a gateway names (see docs/protocol.md, the trust rule)
+ * only while its renumbered packets end at or below this, so at least 2^51 seqs are left for the
+ * rest of its life: no gateway, nor a fake one, can push an agent's seqs to the end of the range.
+ */
+export const seqRenumberTopMax = 2 ** 51;
+
 /** Selective ranges in one ACK or WELCOME, at most. */
 export const ackRangesMax = 1024;
 
@@ -75,6 +91,13 @@ function uint(o: Record<string, unknown>, key: string): number {
   return v;
 }
 
+/** A seq field: an unsigned integer of at most seqMax (at least `min`: 1 for a packet's seq). */
+function seqOf(o: Record<string, unknown>, key: string, min = 0): number {
+  const v = uint(o, key);
+  if (v > seqMax || v < min) malformed(`${key} ${v} out of range (${min} to ${seqMax})`);
+  return v;
+}
+
 function str(o: Record<string, unknown>, key: string, bytesMax = 1024): string {
   const v = o[key];
   if (typeof v !== 'string' || v.length > bytesMax) malformed(`${key} must be a string of at most ${bytesMax} characters`);
@@ -89,8 +112,8 @@ function ranges(o: Record<string, unknown>, above: number): SeqRange[] | undefin
   return v.map((r: unknown) => {
     if (!Array.isArray(r) || r.length !== 2) malformed('a range must be a [from, to] pair');
     const pair = { a: r[0], b: r[1] };
-    const a = uint(pair, 'a');
-    const b = uint(pair, 'b');
+    const a = seqOf(pair, 'a');
+    const b = seqOf(pair, 'b');
     if (a <= floor || b < a) malformed('ranges must be ascending, disjoint and above the cumulative seq');
     floor = b;
     return [a, b] as SeqRange;
@@ -109,8 +132,7 @@ function packet(v: unknown): Packet {
   // Other CBOR encoders write a millisecond time as a 64-bit integer, which cbor-x decodes as a bigint.
   const ts = typeof v.ts === 'bigint' ? uint(v, 'ts') : v.ts;
   if (typeof ts !== 'number' || !Number.isFinite(ts)) malformed('packet ts must be a number');
-  const seq = uint(v, 'seq');
-  if (seq === 0) malformed('packet seq must be at least 1');
+  const seq = seqOf(v, 'seq', 1);
   checkDataValue(v.data);
   return { seq, target: v.target, ts, data: v.data as PacketData };
 }
@@ -132,19 +154,20 @@ export function frameFromValue(v: unknown): Frame {
   if (!isRecord(v)) malformed('body must be a map');
   switch (v.t) {
     case FrameType.HELLO: {
-      const f: HelloFrame = { t: FrameType.HELLO, version: uint(v, 'version'), agent: str(v, 'agent', 255), ackedSeq: uint(v, 'ackedSeq') };
+      const f: HelloFrame = { t: FrameType.HELLO, version: uint(v, 'version'), agent: str(v, 'agent', 255), ackedSeq: seqOf(v, 'ackedSeq') };
       if (v.token !== undefined) f.token = str(v, 'token');
       return f;
     }
     case FrameType.WELCOME: {
       const f: WelcomeFrame = {
-        t: FrameType.WELCOME, session: str(v, 'session'), dispatchedSeq: uint(v, 'dispatchedSeq'),
+        t: FrameType.WELCOME, session: str(v, 'session'), dispatchedSeq: seqOf(v, 'dispatchedSeq'),
         creditPackets: uint(v, 'creditPackets'), creditBytes: uint(v, 'creditBytes'),
       };
       const r = ranges(v, f.dispatchedSeq);
       if (r) f.ranges = r;
       if (v.pingIntervalMs !== undefined) f.pingIntervalMs = uint(v, 'pingIntervalMs');
-      for (const key of ['frameBytesMax', 'dataBytesMax', 'dataDepthMax', 'seenSeq'] as const) if (v[key] !== undefined) f[key] = uint(v, key);
+      for (const key of ['frameBytesMax', 'dataBytesMax', 'dataDepthMax'] as const) if (v[key] !== undefined) f[key] = uint(v, key);
+      if (v.seenSeq !== undefined) f.seenSeq = seqOf(v, 'seenSeq');
       return f;
     }
     case FrameType.DATA: {
@@ -152,19 +175,19 @@ export function frameFromValue(v: unknown): Frame {
       return { t: FrameType.DATA, packets: v.packets.map(packet) };
     }
     case FrameType.ACK: {
-      const f: AckFrame = { t: FrameType.ACK, seq: uint(v, 'seq'), creditPackets: uint(v, 'creditPackets'), creditBytes: uint(v, 'creditBytes') };
+      const f: AckFrame = { t: FrameType.ACK, seq: seqOf(v, 'seq'), creditPackets: uint(v, 'creditPackets'), creditBytes: uint(v, 'creditBytes') };
       const r = ranges(v, f.seq);
       if (r) f.ranges = r;
       return f;
     }
     case FrameType.NACK: {
-      const f: NackFrame = { t: FrameType.NACK, seq: uint(v, 'seq'), code: str(v, 'code', 64), message: str(v, 'message') };
+      const f: NackFrame = { t: FrameType.NACK, seq: seqOf(v, 'seq', 1), code: str(v, 'code', 64), message: str(v, 'message') };
       if (v.retryAfterMs !== undefined) f.retryAfterMs = uint(v, 'retryAfterMs');
       return f;
     }
     case FrameType.PING: {
       const f: PingFrame = { t: FrameType.PING, id: uint(v, 'id') };
-      if (v.ackedSeq !== undefined) f.ackedSeq = uint(v, 'ackedSeq');
+      if (v.ackedSeq !== undefined) f.ackedSeq = seqOf(v, 'ackedSeq');
       return f;
     }
     case FrameType.PONG:

@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import type { Clock } from '../../common/clock.js';
 import type { Log } from '../../common/log.js';
 import { ErrorCode, FerryError } from '../../protocol/errors.js';
-import { FrameType, protocolVersion, type AckFrame, type Frame, type NackFrame, type WelcomeFrame } from '../../protocol/frames.js';
+import { FrameType, protocolVersion, seqRenumberTopMax, type AckFrame, type Frame, type NackFrame, type SeqRange, type WelcomeFrame } from '../../protocol/frames.js';
 import { dataFrameOverheadBytes } from '../../protocol/codec.js';
 import { packetCreditBytes, type Packet } from '../../protocol/packet.js';
 import type { Dialer, Transport } from '../../protocol/transport.js';
@@ -63,6 +63,18 @@ export interface LinkStats {
 interface SessionEnd {
   error: Error | undefined;
   retryAfterMs: number;
+  /** the session opened (WELCOME taken): unless the gateway then broke the protocol, the back-off starts again from its minimum */
+  opened?: boolean;
+}
+
+/** The session ended because a frame broke the protocol (either side's verdict). */
+function brokeProtocol(code: string | undefined): boolean {
+  return code !== undefined && (code.startsWith('FRAME_') || code === ErrorCode.PROTOCOL_STATE || code === ErrorCode.GATEWAY_PROTOCOL_VIOLATION);
+}
+
+/** The highest seq a cumulative seq and its ranges (ascending) name. */
+function highestNamed(seq: number, ranges: SeqRange[] | undefined): number {
+  return ranges?.length ? Math.max(seq, ranges[ranges.length - 1]![1]) : seq;
 }
 
 /**
@@ -93,6 +105,10 @@ export class Link extends EventEmitter<{ status: [LinkStatus] }> {
   private readRetryTimer: unknown = null;
   /** what the gateway's WELCOME said it takes */
   private gateway = new GatewayLimits();
+  /** the current session is open (WELCOME taken, renumbering done): DATA may go and ACKs apply */
+  private sessionOpen = false;
+  /** the current session broke the trust rule: it is closing, and nothing more it says is taken */
+  private violated = false;
 
   constructor(private readonly opts: LinkOptions, private readonly deps: LinkDeps) {
     super();
@@ -137,11 +153,15 @@ export class Link extends EventEmitter<{ status: [LinkStatus] }> {
         end = { error: err as Error, retryAfterMs: 0 };
       }
       if (this.stopped) break;
-      const backoffMs = backoffDelayMs(this.attempt++, this.opts.reconnectDelayMsMin, this.opts.reconnectDelayMsMax, this.deps.rng);
       const error = end.error;
+      const code = (error as FerryError | undefined)?.code;
+      // A session that opened starts the back-off again, unless it ended in a broken protocol (a
+      // frame that does not decode, one out of turn, seqs this agent never issued): a gateway that
+      // WELCOMEs and then breaks the rules is dialed ever less often, not every few milliseconds.
+      if (end.opened && !brokeProtocol(code)) this.attempt = 0;
+      const backoffMs = backoffDelayMs(this.attempt++, this.opts.reconnectDelayMsMin, this.opts.reconnectDelayMsMax, this.deps.rng);
       // The gateway paces reconnect storms: never dial sooner than it asked. A refusal that a
       // retry cannot fix soon (credentials, TLS set-up, version) waits the longest back-off at once.
-      const code = (error as FerryError | undefined)?.code;
       const refused = code !== undefined && (code.startsWith('AUTH_') || code.startsWith('TLS_') || code === ErrorCode.PROTOCOL_VERSION);
       const delayMs = Math.max(backoffMs, end.retryAfterMs, refused ? this.opts.reconnectDelayMsMax : 0);
       this.deps.log.info('link: disconnected; reconnecting', { delayMs, error: error?.message, code });
@@ -162,6 +182,9 @@ export class Link extends EventEmitter<{ status: [LinkStatus] }> {
     const { clock } = this.deps;
     this.transport = t;
     this.byeRetryAfterMs = 0;
+    this.sessionOpen = false;
+    this.violated = false;
+    let opened = false;
     let welcomed = false;
     const liveness = new Liveness(clock, this.opts.peerTimeoutMs, {
       ping: (id) => t.send({ t: FrameType.PING, id, ackedSeq: this.deps.store.stats().durableAckedSeq }),
@@ -171,6 +194,7 @@ export class Link extends EventEmitter<{ status: [LinkStatus] }> {
     const helloTimer = clock.setTimeout(() => t.close(new FerryError(ErrorCode.PEER_TIMEOUT, 'no WELCOME from gateway')), this.opts.helloTimeoutMs);
 
     t.onFrame((f: Frame) => {
+      if (this.violated) return;
       liveness.heard();
       if (!welcomed) {
         if (f.t === FrameType.WELCOME) {
@@ -191,11 +215,13 @@ export class Link extends EventEmitter<{ status: [LinkStatus] }> {
 
     t.send({ t: FrameType.HELLO, version: protocolVersion, agent: this.opts.agentId, ackedSeq: this.deps.store.stats().durableAckedSeq, ...(this.opts.token ? { token: this.opts.token } : {}) });
     const error = await t.closed;
+    opened = this.sessionOpen;
     clock.clearTimeout(helloTimer);
     liveness.stop();
     this.transport = null;
+    this.sessionOpen = false;
     this.resetSessionState();
-    return { error, retryAfterMs: this.byeRetryAfterMs };
+    return { error, retryAfterMs: this.byeRetryAfterMs, opened };
   }
 
   private resetSessionState(): void {
@@ -212,21 +238,30 @@ export class Link extends EventEmitter<{ status: [LinkStatus] }> {
     t.close(new FerryError(code as ErrorCode, `gateway said BYE: ${reason}`));
   }
 
+  /**
+   * The trust rule (docs/protocol.md): the gateway's word counts only within the seqs this agent
+   * issued. A store that is not fresh has issued every seq a gateway can know of this agent, so a
+   * WELCOME naming a higher one is a violation, never a reason to renumber or delete. Only a fresh
+   * store (made empty: new or wiped, its seqs may repeat an earlier life's that the gateway knows)
+   * renumbers above the gateway's seqs, which deletes nothing, and only up to seqRenumberTopMax.
+   */
   private onWelcome(t: Transport, w: WelcomeFrame): void {
     const { store, log } = this.deps;
     const { lastSeq, fresh } = store.stats();
-    const dispatched = w.ranges?.length ? w.ranges[w.ranges.length - 1]![1] : w.dispatchedSeq;
-    if (dispatched <= lastSeq && !fresh) return this.openSession(w);
-    // A fresh store also steers clear of seqs handed to a handler and never recorded as dispatched.
-    const highest = fresh ? Math.max(dispatched, w.seenSeq ?? 0) : dispatched;
-    // The gateway knows seqs this store never issued, or the store is new (made empty: perhaps
-    // wiped, and its seqs repeat an earlier life's): the stored packets' seqs may name other
-    // packets there. Renumber them above, then resume; until then nothing is sent and no ack of
-    // the gateway's is applied to this store.
-    if (!Number.isSafeInteger(highest + lastSeq)) {
-      return t.close(new FerryError(ErrorCode.PROTOCOL_STATE, `gateway named seq ${highest}, beyond what this agent can renumber above; keeping the stored packets`));
+    const dispatched = highestNamed(w.dispatchedSeq, w.ranges);
+    if (!fresh) {
+      if (dispatched > lastSeq) return this.violation(t, `WELCOME names seq ${dispatched} as dispatched; this agent has issued seqs up to ${lastSeq} only`, { gatewaySeq: dispatched, lastSeq });
+      return this.openSession(w);
     }
-    if (highest > 0) log.warn('link: the store is new or the gateway knows higher seqs than it issued (store wiped or replaced); renumbering its packets above them', { gatewaySeq: highest, lastSeq, fresh });
+    // A fresh store also steers clear of seqs handed to a handler and never recorded as dispatched.
+    const highest = Math.max(dispatched, w.seenSeq ?? 0);
+    // Renumbered, the packets end at max(highest, lastSeq) + lastSeq (SegmentStore.renumberAbove).
+    if (Math.max(highest, lastSeq) + lastSeq > seqRenumberTopMax) {
+      return this.violation(t, `WELCOME names seq ${highest}; this fresh store renumbers its packets to end at seq ${seqRenumberTopMax} at most`, { gatewaySeq: highest, lastSeq });
+    }
+    // The stored packets' seqs may name other packets there: renumber them above, then resume;
+    // until then nothing is sent and an ACK is a violation (nothing was sent for it to ack).
+    if (highest > 0) log.warn('link: the store is new (made empty: perhaps wiped or replaced); renumbering its packets above the seqs the gateway knows', { gatewaySeq: highest, lastSeq, fresh });
     store.renumberAbove(highest).then(
       () => {
         if (this.transport === t) this.openSession(w);
@@ -235,9 +270,23 @@ export class Link extends EventEmitter<{ status: [LinkStatus] }> {
     );
   }
 
+  /**
+   * The gateway broke the trust rule: it named seqs this agent never issued or sent. Logged once
+   * (this session takes nothing more from it), told to the gateway, and the session is closed;
+   * every stored packet stays, and the link dials again after its growing back-off.
+   */
+  private violation(t: Transport, what: string, fields: Record<string, unknown>): void {
+    if (this.violated) return;
+    this.violated = true;
+    const err = new FerryError(ErrorCode.GATEWAY_PROTOCOL_VIOLATION, `gateway protocol violation: ${what}; keeping every stored packet`);
+    this.deps.log.error('link: gateway protocol violation; the session is refused and every stored packet kept', { code: err.code, error: err.message, ...fields });
+    t.send({ t: FrameType.BYE, code: err.code, reason: err.message });
+    t.close(err);
+  }
+
   private openSession(w: WelcomeFrame): void {
     const { store, log } = this.deps;
-    this.attempt = 0;
+    this.sessionOpen = true;
     this.counters.connects++;
     // Everything the gateway dispatched is done here too; the store's reads skip it from now on.
     this.applyAcks(w.dispatchedSeq, w.ranges);
@@ -252,7 +301,7 @@ export class Link extends EventEmitter<{ status: [LinkStatus] }> {
   private onFrame(t: Transport, f: Frame): void {
     switch (f.t) {
       case FrameType.ACK:
-        return this.onAck(f);
+        return this.onAck(t, f);
       case FrameType.NACK:
         return this.onNack(f);
       case FrameType.PING:
@@ -266,7 +315,12 @@ export class Link extends EventEmitter<{ status: [LinkStatus] }> {
     }
   }
 
-  private onAck(f: AckFrame): void {
+  /** An ACK counts only for seqs this agent issued, and only once the session is open (something was sent); else nothing of it is applied. */
+  private onAck(t: Transport, f: AckFrame): void {
+    if (!this.sessionOpen) return this.violation(t, `ACK of seq ${highestNamed(f.seq, f.ranges)} before this session sent anything`, { gatewaySeq: f.seq });
+    const lastSeq = this.deps.store.stats().lastSeq;
+    const named = highestNamed(f.seq, f.ranges);
+    if (named > lastSeq) return this.violation(t, `ACK names seq ${named}; this agent has issued seqs up to ${lastSeq} only`, { gatewaySeq: named, lastSeq });
     this.inflight.setCredit(f.creditPackets, f.creditBytes);
     this.applyAcks(f.seq, f.ranges);
     this.pump();

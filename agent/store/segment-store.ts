@@ -14,6 +14,7 @@ import { realClock, type Clock } from '../../common/clock.js';
 import { silentLog, type Log } from '../../common/log.js';
 import { ErrorCode, FerryError } from '../../protocol/errors.js';
 import type { NewPacket, Packet } from '../../protocol/packet.js';
+import { seqMax } from '../../protocol/frames.js';
 import { DeadLetterLog } from './dead-letters.js';
 import { lockDir } from './lock.js';
 import { AckTracker } from './ack-tracker.js';
@@ -676,7 +677,7 @@ export class SegmentStore implements PacketStore {
     this.cancelFlushTimer();
     await this.flush();
     const oldLastSeq = this.lastSeq;
-    if (!Number.isSafeInteger(offset + oldLastSeq)) throw new FerryError(ErrorCode.STORE_IO, `cannot renumber above seq ${offset}: seqs would pass 2^53`);
+    if (offset + oldLastSeq > seqMax) throw new FerryError(ErrorCode.STORE_IO, `cannot renumber above seq ${offset}: seqs would pass seqMax (${seqMax})`);
     const baseSeq = offset + 1;
     const tmp = join(this.o.dir, renumberTmpName);
     const fh = await this.files.open(tmp, { create: true, truncate: true });

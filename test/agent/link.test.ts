@@ -70,14 +70,14 @@ const small = (target = 'a'): NewPacket => ({ target, ts: 0, data: new Uint8Arra
  * A link over a real store and a scripted gateway. `preload` packets are stored before the link
  * starts; `dial` hands out a new MemoryTransport per call (all kept in `dials`).
  */
-async function harness(t: Test, opts: Partial<LinkOptions> = {}, preload: NewPacket[] = [], clock: FakeClock | JitterClock = new FakeClock()) {
+async function harness(t: Test, opts: Partial<LinkOptions> = {}, preload: NewPacket[] = [], clock: FakeClock | JitterClock = new FakeClock(), fresh = false) {
   // Acks reach the disk 1 ms (of this clock) after they change: only then are they told to the gateway.
   const inner = await SegmentStore.open({ dir: t.testdir(), sync: 'none', clock, ackFlushMs: 1 });
   const store = new CountingStore(inner);
   for (const p of preload) await store.append(p);
   // The store has met a gateway before (one that knew no seq of it): it is not fresh, so a WELCOME
   // naming seqs it issued is taken at its word (a fresh store renumbers first: tested below).
-  await inner.renumberAbove(0);
+  if (!fresh) await inner.renumberAbove(0);
   const dials: MemoryTransport[] = [];
   const link = new Link({ ...defaults, ...opts }, {
     store, clock, rng: () => 0.5, log: silentLog,
@@ -243,8 +243,28 @@ t.test('link - WELCOME dispatchedSeq and ranges are acked in the store and never
   t.same(sentSeqs(tr2), [4, 7, 9, 10]);
 });
 
-t.test('link - a WELCOME naming seqs above the store\'s (a wiped store) renumbers the stored packets above them, in order, and none is acked by the gateway\'s numbers', async (t) => {
+// Issue 10, case 2: this test once expected a store that is not fresh to renumber above a WELCOME
+// naming seqs it never issued. That trusted the gateway beyond what the agent issued; only a fresh
+// store (made empty: the wiped store of issue 9, case 3) renumbers now. The violation itself is
+// tested in link-trust.test.ts against a fake gateway over TCP.
+t.test('link - a WELCOME naming seqs above a store that is not fresh is a violation: no renumbering, nothing acked, nothing sent', async (t) => {
   const h = await harness(t, {}, [small('a'), small('b'), small('a')]);
+  h.link.start();
+  const tr = await h.dialed(1);
+  h.welcome(tr, { dispatchedSeq: 20, ranges: [[25, 30]] });
+  await until(() => !tr.isOpen, 'the session was closed');
+  await h.idle();
+  t.equal(codeOf(tr.closedWith), ErrorCode.GATEWAY_PROTOCOL_VIOLATION);
+  t.equal(tr.sentOf(FrameType.BYE)[0]?.code, ErrorCode.GATEWAY_PROTOCOL_VIOLATION, 'the gateway is told why');
+  t.same(sentSeqs(tr), [], 'nothing sent');
+  const s = h.store.stats();
+  t.equal(s.renumbered, 0);
+  t.equal(s.lastSeq, 3);
+  t.equal(s.backlogPackets, 3, 'every packet kept');
+});
+
+t.test('link - a WELCOME naming seqs above a fresh store\'s (a wiped store) renumbers the stored packets above them, in order, and none is acked by the gateway\'s numbers', async (t) => {
+  const h = await harness(t, {}, [small('a'), small('b'), small('a')], new FakeClock(), true);
   const tr = await h.connect({ dispatchedSeq: 20, ranges: [[25, 30]] });
   await until(() => sentSeqs(tr).length === 3, 'the renumbered packets were sent');
   t.same(sentSeqs(tr), [31, 32, 33], 'sent with seqs above 30, in their old order');
@@ -273,13 +293,13 @@ t.test('link - a fresh store (made empty: perhaps wiped) renumbers above the gat
   void h;
 });
 
-t.test('link - a WELCOME naming a seq beyond what can be renumbered closes the session and keeps every stored packet', async (t) => {
-  const h = await harness(t, {}, [small(), small()]);
+t.test('link - a WELCOME naming a seq beyond what a fresh store renumbers above closes the session and keeps every stored packet', async (t) => {
+  const h = await harness(t, {}, [small(), small()], new FakeClock(), true);
   h.link.start();
   const tr = await h.dialed(1);
   h.welcome(tr, { dispatchedSeq: Number.MAX_SAFE_INTEGER });
   await until(() => !tr.isOpen, 'the session was closed');
-  t.equal((tr.closedWith as { code?: string } | undefined)?.code, 'PROTOCOL_STATE');
+  t.equal(codeOf(tr.closedWith), ErrorCode.GATEWAY_PROTOCOL_VIOLATION);
   t.equal(h.store.stats().backlogPackets, 2, 'both packets are still stored');
   t.equal(h.store.stats().lastSeq, 2);
 });

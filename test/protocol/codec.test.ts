@@ -2,7 +2,7 @@ import t, { type Test } from 'tap';
 import { Encoder } from 'cbor-x';
 import { dataFrameOverheadBytes, encodeFrame, FrameDecoder, frameBytesMaxDefault, frameHeaderBytes, packetWireBytes } from '../../protocol/codec.js';
 import { ErrorCode, FerryError } from '../../protocol/errors.js';
-import { FrameType, protocolVersion, type Frame, type ByeFrame } from '../../protocol/frames.js';
+import { FrameType, protocolVersion, seqMax, type Frame, type ByeFrame } from '../../protocol/frames.js';
 import type { PacketData } from '../../protocol/packet.js';
 import { frameDataDepthMax, helloFrameBytesMax } from '../../protocol/limits.js';
 import { refuses } from '../helpers/refuses.js';
@@ -117,11 +117,11 @@ const frames: Frame[] = [
       { seq: 44, target: 'capteur/température/北京/🌡️', ts: 1732000000002.5, data: 'héllo wörld ✓ 🚀' },
       { seq: 45, target: target255, ts: -1, data: [1, 'two', false, 3.25, [], new Uint8Array(0)] },
       { seq: 46, target: 'e', ts: 0, data: new Uint8Array(300).fill(7) },
-      { seq: Number.MAX_SAFE_INTEGER, target: 'x', ts: Number.MAX_SAFE_INTEGER, data: null },
+      { seq: seqMax, target: 'x', ts: Number.MAX_SAFE_INTEGER, data: null },
     ],
   },
   { t: FrameType.DATA, packets: [{ seq: 1, target: 'one', ts: 1, data: 0 }] },
-  { t: FrameType.ACK, seq: Number.MAX_SAFE_INTEGER, creditPackets: 0, creditBytes: 2 ** 32 },
+  { t: FrameType.ACK, seq: seqMax, creditPackets: 0, creditBytes: 2 ** 32 },
   { t: FrameType.NACK, seq: 43, code: ErrorCode.UNKNOWN_TARGET, message: 'no route for files/raw' },
   { t: FrameType.NACK, seq: 44, code: ErrorCode.HANDLER_FAILED, message: 'broker down', retryAfterMs: 5000 },
   { t: FrameType.NACK, seq: 45, code: ErrorCode.HANDLER_FAILED, message: '', retryAfterMs: 0 },
@@ -225,6 +225,10 @@ function randomString(rng: Rng, bytesMax: number, nonEmpty: boolean): string {
 function randomUint(rng: Rng): number {
   return pick(rng, [0, 1, int(rng, 0, 255), int(rng, 0, 2 ** 32 - 1), int(rng, 0, Number.MAX_SAFE_INTEGER), Number.MAX_SAFE_INTEGER]);
 }
+/** A seq as the schema allows it (0 to seqMax), biased to the edges. */
+function randomSeq(rng: Rng): number {
+  return pick(rng, [0, 1, int(rng, 0, 255), int(rng, 0, 2 ** 32 - 1), int(rng, 0, seqMax), seqMax]);
+}
 function randomData(rng: Rng, depth = 0): PacketData {
   const kind = int(rng, 0, depth > 2 ? 4 : 6);
   switch (kind) {
@@ -245,23 +249,23 @@ function randomFrame(rng: Rng): Frame {
   const type = pick(rng, Object.values(FrameType));
   switch (type) {
     case FrameType.HELLO: {
-      const f: Frame = { t: type, version: randomUint(rng), agent: randomString(rng, 64, false), ackedSeq: randomUint(rng) };
+      const f: Frame = { t: type, version: randomUint(rng), agent: randomString(rng, 64, false), ackedSeq: randomSeq(rng) };
       if (rng() < 0.5) f.token = randomString(rng, 300, false);
       return f;
     }
     case FrameType.WELCOME:
-      return { t: type, session: randomString(rng, 40, false), dispatchedSeq: randomUint(rng), creditPackets: randomUint(rng), creditBytes: randomUint(rng) };
+      return { t: type, session: randomString(rng, 40, false), dispatchedSeq: randomSeq(rng), creditPackets: randomUint(rng), creditBytes: randomUint(rng) };
     case FrameType.DATA:
       return {
         t: type,
         packets: Array.from({ length: int(rng, 1, 5) }, () => ({
-          seq: Math.max(1, randomUint(rng)), target: randomString(rng, 255, true), ts: pick(rng, [randomUint(rng), rng() * 2e12, -int(rng, 0, 1e6)]), data: randomData(rng),
+          seq: Math.max(1, randomSeq(rng)), target: randomString(rng, 255, true), ts: pick(rng, [randomUint(rng), rng() * 2e12, -int(rng, 0, 1e6)]), data: randomData(rng),
         })),
       };
     case FrameType.ACK:
-      return { t: type, seq: randomUint(rng), creditPackets: randomUint(rng), creditBytes: randomUint(rng) };
+      return { t: type, seq: randomSeq(rng), creditPackets: randomUint(rng), creditBytes: randomUint(rng) };
     case FrameType.NACK: {
-      const f: Frame = { t: type, seq: randomUint(rng), code: pick(rng, Object.values(ErrorCode)), message: randomString(rng, 200, false) };
+      const f: Frame = { t: type, seq: Math.max(1, randomSeq(rng)), code: pick(rng, Object.values(ErrorCode)), message: randomString(rng, 200, false) };
       if (rng() < 0.5) f.retryAfterMs = randomUint(rng);
       return f;
     }
@@ -460,8 +464,37 @@ t.test('codec - garbage is refused the same way when fed one byte at a time', as
 });
 
 t.test('codec - integers in their 64-bit CBOR form are accepted where they fit', async (t) => {
-  const body = cborMap([['t', cbor.encode(FrameType.ACK)], ['seq', cborUint64(BigInt(Number.MAX_SAFE_INTEGER))], ['creditPackets', cborUint64(5n)], ['creditBytes', cbor.encode(1)]]);
-  t.strictSame(new FrameDecoder().push(withHeader(body)), [{ t: FrameType.ACK, seq: Number.MAX_SAFE_INTEGER, creditPackets: 5, creditBytes: 1 }]);
+  const body = cborMap([['t', cbor.encode(FrameType.ACK)], ['seq', cborUint64(BigInt(seqMax))], ['creditPackets', cborUint64(BigInt(Number.MAX_SAFE_INTEGER))], ['creditBytes', cbor.encode(1)]]);
+  t.strictSame(new FrameDecoder().push(withHeader(body)), [{ t: FrameType.ACK, seq: seqMax, creditPackets: Number.MAX_SAFE_INTEGER, creditBytes: 1 }]);
+});
+
+// Issue 10, case 2: HELLO ackedSeq 2^53-1 was recorded as another agent's dispatch floor, and a
+// WELCOME or ACK of 2^53-1 made an agent delete its backlog and jump its seq to 2^53. Every seq
+// field is held to 0..seqMax (a packet's seq, and so a NACK's, to 1..seqMax) at decode.
+t.test('codec - a seq outside 0..seqMax is refused at decode in HELLO, WELCOME, DATA, ACK, NACK and PING alike; seqMax itself passes', async (t) => {
+  t.ok(seqMax < Number.MAX_SAFE_INTEGER && Number.isSafeInteger(seqMax + seqMax), 'seqMax leaves room: the sum of two seqs is exact');
+  /** Each seq field: the frame with that field set to `v`. */
+  const fields: [string, (v: unknown) => Record<string, unknown>, number][] = [
+    ['HELLO ackedSeq', (v) => ({ ...hello, ackedSeq: v }), 0],
+    ['WELCOME dispatchedSeq', (v) => ({ ...welcome, dispatchedSeq: v }), 0],
+    ['WELCOME seenSeq', (v) => ({ ...welcome, seenSeq: v }), 0],
+    ['WELCOME range end', (v) => ({ ...welcome, ranges: [[1, v]] }), 1],
+    ['WELCOME range start', (v) => ({ ...welcome, ranges: [[v, v]] }), 1],
+    ['DATA packet seq', (v) => data({ seq: v }), 1],
+    ['DATA second packet seq', (v) => ({ t: FrameType.DATA, packets: [okPacket, { ...okPacket, seq: v }] }), 1],
+    ['ACK seq', (v) => ({ ...ack, seq: v }), 0],
+    ['ACK range end', (v) => ({ ...ack, seq: 0, ranges: [[1, v]] }), 1],
+    ['ACK range start', (v) => ({ ...ack, seq: 0, ranges: [[v, v]] }), 1],
+    ['NACK seq', (v) => ({ ...nack, seq: v }), 1],
+    ['PING ackedSeq', (v) => ping({ ackedSeq: v }), 0],
+  ];
+  for (const [what, frame, min] of fields) {
+    t.equal(new FrameDecoder().push(frameOf(frame(seqMax))).length, 1, `${what} seqMax is accepted`);
+    t.equal(new FrameDecoder().push(frameOf(frame(min))).length, 1, `${what} ${min} is accepted`);
+    for (const bad of [seqMax + 1, Number.MAX_SAFE_INTEGER, 2 ** 53, min - 1]) refuses(t, () => new FrameDecoder().push(frameOf(frame(bad))), ErrorCode.FRAME_MALFORMED, `${what} ${bad}`);
+    // Other encoders write large integers in the 64-bit form (a bigint to cbor-x): held to the same range.
+    refuses(t, () => new FrameDecoder().push(frameOf(frame(BigInt(Number.MAX_SAFE_INTEGER)))), ErrorCode.FRAME_MALFORMED, `${what} 2^53-1 as a 64-bit integer`);
+  }
 });
 
 t.test('codec - after an error the decoder refuses further pushes', async (t) => {
@@ -655,7 +688,7 @@ t.test('codec - firstFrameBytesMax holds the first frame only; later frames get 
 
 t.test('codec - the largest HELLO the schema accepts fits helloFrameBytesMax', async (t) => {
   // 255 characters of agent ID and 1,024 of token, each as many UTF-8 bytes as a character can take in a JS string.
-  const hello: Frame = { t: FrameType.HELLO, version: Number.MAX_SAFE_INTEGER, agent: '\u{ffff}'.repeat(255), token: '\u{ffff}'.repeat(1024), ackedSeq: Number.MAX_SAFE_INTEGER };
+  const hello: Frame = { t: FrameType.HELLO, version: Number.MAX_SAFE_INTEGER, agent: '\u{ffff}'.repeat(255), token: '\u{ffff}'.repeat(1024), ackedSeq: seqMax };
   const bytes = encodeFrame(hello);
   t.ok(bytes.length - frameHeaderBytes <= helloFrameBytesMax, `${bytes.length - frameHeaderBytes} body bytes <= ${helloFrameBytesMax}`);
   t.equal(new FrameDecoder({ firstFrameBytesMax: helloFrameBytesMax }).push(bytes).length, 1);

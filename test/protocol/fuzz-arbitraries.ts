@@ -6,7 +6,7 @@
 import fc from 'fast-check';
 import { frameBytesMaxDefault, frameHeaderBytes } from '../../protocol/codec.js';
 import { ErrorCode } from '../../protocol/errors.js';
-import { ackRangesMax, FrameType, protocolVersion, type Frame, type SeqRange } from '../../protocol/frames.js';
+import { ackRangesMax, FrameType, protocolVersion, seqMax, type Frame, type SeqRange } from '../../protocol/frames.js';
 import { checkTarget, type Packet, type PacketData } from '../../protocol/packet.js';
 
 const safeMax = Number.MAX_SAFE_INTEGER;
@@ -16,6 +16,13 @@ export const uintArb: fc.Arbitrary<number> = fc.oneof(
   fc.constantFrom(0, 1, 23, 24, 255, 256, 65535, 65536, 2 ** 32 - 1, 2 ** 32, safeMax),
   fc.nat(),
   fc.maxSafeNat(),
+);
+
+/** Seqs as the schema allows them (0 to seqMax, issue 10 case 2), biased to the edges. */
+export const seqArb: fc.Arbitrary<number> = fc.oneof(
+  fc.constantFrom(0, 1, 23, 24, 255, 256, 65535, 65536, 2 ** 32 - 1, 2 ** 32, seqMax),
+  fc.nat(),
+  fc.integer({ min: 0, max: seqMax }),
 );
 
 /** A string of at most `unitsMax` UTF-16 units (what frames.ts counts), well-formed Unicode. */
@@ -76,7 +83,7 @@ export function nestedDataArb(levelsMin: number, levelsMax: number): fc.Arbitrar
 }
 
 const packetArb: fc.Arbitrary<Packet> = fc.record({
-  seq: fc.oneof(fc.constantFrom(1, safeMax), fc.integer({ min: 1, max: safeMax })),
+  seq: fc.oneof(fc.constantFrom(1, seqMax), fc.integer({ min: 1, max: seqMax })),
   target: targetArb,
   ts: fc.oneof(uintArb, fc.double({ noNaN: true, noDefaultInfinity: true }), fc.integer({ min: -1e6, max: 0 })),
   data: fc.oneof({ arbitrary: dataArb, weight: 8 }, { arbitrary: nestedDataArb(0, 32), weight: 1 }),
@@ -84,13 +91,13 @@ const packetArb: fc.Arbitrary<Packet> = fc.record({
 
 /** A cumulative seq with ascending, disjoint ranges above it (or none, or an empty list). */
 export const seqAndRangesArb: fc.Arbitrary<{ seq: number; ranges?: SeqRange[] }> = fc.oneof(
-  { arbitrary: uintArb.map((seq) => ({ seq })), weight: 40 },
+  { arbitrary: seqArb.map((seq) => ({ seq })), weight: 40 },
   {
     arbitrary: fc.tuple(
-      fc.uniqueArray(fc.oneof(fc.integer({ min: 1, max: 2000 }), fc.integer({ min: 1, max: safeMax })), { minLength: 0, maxLength: 24 }),
+      fc.uniqueArray(fc.oneof(fc.integer({ min: 1, max: 2000 }), fc.integer({ min: 1, max: seqMax })), { minLength: 0, maxLength: 24 }),
       fc.array(fc.boolean(), { minLength: 12, maxLength: 12 }),
       fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true }),
-      uintArb,
+      seqArb,
     ).map(([values, singles, fraction, anySeq]) => {
       const sorted = [...values].sort((a, b) => a - b);
       const ranges: SeqRange[] = [];
@@ -111,7 +118,7 @@ const codeArb = fc.oneof(fc.constantFrom(...Object.values(ErrorCode)), stringArb
 /** Valid frames of every type, optional fields present or absent (never present as undefined). */
 export const frameArbs: Record<keyof typeof FrameType, fc.Arbitrary<Frame>> = {
   HELLO: fc.record(
-    { t: fc.constant(FrameType.HELLO), version: fc.oneof(fc.constant(protocolVersion), uintArb), agent: stringArb(255), token: stringArb(1024), ackedSeq: uintArb },
+    { t: fc.constant(FrameType.HELLO), version: fc.oneof(fc.constant(protocolVersion), uintArb), agent: stringArb(255), token: stringArb(1024), ackedSeq: seqArb },
     { requiredKeys: ['t', 'version', 'agent', 'ackedSeq'] },
   ),
   WELCOME: fc.tuple(
@@ -122,10 +129,10 @@ export const frameArbs: Record<keyof typeof FrameType, fc.Arbitrary<Frame>> = {
   ACK: fc.tuple(fc.record({ creditPackets: uintArb, creditBytes: uintArb }), seqAndRangesArb)
     .map(([f, { seq, ranges }]) => ({ t: FrameType.ACK, seq, ...f, ...(ranges ? { ranges } : {}) })),
   NACK: fc.record(
-    { t: fc.constant(FrameType.NACK), seq: uintArb, code: codeArb, message: stringArb(1024), retryAfterMs: uintArb },
+    { t: fc.constant(FrameType.NACK), seq: seqArb.filter((n) => n >= 1), code: codeArb, message: stringArb(1024), retryAfterMs: uintArb },
     { requiredKeys: ['t', 'seq', 'code', 'message'] },
   ),
-  PING: fc.record({ t: fc.constant(FrameType.PING), id: uintArb, ackedSeq: uintArb }, { requiredKeys: ['t', 'id'] }),
+  PING: fc.record({ t: fc.constant(FrameType.PING), id: uintArb, ackedSeq: seqArb }, { requiredKeys: ['t', 'id'] }),
   PONG: fc.record({ t: fc.constant(FrameType.PONG), id: uintArb }),
   BYE: fc.record(
     { t: fc.constant(FrameType.BYE), code: codeArb, reason: stringArb(1024), retryAfterMs: uintArb },

@@ -6,10 +6,15 @@
  * - the gateway's queues stay within the credit it granted;
  * - no resolved append is lost, unless a documented policy dropped it and counted it (at the
  *   end, once everything drained); a wiped store's packets are excused, damage only where bits flipped.
- * Each check throws a Violation naming what it saw.
+ * Each check throws a Violation naming what it saw. The hostile agent (hostile-agent.ts) is owed
+ * nothing: its output lines and handler calls are left out (its sessions are held to their credit
+ * like any), so what is checked is that the honest agents' guarantees hold whatever it does.
  */
 import type { SimDisk } from './sim-disk.js';
 import { Violation, type Delivery, type Oracle } from './oracle.js';
+
+/** The agent ID of the hostile agent (fault `hostile-agent`); the guarantees are the honest agents'. */
+export const hostileAgentId = 'evil';
 
 /** One file handler's output: the file and its rotated siblings (NAME.N is older than NAME.1, then NAME). */
 export interface FileOutput {
@@ -70,6 +75,7 @@ export function checkFileOutput(lines: OutputLine[], view: string): void {
   const seen = new Map<string, OutputLine>();
   const lastN = new Map<string, OutputLine>();
   for (const l of lines) {
+    if (l.agent === hostileAgentId) continue;
     const dup = seen.get(l.id);
     if (dup) throw new Violation('exactly-once', `${l.id} (agent ${l.agent} seq ${l.seq} target ${l.target}) is in the file handler's output twice (${view} view: ${dup.file} and ${l.file})`);
     seen.set(l.id, l);
@@ -107,7 +113,7 @@ export class CallOrder {
   }
 
   call(agent: string, target: string, n: number): void {
-    if (this.stopped) return;
+    if (this.stopped || agent === hostileAgentId) return;
     const key = `${agent} ${target}`;
     const failed = this.failed.get(key);
     if (failed) {
@@ -127,7 +133,7 @@ export class CallOrder {
 
   /** The call's outcome: delivered, failed, or lost with a dead gateway (`applied` says whether the downstream applied it). */
   settled(agent: string, target: string, n: number, outcome: 'ok' | 'failed' | 'lost'): void {
-    if (this.stopped) return;
+    if (this.stopped || agent === hostileAgentId) return;
     const key = `${agent} ${target}`;
     this.inflight.set(key, (this.inflight.get(key) ?? 1) - 1);
     if (outcome !== 'ok') {

@@ -23,6 +23,7 @@ export const bugClasses = {
   'told-before-durable': 'new: a refused append\'s seq was told done to the gateway (PING), then handed out again after a power cut and acked unsent',
   'failed-handover-passed': 'new: a packet that failed before reaching the handler was passed by the next one of its target',
   'flip-cuts-dispatch-log': 'new: a bit flipped while the dispatch log was read at open cut every record after it',
+  'fake-gateway-trusted': 'issue 10 case 2: the agent acked, or renumbered, stored packets on the word of a fake gateway naming seqs it never issued',
   unknown: 'not classified',
 } as const;
 export type BugClass = keyof typeof bugClasses;
@@ -31,6 +32,8 @@ export function classify(r: RunResult): BugClass | null {
   const v = r.violation;
   if (!v) return null;
   const m = v.message;
+  // Only a fake gateway names seqs an agent never issued: a loss or a duplicate with one in the run is that.
+  if ((v.checker === 'lost' || v.checker === 'exactly-once') && r.faults.includes('fake-gateway')) return 'fake-gateway-trusted';
   switch (v.checker) {
     case 'handler-inflight':
       return 'two-sessions';

@@ -9,6 +9,7 @@ import { SegmentStore } from '../../agent/store/segment-store.js';
 import type { FullPolicy } from '../../agent/store/store.js';
 import type { WorldContext } from './context.js';
 import { simLog } from './context.js';
+import { simToken } from './gateway-host.js';
 import { Violation, type AppendRecord } from './oracle.js';
 import type { Rng } from './rng.js';
 import type { SimClock } from './sim-clock.js';
@@ -104,7 +105,7 @@ export class Device {
         this.store = store;
         this.lastOpen = { lastSeq: s.lastSeq, tailBytesCut: s.recovery.tailBytesCut, highestBefore: this.highestSeq };
         this.state = 'running';
-        this.link = new Link({ ...o.link, agentId: o.id }, { store, dial: w.net.dialer(o.id, clock), clock, rng: this.rng.fork(`${name} link`).fn, log });
+        this.link = new Link({ ...o.link, agentId: o.id, token: simToken(o.id) }, { store, dial: w.net.dialer(o.id, clock), clock, rng: this.rng.fork(`${name} link`).fn, log });
         this.link.start();
         this.produceLater(clock, inc);
       },

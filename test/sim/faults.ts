@@ -4,7 +4,10 @@
  */
 import type { WorldContext } from './context.js';
 import type { Device } from './device.js';
-import type { GatewayHost } from './gateway-host.js';
+import { hostileAgentId } from './checkers.js';
+import { FakeGateway } from './fake-gateway.js';
+import { simToken, type GatewayHost } from './gateway-host.js';
+import { HostileAgent } from './hostile-agent.js';
 import { noFaults, type SimDisk } from './sim-disk.js';
 
 export const faultKinds = [
@@ -12,6 +15,8 @@ export const faultKinds = [
   'disk-full', 'disk-eio', 'short-writes', 'bit-flips',
   'net-cut', 'net-stall', 'net-black-hole', 'net-delay', 'net-half-open', 'net-partition',
   'downstream-fail', 'downstream-slow',
+  // issue 10: an agent's dials reach a fake gateway for a while; a hostile agent talks to the gateway
+  'fake-gateway', 'hostile-agent',
 ] as const;
 export type FaultKind = (typeof faultKinds)[number];
 
@@ -24,6 +29,8 @@ export function parseFaultKinds(list: string): FaultKind[] {
 export interface FaultTargets {
   devices: Device[];
   gateway: GatewayHost;
+  /** hostile agents started so far (the world stops them when faults stop) */
+  hostiles: HostileAgent[];
 }
 
 /** Injects one fault of `kind` now, choosing where and for how long from the world's rng. */
@@ -137,6 +144,17 @@ export function inject(w: WorldContext, t: FaultTargets, kind: FaultKind): void 
       w.downstream.mode.failP = rng.pick([0.3, 0.7, 1]);
       trace.event('fault', `downstream fails ${w.downstream.mode.failP}`);
       return until(100, 5000, () => (w.downstream.mode.failP = 0));
+    }
+    case 'fake-gateway': {
+      const fake = new FakeGateway(rng.fork(`fake gateway ${device.id}`), { store: () => device.store?.stats() ?? null });
+      net.hijack(device.id, (end) => fake.accept(end));
+      return until(500, 8000, () => net.unhijack(device.id));
+    }
+    case 'hostile-agent': {
+      if (t.hostiles.some((h) => h.active)) return;
+      const h = new HostileAgent(w, rng.fork(`hostile ${t.hostiles.length + 1}`), `${hostileAgentId}#${t.hostiles.length + 1}`, t.devices.map((d) => d.id), simToken);
+      t.hostiles.push(h);
+      return h.start(rng.int(1000, 10_000));
     }
     case 'downstream-slow': {
       w.downstream.mode.latencyMsMax = rng.pick([300, 1500, 6000]);

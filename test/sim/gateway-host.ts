@@ -2,8 +2,14 @@
  * The simulated gateway host: its own SimDisk, and on it the real gateway core (gateway/core.ts:
  * sessions, lanes, dispatch log) with two file handlers (one rotating) and two routes to the
  * simulated downstream (one handing over one packet at a time, one pipelining). It can be
- * killed or lose power, and starts again on the same disk.
+ * killed or lose power, and starts again on the same disk. Authentication is on, with the real
+ * authenticator (gateway/auth.ts) over a registry of the honest agents and the hostile one, each
+ * with its own token (simToken).
  */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { AgentEntry, AgentLookup } from '../../gateway/agents.js';
+import { hashToken } from '../../gateway/agents.js';
+import { createAuthenticator } from '../../gateway/auth.js';
 import { createGatewayCore, type CoreLimits, type GatewayCore } from '../../gateway/core.js';
 import { FileHandler } from '../../gateway/handlers/file.js';
 import type { Handler, HandlerResult } from '../../gateway/handlers/handler.js';
@@ -31,7 +37,35 @@ export const rotatedKeep = 60;
 
 export const fileOutputs: FileOutput[] = [{ path: '/gw/out/file.jsonl' }, { path: '/gw/out/rot.jsonl' }];
 
+/** The token registered for `agent` at the simulated gateway (each agent, the hostile one too, knows only its own). */
+export function simToken(agent: string): string {
+  return `sim-${createHash('sha256').update(agent).digest('hex').slice(0, 16)}`;
+}
+
+/** The agent registry in memory (AgentRegistry without its file): entries as `ferry gateway add-agent` makes them. */
+class SimAgents implements AgentLookup {
+  private readonly entries: Map<string, AgentEntry>;
+  constructor(ids: string[]) {
+    this.entries = new Map(ids.map((id) => [id, { id, tokenHash: hashToken(simToken(id)), revoked: false, addedAt: 0 }]));
+  }
+
+  get(id: string): AgentEntry | undefined {
+    const e = this.entries.get(id);
+    return e && { ...e };
+  }
+
+  verifyToken(id: string, token: string): boolean {
+    const stored = this.entries.get(id)?.tokenHash;
+    if (stored === undefined) return false;
+    const a = Buffer.from(hashToken(token));
+    const b = Buffer.from(stored);
+    return a.length === b.length && timingSafeEqual(a, b);
+  }
+}
+
 export interface GatewayHostOptions {
+  /** agent IDs registered, each with its simToken */
+  agents: string[];
   limits: CoreLimits;
   dispatchLogCompactBytes: number;
   /** the file handlers' retry-after on a failed write (below the lanes' retryInPlaceMsMax: retried in place) */
@@ -112,6 +146,7 @@ export class GatewayHost {
           { match: 'down/pipe/#', handler: w.downstream.handler('pipe', downstreamPipelinedInflightMax, clock) },
         ],
         newSessionId: () => `${name}/s${++this.sessionIds}`,
+        authenticate: createAuthenticator({ required: true, clientCert: 'off' }, new SimAgents(o.agents)),
         rng: this.rng.fork(`${name} core`).fn,
       });
     };

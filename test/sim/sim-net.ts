@@ -11,7 +11,9 @@
  * - black hole: frames are silently dropped, both ends look open (time-outs must find it);
  * - half open: the agent's end fails (it noticed) while the gateway's stays open and hears
  *   nothing; the agent dials again, so the gateway holds two sessions of one agent at once;
- * - partition: an agent's connections black-holed and its dials time out, until healed.
+ * - partition: an agent's connections black-holed and its dials time out, until healed;
+ * - hijack: an agent's dials reach a fake gateway instead (a spoofed address on a plaintext link),
+ *   until healed.
  * A process kill closes the dead side's ends silently; the peer sees a reset. A power cut of a
  * host is silence: the peer sees nothing.
  */
@@ -105,7 +107,8 @@ export class SimConnection {
   /** nothing is delivered before this moment */
   stallUntil = 0;
 
-  constructor(private readonly net: SimNet, readonly id: number, readonly agent: string) {
+  /** @param toFake the agent's dial reached a fake gateway (hijack), not the gateway process */
+  constructor(private readonly net: SimNet, readonly id: number, readonly agent: string, readonly toFake = false) {
     this.agentEnd = new SimEnd(this, 'agent', net.opts.frameBytesMax);
     this.gatewayEnd = new SimEnd(this, 'gateway', net.opts.frameBytesMax);
     this.up = new Pipe(this, this.gatewayEnd);
@@ -243,6 +246,8 @@ export class SimNet {
   /** 'down': the process is dead, dials are refused; 'off': the host has no power, dials time out */
   gatewayState: GatewayState = 'down';
   private accept: ((t: Transport) => void) | null = null;
+  /** agents whose dials reach a fake gateway: its accept */
+  private readonly hijacked = new Map<string, (t: Transport) => void>();
 
   constructor(readonly time: SimTime, readonly rng: Rng, readonly trace: Trace, readonly opts: NetOptions) {}
 
@@ -250,6 +255,20 @@ export class SimNet {
   listen(accept: (t: Transport) => void): void {
     this.accept = accept;
     this.gatewayState = 'up';
+  }
+
+  /** From now on `agent`'s dials reach `accept` (a fake gateway); its open connections are cut, so it dials again soon. */
+  hijack(agent: string, accept: (t: Transport) => void): void {
+    this.trace.event('net', `${agent}'s dials go to a fake gateway`);
+    this.hijacked.set(agent, accept);
+    for (const c of this.openConnections(agent)) c.cut('a fake gateway takes over');
+  }
+
+  /** `agent`'s dials reach the gateway again; its connections to the fake are cut. */
+  unhijack(agent: string): void {
+    if (!this.hijacked.delete(agent)) return;
+    this.trace.event('net', `${agent}'s dials reach the gateway again`);
+    for (const c of this.openConnections(agent)) if (c.toFake) c.cut('the fake gateway is gone');
   }
 
   /** Connections of one agent (or all) still open on some side. */
@@ -268,6 +287,15 @@ export class SimNet {
     return () =>
       new Promise<Transport>((resolve, reject) => {
         const latency = this.rng.int(this.opts.latencyMsMin, this.opts.latencyMsMax) * 2;
+        const fake = this.hijacked.get(agent);
+        if (fake && !this.partitioned.has(agent)) {
+          const conn = new SimConnection(this, this.nextId++, agent, true);
+          this.connections.push(conn);
+          this.trace.event('dial', `${agent} connected c${conn.id} (to a fake gateway)`);
+          fake(conn.gatewayEnd);
+          clock.setTimeout(() => resolve(conn.agentEnd), latency);
+          return;
+        }
         if (this.partitioned.has(agent) || this.gatewayState === 'off') {
           this.trace.event('dial', `${agent} times out`);
           clock.setTimeout(() => reject(netError('ETIMEDOUT', 'simulated network: connect timed out')), this.opts.connectTimeoutMs);
@@ -290,7 +318,7 @@ export class SimNet {
   gatewayDied(how: 'kill' | 'power'): void {
     this.accept = null;
     this.gatewayState = how === 'kill' ? 'down' : 'off';
-    for (const c of this.openConnections()) c.processDied('gateway', how === 'kill' ? 'reset' : 'nothing');
+    for (const c of this.openConnections()) if (!c.toFake) c.processDied('gateway', how === 'kill' ? 'reset' : 'nothing');
   }
 
   /** An agent process died. */
@@ -298,9 +326,10 @@ export class SimNet {
     for (const c of this.openConnections(agent)) c.processDied('agent', how === 'kill' ? 'reset' : 'nothing');
   }
 
-  /** Heals every partition; stalls end now. */
+  /** Heals every partition and hijack; stalls end now. */
   heal(): void {
     this.partitioned.clear();
+    for (const agent of [...this.hijacked.keys()]) this.unhijack(agent);
     for (const c of this.openConnections()) if (c.stallUntil > this.time.now()) c.stall(this.time.now());
   }
 }
@@ -315,7 +344,7 @@ export function describe(f: Frame): string {
     case FrameType.NACK:
       return `NACK ${f.seq} ${f.code}${f.retryAfterMs !== undefined ? ` retry ${f.retryAfterMs}` : ''}`;
     case FrameType.HELLO:
-      return `HELLO ${f.agent} acked ${f.ackedSeq}`;
+      return `HELLO ${f.agent} acked ${f.ackedSeq}${f.token !== undefined ? ' with a token' : ''}`;
     case FrameType.WELCOME:
       return `WELCOME dispatched ${f.dispatchedSeq}${f.ranges ? ` +${JSON.stringify(f.ranges)}` : ''}${f.seenSeq ? ` seen ${f.seenSeq}` : ''}`;
     case FrameType.BYE:

@@ -9,12 +9,13 @@
  * the simulated disk completes its operations through setImmediate), check, then move time to the
  * next timer and fire it. No real time, no Math.random: the same seed gives the same trace.
  */
-import { checkCredit, checkFileOutput, checkNothingLost, rawOutputs, readOutputs, CallOrder } from './checkers.js';
+import { checkCredit, checkFileOutput, checkNothingLost, hostileAgentId, rawOutputs, readOutputs, CallOrder } from './checkers.js';
 import type { DiskFaultsOn, WorldContext } from './context.js';
 import { Device } from './device.js';
 import { calmDownstream, SimDownstream } from './downstream.js';
 import { faultKinds, inject, type FaultKind } from './faults.js';
 import { downstreamPipelinedInflightMax, fileOutputs, GatewayHost, routeTargets } from './gateway-host.js';
+import type { HostileAgent } from './hostile-agent.js';
 import { Oracle, Violation } from './oracle.js';
 import { Rng } from './rng.js';
 import { SimTime } from './sim-clock.js';
@@ -90,6 +91,7 @@ export async function runSeed(opts: RunOptions): Promise<RunResult> {
   w.downstream = new SimDownstream(rng.fork('downstream'), oracle, order, trace, fail);
 
   const gateway = new GatewayHost(w, {
+    agents: ['a1', 'a2', 'a3', hostileAgentId],
     limits: {
       helloTimeoutMs: 2000, peerTimeoutMs: 4000, pingIntervalMs: 1000, sessionQueuePacketsMax: queuePacketsMax, sessionQueueBytesMax: 16 * 1024,
       targetQueuePacketsMax: 8, targetSlowMs: 300, busyRetryAfterMs: 200, retriesInPlace: rng.int(0, 3), retryInPlaceMsMax: 500, packetBytesMax: 4096, agentsMax: 8,
@@ -118,6 +120,7 @@ export async function runSeed(opts: RunOptions): Promise<RunResult> {
   const faultPhaseMs = opts.faultPhaseMs ?? 15_000;
   const kinds = faultKinds.filter((k) => enabled.has(k));
   const injected: string[] = [];
+  const hostiles: HostileAgent[] = [];
   const faultCount = kinds.length === 0 ? 0 : rng.int(2, 12);
   for (let i = 0; i < faultCount; i++) {
     const at = rng.int(0, faultPhaseMs);
@@ -125,7 +128,7 @@ export async function runSeed(opts: RunOptions): Promise<RunResult> {
     w.later(at, () => {
       injected.push(kind);
       trace.event('fault', kind);
-      inject(w, { devices, gateway }, kind);
+      inject(w, { devices, gateway, hostiles }, kind);
     }, 'faults');
   }
   if (enabled.has('downstream-fail')) w.downstream.mode.failP = rng.pick([0, 0, 0.02, 0.1]);
@@ -138,6 +141,7 @@ export async function runSeed(opts: RunOptions): Promise<RunResult> {
     state.phase = 'liveness';
     trace.event('world', 'faults stop');
     time.cancelOwner('faults');
+    for (const h of hostiles) h.stop();
     net.heal();
     net.opts.latencyMsMin = 1;
     net.opts.latencyMsMax = 5;
@@ -210,6 +214,7 @@ export async function runSeed(opts: RunOptions): Promise<RunResult> {
   // Stop the world's remaining code: every process dies (nothing of this seed runs into the next).
   try {
     order.stop();
+    for (const h of hostiles) h.stop();
     gateway.kill('kill');
     for (const d of devices) d.kill('kill');
     await settle();
