@@ -27,13 +27,19 @@ const fileRoute = z.strictObject({
 const mqttRoute = z.strictObject({
   match: pattern,
   handler: z.literal('mqtt'),
+  /** credentials in it still work (a warning at start): they belong in username and password/passwordFile */
   url: z.string().regex(/^mqtts?:\/\/.+/, 'a URL like mqtt://HOST:PORT'),
   topic: z.string().min(1).default('ferry/{agent}/{target}'),
   qos: z.union([z.literal(0), z.literal(1), z.literal(2)]).default(1),
   publishTimeoutMs: positiveInt.default(5000),
   /** publishes sent and not yet acknowledged; also how many packets of one target may be pipelined */
   inflightMax: positiveInt.max(60_000).default(256),
-});
+  /** the broker's user name (CONNECT) */
+  username: z.string().min(1).optional(),
+  password: z.string().min(1).optional(),
+  /** a file holding the password, read at start (a trailing newline is dropped); not with `password` */
+  passwordFile: z.string().min(1).optional(),
+}).refine((r) => r.password === undefined || r.passwordFile === undefined, { path: ['passwordFile'], message: 'give password or passwordFile, not both' });
 const webhookRoute = z.strictObject({
   match: pattern,
   handler: z.literal('webhook'),

@@ -1,7 +1,9 @@
 /** Composition of the gateway: the only place that wires real IO (listening socket, files, clock). */
 import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { realClock } from '../common/clock.js';
 import { createLog, type Log } from '../common/log.js';
+import { redactUrl, scrubbingLog, secretScrubber } from '../common/redact.js';
 import { loadTlsFiles } from '../protocol/tls-files.js';
 import { ErrorCode } from '../protocol/errors.js';
 import type { GatewayConfig, RouteConfig } from './config.js';
@@ -16,6 +18,7 @@ import { listen } from './listener.js';
 import { LogSummary } from './log-summary.js';
 import { realFiles } from '../common/real-files.js';
 import { lockDataDir } from './data-dir-lock.js';
+import { mqttCredentials, routeSecrets, type MqttCredentials } from './route-secrets.js';
 
 export interface RunningGateway {
   /** the port actually bound (useful with port 0): the plaintext one, else the TLS one */
@@ -30,12 +33,17 @@ export interface RunningGateway {
   stop(): Promise<void>;
 }
 
-async function createHandler(route: RouteConfig, log: Log, floorOf: (agent: string) => number): Promise<Handler> {
+async function createHandler(route: RouteConfig, log: Log, floorOf: (agent: string) => number, credentials: MqttCredentials | undefined): Promise<Handler> {
   switch (route.handler) {
     case 'file':
       return FileHandler.open({ path: route.path, sync: route.sync, rotateBytes: route.rotateBytes, keep: route.keep, floorOf });
     case 'mqtt':
-      return createMqttHandler({ url: route.url, topic: route.topic, qos: route.qos, publishTimeoutMs: route.publishTimeoutMs, inflightMax: route.inflightMax, log: (msg, fields) => log.info(msg, fields as Record<string, unknown>) });
+      return createMqttHandler({
+        url: route.url, topic: route.topic, qos: route.qos, publishTimeoutMs: route.publishTimeoutMs, inflightMax: route.inflightMax,
+        ...(credentials?.username !== undefined && { username: credentials.username }),
+        ...(credentials?.password !== undefined && { password: credentials.password }),
+        log: (msg, fields) => log.info(msg, fields as Record<string, unknown>),
+      });
     // Loaded on first use: only a gateway with such a route loads node:https or a user's module.
     case 'webhook': {
       const { createWebhookHandler } = await import('./handlers/webhook.js');
@@ -74,7 +82,12 @@ export async function runGateway(config: GatewayConfig, opts: { log?: Log } = {}
 }
 
 async function startGateway(config: GatewayConfig, opts: { log?: Log }): Promise<RunningGateway> {
-  const log = opts.log ?? createLog({ level: config.log.level, base: { role: 'gateway' } });
+  // Password files are read before anything opens; every secret the routes hold is kept out of the log.
+  const credentials = config.routes.map((r, i) => (r.handler === 'mqtt' ? mqttCredentials(r, `routes[${i}]`, (p) => readFileSync(p, 'utf8')) : undefined));
+  const log = scrubbingLog(opts.log ?? createLog({ level: config.log.level, base: { role: 'gateway' } }), secretScrubber(routeSecrets(config.routes, credentials)));
+  config.routes.forEach((r, i) => {
+    if (r.handler === 'mqtt' && credentials[i]?.inUrl) log.warn(`gateway: routes[${i}].url carries credentials; they belong in its username and password (or passwordFile) keys`, { url: redactUrl(r.url) });
+  });
   const clock = realClock;
   // TLS files and the agent registry are checked before a port opens: a mistake stops the start.
   const tlsFiles = config.tls ? loadTlsFiles(config.tls) : undefined;
@@ -101,7 +114,7 @@ async function startGateway(config: GatewayConfig, opts: { log?: Log }): Promise
 
   // The file handler forgets marks below the dispatch floor; the dispatch log opens with the core, just after.
   const floorOf = (agent: string): number => core?.dispatchLog.floor(agent) ?? 0;
-  const handlers = await Promise.all(config.routes.map((r) => createHandler(r, log, floorOf)));
+  const handlers = await Promise.all(config.routes.map((r, i) => createHandler(r, log, floorOf, credentials[i])));
   const { limits } = config;
   // One summary for the listener's refusals and the sessions' ends: strangers cannot flood the log.
   const summary = new LogSummary({ log, clock, intervalMs: config.log.summaryIntervalMs });

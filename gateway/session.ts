@@ -6,6 +6,7 @@ import { ackRangesMax, FrameType, protocolVersion, type Frame, type HelloFrame }
 import { checkPacket, dataDepthMaxDefault, type PacketLimits } from '../protocol/limits.js';
 import { packetCreditBytes, type Packet } from '../protocol/packet.js';
 import type { PeerInfo, Transport } from '../protocol/transport.js';
+import { agentMessage } from './agent-message.js';
 import type { Credential } from './auth.js';
 import type { DispatchLog } from './dispatch-log.js';
 import type { DispatchPacket, Handler, HandlerResult } from './handlers/handler.js';
@@ -92,6 +93,8 @@ export class Session {
   private shedTimer: unknown = null;
   /** per target: settles once the packet last handed to `run` reached its handler (true) or gave up before it (false) */
   private readonly handOvers = new Map<string, Promise<boolean>>();
+  /** a handler failure's own message, for the gateway's log only: the agent is told agentMessage() instead */
+  private readonly causes = new WeakMap<HandlerResult, string>();
 
   /** What every lane of this session gets (a slow target keeps at most a quarter of the credit: the rest stays for the others). */
   private readonly laneShare: Omit<LaneOptions, 'inflightMax'>;
@@ -333,13 +336,14 @@ export class Session {
       try {
         await mark;
       } catch (err) {
-        return { ok: false, retryable: true, code: ErrorCode.INTERNAL, message: `the dispatch log could not record the handed-over mark: ${(err as Error).message}`, retryAfterMs: 1000 };
+        this.deps.log.error('session: the dispatch log could not record a handed-over mark', { agent, seq, err });
+        return { ok: false, retryable: true, code: ErrorCode.INTERNAL, message: 'the dispatch log could not record the handed-over mark', retryAfterMs: 1000 };
       }
       return this.runInOrder(handler, item, handedOver);
     }
     let perAgent = this.deps.inDispatch.get(agent);
     if (!perAgent) this.deps.inDispatch.set(agent, (perAgent = new Map()));
-    const result = handle(handler, item.packet);
+    const result = this.handled(handler, item.packet);
     handedOver();
     const recorded = result.then((r) => (r.ok ? this.deps.dispatchLog.record(agent, seq) : undefined)).catch(() => undefined);
     const entry: InDispatch = { session: this, target: item.packet.target, done: recorded };
@@ -354,13 +358,28 @@ export class Session {
     return r;
   }
 
+  /** Runs the handler; a failure's message is replaced by what the agent may be told, and kept for the log. */
+  private handled(handler: Handler, p: DispatchPacket): Promise<HandlerResult> {
+    return handle(handler, p).then((r) => {
+      if (r.ok) return r;
+      const told: HandlerResult = { ...r, message: agentMessage(String(handler.kind), p.target, r.code, r.retryable) };
+      this.causes.set(told, r.message);
+      return told;
+    });
+  }
+
   private settled(item: LaneItem, r: HandlerResult): void {
     if (r.ok) {
       this.deps.counters.dispatched++;
       return this.done(item);
     }
-    if (!r.retryable) return this.reject(item, r.code, r.message);
-    this.deps.log.warn('session: handler failed; agent retries later', { agent: this.agent, seq: item.packet.seq, target: item.packet.target, code: r.code, retryAfterMs: r.retryAfterMs });
+    const { seq, target } = item.packet;
+    const cause = this.causes.get(r) ?? r.message;
+    if (!r.retryable) {
+      this.deps.log.warn('session: handler rejected the packet for good; agent keeps it as a dead letter', { agent: this.agent, seq, target, code: r.code, cause });
+      return this.reject(item, r.code, r.message);
+    }
+    this.deps.log.warn('session: handler failed; agent retries later', { agent: this.agent, seq, target, code: r.code, retryAfterMs: r.retryAfterMs, cause });
     this.refuse(item, r);
   }
 

@@ -2,6 +2,7 @@
  * The pure parts of the webhook handler: the URL and headers of a request, and what an HTTP
  * answer means for the packet. No IO here, so every rule is tested without a server.
  */
+import { redactUrl } from '../../common/redact.js';
 import { ErrorCode } from '../../protocol/errors.js';
 import type { HandlerResult } from './handler.js';
 
@@ -10,15 +11,18 @@ export function renderUrl(template: string, agent: string, target: string): stri
   return template.replaceAll('{agent}', encodeURIComponent(agent)).replaceAll('{target}', encodeURIComponent(target));
 }
 
-/** Why `template` cannot be a webhook URL, or undefined. Placeholders are checked as if replaced. */
+/**
+ * Why `template` cannot be a webhook URL, or undefined. Placeholders are checked as if replaced.
+ * The reason shows no more of the URL than redactUrl does: its path may be a secret.
+ */
 export function urlProblem(template: string): string | undefined {
   let url: URL;
   try {
     url = new URL(renderUrl(template, 'agent', 'target'));
   } catch {
-    return `"${template}" is not a URL`;
+    return 'not a URL';
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') return `"${template}" is not an http:// or https:// URL`;
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return `${redactUrl(url)} is not an http:// or https:// URL`;
   if (url.username !== '' || url.password !== '') return 'credentials in the URL are not supported: put an Authorization header in `headers`';
   return undefined;
 }

@@ -1,10 +1,15 @@
 import { connect as mqttConnect, type IClientOptions, type IClientPublishOptions, type MqttClient } from 'mqtt';
+import { redactUrl, secretScrubber } from '../../common/redact.js';
 import { ErrorCode, FerryError } from '../../protocol/errors.js';
 import { bytesAsBase64, type PacketData } from '../../protocol/packet.js';
 import type { DispatchPacket, Handler, HandlerResult } from './handler.js';
 
 export interface MqttHandlerOptions {
-  /** Broker URL: `mqtt://host:1883`, `mqtts://…`, `ws://…`. */
+  /**
+   * Broker URL: `mqtt://host:1883`, `mqtts://…`, `ws://…`. Credentials in it (`mqtt://user:pw@host`)
+   * still work, but belong in `username` and `password`: the handler takes them out of the URL
+   * before mqtt.js sees it, and never shows more of the URL than `scheme://host:port/…`.
+   */
   url: string;
   /** Topic template: `{agent}` and `{target}` are replaced; a target's `/` levels are kept. */
   topic: string;
@@ -27,6 +32,7 @@ export interface MqttHandlerOptions {
   /** How long `close()` waits for in-flight publishes and the broker's goodbye before it forces (default 2000). */
   closeTimeoutMs?: number;
   clientId?: string;
+  /** Credentials for the broker's CONNECT; not both these and credentials in `url`. */
   username?: string;
   password?: string;
   log?: (msg: string, fields?: object) => void;
@@ -97,7 +103,10 @@ function positive(name: string, value: number | undefined, fallback: number): nu
 }
 
 interface Settings {
-  url: string;
+  /** the URL as shown in messages and logs: redactUrl() */
+  shownUrl: string;
+  /** takes the password out of any text from mqtt.js or the broker, and redacts URLs */
+  scrub: (text: string) => string;
   topic: string;
   qos: 0 | 1 | 2;
   publishTimeoutMs: number;
@@ -107,7 +116,34 @@ interface Settings {
   log: (msg: string, fields?: object) => void;
 }
 
-function settingsFrom(opts: MqttHandlerOptions): { settings: Settings; clientOpts: IClientOptions } {
+/**
+ * The URL without its userinfo, and the credentials that were in it (percent-decoded, as mqtt.js
+ * would read them). Throws CONFIG_INVALID for a URL that cannot be read, naming no more of it
+ * than redactUrl shows.
+ */
+export function credentialsFromUrl(url: string): { url: string; username?: string; password?: string } {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch (err) {
+    throw new FerryError(ErrorCode.CONFIG_INVALID, `mqtt handler: url: not a URL (${redactUrl(url)})`, { cause: err });
+  }
+  if (u.username === '' && u.password === '') return { url };
+  const decode = (s: string): string => {
+    try {
+      return decodeURIComponent(s);
+    } catch {
+      return s;
+    }
+  };
+  const username = decode(u.username);
+  const password = decode(u.password);
+  u.username = '';
+  u.password = '';
+  return { url: u.href, ...(username !== '' && { username }), ...(password !== '' && { password }) };
+}
+
+function settingsFrom(opts: MqttHandlerOptions): { settings: Settings; clientOpts: IClientOptions; url: string } {
   if (typeof opts.topic !== 'string' || opts.topic.length === 0) throw new FerryError(ErrorCode.CONFIG_INVALID, 'mqtt handler: topic must be a non-empty template');
   const qos = opts.qos ?? 1;
   if (qos !== 0 && qos !== 1 && qos !== 2) throw new FerryError(ErrorCode.CONFIG_INVALID, `mqtt handler: qos must be 0, 1 or 2, got ${String(qos)}`);
@@ -115,8 +151,15 @@ function settingsFrom(opts: MqttHandlerOptions): { settings: Settings; clientOpt
   if (!Number.isInteger(inflightMax) || inflightMax > inflightMaxLimit) {
     throw new FerryError(ErrorCode.CONFIG_INVALID, `mqtt handler: inflightMax must be an integer of at most ${inflightMaxLimit}, got ${inflightMax}`);
   }
+  const fromUrl = credentialsFromUrl(opts.url);
+  if ((fromUrl.username !== undefined || fromUrl.password !== undefined) && (opts.username !== undefined || opts.password !== undefined)) {
+    throw new FerryError(ErrorCode.CONFIG_INVALID, `mqtt handler: credentials are given both in the url (${redactUrl(opts.url)}) and as username/password: keep them in username/password only`);
+  }
+  const username = opts.username ?? fromUrl.username;
+  const password = opts.password ?? fromUrl.password;
   const settings: Settings = {
-    url: opts.url,
+    shownUrl: redactUrl(opts.url),
+    scrub: secretScrubber(password !== undefined ? [password] : []),
     topic: opts.topic,
     qos,
     publishTimeoutMs: positive('publishTimeoutMs', opts.publishTimeoutMs, 5000),
@@ -131,10 +174,10 @@ function settingsFrom(opts: MqttHandlerOptions): { settings: Settings; clientOpt
     reconnectPeriod: positive('reconnectPeriodMs', opts.reconnectPeriodMs, 1000),
     connectTimeout: positive('connectTimeoutMs', opts.connectTimeoutMs, 10_000),
     ...(opts.clientId !== undefined && { clientId: opts.clientId }),
-    ...(opts.username !== undefined && { username: opts.username }),
-    ...(opts.password !== undefined && { password: opts.password }),
+    ...(username !== undefined && { username }),
+    ...(password !== undefined && { password }),
   };
-  return { settings, clientOpts };
+  return { settings, clientOpts, url: fromUrl.url };
 }
 
 /**
@@ -149,12 +192,12 @@ function settingsFrom(opts: MqttHandlerOptions): { settings: Settings; clientOpt
  * Invalid options throw CONFIG_INVALID.
  */
 export function createMqttHandler(opts: MqttHandlerOptions, deps: MqttHandlerDeps = {}): MqttHandler {
-  const { settings, clientOpts } = settingsFrom(opts);
+  const { settings, clientOpts, url } = settingsFrom(opts);
   let client: MqttClient;
   try {
-    client = (deps.connect ?? mqttConnect)(opts.url, clientOpts);
+    client = (deps.connect ?? mqttConnect)(url, clientOpts);
   } catch (err) {
-    throw new FerryError(ErrorCode.CONFIG_INVALID, `mqtt handler: cannot use broker URL "${opts.url}": ${(err as Error).message}`, { cause: err });
+    throw new FerryError(ErrorCode.CONFIG_INVALID, `mqtt handler: cannot use broker URL ${settings.shownUrl}: ${settings.scrub((err as Error).message)}`);
   }
   return new MqttPublisher(settings, client);
 }
@@ -182,7 +225,7 @@ class MqttPublisher implements MqttHandler {
     client.on('error', (err) => {
       if (err.message === this.lastError) return;
       this.lastError = err.message;
-      this.s.log('mqtt handler: client error', { url: this.s.url, error: err.message });
+      this.s.log('mqtt handler: client error', { url: this.s.shownUrl, error: this.s.scrub(err.message) });
     });
   }
 
@@ -205,7 +248,7 @@ class MqttPublisher implements MqttHandler {
     } catch (err) {
       return Promise.resolve(this.permanent(`cannot publish: data cannot be encoded as JSON (${(err as Error).message})`));
     }
-    if (this.state === 'disconnected') return Promise.resolve(this.retryable(`the MQTT broker at ${this.s.url} is not connected`));
+    if (this.state === 'disconnected') return Promise.resolve(this.retryable(`the MQTT broker at ${this.s.shownUrl} is not connected`));
     const publish: IClientPublishOptions = {
       qos: this.s.qos,
       properties: {
@@ -262,7 +305,7 @@ class MqttPublisher implements MqttHandler {
   private send(job: Job): void {
     this.sentJobs.add(job);
     const done = (err?: Error): void => {
-      this.finish(job, err ? this.retryable(`mqtt publish to "${job.topic}" failed: ${err.message}`) : { ok: true });
+      this.finish(job, err ? this.retryable(`mqtt publish to "${job.topic}" failed: ${this.s.scrub(err.message)}`) : { ok: true });
     };
     this.corkUntilNextTurn();
     this.client.publish(job.topic, job.payload, job.publish, done);
@@ -298,16 +341,16 @@ class MqttPublisher implements MqttHandler {
     if (this.state === 'closed') return;
     this.state = 'connected';
     this.lastError = '';
-    this.s.log('mqtt handler: connected', { url: this.s.url });
+    this.s.log('mqtt handler: connected', { url: this.s.shownUrl });
     this.pump();
   }
 
   private onClose(): void {
     if (this.state === 'closed') return;
-    if (this.state === 'connected') this.s.log('mqtt handler: connection lost', { url: this.s.url });
+    if (this.state === 'connected') this.s.log('mqtt handler: connection lost', { url: this.s.shownUrl });
     this.state = 'disconnected';
     for (const job of [...this.sentJobs]) this.finish(job, this.retryable('the connection to the MQTT broker was lost before it acknowledged the publish'));
-    for (const job of [...this.waiting]) this.finish(job, this.retryable(`the MQTT broker at ${this.s.url} is not connected`));
+    for (const job of [...this.waiting]) this.finish(job, this.retryable(`the MQTT broker at ${this.s.shownUrl} is not connected`));
   }
 
   /** Refuses new work, gives in-flight publishes until closeTimeoutMs, then ends the client (forced if need be). */

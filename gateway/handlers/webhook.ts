@@ -7,6 +7,7 @@
  */
 import { Agent as HttpAgent, request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { redactUrl, secretScrubber } from '../../common/redact.js';
 import { ErrorCode, FerryError } from '../../protocol/errors.js';
 import { bytesAsBase64, type PacketData } from '../../protocol/packet.js';
 import type { DispatchPacket, Handler, HandlerResult } from './handler.js';
@@ -19,7 +20,7 @@ export interface WebhookHandlerOptions {
   timeoutMs?: number;
   /** Requests in flight at once, and connections kept alive (default 1, at most 256); also the handler's `inflightMax`. */
   concurrency?: number;
-  /** Static headers sent with every request (e.g. Authorization). */
+  /** Static headers sent with every request (e.g. Authorization); their values never appear in a message. */
   headers?: Record<string, string>;
   /** The retry-after of a retryable failure without a usable `Retry-After` header (default 1000). */
   retryAfterMs?: number;
@@ -38,6 +39,8 @@ export const concurrencyLimit = 256;
 const responseBytesMax = 64 * 1024;
 /** How much of an error answer goes into the failure message. */
 const messageBodyChars = 200;
+/** A path segment this long may be a token: a server's answer has it taken out. */
+const pathSecretCharsMin = 8;
 
 interface Job {
   url: URL;
@@ -96,6 +99,8 @@ export class WebhookHandler implements Handler {
   private readonly waiting: Job[] = [];
   private readonly active = new Set<Job>();
   private closed = false;
+  /** takes header values (tokens) out of what a server or node:http says, and redacts URLs */
+  private readonly scrub: (text: string) => string;
 
   constructor(
     private readonly template: string,
@@ -106,6 +111,8 @@ export class WebhookHandler implements Handler {
     private readonly now: () => number,
   ) {
     this.inflightMax = concurrency;
+    // A value and its credentials after the scheme word (`Bearer TOKEN`), which a server may echo alone.
+    this.scrub = secretScrubber(Object.values(staticHeaders).flatMap((v) => [v, v.replace(/^\S+\s+/, '')]));
     this.https = template.toLowerCase().startsWith('https:');
     // Keep-alive so a steady stream reuses connections; maxSockets matches our own bound on requests.
     const agentOpts = { keepAlive: true, maxSockets: concurrency, maxFreeSockets: concurrency, scheduling: 'fifo' as const };
@@ -124,9 +131,10 @@ export class WebhookHandler implements Handler {
       url = new URL(renderUrl(this.template, p.agent, p.target));
     } catch {
       // Only possible with a placeholder in the host part: this agent or target cannot name a host.
-      return Promise.resolve({ ok: false, retryable: false, code: ErrorCode.HANDLER_REJECTED, message: `webhook: agent ${p.agent} and target ${p.target} give no valid URL from ${this.template}` });
+      return Promise.resolve({ ok: false, retryable: false, code: ErrorCode.HANDLER_REJECTED, message: `webhook: agent ${p.agent} and target ${p.target} give no valid URL from the route's url` });
     }
-    const what = `webhook ${url.origin}${url.pathname}`; // no query string: it may carry a token
+    // scheme, host and port only: the query and the path (Slack and Teams style) may be the secret.
+    const what = `webhook ${redactUrl(url)}`;
     const encoded = encodeBody(p.data);
     if (encoded === undefined) return Promise.resolve({ ok: false, retryable: false, code: ErrorCode.HANDLER_REJECTED, message: `${what}: the data has no JSON form` });
     const agent = headerSafe(p.agent);
@@ -170,12 +178,12 @@ export class WebhookHandler implements Handler {
       req = (this.https ? httpsRequest : httpRequest)(job.url, { method: 'POST', agent: this.agent, headers: job.headers });
     } catch (err) {
       // Options are checked at creation, so this is not expected; a result is still owed, never a throw.
-      this.finish(job, this.retryable(ErrorCode.HANDLER_FAILED, `${job.what}: ${(err as Error).message}`));
+      this.finish(job, this.retryable(ErrorCode.HANDLER_FAILED, `${job.what}: ${this.scrubbed(job, (err as Error).message)}`));
       return;
     }
     job.req = req;
     req.on('response', (res) => this.read(job, res));
-    req.on('error', (err) => this.finish(job, this.afterStatus(job) ?? this.retryable(ErrorCode.HANDLER_FAILED, `${job.what}: ${err.message}`)));
+    req.on('error', (err) => this.finish(job, this.afterStatus(job) ?? this.retryable(ErrorCode.HANDLER_FAILED, `${job.what}: ${this.scrubbed(job, err.message)}`)));
     req.end(job.body);
   }
 
@@ -199,8 +207,21 @@ export class WebhookHandler implements Handler {
   private afterStatus(job: Job): HandlerResult | undefined {
     if (job.status === undefined) return undefined;
     // eslint-disable-next-line no-control-regex
-    const said = job.bodyStart.slice(0, messageBodyChars).replace(/[\u0000-\u001f\u007f]+/g, ' ').trim();
+    const said = this.scrubbed(job, job.bodyStart.slice(0, messageBodyChars).replace(/[\u0000-\u001f\u007f]+/g, ' ').trim());
     return outcomeOf(job.status, job.retryAfter, said, this.now(), this.policy, job.what);
+  }
+
+  /**
+   * `text` (a server's answer, an error) without the request's path and query, which a server may
+   * echo whole or in part, nor a header value. Path segments of pathSecretCharsMin or more count
+   * as possible secrets (a Slack token is 24 characters); shorter ones are too plain to hide.
+   */
+  private scrubbed(job: Job, text: string): string {
+    const { pathname, search } = job.url;
+    const parts = [pathname + search, search.slice(1), pathname, ...pathname.split('/').filter((seg) => seg.length >= pathSecretCharsMin)];
+    let out = text;
+    for (const part of parts) if (part.length > 1 && out.includes(part)) out = out.replaceAll(part, '…');
+    return this.scrub(out);
   }
 
   private onTimeout(job: Job): void {

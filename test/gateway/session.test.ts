@@ -9,6 +9,7 @@ import { silentLog } from '../../common/log.js';
 import { ErrorCode, FerryError } from '../../protocol/errors.js';
 import { FrameType, type AckFrame, type Frame, type NackFrame } from '../../protocol/frames.js';
 import type { Packet } from '../../protocol/packet.js';
+import { agentMessage } from '../../gateway/agent-message.js';
 import { DispatchLog } from '../../gateway/dispatch-log.js';
 import type { DispatchPacket, Handler, HandlerResult } from '../../gateway/handlers/handler.js';
 import { Router } from '../../gateway/routes.js';
@@ -317,7 +318,7 @@ t.test('session - a permanent failure is NACKed without retryAfterMs and not rec
   await tr.waitSent(isAckOf(2), 'ACK of 2');
   const n = nacks(tr);
   t.equal(n.length, 1);
-  t.same(n[0], { t: FrameType.NACK, seq: 1, code: ErrorCode.HANDLER_REJECTED, message: 'bad payload' }, 'no retryAfterMs');
+  t.same(n[0], { t: FrameType.NACK, seq: 1, code: ErrorCode.HANDLER_REJECTED, message: agentMessage('fake', 'a', ErrorCode.HANDLER_REJECTED, false) }, 'no retryAfterMs; the fixed message, not the handler\'s');
   t.notOk(g.dispatchLog.has(agent, 1), '1 is not recorded as dispatched');
   t.ok(g.dispatchLog.has(agent, 2));
   t.notOk(tr.sentOf(FrameType.ACK).some((a) => covers(a, 1)), '1 is never acked');

@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, constants as fsConstants } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
@@ -29,6 +29,8 @@ export interface StartMosquittoOptions {
    * so a broker restarted on it keeps its persistent subscribers. Not removed by `stop()`.
    */
   persistDir?: string;
+  /** Users and their passwords: the broker then refuses anonymous clients and checks these (a mosquitto_passwd file). */
+  users?: Record<string, string>;
 }
 
 const stopTimeoutMs = 3000;
@@ -49,10 +51,17 @@ export function findMosquitto(): string {
   throw new Error('mosquitto not found on PATH or in /usr/sbin: install it with `apt-get install -y mosquitto` (scripts/bootstrap.sh test does)');
 }
 
-function config(port: number, dir: string, persistDir: string | undefined): string {
+/** Writes `users` into a mosquitto password file (hashed by mosquitto_passwd, which Debian's mosquitto puts on PATH). */
+function writePasswordFile(file: string, users: Record<string, string>): void {
+  Object.entries(users).forEach(([user, password], i) => {
+    execFileSync('mosquitto_passwd', ['-b', ...(i === 0 ? ['-c'] : []), file, user, password], { stdio: 'pipe' });
+  });
+}
+
+function config(port: number, dir: string, persistDir: string | undefined, passwordFile?: string): string {
   const lines = [
     `listener ${port} 127.0.0.1`,
-    'allow_anonymous true',
+    ...(passwordFile !== undefined ? ['allow_anonymous false', `password_file ${passwordFile}`] : ['allow_anonymous true']),
     'set_tcp_nodelay true',
     'max_queued_messages 0',
     ...(persistDir ? ['persistence true', `persistence_location ${persistDir}/`] : ['persistence false']),
@@ -119,7 +128,7 @@ export async function startMosquitto(opts: StartMosquittoOptions = {}): Promise<
   let lastError: Error | undefined;
   for (let i = 0; i < attempts; i++) {
     try {
-      return await startOnce(opts.port ?? (await freePort()), opts.startTimeoutMs ?? 5000, opts.persistDir);
+      return await startOnce(opts.port ?? (await freePort()), opts.startTimeoutMs ?? 5000, opts.persistDir, opts.users);
     } catch (err) {
       lastError = err as Error;
     }
@@ -127,11 +136,16 @@ export async function startMosquitto(opts: StartMosquittoOptions = {}): Promise<
   throw lastError!;
 }
 
-async function startOnce(port: number, startTimeoutMs: number, persistDir?: string): Promise<Mosquitto> {
+async function startOnce(port: number, startTimeoutMs: number, persistDir?: string, users?: Record<string, string>): Promise<Mosquitto> {
   const bin = findMosquitto();
   const dir = await mkdtemp(join(tmpdir(), 'ferry-mosquitto-'));
   const confFile = join(dir, 'mosquitto.conf');
-  await writeFile(confFile, config(port, dir, persistDir));
+  let passwordFile: string | undefined;
+  if (users !== undefined) {
+    passwordFile = join(dir, 'passwords');
+    writePasswordFile(passwordFile, users);
+  }
+  await writeFile(confFile, config(port, dir, persistDir, passwordFile));
   const child = spawn(bin, ['-c', confFile], { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   const collect = (chunk: Buffer): void => {
