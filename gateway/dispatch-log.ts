@@ -6,7 +6,14 @@
  * gateway crash is recognised and not dispatched twice. Written by hand: an append-only file of
  * CRC-framed records with group commit (one O_DSYNC write for every record that arrived together,
  * across all sessions) is a few dozen lines, where a database would add a sync per transaction.
- * The file is compacted into a snapshot (write + rename) once it grows past a bound.
+ * The file is compacted into a snapshot (write + rename) once it has grown past `compactBytes`
+ * and by at least the size of the last snapshot: so the bytes rewritten are at most the bytes
+ * appended since (plus compactBytes), whatever the state's size. (It used to compact on size
+ * alone: a state bigger than compactBytes was rewritten whole on every group commit, and an
+ * honest agent's ack waited for it: 2.5 ms became 179 ms.) Every record, of a batch or of a
+ * snapshot, is split so that its body fits what the reader accepts (common/record.ts: a longer
+ * one would be read back as a torn tail, losing every record after it); the snapshot is written
+ * and the file read in chunks, so neither needs the whole file in one buffer.
  *
  * Failures. A batch is written whole or not at all (`writeAll`); on failure the file is cut back
  * to the end of the last whole record and every record of the batch is rejected, and memory only
@@ -23,18 +30,26 @@
  * packet to a handler, and it refuses:
  * - a new agent ID once `agentsMax` agents are known (`AGENTS_MAX`): memory and snapshot stay at
  *   most agentsMax × (ID + floor + ranges); known agents are always admitted;
- * - a seq that would open a new range above the floor once the agent has `rangesPerAgentMax`
- *   (`TARGET_BUSY`, retryable): a seq that extends a range or the floor is still admitted, so
- *   the stuck target's own resends, which close the gaps, always get through.
- * Records of packets admitted before a bound was reached are always taken (their handler ran),
- * so a bound can be passed by at most the packets in flight (the session's credit).
+ * - a seq that could open a new range above the floor once the agent has `rangesPerAgentMax`
+ *   (`TARGET_BUSY`, retryable): a seq that extends a range or the floor, or was admitted before,
+ *   is still admitted, so the stuck target's own resends, which close the gaps, always get through.
+ * Records of admitted packets are always taken (their handler ran), so an admitted seq that could
+ * open a range is counted against the bound from admission until it is recorded, until it can no
+ * longer open one (a neighbour was recorded), or until the floor passes it: ranges + those ≤
+ * rangesPerAgentMax, so the bound holds however many packets are in flight, in however many
+ * sessions. (It used to count recorded ranges only, so packets in flight in many sessions could
+ * pass it without limit.) TARGET_BUSY rather than ending the session: an honest agent whose
+ * target fails meets the same bound, and its other targets' packets that fill gaps still flow;
+ * a hostile one gains nothing by pushing, since the bound is never passed.
+ * Memory: agentsMax × rangesPerAgentMax is a bound on what a file record must hold, not a size
+ * to provision for: a few hundred agents at the gap bound take tens of MiB.
  */
 import { join } from 'node:path';
 import { Decoder, Encoder } from 'cbor-x';
-import { frameRecord, scanRecords } from '../common/record.js';
+import { frameRecord, recordBodyBytesMax, recordHeaderBytes, scanRecords } from '../common/record.js';
 import { RangeSet } from '../common/range-set.js';
 import type { SeqRange } from '../protocol/frames.js';
-import { mkdirDurable, writeFileAtomic } from '../common/durable-file.js';
+import { mkdirDurable } from '../common/durable-file.js';
 import type { FileHandle, Files } from '../common/files.js';
 import { realFiles } from '../common/real-files.js';
 import type { Log } from '../common/log.js';
@@ -51,20 +66,51 @@ class AgentDispatch {
   seen = 0;
   /** the highest mark asked for and not yet durable */
   seenAsked = 0;
+  /** admitted, not recorded, and each could still open a range above the floor: counted against rangesPerAgentMax */
+  readonly mayOpen = new RangeSet();
+  mayOpenSeqs = 0;
+  /** `changes` when mayOpen was last pruned: a prune before anything new was learned finds nothing */
+  prunedAt = -1;
+  /** records and floor raises learned */
+  changes = 0;
 
   add(from: number, to: number): void {
+    this.changes++;
+    this.mayOpenSeqs -= this.mayOpen.delete(from, to);
     if (to <= this.floor) return;
     this.above.add(Math.max(from, this.floor + 1), to);
     const end = this.above.takePrefix(this.floor + 1);
     if (end !== null) this.floor = end;
+    this.mayOpenSeqs -= this.mayOpen.dropThrough(this.floor);
   }
 
   raiseFloor(seq: number): void {
     if (seq <= this.floor) return;
+    this.changes++;
     this.floor = seq;
     this.above.dropThrough(seq);
     const end = this.above.takePrefix(seq + 1);
     if (end !== null) this.floor = end;
+    this.mayOpenSeqs -= this.mayOpen.dropThrough(this.floor);
+  }
+
+  /** Recording `seq` cannot add a range: it is recorded, or it touches the floor or a recorded range. */
+  joins(seq: number): boolean {
+    return seq <= this.floor + 1 || this.above.has(seq) || this.above.has(seq - 1) || this.above.has(seq + 1);
+  }
+
+  /**
+   * Drops from mayOpen the seqs that now join a recorded range: only the ends of its ranges can
+   * (a recorded neighbour is never in mayOpen), and once joined always joined (ranges only grow,
+   * or fall under the floor). O(ranges of mayOpen), at most once per record learned.
+   */
+  pruneMayOpen(): void {
+    if (this.prunedAt === this.changes) return;
+    this.prunedAt = this.changes;
+    for (const [a, b] of this.mayOpen.toArray()) {
+      if (this.joins(a)) this.mayOpenSeqs -= this.mayOpen.delete(a);
+      if (b > a && this.joins(b)) this.mayOpenSeqs -= this.mayOpen.delete(b);
+    }
   }
 
   has(seq: number): boolean {
@@ -79,8 +125,14 @@ interface LogRecord { a: string; s?: number; r?: SeqRange[]; h?: number }
 const seenStrideSeqs = 4096;
 
 export interface DispatchLogOptions {
-  /** the file is rewritten as a snapshot once it grows past this (default 8 MiB) */
+  /** the file is rewritten as a snapshot once it grows past this (default 8 MiB) and by compactGrowthRatio × the last snapshot */
   compactBytes?: number;
+  /** how much the file must have grown since the last snapshot, as a share of it, before the next (default 1: at most one byte rewritten per byte appended; 0: on size alone) */
+  compactGrowthRatio?: number;
+  /** a record body is at most this (default common/record.ts recordBodyBytesMax); injectable so tests can reach it; the reader uses the same */
+  recordBodyBytesMax?: number;
+  /** the snapshot is written, and the file read at open, in pieces of about this size (default 1 MiB) */
+  ioChunkBytes?: number;
   /** agents whose dispatch state is kept; `admit` refuses new ones past it (default 100,000) */
   agentsMax?: number;
   /** ranges above the floor per agent; `admit` refuses a seq that would open another (default 4,096) */
@@ -110,7 +162,10 @@ export class DispatchLog {
   /** floors raised since the last write; they ride the next write, nobody waits for them */
   private floors = new Map<string, number>();
   private flushing: Promise<void> | null = null;
+  /** size of the last snapshot (0 until one is written): compaction waits until the file has grown by compactGrowthRatio × it */
+  private snapshotBytes = 0;
   syncs = 0;
+  compactions = 0;
 
   private constructor(
     private readonly dir: string,
@@ -121,7 +176,10 @@ export class DispatchLog {
 
   static async open(dir: string, log: Log, opts: DispatchLogOptions = {}): Promise<DispatchLog> {
     const files = opts.files ?? realFiles;
-    const d = new DispatchLog(dir, { compactBytes: opts.compactBytes ?? 8 * 1024 * 1024, agentsMax: opts.agentsMax ?? 100_000, rangesPerAgentMax: opts.rangesPerAgentMax ?? 4096 }, log, files);
+    const d = new DispatchLog(dir, {
+      compactBytes: opts.compactBytes ?? 8 * 1024 * 1024, compactGrowthRatio: opts.compactGrowthRatio ?? 1, agentsMax: opts.agentsMax ?? 100_000,
+      rangesPerAgentMax: opts.rangesPerAgentMax ?? 4096, recordBodyBytesMax: opts.recordBodyBytesMax ?? recordBodyBytesMax, ioChunkBytes: opts.ioChunkBytes ?? 1024 * 1024,
+    }, log, files);
     await mkdirDurable(files, dir);
     await d.reopen();
     return d;
@@ -139,20 +197,7 @@ export class DispatchLog {
     const fh = await openAppendDsync(this.files, this.path);
     try {
       const size = await fh.size();
-      // A record that fails its CRC ends what is read: before that is taken for a torn tail and
-      // cut, the file is read again, so a bit flipped on the way does not cost the records after it.
-      let { bodies, validBytes } = scanRecords(await this.readWhole(fh, size));
-      for (let attempt = 0; attempt < 2 && validBytes < size; attempt++) {
-        const again = scanRecords(await this.readWhole(fh, size));
-        if (again.validBytes > validBytes) ({ bodies, validBytes } = again);
-      }
-      for (const body of bodies) {
-        try {
-          this.apply(cborDecoder.decode(body) as LogRecord);
-        } catch {
-          /* a record that passed its CRC but does not decode was written by another version: skip it */
-        }
-      }
+      const validBytes = await this.learn(fh, size);
       if (validBytes < size) {
         this.log.warn('dispatch log: cut a torn tail', { bytes: size - validBytes });
         await fh.truncate(validBytes);
@@ -167,11 +212,56 @@ export class DispatchLog {
     this.fh = fh;
   }
 
-  private async readWhole(fh: FileHandle, size: number): Promise<Buffer> {
-    const buf = Buffer.allocUnsafe(size);
-    for (let off = 0; off < size; ) {
-      const n = await fh.read(buf, off, size - off, off);
-      if (n === 0) throw Object.assign(new Error(`dispatch log: ${this.path} ended at ${off} of ${size} bytes while read`), { code: 'EIO' });
+  /**
+   * Reads the file in pieces and learns its valid records; returns where the last one ends. A
+   * record that fails its CRC ends what is read: before that is taken for a torn tail, the piece
+   * is read again, so a bit flipped on the way does not cost the records after it.
+   */
+  private async learn(fh: FileHandle, size: number): Promise<number> {
+    // A piece holds at least one whole record of the largest size a writer writes.
+    const pieceBytes = Math.max(this.opts.ioChunkBytes, recordHeaderBytes + this.opts.recordBodyBytesMax);
+    let off = 0;
+    for (;;) {
+      const len = Math.min(size - off, pieceBytes);
+      if (len === 0) return off;
+      const atEnd = off + len === size;
+      let piece: Buffer = Buffer.alloc(0);
+      let scan = { bodies: [] as Buffer[], validBytes: -1 };
+      for (let attempt = 0; attempt < 3; attempt++) {
+        const buf = await this.readAt(fh, off, len);
+        const again = scanRecords(buf, this.opts.recordBodyBytesMax);
+        if (again.validBytes > scan.validBytes) [scan, piece] = [again, buf];
+        if (scan.validBytes === len || (!atEnd && this.cutByPiece(piece, scan.validBytes))) break;
+      }
+      for (const body of scan.bodies) {
+        try {
+          this.apply(cborDecoder.decode(body) as LogRecord);
+        } catch {
+          /* a record that passed its CRC but does not decode was written by another version: skip it */
+        }
+      }
+      off += scan.validBytes;
+      if (scan.validBytes === len) {
+        if (atEnd) return off;
+      } else if (atEnd || !this.cutByPiece(piece, scan.validBytes)) {
+        return off; // damage: from here on it is a torn tail
+      }
+      // Otherwise the next piece starts with the record this one cut short.
+    }
+  }
+
+  /** Whether the scan of `piece` stopped at `at` only because the record there runs past the piece's end. */
+  private cutByPiece(piece: Buffer, at: number): boolean {
+    if (piece.length - at < recordHeaderBytes) return true;
+    const len = piece.readUInt32BE(at);
+    return len <= this.opts.recordBodyBytesMax && at + recordHeaderBytes + len > piece.length;
+  }
+
+  private async readAt(fh: FileHandle, position: number, length: number): Promise<Buffer> {
+    const buf = Buffer.allocUnsafe(length);
+    for (let off = 0; off < length; ) {
+      const n = await fh.read(buf, off, length - off, position + off);
+      if (n === 0) throw Object.assign(new Error(`dispatch log: ${this.path} ended at ${position + off} bytes while read`), { code: 'EIO' });
       off += n;
     }
     return buf;
@@ -227,13 +317,22 @@ export class DispatchLog {
    * asks before it runs a handler, never after: a record is always taken.
    */
   admit(agent: string, seq: number): Admission {
-    const d = this.dispatched.get(agent);
+    let d = this.dispatched.get(agent);
     if (!d) {
-      if (this.dispatched.size < this.opts.agentsMax) return { ok: true };
-      return { ok: false, code: ErrorCode.AGENTS_MAX, message: `the dispatch log holds its maximum of ${this.opts.agentsMax} agents`, retryAfterMs: 60_000 };
+      if (this.dispatched.size >= this.opts.agentsMax) {
+        return { ok: false, code: ErrorCode.AGENTS_MAX, message: `the dispatch log holds its maximum of ${this.opts.agentsMax} agents`, retryAfterMs: 60_000 };
+      }
+      // Known from now on: agents admitted while their first packets are in flight count too.
+      d = this.agent(agent);
     }
-    if (d.above.size < this.opts.rangesPerAgentMax || d.has(seq) || seq === d.floor + 1 || d.above.has(seq - 1) || d.above.has(seq + 1)) return { ok: true };
-    return { ok: false, code: ErrorCode.TARGET_BUSY, message: `agent ${agent} has ${d.above.size} gaps in dispatch (at most ${this.opts.rangesPerAgentMax}): earlier packets must get through first`, retryAfterMs: 5000 };
+    if (d.joins(seq) || d.mayOpen.has(seq)) return { ok: true };
+    if (d.above.size + d.mayOpenSeqs >= this.opts.rangesPerAgentMax) d.pruneMayOpen();
+    if (d.above.size + d.mayOpenSeqs < this.opts.rangesPerAgentMax) {
+      d.mayOpen.add(seq);
+      d.mayOpenSeqs++;
+      return { ok: true };
+    }
+    return { ok: false, code: ErrorCode.TARGET_BUSY, message: `agent ${agent} has ${d.above.size} gaps in dispatch and ${d.mayOpenSeqs} packets in flight that may open more (at most ${this.opts.rangesPerAgentMax}): earlier packets must get through first`, retryAfterMs: 5000 };
   }
 
   /**
@@ -312,8 +411,8 @@ export class DispatchLog {
       this.floors = new Map();
       for (const [a, s] of floors) records.push({ a, s });
       for (const [a, h] of seenMarks) records.push({ a, h });
-      const buf = Buffer.concat(records.map((r) => frameRecord(cbor.encode(r))));
       try {
+        const buf = Buffer.concat(records.flatMap((r) => this.frame(r)));
         if (buf.length > 0) await this.append(buf);
       } catch (err) {
         for (const [a, s] of floors) this.floors.set(a, Math.max(s, this.floors.get(a) ?? 0));
@@ -343,7 +442,7 @@ export class DispatchLog {
           this.seenWaiters.push(w);
         }
       }
-      if (this.fileBytes > this.opts.compactBytes) {
+      if (this.fileBytes > this.opts.compactBytes && this.fileBytes - this.snapshotBytes >= this.opts.compactGrowthRatio * this.snapshotBytes) {
         await this.compact().catch((err: unknown) => {
           // The handle may name a file the rename replaced: drop it; the next batch reopens by path.
           this.drop();
@@ -372,15 +471,67 @@ export class DispatchLog {
     this.fileBytes += buf.length;
   }
 
-  /** Rewrites the file as one record per agent. */
+  /**
+   * Frames `rec`, split into records whose bodies fit recordBodyBytesMax: the first carries the
+   * floor and the mark, every one a share of the ranges (applying them in turn gives the same state).
+   */
+  private frame(rec: LogRecord): Buffer[] {
+    const max = this.opts.recordBodyBytesMax;
+    const ranges = rec.r ?? [];
+    // In CBOR a range takes at most 19 bytes (array head, two integers of at most 9 each), an array head at most 9.
+    const perRecord = Math.max(1, Math.floor((max - cbor.encode({ ...rec, r: [] }).length - 9) / 19));
+    if (ranges.length <= perRecord) return [frameRecord(cbor.encode(rec), max)];
+    const out: Buffer[] = [];
+    for (let i = 0; i < ranges.length; i += perRecord) {
+      const r = ranges.slice(i, i + perRecord);
+      out.push(frameRecord(cbor.encode(i === 0 ? { ...rec, r } : { a: rec.a, r }), max));
+    }
+    return out;
+  }
+
+  /**
+   * Rewrites the file as a snapshot: the records of one agent after the other, written in pieces
+   * to a temporary file that then replaces the log (fsync, rename, directory fsync, as
+   * writeFileAtomic does, but without the whole snapshot in one buffer).
+   */
   private async compact(): Promise<void> {
-    const buf = Buffer.concat([...this.dispatched].map(([a, d]) => frameRecord(cbor.encode({ a, s: d.floor, r: d.above.toArray(), ...(d.seen > 0 ? { h: d.seen } : {}) }))));
-    await writeFileAtomic(this.files, this.path, buf);
+    const tmp = `${this.path}.tmp`;
+    const out = await this.files.open(tmp, { create: true, truncate: true });
+    let bytes = 0;
+    try {
+      let parts: Buffer[] = [];
+      let partBytes = 0;
+      const write = async (): Promise<void> => {
+        const buf = Buffer.concat(parts);
+        parts = [];
+        partBytes = 0;
+        await out.writeAll(buf, bytes);
+        bytes += buf.length;
+      };
+      for (const [a, d] of this.dispatched) {
+        for (const rec of this.frame({ a, s: d.floor, r: d.above.toArray(), ...(d.seen > 0 ? { h: d.seen } : {}) })) {
+          parts.push(rec);
+          partBytes += rec.length;
+        }
+        if (partBytes >= this.opts.ioChunkBytes) await write();
+      }
+      if (partBytes > 0) await write();
+      await out.datasync();
+    } catch (err) {
+      await out.close().catch(() => undefined);
+      await this.files.unlink(tmp).catch(() => undefined);
+      throw err;
+    }
+    await out.close();
+    await this.files.rename(tmp, this.path);
+    await this.files.syncDir(this.dir);
     // The old handle names the replaced file: never write to it again.
     this.drop();
-    this.fileBytes = buf.length;
+    this.fileBytes = bytes;
+    this.snapshotBytes = bytes;
+    this.compactions++;
     this.fh = await openAppendDsync(this.files, this.path);
-    this.log.info('dispatch log: compacted', { agents: this.dispatched.size, bytes: buf.length });
+    this.log.info('dispatch log: compacted', { agents: this.dispatched.size, bytes });
   }
 
   async close(): Promise<void> {

@@ -13,8 +13,9 @@ type Test = Parameters<Parameters<typeof t.test>[0]>[0];
 const cbor = new Encoder({ useRecords: false, mapsAsObjects: true });
 const cborDecoder = new Decoder({ useRecords: false, mapsAsObjects: true });
 
+/** With `compactBytes`: compaction on size alone (growth ratio 0), so a tiny bound compacts after every batch. */
 async function open(t: Test, dir: string, compactBytes?: number): Promise<DispatchLog> {
-  const d = await DispatchLog.open(dir, silentLog, { compactBytes });
+  const d = await DispatchLog.open(dir, silentLog, compactBytes === undefined ? {} : { compactBytes, compactGrowthRatio: 0 });
   t.teardown(() => d.close().catch(() => undefined));
   return d;
 }
