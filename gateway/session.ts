@@ -3,6 +3,7 @@ import type { Log } from '../common/log.js';
 import { RangeSet } from '../common/range-set.js';
 import { ErrorCode, FerryError } from '../protocol/errors.js';
 import { ackRangesMax, FrameType, protocolVersion, type Frame, type HelloFrame } from '../protocol/frames.js';
+import { agentIdPattern } from '../protocol/ids.js';
 import { checkPacket, dataDepthMaxDefault, type PacketLimits } from '../protocol/limits.js';
 import { packetCreditBytes, type Packet } from '../protocol/packet.js';
 import type { PeerInfo, Transport } from '../protocol/transport.js';
@@ -62,8 +63,6 @@ export interface SessionDeps {
   inDispatch: Map<string, Map<number, InDispatch>>;
   counters: { dispatched: number; rejected: number; duplicates: number; retried: number };
 }
-
-const agentIdPattern = /^[A-Za-z0-9._:-]{1,255}$/;
 
 /**
  * One agent's session on one transport. Packets go to a lane per target (see Lane), so a failing
