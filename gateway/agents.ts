@@ -23,6 +23,7 @@ import { osLockWaiting } from '../common/os-lock.js';
 import { realFiles } from '../common/real-files.js';
 import type { Log } from '../common/log.js';
 import { ErrorCode, FerryError } from '../protocol/errors.js';
+import { agentIdPattern as idsAgentIdPattern } from '../protocol/ids.js';
 
 export interface AgentEntry {
   id: string;
@@ -44,7 +45,8 @@ export interface AgentLookup {
 export const agentsFileName = 'agents.json';
 /** The lock changes hold (distinct from the data dir's `LOCK`, which a running gateway holds). */
 export const agentsLockName = 'agents.lock';
-export const agentIdPattern = /^[A-Za-z0-9._:-]{1,255}$/;
+/** The one definition of an agent ID (protocol/ids.ts). */
+export const agentIdPattern = idsAgentIdPattern;
 const hashPattern = /^sha256:[0-9a-f]{64}$/;
 const fileVersion = 1;
 

@@ -3,6 +3,7 @@ import type { Log, LogFields } from '../common/log.js';
 import { RangeSet } from '../common/range-set.js';
 import { ErrorCode, FerryError } from '../protocol/errors.js';
 import { ackRangesMax, FrameType, protocolVersion, type Frame, type HelloFrame } from '../protocol/frames.js';
+import { agentIdPattern } from '../protocol/ids.js';
 import { checkPacket, dataDepthMaxDefault, type PacketLimits } from '../protocol/limits.js';
 import { packetCreditBytes, type Packet } from '../protocol/packet.js';
 import type { PeerInfo, Transport } from '../protocol/transport.js';
@@ -67,8 +68,6 @@ export interface SessionDeps {
   /** Where refusals and session ends are logged: the first of a code whole, then summaries (a stranger can cause any number); absent: a line each. */
   summary?: LogSummary;
 }
-
-const agentIdPattern = /^[A-Za-z0-9._:-]{1,255}$/;
 
 /**
  * One agent's session on one transport. Packets go to a lane per target (see Lane), so a failing

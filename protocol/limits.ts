@@ -6,9 +6,10 @@
  * arrives inside a readable frame and is refused on its own (NACK), never by closing the session.
  */
 import { ErrorCode, FerryError } from './errors.js';
-import { checkTarget, dataBytes, dataBytesMaxDefault, hasProtoKey, type PacketData } from './packet.js';
+import { checkTarget } from './ids.js';
+import { dataBytes, dataBytesMaxDefault, hasProtoKey, type PacketData } from './packet.js';
 
-/** What a packet may be: its data's size and nesting. Targets have one fixed rule (checkTarget: 255 UTF-8 bytes). */
+/** What a packet may be: its data's size and nesting. Targets have one fixed rule (protocol/ids.ts checkTarget). */
 export interface PacketLimits {
   /** data bytes (bytes as they are, a value as its JSON text), at most */
   dataBytesMax: number;
@@ -70,7 +71,8 @@ function walk(v: unknown, depth: number, depthStop: number, shape: DataShape): v
 }
 
 /**
- * Throws unless the packet is within `limits`: TARGET_INVALID (checkTarget), DATA_TOO_DEEP past
+ * Throws unless the packet is within `limits`: TARGET_INVALID (checkTarget, protocol/ids.ts: what
+ * every handler's protocol carries unchanged), DATA_TOO_DEEP past
  * `dataDepthMax`, DATA_INVALID for a value that is not bytes or JSON or a `__proto__` key,
  * DATA_TOO_LARGE past `dataBytesMax`. The agent calls it at submission, the gateway on each
  * packet it decodes (then the code goes back in a permanent NACK).

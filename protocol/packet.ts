@@ -26,26 +26,10 @@ export interface Packet extends NewPacket {
   seq: number;
 }
 
-export const targetBytesMax = 255;
+export { checkTarget, targetBytesMax } from './ids.js';
 export const dataBytesMaxDefault = 64 * 1024;
 
 const utf8 = new TextEncoder();
-
-/** Throws TARGET_INVALID unless `target` is a non-empty UTF-8 ID of at most 255 bytes without control characters. */
-export function checkTarget(target: unknown): string {
-  if (typeof target !== 'string' || target.length === 0) {
-    throw new FerryError(ErrorCode.TARGET_INVALID, 'target must be a non-empty string');
-  }
-  const bytes = utf8.encode(target).length;
-  if (bytes > targetBytesMax) {
-    throw new FerryError(ErrorCode.TARGET_INVALID, `target is ${bytes} bytes; the maximum is ${targetBytesMax}`);
-  }
-  // eslint-disable-next-line no-control-regex
-  if (/[\u0000-\u001f\u007f]/.test(target)) {
-    throw new FerryError(ErrorCode.TARGET_INVALID, 'target must not contain control characters');
-  }
-  return target;
-}
 
 /** The data's size as the limit counts it: bytes as they are, a value as its JSON text. */
 export function dataBytes(data: PacketData): number {

@@ -1,6 +1,7 @@
-import { connect as mqttConnect, type IClientOptions, type IClientPublishOptions, type MqttClient } from 'mqtt';
+import { connect as mqttConnect, type IClientOptions, type IClientPublishOptions, type IConnackPacket, type MqttClient } from 'mqtt';
 import { redactUrl, secretScrubber } from '../../common/redact.js';
 import { ErrorCode, FerryError } from '../../protocol/errors.js';
+import { charProblem } from '../../protocol/ids.js';
 import { bytesAsBase64, type PacketData } from '../../protocol/packet.js';
 import type { DispatchPacket, Handler, HandlerResult } from './handler.js';
 
@@ -63,21 +64,64 @@ export function renderTopic(template: string, agent: string, target: string): st
   return template.replaceAll('{agent}', agent).replaceAll('{target}', target);
 }
 
-/** Why `topic` cannot be published to (wildcards, empty, too long, characters brokers refuse), or undefined. */
+/**
+ * Why `topic` cannot be published to, or undefined. Each of these makes mosquitto drop the whole
+ * connection (a malformed packet), not just refuse the one publish: a wildcard, more than 65535
+ * bytes (the length prefix), a code point outside MQTT's UTF-8 rule. A leading `$` is the broker's
+ * own namespace (`$SYS`): refused here so a template cannot aim packets at it.
+ */
 export function topicProblem(topic: string): string | undefined {
   if (topic.length === 0) return 'the topic is empty';
   if (topic.includes('+') || topic.includes('#')) return `topic "${topic}" contains a wildcard (+ or #), which a publish may not use`;
-  if (Buffer.byteLength(topic, 'utf8') > 65_535) return 'the topic is longer than 65535 bytes';
+  if (topic.startsWith('$')) return `topic "${topic}" starts with $, which brokers keep for themselves`;
+  if (Buffer.byteLength(topic, 'utf8') > mqttStringBytesMax) return `the topic is longer than ${mqttStringBytesMax} bytes`;
   return stringProblem(topic, 'topic');
 }
 
-// MQTT strings must not carry U+0000 and mosquitto drops the connection on other control characters.
-// eslint-disable-next-line no-control-regex
-const controlChars = /[\u0000-\u001f\u007f-\u009f]/;
+/** An MQTT string's 16-bit length prefix. */
+const mqttStringBytesMax = 65_535;
 
+/** MQTT strings (topics, user properties) follow protocol/ids.ts charProblem: what mosquitto accepts. */
 function stringProblem(s: string, what: string): string | undefined {
-  return controlChars.test(s) ? `${what} contains a control character, which MQTT brokers refuse` : undefined;
+  if (Buffer.byteLength(s, 'utf8') > mqttStringBytesMax) return `${what} is longer than ${mqttStringBytesMax} bytes`;
+  const chars = charProblem(s);
+  return chars === undefined ? undefined : `${what} contains ${chars}, which MQTT brokers refuse`;
 }
+
+/** MQTT's own ceiling on a packet: a remaining length of at most 268,435,455 plus 5 bytes of fixed header. */
+export const mqttPacketBytesMax = 268_435_460;
+
+function varintBytes(n: number): number {
+  return n < 128 ? 1 : n < 16_384 ? 2 : n < 2_097_152 ? 3 : 4;
+}
+
+function stringBytes(s: string): number {
+  return 2 + Buffer.byteLength(s, 'utf8');
+}
+
+/**
+ * The size of the PUBLISH packet mqtt.js writes for this message (MQTT 5), counted without
+ * encoding it: compared with the broker's Maximum Packet Size, since mosquitto drops the whole
+ * connection for a packet over it rather than refusing the one publish.
+ */
+export function publishPacketBytes(topic: string, payloadBytes: number, publish: IClientPublishOptions): number {
+  const props = publish.properties ?? {};
+  let propBytes = 0;
+  for (const [key, value] of Object.entries(props.userProperties ?? {})) {
+    for (const v of Array.isArray(value) ? value : [value]) propBytes += 1 + stringBytes(key) + stringBytes(String(v));
+  }
+  if (props.contentType !== undefined) propBytes += 1 + stringBytes(props.contentType);
+  if (props.payloadFormatIndicator !== undefined) propBytes += 2;
+  const remaining = stringBytes(topic) + ((publish.qos ?? 0) > 0 ? 2 : 0) + varintBytes(propBytes) + propBytes + payloadBytes;
+  return 1 + varintBytes(remaining) + remaining;
+}
+
+/**
+ * PUBACK/PUBREC reason codes that refuse this one publish for good (MQTT 5 §3.4.2.1): not
+ * authorized, topic name invalid, packet too large, payload format invalid. Others (quota
+ * exceeded, unspecified, implementation specific) may pass later and stay retryable.
+ */
+const refusedForGood = new Set([0x87, 0x90, 0x95, 0x99]);
 
 function encodePayload(data: PacketData): { payload: Buffer; json: boolean } {
   if (data instanceof Uint8Array) return { payload: Buffer.from(data.buffer, data.byteOffset, data.byteLength), json: false };
@@ -145,6 +189,9 @@ export function credentialsFromUrl(url: string): { url: string; username?: strin
 
 function settingsFrom(opts: MqttHandlerOptions): { settings: Settings; clientOpts: IClientOptions; url: string } {
   if (typeof opts.topic !== 'string' || opts.topic.length === 0) throw new FerryError(ErrorCode.CONFIG_INVALID, 'mqtt handler: topic must be a non-empty template');
+  // A template that no agent or target can make publishable (a wildcard, a noncharacter) fails at start, not per packet.
+  const templateProblem = topicProblem(renderTopic(opts.topic, 'agent', 'target'));
+  if (templateProblem !== undefined) throw new FerryError(ErrorCode.CONFIG_INVALID, `mqtt handler: topic template: ${templateProblem}`);
   const qos = opts.qos ?? 1;
   if (qos !== 0 && qos !== 1 && qos !== 2) throw new FerryError(ErrorCode.CONFIG_INVALID, `mqtt handler: qos must be 0, 1 or 2, got ${String(qos)}`);
   const inflightMax = positive('inflightMax', opts.inflightMax, inflightMaxDefault);
@@ -185,8 +232,11 @@ function settingsFrom(opts: MqttHandlerOptions): { settings: Settings; clientOpt
  * by itself; a broker that is down is never an exception, only a retryable result. `handle` never
  * rejects: it resolves ok once the broker acknowledged the publish (QoS 1: PUBACK), a retryable
  * HANDLER_FAILED when the broker is unreachable, refuses, or does not answer in time, and a
- * permanent HANDLER_FAILED when the packet can never be published (a wildcard in the topic, data
- * with no JSON form). A publish that failed is withdrawn from mqtt.js, so mqtt.js does not send it
+ * permanent HANDLER_FAILED when the packet can never be published (a topic, agent ID or target
+ * that breaks MQTT's rules, a packet over the broker's Maximum Packet Size, data with no JSON
+ * form), and a permanent HANDLER_REJECTED when the broker refuses the one publish for good (its
+ * PUBACK reason code). Whatever mosquitto would treat as a malformed packet is caught before it is
+ * sent: a malformed packet ends the connection every agent's packets share. A publish that failed is withdrawn from mqtt.js, so mqtt.js does not send it
  * again on reconnect behind the agent's own retry. The packet identity travels in user properties
  * `ferry-agent`, `ferry-seq`, `ferry-target`, `ferry-ts` for consumers to de-duplicate.
  * Invalid options throw CONFIG_INVALID.
@@ -207,6 +257,8 @@ class MqttPublisher implements MqttHandler {
   /** The gateway may pipeline as many packets of one target as may be un-acknowledged at once. */
   readonly inflightMax: number;
   private state: MqttHandlerStatus = 'connecting';
+  /** The broker's Maximum Packet Size from the last CONNACK, else MQTT's own ceiling. */
+  private packetBytesMax = mqttPacketBytesMax;
   /** Jobs waiting for the connection or for an in-flight slot, oldest first. */
   private readonly waiting: Job[] = [];
   private readonly sentJobs = new Set<Job>();
@@ -220,7 +272,7 @@ class MqttPublisher implements MqttHandler {
     private readonly client: MqttClient,
   ) {
     this.inflightMax = s.inflightMax;
-    client.on('connect', () => this.onConnect());
+    client.on('connect', (connack?: IConnackPacket) => this.onConnect(connack));
     client.on('close', () => this.onClose());
     client.on('error', (err) => {
       if (err.message === this.lastError) return;
@@ -303,9 +355,18 @@ class MqttPublisher implements MqttHandler {
   }
 
   private send(job: Job): void {
+    const bytes = publishPacketBytes(job.topic, job.payload.length, job.publish);
+    if (bytes > this.packetBytesMax) {
+      this.finish(job, this.permanent(`cannot publish: the packet would be ${bytes} bytes; the broker takes at most ${this.packetBytesMax}`));
+      return;
+    }
     this.sentJobs.add(job);
-    const done = (err?: Error): void => {
-      this.finish(job, err ? this.retryable(`mqtt publish to "${job.topic}" failed: ${this.s.scrub(err.message)}`) : { ok: true });
+    const done = (err?: Error & { code?: unknown }): void => {
+      if (!err) return this.finish(job, { ok: true });
+      if (typeof err.code === 'number' && refusedForGood.has(err.code)) {
+        return this.finish(job, { ok: false, retryable: false, code: ErrorCode.HANDLER_REJECTED, message: `the MQTT broker refused the publish to "${job.topic}": ${this.s.scrub(err.message)}` });
+      }
+      this.finish(job, this.retryable(`mqtt publish to "${job.topic}" failed: ${this.s.scrub(err.message)}`));
     };
     this.corkUntilNextTurn();
     this.client.publish(job.topic, job.payload, job.publish, done);
@@ -337,9 +398,10 @@ class MqttPublisher implements MqttHandler {
     this.finish(job, this.retryable(`mqtt publish to "${job.topic}" timed out after ${this.s.publishTimeoutMs} ms: ${why}`));
   }
 
-  private onConnect(): void {
+  private onConnect(connack: IConnackPacket | undefined): void {
     if (this.state === 'closed') return;
     this.state = 'connected';
+    this.packetBytesMax = connack?.properties?.maximumPacketSize ?? mqttPacketBytesMax;
     this.lastError = '';
     this.s.log('mqtt handler: connected', { url: this.s.shownUrl });
     this.pump();

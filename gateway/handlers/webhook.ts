@@ -62,9 +62,26 @@ function count(name: string, value: number | undefined, fallback: number, max = 
   return v;
 }
 
-/** Printable ASCII stays, everything else and `%` is percent-encoded: header values must be latin1, and decodeURIComponent restores it. */
+/**
+ * Printable ASCII stays, everything else and `%` is percent-encoded: header values must be latin1,
+ * and decodeURIComponent restores it. A space at either end is encoded too: HTTP strips it.
+ */
 function headerSafe(s: string): string {
-  return s.replace(/[^\x20-\x24\x26-\x7e]/gu, (c) => encodeURIComponent(c));
+  return s.replace(/[^\x20-\x24\x26-\x7e]|^ | $/gu, (c) => encodeURIComponent(c));
+}
+
+/**
+ * True when the path of a rendered URL (before URL resolution) has a segment of only dots, `.` or
+ * `..`, in any spelling the WHATWG URL parser resolves (`%2e` too): resolution would drop it or
+ * climb a level, so the request would go to a path the route does not name. encodeURIComponent
+ * leaves dots alone, so an agent or target `..` (or `.` next to a dot in the template) makes one.
+ */
+function hasDotSegment(rendered: string): boolean {
+  const authority = rendered.indexOf('//');
+  const pathStart = rendered.indexOf('/', authority < 0 ? 0 : authority + 2);
+  if (pathStart < 0) return false;
+  const path = rendered.slice(pathStart).split(/[?#]/, 1)[0]!;
+  return path.split('/').some((segment) => /^(?:\.|%2e){1,2}$/i.test(segment));
 }
 
 function encodeBody(data: PacketData): { body: Buffer; contentType: string } | undefined {
@@ -77,6 +94,7 @@ function encodeBody(data: PacketData): { body: Buffer; contentType: string } | u
 export function createWebhookHandler(opts: WebhookHandlerOptions, deps: WebhookHandlerDeps = {}): WebhookHandler {
   const problem = urlProblem(opts.url);
   if (problem !== undefined) throw new FerryError(ErrorCode.CONFIG_INVALID, `webhook handler: url: ${problem}`);
+  if (hasDotSegment(renderUrl(opts.url, 'agent', 'target'))) throw new FerryError(ErrorCode.CONFIG_INVALID, 'webhook handler: url: a path segment of "." or ".." is resolved away; write the path without it');
   for (const [name, value] of Object.entries(opts.headers ?? {})) {
     const p = headerProblem(name, value);
     if (p !== undefined) throw new FerryError(ErrorCode.CONFIG_INVALID, `webhook handler: headers: ${p}`);
@@ -128,16 +146,28 @@ export class WebhookHandler implements Handler {
     if (this.closed) return Promise.resolve(this.retryable(ErrorCode.HANDLER_FAILED, 'the webhook handler is closed'));
     let url: URL;
     try {
-      url = new URL(renderUrl(this.template, p.agent, p.target));
+      const rendered = renderUrl(this.template, p.agent, p.target);
+      if (hasDotSegment(rendered)) {
+        return Promise.resolve({ ok: false, retryable: false, code: ErrorCode.HANDLER_REJECTED, message: `webhook: agent ${p.agent} and target ${p.target} make a URL path segment of only dots, which would not stay in its place` });
+      }
+      url = new URL(rendered);
     } catch {
-      // Only possible with a placeholder in the host part: this agent or target cannot name a host.
+      // A placeholder in the host part that this agent or target cannot fill, or an ID that is not well-formed Unicode.
       return Promise.resolve({ ok: false, retryable: false, code: ErrorCode.HANDLER_REJECTED, message: `webhook: agent ${p.agent} and target ${p.target} give no valid URL from the route's url` });
     }
     // scheme, host and port only: the query and the path (Slack and Teams style) may be the secret.
     const what = `webhook ${redactUrl(url)}`;
     const encoded = encodeBody(p.data);
     if (encoded === undefined) return Promise.resolve({ ok: false, retryable: false, code: ErrorCode.HANDLER_REJECTED, message: `${what}: the data has no JSON form` });
-    const agent = headerSafe(p.agent);
+    let agent: string;
+    let target: string;
+    try {
+      agent = headerSafe(p.agent);
+      target = headerSafe(p.target);
+    } catch {
+      // A lone surrogate (not UTF-8) has no percent-encoding; protocol/ids.ts refuses it before it gets here.
+      return Promise.resolve({ ok: false, retryable: false, code: ErrorCode.HANDLER_REJECTED, message: `${what}: the agent ID or target is not well-formed Unicode` });
+    }
     const headers = {
       ...this.staticHeaders,
       'Content-Type': encoded.contentType,
@@ -145,7 +175,7 @@ export class WebhookHandler implements Handler {
       'Idempotency-Key': `${agent}:${p.seq}`,
       'Ferry-Agent': agent,
       'Ferry-Seq': String(p.seq),
-      'Ferry-Target': headerSafe(p.target),
+      'Ferry-Target': target,
       'Ferry-Ts': String(p.ts),
     };
     return new Promise<HandlerResult>((resolve) => {

@@ -11,6 +11,7 @@ import { silentLog } from '../../common/log.js';
 import type { Clock } from '../../common/clock.js';
 import { ErrorCode } from '../../protocol/errors.js';
 import { FrameType, protocolVersion, type HelloFrame } from '../../protocol/frames.js';
+import { agentIdPattern } from '../../protocol/ids.js';
 import { DispatchLog } from '../../gateway/dispatch-log.js';
 import type { Handler } from '../../gateway/handlers/handler.js';
 import { Router } from '../../gateway/routes.js';
@@ -69,7 +70,7 @@ t.test('session - fuzzed handshakes never crash, every BYE has a code, WELCOME o
       });
       for (const f of script) transport.deliver(f);
       const first = script[0]!;
-      const goodHello = first.t === FrameType.HELLO && first.version === protocolVersion && /^[A-Za-z0-9._:-]{1,255}$/.test(first.agent) && authenticate(first).ok;
+      const goodHello = first.t === FrameType.HELLO && first.version === protocolVersion && agentIdPattern.test(first.agent) && authenticate(first).ok;
       const welcomeAt = transport.sent.findIndex((f) => f.t === FrameType.WELCOME);
       if (welcomeAt >= 0) welcomes++;
       if (goodHello !== (welcomeAt === 0)) return false;
