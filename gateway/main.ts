@@ -101,7 +101,7 @@ async function startGateway(config: GatewayConfig, opts: { log?: Log }): Promise
     ...(config.listen.tls !== undefined ? { tls: config.listen.tls, tlsFiles } : {}),
     limits: {
       connectionsMax: limits.connectionsMax, connectionsPerAddressMax: limits.connectionsPerAddressMax,
-      sessionsPerSecondMax: limits.sessionsPerSecondMax, frameBytesMax: limits.frameBytesMax, handshakeTimeoutMs: limits.helloTimeoutMs,
+      sessionsPerSecondMax: limits.sessionsPerSecondMax, sessionsPerAddressPerSecondMax: limits.sessionsPerAddressPerSecondMax, frameBytesMax: limits.frameBytesMax, handshakeTimeoutMs: limits.helloTimeoutMs,
       writeQueueBytesHigh: limits.writeQueueBytesHigh, writeQueueBytesMax: limits.writeQueueBytesMax, writeStallMs: limits.writeStallMs,
     },
     log,
