@@ -2,6 +2,7 @@
 import { randomUUID } from 'node:crypto';
 import { realClock } from '../common/clock.js';
 import { createLog, type Log } from '../common/log.js';
+import { ensurePrivateDir } from '../common/private-dir.js';
 import { loadTlsFiles } from '../protocol/tls-files.js';
 import { ErrorCode } from '../protocol/errors.js';
 import type { GatewayConfig, RouteConfig } from './config.js';
@@ -73,6 +74,8 @@ export async function runGateway(config: GatewayConfig, opts: { log?: Log } = {}
 
 async function startGateway(config: GatewayConfig, opts: { log?: Log }): Promise<RunningGateway> {
   const log = opts.log ?? createLog({ level: config.log.level, base: { role: 'gateway' } });
+  // The dataDir (made 0700 with its lock) holds token hashes and the dispatch log: not for other users.
+  await ensurePrivateDir(config.dataDir, log);
   const clock = realClock;
   // TLS files and the agent registry are checked before a port opens: a mistake stops the start.
   const tlsFiles = config.tls ? loadTlsFiles(config.tls) : undefined;
