@@ -48,6 +48,8 @@ export const agentConfigSchema = z.strictObject({
   profile: z.string().min(1).optional(),
   /** the local API's Unix socket; default DATADIR/agent.sock */
   socket: z.string().min(1).optional(),
+  /** the group (name or number) that may use the local API besides the agent's user: the socket is 0660 and chowned to it */
+  socketGroup: z.union([z.string().min(1).regex(/^[A-Za-z0-9._-]+$/, 'a group name or number'), z.number().int().nonnegative()]).optional(),
   dataBytesMax: positiveInt.max(16 * 1024 * 1024).default(dataBytesMaxDefault),
   store: z.strictObject({
     sync: z.enum(['always', 'batch', 'none']).default('always'),

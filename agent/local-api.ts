@@ -1,9 +1,11 @@
-import { createConnection, createServer, type Server, type Socket } from 'node:net';
-import { unlink } from 'node:fs/promises';
+import { createConnection, createServer, type Server } from 'node:net';
+import { chmod, chown, unlink } from 'node:fs/promises';
+import { realClock, type Clock } from '../common/clock.js';
 import type { Log } from '../common/log.js';
 import { ErrorCode, FerryError, isFerryError } from '../protocol/errors.js';
 import { checkPacket, dataDepthMaxDefault, type PacketLimits } from '../protocol/limits.js';
 import type { PacketData } from '../protocol/packet.js';
+import { LocalClient, type LocalClientLimits } from './local-client.js';
 
 /**
  * The agent's local API: newline-delimited JSON over a Unix socket, for other programs on the
@@ -14,6 +16,11 @@ import type { PacketData } from '../protocol/packet.js';
  *   {"op":"deadLetters"}                      ->  {"ok":true,"deadLetters":[{packet,code,message}]}
  *   {"op":"requeueDeadLetters"}               ->  {"ok":true,"requeued":N}
  * A failure is {"ok":false,"code":CODE,"message":...}. A line over the limit closes the connection.
+ * A client that does not read its replies is paused, then ended (agent/local-client.ts).
+ *
+ * The socket file is created with mode 0660 whatever the umask (only the agent's user and, with
+ * `socketGid`, one group may connect: anyone who can connect can submit packets and requeue dead
+ * letters).
  */
 export type LocalRequest =
   | { op: 'send'; target: string; data: PacketData; ttlMs?: number; priority?: number }
@@ -34,26 +41,94 @@ export interface LocalApiHandlers {
 export const localLineBytesMax = 256 * 1024;
 const connectionsMax = 64;
 
-export interface LocalApiOptions {
+/** Per client; far above what `ferry send` or a script that reads its answers ever queues. */
+export const localClientLimitsDefault: Omit<LocalClientLimits, 'lineBytesMax'> = {
+  replyQueueBytesHigh: 256 * 1024,
+  replyQueueBytesMax: 4 * 1024 * 1024,
+  replyStallMs: 30_000,
+  requestsInFlightMax: 64,
+};
+
+export const localSocketMode = 0o660;
+
+export interface LocalApiOptions extends Partial<Omit<LocalClientLimits, 'lineBytesMax'>> {
   log: Log;
   dataBytesMax: number;
   /** default protocol/limits.ts dataDepthMaxDefault, the gateway's default too */
   dataDepthMax?: number;
+  /** the socket file's group (chown); default: the agent's own group */
+  socketGid?: number;
+  /** for the reply stall timer (default the real clock) */
+  clock?: Clock;
 }
 
-export async function startLocalApi(socketPath: string, handlers: LocalApiHandlers, opts: LocalApiOptions): Promise<Server> {
+export interface LocalApiStats {
+  clients: number;
+  /** reply bytes waiting for all clients now */
+  replyQueueBytes: number;
+  /** the most reply bytes ever waiting for one client */
+  replyQueueBytesPeak: number;
+  /** clients ended for not reading their replies */
+  clientsEnded: number;
+}
+
+export type LocalApiServer = Server & { localStats(): LocalApiStats };
+
+export async function startLocalApi(socketPath: string, handlers: LocalApiHandlers, opts: LocalApiOptions): Promise<LocalApiServer> {
   await removeStaleSocket(socketPath);
   const limits: PacketLimits = { dataBytesMax: opts.dataBytesMax, dataDepthMax: opts.dataDepthMax ?? dataDepthMaxDefault };
-  const server = createServer((socket) => serve(socket, handlers, limits));
+  const clientLimits: LocalClientLimits = {
+    lineBytesMax: localLineBytesMax,
+    replyQueueBytesHigh: opts.replyQueueBytesHigh ?? localClientLimitsDefault.replyQueueBytesHigh,
+    replyQueueBytesMax: opts.replyQueueBytesMax ?? localClientLimitsDefault.replyQueueBytesMax,
+    replyStallMs: opts.replyStallMs ?? localClientLimitsDefault.replyStallMs,
+    requestsInFlightMax: opts.requestsInFlightMax ?? localClientLimitsDefault.requestsInFlightMax,
+  };
+  const clients = new Set<LocalClient>();
+  let peak = 0;
+  let ended = 0;
+  const deps = {
+    clock: opts.clock ?? realClock,
+    log: opts.log,
+    handle: (line: string) => handle(line, handlers, limits),
+    lineTooLong: (): LocalResponse => ({ ok: false, code: ErrorCode.LOCAL_REQUEST_INVALID, message: `request line longer than ${localLineBytesMax} bytes` }),
+    onQueued: (bytes: number) => { peak = Math.max(peak, bytes); },
+    onEnded: () => { ended++; },
+  };
+  const server = createServer((socket) => {
+    const c = new LocalClient(socket, clientLimits, deps);
+    clients.add(c);
+    socket.once('close', () => clients.delete(c));
+  });
   server.maxConnections = connectionsMax;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(socketPath, () => {
-      server.off('error', reject);
-      resolve();
-    });
+    // bind(2) creates the socket file with 0777 minus the umask: narrow the umask for the bind so
+    // the file is never more open than 0770, even for a moment; chmod then sets exactly 0660.
+    const umask = process.umask(0o007);
+    try {
+      server.listen(socketPath, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    } finally {
+      process.umask(umask);
+    }
   });
-  return server;
+  try {
+    await chmod(socketPath, localSocketMode);
+    if (opts.socketGid !== undefined) await chown(socketPath, process.getuid?.() ?? -1, opts.socketGid);
+  } catch (err) {
+    server.close();
+    throw new FerryError(ErrorCode.CONFIG_INVALID, `cannot set the local API socket ${socketPath} to mode 0660${opts.socketGid !== undefined ? ` and group ${opts.socketGid}` : ''}: ${(err as Error).message}`, { cause: err });
+  }
+  return Object.assign(server, {
+    localStats: (): LocalApiStats => {
+      let queued = 0;
+      for (const c of clients) queued += c.queuedBytes();
+      return { clients: clients.size, replyQueueBytes: queued, replyQueueBytesPeak: peak, clientsEnded: ended };
+    },
+  });
 }
 
 /** A socket file left by a killed agent refuses connections: remove it. A live one is in use: fail. */
@@ -68,44 +143,6 @@ async function removeStaleSocket(socketPath: string): Promise<void> {
   });
   if (alive) throw new Error(`another agent is already listening on ${socketPath}`);
   await unlink(socketPath).catch(() => undefined);
-}
-
-function serve(socket: Socket, handlers: LocalApiHandlers, limits: PacketLimits): void {
-  let parts: Buffer[] = [];
-  let partBytes = 0;
-  let chain = Promise.resolve();
-  let refused = false;
-  socket.on('error', () => socket.destroy());
-  socket.on('data', (chunk: Buffer) => {
-    if (refused) return;
-    let start = 0;
-    for (;;) {
-      const nl = chunk.indexOf(10, start);
-      const end = nl < 0 ? chunk.length : nl;
-      parts.push(chunk.subarray(start, end));
-      partBytes += end - start;
-      if (partBytes > localLineBytesMax) {
-        // Refuse the connection: ignore what follows, answer after what is already in progress, close.
-        refused = true;
-        parts = [];
-        chain = chain.then(() => {
-          reply(socket, { ok: false, code: ErrorCode.LOCAL_REQUEST_INVALID, message: `request line longer than ${localLineBytesMax} bytes` });
-          socket.end();
-          setTimeout(() => socket.destroy(), 1000).unref();
-        });
-        return;
-      }
-      if (nl < 0) break;
-      const line = Buffer.concat(parts, partBytes).toString('utf8');
-      parts = [];
-      partBytes = 0;
-      start = nl + 1;
-      // Answer in request order even though sends resolve at different times.
-      const answer = handle(line, handlers, limits);
-      chain = chain.then(async () => reply(socket, await answer));
-    }
-    if (parts.length > 0) parts = [Buffer.from(Buffer.concat(parts, partBytes))];
-  });
 }
 
 async function handle(line: string, handlers: LocalApiHandlers, limits: PacketLimits): Promise<LocalResponse> {
@@ -144,10 +181,6 @@ function checkInt(v: unknown, name: string, min: number, max: number): number {
     throw new FerryError(ErrorCode.LOCAL_REQUEST_INVALID, `${name} must be an integer from ${min} to ${max}`);
   }
   return v;
-}
-
-function reply(socket: Socket, res: LocalResponse): void {
-  if (!socket.destroyed) socket.write(`${JSON.stringify(res)}\n`);
 }
 
 /** Client side: one request, one response. Throws AGENT_UNREACHABLE if no agent listens. */

@@ -1,14 +1,17 @@
 /** Composition of the agent: the only place that wires real IO (files, sockets, serial, clock). */
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Server } from 'node:net';
 import { realClock } from '../common/clock.js';
 import { createLog, type Log } from '../common/log.js';
+import { ensurePrivateDir } from '../common/private-dir.js';
 import { agentLimits, loadProfile } from '../hw/index.js';
 import type { AgentConfig } from './config.js';
 import { Link } from './link/link.js';
 import { tcpDialer } from './link/tcp.js';
 import { loadTlsFiles } from '../protocol/tls-files.js';
 import { startLocalApi } from './local-api.js';
+import { groupId } from './socket-group.js';
 import { createRule, type Rule } from './rules.js';
 import { SerialSource } from './sources/serial-source.js';
 import { SegmentStore } from './store/segment-store.js';
@@ -64,6 +67,9 @@ export async function runAgent(config: AgentConfig, opts: { log?: Log } = {}): P
     log.warn('agent: the client certificate names another agent; the gateway will refuse it with AUTH_AGENT_MISMATCH', { certSubject: tlsFiles.certSubject, id: config.id });
   }
   const segmentBytes = config.store.segmentBytes ?? limits?.segmentBytes ?? 4 * 2 ** 20;
+  // Resolved before anything is created: an unknown group stops the start.
+  const socketGid = config.socketGroup === undefined ? undefined : groupId(config.socketGroup, () => readFileSync('/etc/group', 'utf8'));
+  await ensurePrivateDir(config.dataDir, log);
   const store = await SegmentStore.open({
     dir: storeDir(config), sync: config.store.sync, batchWindowMs: config.store.batchWindowMs,
     bytesMax: storeBytesMax, segmentBytes, fullPolicy: config.store.fullPolicy, log,
@@ -108,7 +114,7 @@ export async function runAgent(config: AgentConfig, opts: { log?: Log } = {}): P
       deadLetters: async () => (await store.deadLetters()).map((d) => ({ ...d, packet: { ...d.packet, data: dataToJson(d.packet.data) } })),
       requeueDeadLetters: () => store.requeueDeadLetters(),
     },
-    { log, dataBytesMax: config.dataBytesMax },
+    { log, dataBytesMax: config.dataBytesMax, ...(socketGid !== undefined ? { socketGid } : {}) },
   );
   link.start();
   for (const s of sources) s.start();

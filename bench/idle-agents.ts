@@ -93,7 +93,7 @@ async function ferryRun(o: IdleOptions, cleanup: Cleanup): Promise<IdleRun> {
   const dir = await tempDir('ferry-bench-idle-', cleanup);
   const n = o.agents;
   // Raise whatever would refuse N sessions from a few addresses at openRate/s; keys this build lacks are dropped.
-  const limits = { connectionsMax: n + 1000, connectionsPerAddressMax: n, agentsMax: n + 1000, sessionsPerSecondMax: Math.max(1000, 4 * o.openRate) };
+  const limits = { connectionsMax: n + 1000, connectionsPerAddressMax: n, agentsMax: n + 1000, sessionsPerSecondMax: Math.max(1000, 4 * o.openRate), sessionsPerAddressPerSecondMax: Math.max(1000, 4 * o.openRate) };
   const gw = await startGateway(dir, { routes: fileRoute(join(dir, 'received.jsonl')), limits, logLevel: 'warn' }, o, cleanup);
   const r = await measure(o, 'ferry', { name: 'ferry gateway', pid: gw.proc.pid }, 'ferry', gw.port, cleanup);
   await gw.proc.stop();

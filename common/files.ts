@@ -37,6 +37,11 @@ export interface OpenOptions {
   readOnly?: boolean;
   /** every write goes to the end of the file, whatever its position (O_APPEND) */
   append?: boolean;
+  /**
+   * permission bits of a file this open creates (default 0o600: only the owner); the umask may
+   * only narrow it. An existing file keeps its mode. A simulated disk may ignore it.
+   */
+  mode?: number;
 }
 
 export interface FileHandle {
@@ -62,8 +67,11 @@ export interface Files {
   readFile(path: string): Promise<Buffer>;
   rename(from: string, to: string): Promise<void>;
   unlink(path: string): Promise<void>;
-  /** Creates the directory and its parents; no error if it exists. */
-  mkdir(path: string): Promise<void>;
+  /**
+   * Creates the directory and its parents; no error if it exists. Those it creates get `mode`
+   * (default 0o700: only the owner), narrowed by the umask; an existing one keeps its mode.
+   */
+  mkdir(path: string, mode?: number): Promise<void>;
   /** Names in the directory (not paths), sorted. */
   readdir(path: string): Promise<string[]>;
   /** Makes the directory's entries (new files, renames, unlinks) durable. */

@@ -65,7 +65,7 @@ export async function osLock(path: string): Promise<FileLock> {
   }
   server.unref();
   heldHere.add(name);
-  await writeFile(file, `${process.pid}\n`).catch(() => undefined);
+  await writeFile(file, `${process.pid}\n`, { mode: 0o600 }).catch(() => undefined);
   let released = false;
   return {
     async release() {

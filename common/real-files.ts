@@ -6,11 +6,17 @@
  * (possibly short). `position: null` is realised by the kernel on a handle opened with `append`
  * (O_APPEND, one write call); on any other handle it is the file's size (fstat) as the position,
  * which is the end of the file as long as this process is its only writer.
+ *
+ * What it creates is private unless the caller asks otherwise (files 0600, directories 0700), so
+ * packets on disk do not depend on the umask the service was started with.
  */
 import { constants as c } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, unlink, type FileHandle as NodeFileHandle } from 'node:fs/promises';
 import { osLock } from './os-lock.js';
 import { writeAllWith, type FileHandle, type Files, type OpenOptions } from './files.js';
+
+export const fileModeDefault = 0o600;
+export const dirModeDefault = 0o700;
 
 function flagsOf(o: OpenOptions): number {
   return (
@@ -61,13 +67,13 @@ class RealFileHandle implements FileHandle {
 
 export const realFiles: Files = {
   async open(path, opts = {}) {
-    return new RealFileHandle(await open(path, flagsOf(opts)), opts.append === true);
+    return new RealFileHandle(await open(path, flagsOf(opts), opts.mode ?? fileModeDefault), opts.append === true);
   },
   readFile: (path) => readFile(path),
   rename: (from, to) => rename(from, to),
   unlink: (path) => unlink(path),
-  async mkdir(path) {
-    await mkdir(path, { recursive: true });
+  async mkdir(path, mode) {
+    await mkdir(path, { recursive: true, mode: mode ?? dirModeDefault });
   },
   async readdir(path) {
     return (await readdir(path)).sort();

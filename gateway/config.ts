@@ -105,6 +105,8 @@ export const gatewayConfigSchema = z.strictObject({
     connectionsPerAddressMax: positiveInt.default(64),
     /** new connections admitted per second (a token bucket, burst of one second); beyond it BYE GATEWAY_BUSY with retryAfterMs */
     sessionsPerSecondMax: positiveInt.default(500),
+    /** one remote address's share of sessionsPerSecondMax (its own token bucket, checked first); default a tenth of sessionsPerSecondMax */
+    sessionsPerAddressPerSecondMax: positiveInt.optional(),
     /** sessions (distinct agents) held at once; beyond it BYE AGENTS_MAX */
     agentsMax: positiveInt.default(10_000),
     sessionQueuePacketsMax: positiveInt.max(65_535).default(1024),

@@ -1,9 +1,12 @@
 /**
  * The gateway's tunnel listeners: plaintext TCP and/or TLS. Every accepted connection passes
- * admission (gateway/admission.ts) before any work is done for it, then becomes a
- * `SocketTransport` carrying `peer` (address, TLS or not, the verified client certificate's CN)
- * and is handed to `onTransport`; its first frame may be at most `helloFrameBytesMax` (4 KiB) and
- * its write queue is bounded (WriteLimits). A refused connection gets a BYE saying why and is closed.
+ * admission (gateway/admission.ts) on its raw TCP socket, before any work is done for it (on the
+ * TLS port: before the handshake), then becomes a `SocketTransport` carrying `peer` (address, TLS
+ * or not, the verified client certificate's CN) and is handed to `onTransport`; its first frame may
+ * be at most `helloFrameBytesMax` (4 KiB) and its write queue is bounded (WriteLimits). A refused
+ * connection on the plaintext port gets a BYE saying why and is closed; on the TLS port it is
+ * destroyed at once (a BYE could only follow a handshake, which is the work a refusal must not
+ * cost), and counted in `stats().refused` and the throttled log either way.
  *
  * The TLS port looks at the first byte: a TLS handshake starts with 0x16; anything else is a
  * plaintext client, which gets a plaintext BYE TLS_REQUIRED instead of a handshake error it
@@ -36,6 +39,8 @@ export interface ListenOptions {
     connectionsMax: number;
     connectionsPerAddressMax: number;
     sessionsPerSecondMax: number;
+    /** a share of sessionsPerSecondMax for one address (default: gateway/admission.ts) */
+    sessionsPerAddressPerSecondMax?: number;
     frameBytesMax: number;
     /** time for a TLS client's first byte and handshake */
     handshakeTimeoutMs: number;
@@ -183,11 +188,11 @@ export async function listen(opts: ListenOptions, onTransport: (t: Transport) =>
       const p = inHandshake.get(key(ts));
       inHandshake.delete(key(ts));
       ts.on('error', () => undefined);
-      if (!p) {
+      // Only admitted sockets reach the handshake (refused ones were destroyed at accept).
+      if (!p?.admit.ok) {
         ts.destroy();
         return;
       }
-      if (!p.admit.ok) return refuseAdmission(ts, p);
       const peer: PeerInfo = { address: p.address, tls: true };
       if (clientCerts && ts.authorized) {
         const cn = ts.getPeerX509Certificate();
@@ -205,6 +210,12 @@ export async function listen(opts: ListenOptions, onTransport: (t: Transport) =>
     const server = createServer((socket) => {
       const p = accept(socket);
       if (!p) return;
+      if (!p.admit.ok) {
+        // Refused before the handshake: one address cannot hold the port with silent sockets, nor make the gateway handshake for nothing.
+        noteRefused(p.admit.code, { address: p.address, reason: p.admit.reason, tls: true });
+        socket.destroy();
+        return;
+      }
       const k = key(socket);
       socket.setTimeout(limits.handshakeTimeoutMs, () => socket.destroy());
       socket.once('close', () => {

@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { realClock } from '../common/clock.js';
 import { createLog, type Log } from '../common/log.js';
 import { redactUrl, scrubbingLog, secretScrubber } from '../common/redact.js';
+import { ensurePrivateDir } from '../common/private-dir.js';
 import { loadTlsFiles } from '../protocol/tls-files.js';
 import { ErrorCode } from '../protocol/errors.js';
 import type { GatewayConfig, RouteConfig } from './config.js';
@@ -88,6 +89,8 @@ async function startGateway(config: GatewayConfig, opts: { log?: Log }): Promise
   config.routes.forEach((r, i) => {
     if (r.handler === 'mqtt' && credentials[i]?.inUrl) log.warn(`gateway: routes[${i}].url carries credentials; they belong in its username and password (or passwordFile) keys`, { url: redactUrl(r.url) });
   });
+  // The dataDir (made 0700 with its lock) holds token hashes and the dispatch log: not for other users.
+  await ensurePrivateDir(config.dataDir, log);
   const clock = realClock;
   // TLS files and the agent registry are checked before a port opens: a mistake stops the start.
   const tlsFiles = config.tls ? loadTlsFiles(config.tls) : undefined;
@@ -130,7 +133,7 @@ async function startGateway(config: GatewayConfig, opts: { log?: Log }): Promise
     ...(config.listen.tls !== undefined ? { tls: config.listen.tls, tlsFiles } : {}),
     limits: {
       connectionsMax: limits.connectionsMax, connectionsPerAddressMax: limits.connectionsPerAddressMax,
-      sessionsPerSecondMax: limits.sessionsPerSecondMax, frameBytesMax: limits.frameBytesMax, handshakeTimeoutMs: limits.helloTimeoutMs,
+      sessionsPerSecondMax: limits.sessionsPerSecondMax, sessionsPerAddressPerSecondMax: limits.sessionsPerAddressPerSecondMax, frameBytesMax: limits.frameBytesMax, handshakeTimeoutMs: limits.helloTimeoutMs,
       writeQueueBytesHigh: limits.writeQueueBytesHigh, writeQueueBytesMax: limits.writeQueueBytesMax, writeStallMs: limits.writeStallMs,
     },
     log, summary,

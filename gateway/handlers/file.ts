@@ -61,6 +61,13 @@ interface Queued {
   resolve: (r: HandlerResult) => void;
 }
 
+/**
+ * The output is for other programs on the gateway host (a log shipper in the gateway's group),
+ * never for everyone: 0640 and its directories 0750 when this handler creates them, whatever the umask.
+ */
+const outputFileMode = 0o640;
+const outputDirMode = 0o750;
+
 export class FileHandler implements Handler {
   readonly kind = 'file';
   /** Lines are appended in call order whatever the depth, so the gateway may pipeline freely. */
@@ -87,6 +94,7 @@ export class FileHandler implements Handler {
 
   static async open(opts: FileHandlerOptions): Promise<FileHandler> {
     const h = new FileHandler(opts);
+    await h.files.mkdir(dirname(opts.path), outputDirMode);
     await mkdirDurable(h.files, dirname(opts.path));
     h.written = await readOlderMarks(h.files, opts.path, h.keep);
     h.fh = await h.openAppend();
@@ -241,7 +249,7 @@ export class FileHandler implements Handler {
 
   /** NAME for appending, created if missing (O_APPEND, as 'a+'). */
   private openAppend(): Promise<FileHandle> {
-    return this.files.open(this.opts.path, { create: true, append: true });
+    return this.files.open(this.opts.path, { create: true, append: true, mode: outputFileMode });
   }
 
   async close(): Promise<void> {

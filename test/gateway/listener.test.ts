@@ -78,6 +78,15 @@ async function ping(tr: Transport): Promise<Frame | null> {
 
 const byeOf = (f: Frame | null): ByeFrame | null => (f?.t === FrameType.BYE ? f : null);
 
+/** Dials a TLS URL that the gateway is expected to refuse at accept; resolves with the dial error's code. */
+async function dialRefusedBeforeHandshake(url: string): Promise<string> {
+  const err = await tcpDialer(url, { connectTimeoutMs: 3000, tls: trustMain })().then((tr) => {
+    tr.close();
+    return null;
+  }, (e: unknown) => e);
+  return err instanceof FerryError ? err.code : `no error: ${String(err)}`;
+}
+
 t.test('listener - a TLS client that trusts the CA gets a working tunnel; peer says tls, no certificate', async (t) => {
   const rig = await start(t);
   const handed = rig.next();
@@ -143,7 +152,8 @@ t.test('listener - without tls.ca, a client certificate is not asked for and not
 });
 
 for (const port of ['tcp', 'tls'] as const) {
-  t.test(`listener - ${port}: the connection past connectionsPerAddressMax gets BYE CONNECTIONS_PER_ADDRESS; a closed one frees its place`, async (t) => {
+  const refusal = port === 'tls' ? 'is closed before the handshake' : 'gets BYE';
+  t.test(`listener - ${port}: the connection past connectionsPerAddressMax ${refusal} CONNECTIONS_PER_ADDRESS; a closed one frees its place`, async (t) => {
     const rig = await start(t, { limits: { connectionsPerAddressMax: 2 } as ListenOptions['limits'] });
     const url = `${port}://127.0.0.1:${rig.listener.ports[port]}`;
     const tls = port === 'tls' ? trustMain : undefined;
@@ -151,12 +161,17 @@ for (const port of ['tcp', 'tls'] as const) {
     const b = await dial(t, url, tls);
     t.same(await ping(a), { t: FrameType.PONG, id: 7 });
     t.same(await ping(b), { t: FrameType.PONG, id: 7 });
-    const c = await dial(t, url, tls);
-    const bye = byeOf(await ping(c));
-    t.equal(bye?.code, ErrorCode.CONNECTIONS_PER_ADDRESS);
-    t.match(bye?.reason, /127\.0\.0\.1 already holds 2 connections/);
-    t.equal(bye?.retryAfterMs, undefined);
-    await c.closed;
+    if (port === 'tls') {
+      t.equal(await dialRefusedBeforeHandshake(url), ErrorCode.TLS_FAILED, 'closed before any handshake: the client sees a failed handshake');
+    } else {
+      const c = await dial(t, url, tls);
+      const bye = byeOf(await ping(c));
+      t.equal(bye?.code, ErrorCode.CONNECTIONS_PER_ADDRESS);
+      t.match(bye?.reason, /127\.0\.0\.1 already holds 2 connections/);
+      t.equal(bye?.retryAfterMs, undefined);
+      await c.closed;
+    }
+    t.ok(rig.logLines.some((l) => l.includes('"code":"CONNECTIONS_PER_ADDRESS"')), 'logged with its code');
     a.close();
     await waitFor(() => rig.listener.stats().connections === 1);
     const d = await dial(t, url, tls);
@@ -164,15 +179,20 @@ for (const port of ['tcp', 'tls'] as const) {
     t.equal(rig.listener.stats().refused[ErrorCode.CONNECTIONS_PER_ADDRESS], 1);
   });
 
-  t.test(`listener - ${port}: a storm beyond sessionsPerSecondMax gets BYE GATEWAY_BUSY with a jittered retryAfterMs`, async (t) => {
+  t.test(`listener - ${port}: a storm beyond sessionsPerSecondMax ${port === 'tls' ? 'is closed before the handshake' : 'gets BYE GATEWAY_BUSY with a jittered retryAfterMs'}`, async (t) => {
     let now = 0;
-    const rig = await start(t, { now: () => now, rng: () => 0.25, limits: { sessionsPerSecondMax: 3 } as ListenOptions['limits'] });
+    const rig = await start(t, { now: () => now, rng: () => 0.25, limits: { sessionsPerSecondMax: 3, sessionsPerAddressPerSecondMax: 3 } as ListenOptions['limits'] });
     const url = `${port}://127.0.0.1:${rig.listener.ports[port]}`;
     const tls = port === 'tls' ? trustMain : undefined;
     for (let i = 0; i < 3; i++) t.same(await ping(await dial(t, url, tls)), { t: FrameType.PONG, id: 7 }, `connection ${i + 1} admitted`);
-    const busy = byeOf(await ping(await dial(t, url, tls)));
-    t.equal(busy?.code, ErrorCode.GATEWAY_BUSY);
-    t.equal(busy?.retryAfterMs, 2000, 'rng 0.25 → 1000 + 0.25 × 4000');
+    if (port === 'tls') {
+      t.equal(await dialRefusedBeforeHandshake(url), ErrorCode.TLS_FAILED);
+    } else {
+      const busy = byeOf(await ping(await dial(t, url, tls)));
+      t.equal(busy?.code, ErrorCode.GATEWAY_BUSY);
+      t.equal(busy?.retryAfterMs, 2000, 'rng 0.25 → 1000 + 0.25 × 4000');
+    }
+    t.equal(rig.listener.stats().refused[ErrorCode.GATEWAY_BUSY], 1);
     now += 1000;
     t.same(await ping(await dial(t, url, tls)), { t: FrameType.PONG, id: 7 }, 'admitted again a second later');
   });
