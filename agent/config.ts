@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { agentIdPattern, agentIdRule } from '../protocol/ids.js';
 import { checkTarget, dataBytesMaxDefault } from '../protocol/packet.js';
 
 /** The same rule packets are held to, checked at load so a bad rule target fails at start. */
@@ -28,7 +29,7 @@ const rule = z.discriminatedUnion('kind', [
 /** The agent's configuration file (`ferry agent --config FILE`). docs/config.md describes every key. */
 export const agentConfigSchema = z.strictObject({
   /** the agent's ID: the identity of its packets, also across restarts */
-  id: z.string().min(1).max(255).regex(/^[A-Za-z0-9._:-]+$/, 'letters, digits and . _ : - only'),
+  id: z.string().regex(agentIdPattern, agentIdRule),
   /** where the gateway listens: tcp://HOST:PORT (plaintext) or tls://HOST:PORT */
   gateway: z.string().regex(/^(tcp|tls):\/\/[^/:]+:\d+$/, 'a URL like tcp://HOST:PORT or tls://HOST:PORT'),
   /** sent in HELLO; the gateway checks it when auth.required (`ferry gateway add-agent` prints it) */

@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util';
 import { AgentRegistry, agentIdPattern, type AgentEntry } from '../gateway/agents.js';
 import { gatewayConfigSchema } from '../gateway/config.js';
 import { ErrorCode, FerryError } from '../protocol/errors.js';
+import { agentIdRule } from '../protocol/ids.js';
 import { loadConfig } from './load-config.js';
 
 export const agentSubcommands = ['add-agent', 'issue-token', 'revoke-agent', 'list-agents'] as const;
@@ -50,7 +51,7 @@ export async function runAgentSubcommand(sub: AgentSubcommand, args: string[]): 
   const needsAgent = sub !== 'list-agents';
   if (needsAgent && f.agent === undefined) throw new FerryError(ErrorCode.CONFIG_INVALID, `gateway ${sub}: --agent ID is required`);
   if (!needsAgent && f.agent !== undefined) throw new FerryError(ErrorCode.CONFIG_INVALID, `gateway ${sub}: takes no --agent`);
-  if (f.agent !== undefined && !agentIdPattern.test(f.agent)) throw new FerryError(ErrorCode.CONFIG_INVALID, `--agent: '${f.agent}' is not an agent ID (1-255 of letters, digits and . _ : -)`);
+  if (f.agent !== undefined && !agentIdPattern.test(f.agent)) throw new FerryError(ErrorCode.CONFIG_INVALID, `--agent: '${f.agent}' is not an agent ID (${agentIdRule})`);
   const registry = await AgentRegistry.open(dataDir, { watchIntervalMs: 0 });
   const agent = f.agent!;
   switch (sub) {

@@ -23,7 +23,7 @@ import { osLockWaiting } from '../common/os-lock.js';
 import { realFiles } from '../common/real-files.js';
 import type { Log } from '../common/log.js';
 import { ErrorCode, FerryError } from '../protocol/errors.js';
-import { agentIdPattern as idsAgentIdPattern } from '../protocol/ids.js';
+import { agentIdPattern as idsAgentIdPattern, agentIdRule } from '../protocol/ids.js';
 
 export interface AgentEntry {
   id: string;
@@ -242,9 +242,9 @@ export class AgentRegistry implements AgentLookup {
   }
 
   private async change<T>(id: string, fn: (agents: Map<string, AgentEntry>, now: number) => T): Promise<T> {
-    if (!agentIdPattern.test(id)) throw new FerryError(ErrorCode.CONFIG_INVALID, 'agent ID must be 1-255 of letters, digits and . _ : -');
+    if (!agentIdPattern.test(id)) throw new FerryError(ErrorCode.CONFIG_INVALID, `agent ID must be ${agentIdRule}`);
     const dir = dirname(this.path);
-    await mkdir(dir, { recursive: true });
+    await mkdir(dir, { recursive: true, mode: 0o700 });
     const lock = await this.lock(dir);
     let result: T;
     try {

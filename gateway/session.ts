@@ -3,7 +3,7 @@ import type { Log, LogFields } from '../common/log.js';
 import { RangeSet } from '../common/range-set.js';
 import { ErrorCode, FerryError } from '../protocol/errors.js';
 import { ackRangesMax, FrameType, protocolVersion, type Frame, type HelloFrame } from '../protocol/frames.js';
-import { agentIdPattern } from '../protocol/ids.js';
+import { agentIdPattern, agentIdRule } from '../protocol/ids.js';
 import { checkPacket, dataDepthMaxDefault, type PacketLimits } from '../protocol/limits.js';
 import { packetCreditBytes, type Packet } from '../protocol/packet.js';
 import type { PeerInfo, Transport } from '../protocol/transport.js';
@@ -180,7 +180,7 @@ export class Session {
   private onHello(h: HelloFrame): void {
     const { clock, dispatchLog, log } = this.deps;
     if (h.version !== protocolVersion) return this.bye(ErrorCode.PROTOCOL_VERSION, `protocol version ${h.version} is not supported; this gateway speaks ${protocolVersion}`);
-    if (!agentIdPattern.test(h.agent)) return this.bye(ErrorCode.FRAME_MALFORMED, 'agent ID must be 1-255 of letters, digits and . _ : -');
+    if (!agentIdPattern.test(h.agent)) return this.bye(ErrorCode.FRAME_MALFORMED, `agent ID must be ${agentIdRule}`);
     const auth: Admission & { credential?: Credential } = this.deps.authenticate?.(h, this.t.peer) ?? { ok: true };
     if (!auth.ok) {
       this.note('warn', 'session: authentication failed', auth.code, { agent: h.agent, address: this.t.peer?.address, error: auth.message });
