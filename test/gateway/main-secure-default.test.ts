@@ -5,7 +5,8 @@
  * the configuration rules for turning authentication off.
  */
 import t from 'tap';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { localRequest } from '../../agent/local-api.js';
 import { agentConfigSchema } from '../../agent/config.js';
@@ -19,7 +20,7 @@ import { DispatchLog } from '../../gateway/dispatch-log.js';
 import { runGateway } from '../../gateway/main.js';
 import { loadYamlFile } from '../../hw/yaml-file.js';
 import { ErrorCode, FerryError } from '../../protocol/errors.js';
-import { FrameType, protocolVersion, type Frame } from '../../protocol/frames.js';
+import { FrameType, protocolVersion, seqMax, type Frame } from '../../protocol/frames.js';
 import { sayHello } from '../helpers/hello.js';
 import { pollUntil } from '../helpers/wait.js';
 
@@ -37,16 +38,24 @@ t.test('gateway secure default - an unauthenticated HELLO for dev-3 with ackedSe
   t.teardown(() => (gwStopped ? undefined : gw.stop()));
   const url = `tcp://127.0.0.1:${gw.ports.tcp}`;
 
-  // The attacker: HELLO as dev-3 with the highest seq there is, and a DATA right behind it.
-  const attacker = await tcpDialer(url, { connectTimeoutMs: 3000 })();
-  t.teardown(() => attacker.close());
-  const got: Frame[] = [];
-  attacker.onFrame((f) => got.push(f));
-  attacker.send({ t: FrameType.HELLO, version: protocolVersion, agent: 'dev-3', ackedSeq: Number.MAX_SAFE_INTEGER });
-  attacker.send({ t: FrameType.DATA, packets: [{ seq: Number.MAX_SAFE_INTEGER, target: 'x/y', ts: 1, data: { forged: true } }] });
-  await Promise.race([attacker.closed, new Promise((r) => setTimeout(r, 3000))]);
+  // The attacker: HELLO as dev-3 with the highest seq there is, and a DATA right behind it. 2^53-1
+  // (the original attack) is now refused at decode (FRAME_MALFORMED); seqMax is the highest a
+  // HELLO may carry, so it reaches authentication.
+  const attack = async (ackedSeq: number): Promise<Frame[]> => {
+    const attacker = await tcpDialer(url, { connectTimeoutMs: 3000 })();
+    t.teardown(() => attacker.close());
+    const got: Frame[] = [];
+    attacker.onFrame((f) => got.push(f));
+    attacker.send({ t: FrameType.HELLO, version: protocolVersion, agent: 'dev-3', ackedSeq });
+    attacker.send({ t: FrameType.DATA, packets: [{ seq: ackedSeq, target: 'x/y', ts: 1, data: { forged: true } }] });
+    await Promise.race([attacker.closed, new Promise((r) => setTimeout(r, 3000))]);
+    return got;
+  };
+  const decodeRefused = await attack(Number.MAX_SAFE_INTEGER);
+  t.equal(codeOf(decodeRefused[0]), ErrorCode.FRAME_MALFORMED, 'ackedSeq 2^53-1 is refused at decode');
+  const got = await attack(seqMax);
   t.equal(codeOf(got[0]), ErrorCode.AUTH_FAILED, 'refused with AUTH_FAILED (on the old default it was welcomed)');
-  t.notOk(got.some((f) => f.t === FrameType.WELCOME || f.t === FrameType.ACK), 'no WELCOME, nothing acked');
+  t.notOk([...decodeRefused, ...got].some((f) => f.t === FrameType.WELCOME || f.t === FrameType.ACK), 'no WELCOME, nothing acked');
   t.match(lines.join(''), /AUTH_FAILED/, 'the refusal is logged');
   t.notOk(lines.some((l) => l.includes('AUTHENTICATION IS OFF')), 'no auth-off warning: auth is on');
   const logFile = join(dataDir, 'dispatched.log');
@@ -68,7 +77,10 @@ t.test('gateway secure default - an unauthenticated HELLO for dev-3 with ackedSe
     if (i > 100) throw new Error(`the gateway never accepted dev-3's token: ${codeOf(h.first)}`);
     await new Promise((r) => setTimeout(r, 50));
   }
-  const socket = join(dir, 'agent.sock');
+  // A Unix socket path must be short (108 bytes): not in tap's long fixture directory.
+  const socketDir = mkdtempSync(join(tmpdir(), 'ferry-sd-'));
+  t.teardown(() => rmSync(socketDir, { recursive: true, force: true }));
+  const socket = join(socketDir, 'agent.sock');
   const agent = await runAgent(agentConfigSchema.parse({
     id: 'dev-3', token, gateway: url, dataDir: join(dir, 'agent'), socket,
     link: { reconnectDelayMsMin: 50, reconnectDelayMsMax: 500 },
