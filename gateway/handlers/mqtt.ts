@@ -75,8 +75,17 @@ export function topicProblem(topic: string): string | undefined {
   if (topic.includes('+') || topic.includes('#')) return `topic "${topic}" contains a wildcard (+ or #), which a publish may not use`;
   if (topic.startsWith('$')) return `topic "${topic}" starts with $, which brokers keep for themselves`;
   if (Buffer.byteLength(topic, 'utf8') > mqttStringBytesMax) return `the topic is longer than ${mqttStringBytesMax} bytes`;
+  let levels = 1;
+  for (let i = topic.indexOf('/'); i !== -1; i = topic.indexOf('/', i + 1)) levels++;
+  if (levels > mqttTopicLevelsMax) return `topic has ${levels} levels; brokers take at most ${mqttTopicLevelsMax}`;
   return stringProblem(topic, 'topic');
 }
+
+/**
+ * mosquitto refuses a topic of more levels than this (TOPIC_HIERARCHY_LIMIT) as a protocol error and
+ * drops the connection every agent shares: a target of 200 slashes would, so it is refused alone.
+ */
+export const mqttTopicLevelsMax = 200;
 
 /** An MQTT string's 16-bit length prefix. */
 const mqttStringBytesMax = 65_535;
