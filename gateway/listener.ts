@@ -35,7 +35,7 @@ export interface ListenOptions {
   /** PEM contents (protocol/tls-files.ts loadTlsFiles); `ca` turns on client certificates */
   tlsFiles?: TlsFiles;
   limits: {
-    /** sockets open at once, counting those being refused; beyond it a new one is closed at once, without a BYE */
+    /** sockets open at once (not those refused by admission, which have their own bound); beyond it a new one is closed at once, without a BYE */
     connectionsMax: number;
     connectionsPerAddressMax: number;
     sessionsPerSecondMax: number;
@@ -98,6 +98,9 @@ function bind(server: Server, hostPort: string): Promise<number> {
   });
 }
 
+/** Refused sockets kept open at once so their BYE can be read (admission refusals on the plaintext port). */
+const refusingSocketsMax = 256;
+
 /** Writes a BYE, ends the connection, and destroys it after a bound if the peer never closes. */
 function refuse(socket: Socket, code: Code, reason: string, retryAfterMs?: number): void {
   socket.resume(); // read and drop what the client sends, so closing does not reset the connection before it read the BYE
@@ -152,9 +155,23 @@ export async function listen(opts: ListenOptions, onTransport: (t: Transport) =>
     return { socket, address, admit: admission.admit(address) };
   };
 
+  /**
+   * Sockets refused by admission, waiting up to a second for their BYE to be read. They no longer
+   * count against connectionsMax (else one address opening sockets fast would fill it with its
+   * own refusals) and have a bound of their own: past it, a refused socket is closed without a BYE.
+   */
+  const refusing = new Set<Socket>();
   const refuseAdmission = (socket: Socket | TLSSocket, p: Pending): void => {
     if (p.admit.ok) return;
     noteRefused(p.admit.code, { address: p.address, reason: p.admit.reason });
+    sockets.delete(socket);
+    pending.delete(socket);
+    if (refusing.size >= refusingSocketsMax) {
+      socket.destroy();
+      return;
+    }
+    refusing.add(socket);
+    socket.once('close', () => refusing.delete(socket));
     refuse(socket, p.admit.code, p.admit.reason, p.admit.retryAfterMs);
   };
 
@@ -246,6 +263,7 @@ export async function listen(opts: ListenOptions, onTransport: (t: Transport) =>
       const closed = servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
       // Transports already handed on are ended by their owner (the gateway says BYE SHUTDOWN).
       for (const s of pending) s.destroy();
+      for (const s of refusing) s.destroy();
       await Promise.all(closed);
       if (ownSummary) summary.close();
     },

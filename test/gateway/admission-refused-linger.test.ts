@@ -1,5 +1,5 @@
 /**
- * Review of issue 10, case 6: the per-address cap is checked at accept, but a refused socket is
+ * Found by review of issue 10, case 6: the per-address cap is checked at accept, but a refused socket is
  * still counted in the listener's `sockets` (against connectionsMax) until the client closes it or
  * refuse()'s 1 s timer destroys it. One address that keeps opening connections and never closes
  * them holds (its rate x 1 s) places beyond connectionsPerAddressMax: at a few hundred attempts
@@ -79,7 +79,7 @@ async function waitFor(check: () => boolean, msMax = 10_000): Promise<void> {
 
 for (const useTls of [false, true]) {
   const port = useTls ? 'tls' : 'tcp';
-  t.test(`review admission - ${port}: one address opening connections it never closes, each refused, still fills connectionsMax`, async (t) => {
+  t.test(`admission - ${port}: one address opening connections it never closes, each refused, does not fill connectionsMax`, async (t) => {
     const connectionsMax = 64;
     const { gw } = await gateway(t, { connectionsMax, connectionsPerAddressMax: 4, helloTimeoutMs: 60_000 });
     const to = gw.ports[port]!;
