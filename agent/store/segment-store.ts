@@ -80,6 +80,7 @@ export class SegmentStore implements PacketStore {
   private deadLetterLog!: DeadLetterLog;
   private listeners: (() => void)[] = [];
   private writeChain: Promise<unknown> = Promise.resolve();
+  private deadLetterChain: Promise<unknown> = Promise.resolve();
   /** file deletions in flight; close waits for them */
   private deletions: Promise<void> = Promise.resolve();
   private readonly counters = { appended: 0, acked: 0, rejected: 0, deadLetters: 0, syncs: 0, renumbered: 0 };
@@ -592,9 +593,20 @@ export class SegmentStore implements PacketStore {
 
   // ---- dead letters, seq, stats, close -----------------------------------------------------
 
+  /**
+   * Dead-letter changes take turns: a requeue lists, appends and then empties the log, so a second
+   * requeue in between would append the same letters twice, and a letter added in between would be
+   * emptied without having been appended (both found by review).
+   */
+  private deadLetterTurn<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.deadLetterChain.then(fn, fn);
+    this.deadLetterChain = run.catch(() => undefined);
+    return run;
+  }
+
   async deadLetter(packet: Packet, code: string, message: string): Promise<void> {
     if (this.closed) throw closedError();
-    await this.deadLetterLog.add(packet, code, message);
+    await this.deadLetterTurn(() => this.deadLetterLog.add(packet, code, message));
     this.counters.deadLetters++;
     await this.ackOne(packet.seq);
   }
@@ -605,10 +617,12 @@ export class SegmentStore implements PacketStore {
   }
 
   async requeueDeadLetters(): Promise<number> {
-    const letters = await this.deadLetters();
-    await Promise.all(letters.map(({ packet: { seq: _seq, ...rest } }) => this.append(rest)));
-    await this.deadLetterLog.clear();
-    return letters.length;
+    return this.deadLetterTurn(async () => {
+      const letters = await this.deadLetters();
+      await Promise.all(letters.map(({ packet: { seq: _seq, ...rest } }) => this.append(rest)));
+      await this.deadLetterLog.clear();
+      return letters.length;
+    });
   }
 
   onAppend(listener: () => void): void {

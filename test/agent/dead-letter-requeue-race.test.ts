@@ -1,5 +1,5 @@
 /**
- * Review (issue 10, "a concurrent CLI command"; data loss): SegmentStore.requeueDeadLetters lists
+ * Found by review (issue 10, "a concurrent CLI command"; data loss): before the fix, SegmentStore.requeueDeadLetters lists
  * the dead letters, appends them (each waits for its sync), then truncates the dead-letter log.
  * Nothing serialises it with another requeue nor with SegmentStore.deadLetter:
  * - two `ferry dead-letters --requeue` (or two local API requests) at once both list the same
@@ -37,7 +37,7 @@ async function pending(s: SegmentStore): Promise<number[]> {
   return got.map((p) => (p.data as { n: number }).n);
 }
 
-t.test('review dead letters - two requeues at once bring each letter back once', async (t) => {
+t.test('dead letters - two requeues at once bring each letter back once', async (t) => {
   const s = await storeWithLetters(t, 3);
   const [a, b] = await Promise.all([s.requeueDeadLetters(), s.requeueDeadLetters()]);
   t.comment(`the two requeues said ${a} and ${b}`);
@@ -45,7 +45,7 @@ t.test('review dead letters - two requeues at once bring each letter back once',
   t.same(await s.deadLetters(), [], 'the dead-letter log is empty');
 });
 
-t.test('review dead letters - a packet rejected while a requeue runs is not lost', async (t) => {
+t.test('dead letters - a packet rejected while a requeue runs is not lost', async (t) => {
   const s = await storeWithLetters(t, 3);
   const late = await s.append(pkt(99));
   const requeue = s.requeueDeadLetters();
