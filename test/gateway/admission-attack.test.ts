@@ -130,3 +130,42 @@ for (const useTls of [false, true]) {
     t.same(answers, ['WELCOME', 'WELCOME', 'WELCOME', 'WELCOME', 'WELCOME'], `five sessions from another address admitted during the churn (${attempts} churn attempts so far)`);
   });
 }
+
+/**
+ * Found by review: a socket refused at accept still counted against connectionsMax until its
+ * BYE's 1 s timer destroyed it, so one address opening connections fast (and never closing them)
+ * held all of connectionsMax with its own refusals and every other address was turned away.
+ */
+for (const useTls of [false, true]) {
+  const port = useTls ? 'tls' : 'tcp';
+  t.test(`admission attack - ${port}: one address opening connections it never closes, each refused, does not fill connectionsMax`, async (t) => {
+    const connectionsMax = 64;
+    const { gw } = await gateway(t, { connectionsMax, connectionsPerAddressMax: 4, helloTimeoutMs: 60_000 });
+    const to = gw.ports[port]!;
+    let stop = false;
+    let attempts = 0;
+    const open = new Set<Socket>();
+    // The attacker: a new silent connection every ms or so from 127.0.0.1; each is dropped by the attacker only after 3 s.
+    const flood = async (): Promise<void> => {
+      while (!stop) {
+        attempts++;
+        const s = connect({ host: '127.0.0.1', port: to, localAddress: '127.0.0.1' });
+        s.on('error', () => undefined);
+        open.add(s);
+        setTimeout(() => { s.destroy(); open.delete(s); }, 3000);
+        await new Promise((r) => setTimeout(r, 2));
+      }
+    };
+    const loop = flood();
+    t.teardown(async () => {
+      stop = true;
+      await loop;
+      for (const s of open) s.destroy();
+    });
+    await waitFor(() => attempts > 400);
+    const answers: string[] = [];
+    for (let i = 0; i < 5; i++) answers.push(await session(to, '127.0.0.2', `victim-${i}`, useTls));
+    t.comment(`attempts ${attempts}; refused ${JSON.stringify(gw.stats().refused)}`);
+    t.same(answers, ['WELCOME', 'WELCOME', 'WELCOME', 'WELCOME', 'WELCOME'], 'sessions from another address are admitted during the flood');
+  });
+}
