@@ -7,53 +7,19 @@
  *   its session ends and the certificate is refused (AUTH_REVOKED).
  */
 import t from 'tap';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFile } from 'node:fs/promises';
 import { localRequest } from '../../agent/local-api.js';
-import { startFerry, stopProcess, type FerryProcess } from '../../cli/proc.js';
+import type { FerryProcess } from '../../cli/proc.js';
 import { runFerry } from '../helpers/cli-run.js';
-import { makeCerts } from '../helpers/certs.js';
 import { waitFor } from '../helpers/ferry.js';
+import { startTlsFleet } from '../helpers/tls-fleet.js';
 
 /** How often the agent logged a disconnect with `code` (the end of a live session and each refused HELLO). */
 const disconnects = (p: FerryProcess, code: string): number =>
   p.output().split('\n').filter((l) => l.includes('link: disconnected') && l.includes(`"code":"${code}"`)).length;
 
 t.test('security - issue-token ends the session opened with the old token; revoke-agent ends a certificate-only agent', async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'ferry-stale-'));
-  const procs: FerryProcess[] = [];
-  t.teardown(async () => {
-    await Promise.all(procs.map((p) => stopProcess(p, 2000)));
-    await rm(dir, { recursive: true, force: true });
-  });
-  const certs = makeCerts(join(dir, 'certs'));
-  const received = join(dir, 'received.jsonl');
-  const gatewayYaml = join(dir, 'gateway.yaml');
-  await writeFile(gatewayYaml, [
-    'listen: { tls: 127.0.0.1:0 }',
-    `tls: { cert: ${certs.main.gateway.cert}, key: ${certs.main.gateway.key}, ca: ${certs.main.ca} }`,
-    'auth: { required: true, clientCert: accept }',
-    `dataDir: ${join(dir, 'gw')}`,
-    'routes:', `  - { match: "#", handler: file, path: ${received} }`, '',
-  ].join('\n'));
-  const added = await runFerry(['gateway', 'add-agent', '--config', gatewayYaml, '--agent', 'pi-token']);
-  t.equal(added.code, 0, added.stderr);
-  const oldToken = added.stdout.trim();
-
-  const gw = startFerry(['gateway', '--config', gatewayYaml], { readyPattern: /ferry gateway listening on tls:\/\/127\.0\.0\.1:(\d+)/, logFile: join(dir, 'gateway.log') });
-  procs.push(gw);
-  const port = Number((await gw.ready)[1]);
-  const agent = async (id: string, extra: string[]): Promise<{ proc: FerryProcess; socket: string }> => {
-    const socket = join(dir, `${id}.sock`);
-    const yaml = join(dir, `${id}.yaml`);
-    await writeFile(yaml, [`id: ${id}`, `gateway: tls://localhost:${port}`, `dataDir: ${join(dir, id)}`, `socket: ${socket}`,
-      'link: { reconnectDelayMsMin: 50, reconnectDelayMsMax: 300 }', ...extra, ''].join('\n'));
-    const proc = startFerry(['agent', '--config', yaml], { readyPattern: /ferry agent running/, logFile: join(dir, `${id}.log`) });
-    procs.push(proc);
-    await proc.ready;
-    return { proc, socket };
-  };
+  const { certs, gatewayYaml, received, agent, token: oldToken, gw } = await startTlsFleet(t, 'auth: { required: true, clientCert: accept }');
   const withToken = await agent('pi-token', [`token: ${oldToken}`, `tls: { ca: ${certs.main.ca} }`]);
   const client = certs.main.client('pi-cert');
   const withCert = await agent('pi-cert', [`tls: { ca: ${certs.main.ca}, cert: ${client.cert}, key: ${client.key} }`]);
