@@ -9,7 +9,7 @@
  * else the one that fills its lowest gap, so it stays at its bound and every group commit
  * carries its records), the honest agent records BENCH_DLOG_ACKS seqs one after the other and
  * the time from `record` to its resolution is measured (what its ACK waits for).
- * Options (env): BENCH_DLOG_ACKS (default 2000), BENCH_DLOG_SCENARIOS (comma-separated names).
+ * Options (env): BENCH_DLOG_ACKS (default 2000), BENCH_DLOG_SCENARIOS (comma-separated scenario numbers, e.g. 1).
  */
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
