@@ -5,10 +5,11 @@
 import { redactUrl } from '../../common/redact.js';
 import { ErrorCode } from '../../protocol/errors.js';
 import type { HandlerResult } from './handler.js';
+import { fillTemplate } from './template.js';
 
 /** `url` with `{agent}` and `{target}` replaced, URL-encoded (a target's `/` becomes `%2F`, so it stays one path segment). */
 export function renderUrl(template: string, agent: string, target: string): string {
-  return template.replaceAll('{agent}', encodeURIComponent(agent)).replaceAll('{target}', encodeURIComponent(target));
+  return fillTemplate(template, encodeURIComponent(agent), encodeURIComponent(target));
 }
 
 /**

@@ -4,6 +4,7 @@ import { ErrorCode, FerryError } from '../../protocol/errors.js';
 import { charProblem } from '../../protocol/ids.js';
 import { bytesAsBase64, type PacketData } from '../../protocol/packet.js';
 import type { DispatchPacket, Handler, HandlerResult } from './handler.js';
+import { fillTemplate } from './template.js';
 
 export interface MqttHandlerOptions {
   /**
@@ -61,7 +62,7 @@ export const inflightMaxDefault = 256;
 
 /** The topic for a packet: `{agent}` and `{target}` in the template replaced, nothing else touched. */
 export function renderTopic(template: string, agent: string, target: string): string {
-  return template.replaceAll('{agent}', agent).replaceAll('{target}', target);
+  return fillTemplate(template, agent, target);
 }
 
 /**

@@ -77,8 +77,18 @@ interface Backends {
   http: Map<string, { path: string; agent: string; target: string }>;
 }
 
-t.test('id fuzz - random targets and agent IDs are refused by the one check or arrive intact at mosquitto, HTTP and a file; backends stay connected', async (t) => {
-  const seed = testSeed((m) => t.comment(m));
+/** Seeds that once failed, run every time: 991851720 gave target `$&\u2028`, which the mqtt topic template read as a replacement pattern. */
+const regressionSeeds = [991851720];
+
+t.test('id fuzz - random targets and agent IDs are refused by the one check or arrive intact at mosquitto, HTTP and a file; backends stay connected', (t) => fuzz(t, testSeed((m) => t.comment(m))));
+
+for (const seed of regressionSeeds) {
+  t.test(`id fuzz - regression seed ${seed}`, (t) => fuzz(t, seed));
+}
+
+type Test = Parameters<Parameters<typeof t.test>[0]>[0];
+
+async function fuzz(t: Test, seed: number): Promise<void> {
   const cases = Number(process.env.CASES ?? 600);
   const rnd = prng(seed);
   const ps = pieces(rnd);
@@ -191,4 +201,4 @@ t.test('id fuzz - random targets and agent IDs are refused by the one check or a
   t.equal(mqttConnects, 1, 'the mqtt handler never lost its connection');
   const log = await readFile(join(broker.dir, 'mosquitto.log'), 'utf8');
   t.notMatch(log, /malformed|disconnected due to/i, 'mosquitto saw no malformed packet');
-});
+}
