@@ -127,6 +127,9 @@ t.test('mqtt handler restart - a broker killed mid-stream: every call settles an
   const dataDir = t.testdir();
   const first = await broker(t, dataDir);
   const { handler, wire } = watchedHandler(t, { ...opts(first.url), inflightMax: 64 });
+  // Connected first: on a loaded machine a connect can outlast publishTimeoutMs, and then every
+  // call below times out before one publish went out (nothing to kill mid-stream).
+  await pollUntil(() => handler.status === 'connected', 10_000, 'the handler to connect');
   const results = new Map<number, HandlerResult>();
   const count = 2000;
   const all = Array.from({ length: count }, (_, i) =>
