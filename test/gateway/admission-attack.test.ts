@@ -16,6 +16,7 @@ import { ErrorCode } from '../../protocol/errors.js';
 import { FrameType, protocolVersion, type Frame } from '../../protocol/frames.js';
 import { SocketTransport } from '../../protocol/socket-transport.js';
 import { makeCerts } from '../helpers/certs.js';
+import { pollUntil } from '../helpers/wait.js';
 
 /** A subtest, as `t.test` hands it to its callback. */
 type Test = Parameters<Parameters<typeof t.test>[0]>[0];
@@ -65,14 +66,6 @@ function session(port: number, localAddress: string, agent: string, useTls: bool
   });
 }
 
-async function waitFor(check: () => boolean, msMax = 10_000): Promise<void> {
-  const end = Date.now() + msMax;
-  while (!check()) {
-    if (Date.now() > end) throw new Error('timed out');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
 const refusedTotal = (gw: RunningGateway): number => Object.values(gw.stats().refused).reduce((a, b) => a + b, 0);
 
 t.test('admission attack - one address opening connectionsMax silent connections to the TLS port leaves room for another address', async (t) => {
@@ -88,12 +81,12 @@ t.test('admission attack - one address opening connectionsMax silent connections
     silent.push(s);
   }
   // Every attempt has been accepted by the gateway, and either holds a place or was refused.
-  await waitFor(() => gw.stats().connections + refusedTotal(gw) >= connectionsMax);
+  await pollUntil(() => gw.stats().connections + refusedTotal(gw) >= connectionsMax, 10_000, 'every silent connection counted');
   t.equal(gw.stats().connections, 4, 'the attacker holds connectionsPerAddressMax sockets, no more');
   t.equal(gw.stats().refused[ErrorCode.CONNECTIONS_PER_ADDRESS], connectionsMax - 4, 'the rest were refused at accept, before any handshake');
   t.equal(await session(port, '127.0.0.2', 'victim', true), 'WELCOME', 'another address completes a TLS handshake and a session');
   const closed = async (): Promise<number> => {
-    await waitFor(() => silent.filter((s) => s.destroyed).length >= connectionsMax - 4, 2000).catch(() => undefined);
+    await pollUntil(() => silent.filter((s) => s.destroyed).length >= connectionsMax - 4, 2000, 'the refused sockets to close').catch(() => undefined);
     return silent.filter((s) => s.destroyed).length;
   };
   t.equal(await closed(), connectionsMax - 4, 'and closed at once, not after the handshake time-out');
@@ -124,7 +117,7 @@ for (const useTls of [false, true]) {
       stop = true;
       await Promise.all(loops);
     });
-    await waitFor(() => attempts > 200);
+    await pollUntil(() => attempts > 200, 10_000, '200 attempts');
     const answers: string[] = [];
     for (let i = 0; i < 5; i++) answers.push(await session(to, '127.0.0.2', `victim-${i}`, useTls));
     t.same(answers, ['WELCOME', 'WELCOME', 'WELCOME', 'WELCOME', 'WELCOME'], `five sessions from another address admitted during the churn (${attempts} churn attempts so far)`);
@@ -162,7 +155,7 @@ for (const useTls of [false, true]) {
       await loop;
       for (const s of open) s.destroy();
     });
-    await waitFor(() => attempts > 400);
+    await pollUntil(() => attempts > 400, 10_000, '400 attempts');
     const answers: string[] = [];
     for (let i = 0; i < 5; i++) answers.push(await session(to, '127.0.0.2', `victim-${i}`, useTls));
     t.comment(`attempts ${attempts}; refused ${JSON.stringify(gw.stats().refused)}`);
