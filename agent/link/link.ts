@@ -317,9 +317,9 @@ export class Link extends EventEmitter<{ status: [LinkStatus] }> {
 
   /** An ACK counts only for seqs this agent issued, and only once the session is open (something was sent); else nothing of it is applied. */
   private onAck(t: Transport, f: AckFrame): void {
-    if (!this.sessionOpen) return this.violation(t, `ACK of seq ${highestNamed(f.seq, f.ranges)} before this session sent anything`, { gatewaySeq: f.seq });
-    const lastSeq = this.deps.store.stats().lastSeq;
     const named = highestNamed(f.seq, f.ranges);
+    if (!this.sessionOpen) return this.violation(t, `ACK of seq ${named} before this session sent anything`, { gatewaySeq: f.seq });
+    const lastSeq = this.deps.store.highestIssuedSeq();
     if (named > lastSeq) return this.violation(t, `ACK names seq ${named}; this agent has issued seqs up to ${lastSeq} only`, { gatewaySeq: named, lastSeq });
     this.inflight.setCredit(f.creditPackets, f.creditBytes);
     this.applyAcks(f.seq, f.ranges);

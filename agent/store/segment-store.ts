@@ -279,7 +279,6 @@ export class SegmentStore implements PacketStore {
         break;
       }
     } catch (err) {
-      if (withAcks) this.markAcksDirty();
       const failure = new FerryError(ErrorCode.STORE_IO, `store write failed: ${(err as Error).message}`, { cause: err });
       // The refused seqs are done; the ack state that says so (and that no seq up to them is
       // handed out again) is written soon, and only then told to the gateway.
@@ -758,6 +757,10 @@ export class SegmentStore implements PacketStore {
       this.log.warn('store: after renumbering, the next segment could not start yet', { err });
     }
     return meta.packets;
+  }
+
+  highestIssuedSeq(): number {
+    return this.lastSeq;
   }
 
   stats(): StoreStats {

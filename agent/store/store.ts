@@ -90,5 +90,7 @@ export interface PacketStore {
    */
   renumberAbove(seq: number): Promise<number>;
   stats(): StoreStats;
+  /** `stats().lastSeq` without building the rest: the link checks every ACK against it */
+  highestIssuedSeq(): number;
   close(): Promise<void>;
 }

@@ -53,6 +53,7 @@ class CountingStore implements PacketStore {
   advanceSeq(seq: number): Promise<void> { return this.track(this.inner.advanceSeq(seq)); }
   renumberAbove(seq: number): Promise<number> { return this.track(this.inner.renumberAbove(seq)); }
   stats(): StoreStats { return this.inner.stats(); }
+  highestIssuedSeq(): number { return this.inner.highestIssuedSeq(); }
   close(): Promise<void> { return this.inner.close(); }
 }
 

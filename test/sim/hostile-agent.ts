@@ -7,7 +7,7 @@
  * authenticated but hostile agent). The checkers owe it nothing (checkers.ts, hostileAgentId):
  * what they check is that the honest agents' guarantees still hold.
  */
-import { FrameType, seqMax, type Frame } from '../../protocol/frames.js';
+import { FrameType, protocolVersion, seqMax, type Frame } from '../../protocol/frames.js';
 import type { Packet } from '../../protocol/packet.js';
 import type { Transport } from '../../protocol/transport.js';
 import { hostileAgentId } from './checkers.js';
@@ -99,11 +99,11 @@ export class HostileAgent {
   private hello(): Frame {
     const ackedSeq = this.rng.pick([0, this.rng.int(0, 200), seqMax, Number.MAX_SAFE_INTEGER]);
     const r = this.rng.next();
-    if (r < 0.6 || this.victims.length === 0) return { t: FrameType.HELLO, version: 2, agent: hostileAgentId, token: this.tokenOf(hostileAgentId), ackedSeq: this.rng.chance(0.7) ? this.rng.int(0, 200) : ackedSeq };
+    if (r < 0.6 || this.victims.length === 0) return { t: FrameType.HELLO, version: protocolVersion, agent: hostileAgentId, token: this.tokenOf(hostileAgentId), ackedSeq: this.rng.chance(0.7) ? this.rng.int(0, 200) : ackedSeq };
     const victim = this.rng.pick(this.victims);
     // Its own (valid) token under the victim's ID, a wrong one, or none.
     const token = this.rng.pick([this.tokenOf(hostileAgentId), 'guessed-token', undefined]);
-    return { t: FrameType.HELLO, version: 2, agent: victim, ackedSeq, ...(token !== undefined ? { token } : {}) };
+    return { t: FrameType.HELLO, version: protocolVersion, agent: victim, ackedSeq, ...(token !== undefined ? { token } : {}) };
   }
 
   /** One hostile act every 20-300 ms while the session lasts. */
