@@ -477,10 +477,12 @@ export class DispatchLog {
    */
   private frame(rec: LogRecord): Buffer[] {
     const max = this.opts.recordBodyBytesMax;
+    // Nearly every record (a batch's few seqs) fits whole: encoded once, split only when it does not.
+    const whole = cbor.encode(rec);
+    if (whole.length <= max) return [frameRecord(whole, max)];
     const ranges = rec.r ?? [];
     // In CBOR a range takes at most 19 bytes (array head, two integers of at most 9 each), an array head at most 9.
     const perRecord = Math.max(1, Math.floor((max - cbor.encode({ ...rec, r: [] }).length - 9) / 19));
-    if (ranges.length <= perRecord) return [frameRecord(cbor.encode(rec), max)];
     const out: Buffer[] = [];
     for (let i = 0; i < ranges.length; i += perRecord) {
       const r = ranges.slice(i, i + perRecord);

@@ -277,7 +277,6 @@ export class Session {
     }, this.opts.targetSlowMs + 1);
   }
 
-  /** Runs the handler, unless another session of this agent is already dispatching this seq: then waits for it. */
   /**
    * Runs the handler for `item` once the packets the lane handed over before it (same target)
    * reached their handler: waits below (another session's dispatch, the handed-over mark) may

@@ -17,7 +17,6 @@
 import { ErrorCode, FerryError } from './errors.js';
 
 export const targetBytesMax = 255;
-export const agentIdCharsMax = 255;
 
 /**
  * An agent ID: 1–255 of ASCII letters, digits and `. _ : -`, and not `.` or `..`. Narrower than a
