@@ -6,6 +6,7 @@ import type { DeadLetter } from '../agent/store/store.js';
 import { localRequest } from '../agent/local-api.js';
 import { gatewayConfigSchema } from '../gateway/config.js';
 import { runGateway } from '../gateway/main.js';
+import { hostOf } from '../gateway/auth-posture.js';
 import { agentSubcommands, agentSubcommandsHelp, isAgentSubcommand, runAgentSubcommand } from './gateway-agents.js';
 import { runSim, simConfigSchema } from '../firmware-sim/index.js';
 import { loadYamlFile } from '../hw/yaml-file.js';
@@ -74,7 +75,6 @@ Stops on SIGINT/SIGTERM.
       { path: ['dataDir'], value: f['data-dir'] },
     ]);
     const gw = await runGateway(config);
-    const hostOf = (hostPort: string): string => hostPort.slice(0, hostPort.lastIndexOf(':'));
     if (config.listen.tcp !== undefined) process.stdout.write(`ferry gateway listening on ${hostOf(config.listen.tcp)}:${gw.ports.tcp}\n`);
     if (config.listen.tls !== undefined) process.stdout.write(`ferry gateway listening on tls://${hostOf(config.listen.tls)}:${gw.ports.tls}\n`);
     return untilSignal(() => gw.stop());

@@ -22,7 +22,8 @@ export function isLoopbackHost(host: string): boolean {
   return n === '[::1]' || /^\[::ffff:7f[0-9a-f]{2}:[0-9a-f]{1,4}\]$/.test(n);
 }
 
-function hostOf(hostPort: string): string {
+/** The host of a `HOST:PORT` listen setting. */
+export function hostOf(hostPort: string): string {
   return hostPort.slice(0, hostPort.lastIndexOf(':'));
 }
 

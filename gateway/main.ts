@@ -14,7 +14,7 @@ import { createMqttHandler } from './handlers/mqtt.js';
 import { createGatewayCore, type GatewayCore } from './core.js';
 import { AgentRegistry } from './agents.js';
 import { createAuthenticator, recheck } from './auth.js';
-import { authWarnings } from './auth-posture.js';
+import { authWarnings, hostOf } from './auth-posture.js';
 import { listen } from './listener.js';
 import { LogSummary } from './log-summary.js';
 import { realFiles } from '../common/real-files.js';
@@ -138,7 +138,6 @@ async function startGateway(config: GatewayConfig, opts: { log?: Log }): Promise
     },
     log, summary,
   }, (t) => void gw.accept(t));
-  const hostOf = (hostPort: string): string => hostPort.slice(0, hostPort.lastIndexOf(':'));
   const { ports } = listener;
   log.info('gateway: listening', {
     tcp: config.listen.tcp !== undefined ? `${hostOf(config.listen.tcp)}:${ports.tcp}` : null,
