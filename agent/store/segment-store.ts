@@ -130,7 +130,9 @@ export class SegmentStore implements PacketStore {
     this.segments = r.segments;
     // No segment at all: a new store, or one whose files were wiped. Its seqs may repeat those of
     // an earlier life of this agent's store, until a gateway's WELCOME has been heard (renumberAbove).
-    this.fresh = r.segments.length === 0 || r.acks.fresh === true;
+    // No ack state on disk: this store never confirmed its numbering with a gateway (that writes
+    // one), e.g. a wiped store killed after its first append: still fresh (found by the simulator, seed 991012597).
+    this.fresh = r.segments.length === 0 || r.acks.fresh === true || !r.acksFound;
     this.acks = new AckTracker(r.acks.ackedSeq, r.acks.done);
     // Count only what was still pending: damage to packets already acked loses nothing.
     for (const [a, b] of r.lostRanges) this.dropped.corrupt += this.acks.markDone(a, b);

@@ -24,6 +24,7 @@ export const bugClasses = {
   'failed-handover-passed': 'new: a packet that failed before reaching the handler was passed by the next one of its target',
   'flip-cuts-dispatch-log': 'new: a bit flipped while the dispatch log was read at open cut every record after it',
   'fake-gateway-trusted': 'issue 10 case 2: the agent acked, or renumbered, stored packets on the word of a fake gateway naming seqs it never issued',
+  'unconfirmed-not-fresh': 'issue 10 case 2: a wiped store killed after its first append, recovered without an ack state, was not fresh and refused every honest WELCOME for good',
   unknown: 'not classified',
 } as const;
 export type BugClass = keyof typeof bugClasses;
