@@ -25,6 +25,7 @@ export const bugClasses = {
   'flip-cuts-dispatch-log': 'new: a bit flipped while the dispatch log was read at open cut every record after it',
   'fake-gateway-trusted': 'issue 10 case 2: the agent acked, or renumbered, stored packets on the word of a fake gateway naming seqs it never issued',
   'unconfirmed-not-fresh': 'issue 10 case 2: a wiped store killed after its first append, recovered without an ack state, was not fresh and refused every honest WELCOME for good',
+  'sim-fake-below-record': 'simulator: the fake gateway renumbered a fresh store below the seqs the real gateway knew of its earlier life (a case docs/guarantees.md does not promise); the agent then refused the real gateway for good',
   unknown: 'not classified',
 } as const;
 export type BugClass = keyof typeof bugClasses;

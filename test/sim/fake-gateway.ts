@@ -8,9 +8,11 @@
  * The fake peeks at the device's store for its lastSeq (a simulation may) and names seqs at least
  * 10,000 above it, far more than a device appends while the fake's frame is on its way. A fresh
  * store (made empty by a wipe) renumbers above what a WELCOME names (it cannot tell a new gateway
- * from a fake): the fake never sends it an honest WELCOME, which would take its freshness and so
- * let the real gateway's record of the wiped store's earlier life ack new packets (a weakness the
- * trust rule does not cover: docs/guarantees.md, a fake gateway).
+ * from a fake): the fake never sends it an honest WELCOME, and names seqs above every seq the
+ * device ever sent the real gateway too. Either would leave the real gateway's record of the
+ * wiped store's earlier life above or among the new seqs, so it would ack new packets or be
+ * refused for good (a weakness the trust rule does not cover: docs/guarantees.md, a fake gateway;
+ * seed 3765432253 found the second, a fake naming seqs below the earlier life's).
  */
 import { FrameType, seqMax, seqRenumberTopMax, type Frame, type HelloFrame, type WelcomeFrame } from '../../protocol/frames.js';
 import type { Transport } from '../../protocol/transport.js';
@@ -39,14 +41,18 @@ export type FakeGatewayMode = (typeof fakeGatewayModes)[number];
 export interface FakeGatewayView {
   /** the device's store: its highest issued seq, and whether it is fresh */
   store(): { lastSeq: number; fresh: boolean } | null;
+  /** the highest seq the device ever sent the real gateway, in any life of its store */
+  sentToGateway(): number;
 }
 
 export class FakeGateway {
   constructor(private readonly rng: Rng, private readonly device: FakeGatewayView) {}
 
-  /** A seq this agent never issued: at least 10,000 above its store's lastSeq. */
+  /** A seq this agent never issued: at least 10,000 above its store's lastSeq (and, for a fresh store, above all the gateway knows). */
   private above(): number {
-    return (this.device.store()?.lastSeq ?? 0) + this.rng.int(10_000, 1_000_000);
+    const store = this.device.store();
+    const floor = store?.fresh !== false ? Math.max(store?.lastSeq ?? 0, this.device.sentToGateway()) : store.lastSeq;
+    return floor + this.rng.int(10_000, 1_000_000);
   }
 
   /** Takes one hijacked connection. */
@@ -87,7 +93,9 @@ export class FakeGateway {
         return { ...w, ranges: [[a, a + this.rng.int(0, 50)]] };
       }
       case 'welcome-huge':
-        return { ...w, dispatchedSeq: this.rng.pick([seqRenumberTopMax, seqMax, Number.MAX_SAFE_INTEGER]) };
+        // A fresh store renumbers up to seqRenumberTopMax; from there a later wipe could never
+        // renumber above the gateway's record again, so a fresh store gets only refused seqs.
+        return { ...w, dispatchedSeq: this.rng.pick(fresh ? [seqMax, Number.MAX_SAFE_INTEGER] : [seqRenumberTopMax, seqMax, Number.MAX_SAFE_INTEGER]) };
       case 'welcome-seen-huge':
         return { ...w, dispatchedSeq: fresh ? this.above() : h.ackedSeq, seenSeq: this.rng.pick([seqRenumberTopMax + 1, seqMax, Number.MAX_SAFE_INTEGER]) };
       default:

@@ -146,7 +146,7 @@ export function inject(w: WorldContext, t: FaultTargets, kind: FaultKind): void 
       return until(100, 5000, () => (w.downstream.mode.failP = 0));
     }
     case 'fake-gateway': {
-      const fake = new FakeGateway(rng.fork(`fake gateway ${device.id}`), { store: () => device.store?.stats() ?? null });
+      const fake = new FakeGateway(rng.fork(`fake gateway ${device.id}`), { store: () => device.store?.stats() ?? null, sentToGateway: () => net.highestSentSeq(device.id) });
       net.hijack(device.id, (end) => fake.accept(end));
       return until(500, 8000, () => net.unhijack(device.id));
     }

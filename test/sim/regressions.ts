@@ -45,6 +45,8 @@ export const knownBugs: Record<Exclude<BugClass, 'unknown'>, KnownBug> = {
   // Issue 10: found by the fault kinds fake-gateway and hostile-agent on the code before its fix.
   'fake-gateway-trusted': { fixed: true, ciWithout: ['fake-gateway'] },
   'unconfirmed-not-fresh': { fixed: true, ciWithout: ['agent-wipe'] },
+  // A fault of the simulator's fake gateway, not of ferry: found by CI's seed run on 71dad28.
+  'sim-fake-below-record': { fixed: true, ciWithout: ['fake-gateway'] },
 };
 
 export interface Regression {
@@ -98,6 +100,7 @@ export const regressions: Regression[] = [
   { seed: 1037, bug: 'fake-gateway-trusted', faults: ['fake-gateway', 'hostile-agent'], found: 'lost: a1-1..7 never delivered: the old link applied the seqs of a fake gateway\'s WELCOME or ACK to its store' },
   { seed: 1018, bug: 'fake-gateway-trusted', faults: ['fake-gateway', 'hostile-agent'], found: 'exactly-once: a store that was not fresh renumbered above a fake WELCOME\'s seq; a1-20, already dispatched under its old seq, went again under seq 303792' },
   { seed: 991012597, bug: 'unconfirmed-not-fresh', faults: [...faultKinds], found: 'liveness: a wiped store killed after its first append recovered without an ack state, counted as not fresh, and refused every honest WELCOME (GATEWAY_PROTOCOL_VIOLATION) for good' },
+  { seed: 3765432253, bug: 'sim-fake-below-record', faults: [...faultKinds], found: 'liveness: a fake renumbered a fresh store to seqRenumberTopMax, a wipe, a fake renumbered the new store to 440708, below the earlier life\'s 2^51+; the real gateway was refused for good (GATEWAY_PROTOCOL_VIOLATION)' },
 ];
 
 /** The fault kinds and options of CI's seed run: everything, less what unfixed bugs need left out. */

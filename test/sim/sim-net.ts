@@ -127,6 +127,7 @@ export class SimConnection {
     const pipe = this.pipeFrom(from);
     this.net.trace.event('frame', `c${this.id} ${from.side === 'agent' ? '>' : '<'} ${describe(frame)}${pipe.blackHole ? ' (black hole)' : ''}`);
     if (pipe.blackHole) return;
+    if (from.side === 'agent' && !this.toFake && frame.t === FrameType.DATA) this.net.noteSent(this.agent, frame.packets);
     this.enqueue(pipe, { bytes: encodeFrame(frame), readyAt: 0 });
   }
 
@@ -248,6 +249,8 @@ export class SimNet {
   private accept: ((t: Transport) => void) | null = null;
   /** agents whose dials reach a fake gateway: its accept */
   private readonly hijacked = new Map<string, (t: Transport) => void>();
+  /** per agent, the highest seq it ever sent towards the gateway process, in any store life */
+  private readonly highestSent = new Map<string, number>();
 
   constructor(readonly time: SimTime, readonly rng: Rng, readonly trace: Trace, readonly opts: NetOptions) {}
 
@@ -255,6 +258,17 @@ export class SimNet {
   listen(accept: (t: Transport) => void): void {
     this.accept = accept;
     this.gatewayState = 'up';
+  }
+
+  noteSent(agent: string, packets: readonly { seq: number }[]): void {
+    let high = this.highestSent.get(agent) ?? 0;
+    for (const p of packets) high = Math.max(high, p.seq);
+    this.highestSent.set(agent, high);
+  }
+
+  /** The highest seq `agent` ever sent towards the gateway: the most the gateway can know of it. */
+  highestSentSeq(agent: string): number {
+    return this.highestSent.get(agent) ?? 0;
   }
 
   /** From now on `agent`'s dials reach `accept` (a fake gateway); its open connections are cut, so it dials again soon. */
