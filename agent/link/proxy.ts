@@ -129,16 +129,22 @@ export function proxyUrlFor(target: URL | string, env: ProxyEnv): URL | undefine
 
 /**
  * What a request to `target` needs under `env`: `{ kind: 'direct' }` (use your own Agent), or an
- * Agent that tunnels through the proxy. `agentOptions` go to that Agent; keepAlive defaults to
- * true so that a long-poll session reuses one proxied connection (one CONNECT) across requests.
- * TLS options for the gateway (ca, cert, key, servername) go on each request, as without a proxy:
- * the Agent passes them to the TLS handshake inside the tunnel.
+ * Agent that goes through the proxy. `agentOptions` go to that Agent. TLS options for the gateway
+ * (ca, cert, key, servername) go on each request, as without a proxy: the Agent passes them to
+ * the TLS handshake inside the tunnel.
+ *
+ * keepAlive defaults differ by scheme. https: true, so a long-poll session reuses one CONNECT
+ * tunnel (only bytes to the proxy; the gateway decides how long it lives). http: false, because
+ * proxies may close a plain client connection after each response without saying so (tinyproxy
+ * 1.11 answers HTTP/1.1 with no `Connection: close` and then closes), and a request sent on such a
+ * socket is lost (ECONNRESET): a new connection per request is the safe default.
  */
 export function proxyFor(target: URL | string, env: ProxyEnv, agentOptions: AgentOptions = {}): ProxyChoice {
   const url = typeof target === 'string' ? new URL(target) : target;
   const proxyUrl = proxyUrlFor(url, env);
   if (proxyUrl === undefined) return { kind: 'direct' };
-  const opts = { keepAlive: true, ...agentOptions };
-  const agent = url.protocol === 'https:' ? new HttpsProxyAgent(proxyUrl, opts) : new HttpProxyAgent(proxyUrl, opts);
+  const https = url.protocol === 'https:';
+  const opts = { keepAlive: https, ...agentOptions };
+  const agent = https ? new HttpsProxyAgent(proxyUrl, opts) : new HttpProxyAgent(proxyUrl, opts);
   return { kind: 'proxy', proxyUrl, agent };
 }

@@ -106,12 +106,13 @@ t.test('proxy - proxyFor returns direct or an Agent of the right kind, keep-aliv
   t.ok(s.agent instanceof HttpsProxyAgent, 'https: a CONNECT agent');
   t.equal(s.proxyUrl.href, P);
   t.equal((s.agent as unknown as { keepAlive: boolean }).keepAlive, true, 'keep-alive on by default');
-  const h = proxyFor(new URL('http://gw:7080/lp'), { http_proxy: P }, { keepAlive: false, maxSockets: 2 });
+  const h = proxyFor(new URL('http://gw:7080/lp'), { http_proxy: P });
   t.ok(h.kind === 'proxy' && h.agent instanceof HttpProxyAgent, 'http: an absolute-URI agent');
-  if (h.kind === 'proxy') {
-    t.equal((h.agent as unknown as { keepAlive: boolean }).keepAlive, false, 'agent options are passed on');
-    t.equal(h.agent.maxSockets, 2);
-  }
-  s.agent.destroy();
-  if (h.kind === 'proxy') h.agent.destroy();
+  if (h.kind === 'proxy') t.equal((h.agent as unknown as { keepAlive: boolean }).keepAlive, false, 'http: no keep-alive by default');
+  const o = proxyFor('https://gw:7443/lp', { HTTPS_PROXY: P }, { keepAlive: false, maxSockets: 2 });
+  if (o.kind === 'proxy') {
+    t.equal((o.agent as unknown as { keepAlive: boolean }).keepAlive, false, 'agent options are passed on and win');
+    t.equal(o.agent.maxSockets, 2);
+  } else t.fail('expected a proxy');
+  for (const c of [s, h, o]) if (c.kind === 'proxy') c.agent.destroy();
 });
