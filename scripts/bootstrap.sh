@@ -4,11 +4,17 @@
 # Idempotent and quick when everything is already there. Usage: bootstrap.sh demo|test
 set -eu
 cd "$(dirname "$0")/.."
-want="socat"
-[ "${1:-demo}" = "test" ] && want="socat mosquitto openssl"
+# command:package pairs; a command is looked for on PATH and in /usr/sbin and /sbin (outside a
+# normal user's PATH on Debian: mosquitto, nft, ip).
+want="socat:socat"
+# tinyproxy: the real forward proxy of the long-poll proxy tests; nft and ip: the network-namespace
+# firewall tests (issue 11).
+[ "${1:-demo}" = "test" ] && want="socat:socat mosquitto:mosquitto openssl:openssl tinyproxy:tinyproxy nft:nftables ip:iproute2"
 missing=""
-for cmd in $want; do
-  command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || missing="$missing $cmd"
+for pair in $want; do
+  cmd="${pair%%:*}"
+  pkg="${pair#*:}"
+  command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || [ -x "/sbin/$cmd" ] || missing="$missing $pkg"
 done
 if [ -n "$missing" ]; then
   echo "ferry: installing Debian packages:$missing" >&2
