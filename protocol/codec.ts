@@ -14,6 +14,11 @@ export const frameBytesMaxDefault = 1024 * 1024;
 const cbor = new Encoder({ useRecords: false, mapsAsObjects: true, variableMapSize: true });
 const cborDecoder = new Decoder({ useRecords: false, mapsAsObjects: true });
 
+/** A frame's CBOR body without the length prefix (the long-poll carrier's message). */
+export function encodeFrameBody(frame: Frame): Buffer {
+  return cbor.encode(frame);
+}
+
 export function encodeFrame(frame: Frame): Buffer {
   const body = cbor.encode(frame);
   const out = Buffer.allocUnsafe(frameHeaderBytes + body.length);

@@ -5,3 +5,5 @@ export * from './inbox.js';
 export * from './channel.js';
 export * from './hold-policy.js';
 export * from './request-policy.js';
+export * from './channel-transport.js';
+export * from './http.js';
