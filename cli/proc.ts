@@ -29,8 +29,14 @@ export interface FerryProcess {
  * Starts `ferry <args>` as a separate process (as a user would), copying its output to `logFile`
  * and resolving `ready` when stdout prints a line matching `readyPattern`.
  */
-export function startFerry(args: string[], opts: { readyPattern: RegExp; logFile?: string; readyMsMax?: number; env?: NodeJS.ProcessEnv }): FerryProcess {
-  const child = spawn(process.execPath, [ferryBin, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: opts.env ?? childEnv() });
+/**
+ * @param opts.wrap a command that runs ferry, e.g. `['ip', 'netns', 'exec', NAME]` (it must exec
+ *   node in its place, so the PID and signals are ferry's)
+ */
+export function startFerry(args: string[], opts: { readyPattern: RegExp; logFile?: string; readyMsMax?: number; env?: NodeJS.ProcessEnv; wrap?: readonly string[] }): FerryProcess {
+  const argv = [process.execPath, ferryBin, ...args];
+  const [cmd, ...rest] = opts.wrap && opts.wrap.length > 0 ? [...opts.wrap, ...argv] : argv;
+  const child = spawn(cmd!, rest, { stdio: ['ignore', 'pipe', 'pipe'], env: opts.env ?? childEnv() });
   const log = opts.logFile ? createWriteStream(opts.logFile, { flags: 'a' }) : null;
   let out = '';
   const outMax = 1 << 20;

@@ -11,6 +11,8 @@ import { freePort } from './free-port.js';
 export interface Rig {
   dir: string;
   port: number;
+  /** the gateway's long-poll port (`listen.http`), when the rig was made with `http` */
+  httpPort: number | null;
   device: string;
   socket: string;
   received: string;
@@ -42,6 +44,14 @@ export interface RigOptions {
   serial?: boolean;
   /** more top-level YAML for the agent config (e.g. `store:`) */
   agentYaml?: string;
+  /** the gateway also serves HTTP long-poll (`listen.http`) on this port (true: a free one) */
+  http?: number | true;
+  /** the agent's `gateway` value as YAML (default: tcp:// to agentPort); `{tcp}`, `{http}` stand for the gateway's ports */
+  agentGateway?: string;
+  /** the agent process's environment (default: the test's), e.g. with HTTPS_PROXY */
+  agentEnv?: NodeJS.ProcessEnv;
+  /** runs every process through this command (startFerry's `wrap`), e.g. inside a network namespace */
+  wrap?: readonly string[];
 }
 
 export async function makeRig(opts: RigOptions = {}): Promise<Rig> {
@@ -51,7 +61,9 @@ export async function makeRig(opts: RigOptions = {}): Promise<Rig> {
   const socket = join(dir, 'agent.sock');
   const received = join(dir, 'received.jsonl');
   const routes = (opts.routes ?? `  - match: "#"\n    handler: file\n    path: {received}\n`).replaceAll('{received}', received);
-  await writeFile(join(dir, 'gateway.yaml'), `listen:\n  tcp: 127.0.0.1:${port}\ndataDir: ${join(dir, 'gw')}\nroutes:\n${routes}${opts.gatewayYaml ?? ''}`);
+  const httpPort = opts.http === undefined ? null : opts.http === true ? await freePort() : opts.http;
+  const listen = `listen:\n  tcp: 127.0.0.1:${port}\n${httpPort !== null ? `  http: 127.0.0.1:${httpPort}\n` : ''}`;
+  await writeFile(join(dir, 'gateway.yaml'), `${listen}dataDir: ${join(dir, 'gw')}\nroutes:\n${routes}${opts.gatewayYaml ?? ''}`);
   // The gateway requires authentication by default: register the agent, as `ferry gateway add-agent` does.
   const agentId = opts.agentId ?? 'it-agent';
   const registry = await AgentRegistry.open(join(dir, 'gw'), { watchIntervalMs: 0 });
@@ -64,16 +76,20 @@ export async function makeRig(opts: RigOptions = {}): Promise<Rig> {
     '  - { kind: heartbeat, everyMs: 500, target: status/heartbeat }',
   ];
   await writeFile(join(dir, 'agent.yaml'), [
-    `id: ${agentId}`, `token: ${JSON.stringify(token)}`, `gateway: tcp://127.0.0.1:${opts.agentPort ?? port}`, `dataDir: ${join(dir, 'agent')}`, `socket: ${socket}`,
+    `id: ${agentId}`, `token: ${JSON.stringify(token)}`,
+    `gateway: ${(opts.agentGateway ?? 'tcp://127.0.0.1:{tcp}').replaceAll('{tcp}', String(opts.agentPort ?? port)).replaceAll('{http}', String(httpPort))}`, `dataDir: ${join(dir, 'agent')}`, `socket: ${socket}`,
     `link: ${JSON.stringify({ reconnectDelayMsMin: 50, reconnectDelayMsMax: 500, ...opts.agentLink })}`,
     ...(opts.serial === false ? [] : ['sources:', `  - { kind: serial, path: ${device}, reopenDelayMs: 100 }`, 'rules:', ...rules]), opts.agentYaml ?? '', '',
   ].join('\n'));
   const procs = new Set<FerryProcess>();
   const ready = { gateway: /ferry gateway listening/, agent: /ferry agent running/, sim: /ferry sim device/ };
   return {
-    dir, port, device, socket, received, token,
+    dir, port, httpPort, device, socket, received, token,
     async start(name) {
-      const p = startFerry([name, '--config', join(dir, `${name}.yaml`)], { readyPattern: ready[name], logFile: join(dir, `${name}.log`) });
+      const p = startFerry([name, '--config', join(dir, `${name}.yaml`)], {
+        readyPattern: ready[name], logFile: join(dir, `${name}.log`),
+        ...(name === 'agent' && opts.agentEnv ? { env: opts.agentEnv } : {}), ...(opts.wrap ? { wrap: opts.wrap } : {}),
+      });
       procs.add(p);
       void p.exited.then(() => procs.delete(p));
       await p.ready;

@@ -1,33 +1,41 @@
 /**
- * The tunnel under a seeded fault proxy: real agent and gateway processes, with every connection
- * between them cut (FIN or RST, often mid-frame), stalled one or both ways, or black-holed (only
- * the peers' ping time-outs can notice), for ROUNDS rounds (default 200) while a producer keeps
+ * The tunnel, and the HTTP long-poll carrier, under a seeded fault proxy: real agent and gateway
+ * processes, with every connection between them cut (FIN or RST, often mid-frame), stalled one or both ways, or black-holed (only
+ * the peers' ping time-outs can notice), for ROUNDS rounds (default 200; HTTP_ROUNDS, default 80, over long-poll) while a producer keeps
  * packets for several targets in flight. Afterwards every packet the agent accepted must have
  * reached the file exactly once, in seq order per target. SEED= replays a run.
  */
-import t from 'tap';
-import { localRequest } from '../../agent/local-api.js';
+import t, { type Test } from 'tap';
 import { startFaultProxy, type ProxiedConnection } from '../helpers/fault-proxy.js';
-import { drainAndStopAgent, makeRig, sleep } from '../helpers/ferry.js';
+import { makeRig, sleep } from '../helpers/ferry.js';
 import { freePort } from '../helpers/free-port.js';
 import { prng, testSeed } from '../helpers/seed.js';
+import { checkExactlyOnceInOrder, startProducer } from '../helpers/stream.js';
 
 const rounds = Number(process.env.ROUNDS ?? 200);
+const httpRounds = Number(process.env.HTTP_ROUNDS ?? 80);
 /** A connection the fault left alone (clean, or a stall that ended) is cut by the test after this long. */
 const roundMsMax = 400;
 
-t.test(`faults - ${rounds} rounds of cut, stalled and black-holed connections: every packet once, in order per target`, async (t) => {
+/**
+ * One run: the fault proxy sits in front of the gateway's TCP tunnel port (`tcp`) or its HTTP
+ * long-poll port (`http`: every keep-alive connection of the agent's HTTP client gets a fault, so
+ * requests and responses are cut, stalled or black-holed, often mid-body).
+ */
+async function faultRun(t: Test, carrier: 'tcp' | 'http', rounds: number): Promise<void> {
   const seed = testSeed((m) => t.comment(m));
   const rng = prng(seed);
   const gatewayPort = await freePort();
+  const httpPort = await freePort();
   const proxy = await startFaultProxy({
-    target: { host: '127.0.0.1', port: gatewayPort }, rng,
+    target: { host: '127.0.0.1', port: carrier === 'tcp' ? gatewayPort : httpPort }, rng,
     weights: { clean: 1, cut: 3, stall: 2, blackhole: 1 },
     onsetMsMax: 300, onsetBytesMax: 8192, stallMsMin: 20, stallMsMax: 600,
   });
   t.teardown(() => proxy.close());
   const rig = await makeRig({
-    agentId: 'faulty', serial: false, port: gatewayPort, agentPort: proxy.port,
+    agentId: 'faulty', serial: false, port: gatewayPort, http: httpPort,
+    agentGateway: carrier === 'tcp' ? `tcp://127.0.0.1:${proxy.port}` : `http://127.0.0.1:${proxy.port}`,
     agentLink: { reconnectDelayMsMin: 10, reconnectDelayMsMax: 100, helloTimeoutMs: 700, peerTimeoutMs: 700, pingIntervalMs: 100, inflightPacketsMax: 256, framePacketsMax: 32 },
     gatewayYaml: 'limits:\n  pingIntervalMs: 100\n  peerTimeoutMs: 700\n  helloTimeoutMs: 700\n',
   });
@@ -36,19 +44,7 @@ t.test(`faults - ${rounds} rounds of cut, stalled and black-holed connections: e
   const agent = await rig.start('agent');
 
   const targets = ['a/x', 'a/y', 'b', 'c/z/w'];
-  const accepted = new Map<number, string>();
-  let producing = true;
-  const producer = (async () => {
-    let n = 0;
-    while (producing) {
-      const batch = await Promise.all(Array.from({ length: 8 }, () => {
-        const target = targets[n++ % targets.length]!;
-        return localRequest(rig.socket, { op: 'send', target, data: { n } }, 5000).then((r) => ({ r, target }), () => null);
-      }));
-      for (const x of batch) if (x?.r.ok) accepted.set(x.r.seq as number, x.target);
-      await sleep(5);
-    }
-  })();
+  const producer = startProducer(rig, targets);
 
   const kinds = new Map<string, number>();
   for (let round = 0; round < rounds; round++) {
@@ -76,20 +72,13 @@ t.test(`faults - ${rounds} rounds of cut, stalled and black-holed connections: e
   proxy.setMode('clean');
   // Faults over: whatever connection is open now (or the next one) stays clean.
   for (const c of proxy.connections) if (c.fault.kind !== 'clean') c.destroy();
-  producing = false;
-  await producer;
+  await producer.stop();
+  const { accepted } = producer;
   t.comment(`faults chosen: ${[...kinds].map(([k, n]) => `${k}=${n}`).join(' ')}; applied: ${JSON.stringify(proxy.stats.applied)}`);
   t.ok(accepted.size > 500, `the agent accepted ${accepted.size} packets during the faults`);
 
-  const lastSeq = await drainAndStopAgent(rig, agent);
-  const lines = await rig.lines();
-  const seqs = lines.map((l) => l.seq);
-  t.equal(new Set(seqs).size, seqs.length, 'no packet was dispatched twice');
-  t.equal(seqs.length, lastSeq, `all ${lastSeq} packets the agent stored reached the file`);
-  t.equal([...accepted.keys()].filter((s) => !seqs.includes(s)).length, 0, 'every accepted send is in the file');
-  for (const target of targets) {
-    const mine = lines.filter((l) => l.target === target).map((l) => l.seq);
-    t.ok(mine.every((s, i) => i === 0 || s > mine[i - 1]!), `${target}: ${mine.length} packets in seq order`);
-  }
-  t.ok(lines.every((l) => accepted.get(l.seq) === undefined || accepted.get(l.seq) === l.target), 'each seq carries the target it was sent with');
-});
+  await checkExactlyOnceInOrder(t, rig, agent, accepted, targets);
+}
+
+t.test(`faults - ${rounds} rounds of cut, stalled and black-holed TCP tunnel connections: every packet once, in order per target`, (t) => faultRun(t, 'tcp', rounds));
+t.test(`faults - ${httpRounds} rounds of cut, stalled and black-holed HTTP long-poll connections (lost and cut requests and responses): every packet once, in order per target`, (t) => faultRun(t, 'http', httpRounds));

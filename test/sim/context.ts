@@ -5,6 +5,7 @@ import type { SimDownstream } from './downstream.js';
 import type { Oracle } from './oracle.js';
 import type { Rng } from './rng.js';
 import type { SimTime, TimerJitter } from './sim-clock.js';
+import type { SimHttp } from './sim-http.js';
 import type { SimNet } from './sim-net.js';
 import type { Trace } from './trace.js';
 
@@ -15,6 +16,8 @@ export interface WorldContext {
   rng: Rng;
   trace: Trace;
   net: SimNet;
+  /** the long-poll carrier's HTTP path (issue 11) */
+  http: SimHttp;
   oracle: Oracle;
   order: CallOrder;
   downstream: SimDownstream;

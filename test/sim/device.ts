@@ -4,7 +4,11 @@
  * connections reset), lose power (its disk loses what was not synced; peers hear nothing), have
  * its store wiped, and start again on the same disk.
  */
+import { gatewayChoice } from '../../agent/link/gateway-choice.js';
 import { Link, type LinkOptions } from '../../agent/link/link.js';
+import { longPollDialer } from '../../agent/link/longpoll-client.js';
+import type { Log } from '../../common/log.js';
+import type { Dialer } from '../../protocol/transport.js';
 import { SegmentStore } from '../../agent/store/segment-store.js';
 import type { FullPolicy } from '../../agent/store/store.js';
 import type { WorldContext } from './context.js';
@@ -17,8 +21,17 @@ import { SimDisk } from './sim-disk.js';
 
 export const storeDir = '/dev/store';
 
+/** The agent's long-poll time-outs, scaled to the simulator's seconds-long faults (the gateway holds 5 s: gateway-host.ts). */
+const simRequestPolicy = { responseTimeoutMs: 8000, answerTimeoutMs: 1500 };
+/** The transport choice's timings, scaled likewise (defaults: 10 s and 5 min). */
+const simChoice = { fallbackAfterMs: 2000, probeIntervalMs: 10_000 };
+
+/** How the agent reaches the gateway: the TCP tunnel, HTTP long-poll, or both (TCP preferred, long-poll the fallback). */
+export type DeviceTransport = 'tcp' | 'longpoll' | 'choice';
+
 export interface DeviceOptions {
   id: string;
+  transport: DeviceTransport;
   targets: string[];
   bytesMax: number;
   segmentBytes: number;
@@ -105,7 +118,7 @@ export class Device {
         this.store = store;
         this.lastOpen = { lastSeq: s.lastSeq, tailBytesCut: s.recovery.tailBytesCut, highestBefore: this.highestSeq };
         this.state = 'running';
-        this.link = new Link({ ...o.link, agentId: o.id, token: simToken(o.id) }, { store, dial: w.net.dialer(o.id, clock), clock, rng: this.rng.fork(`${name} link`).fn, log });
+        this.link = new Link({ ...o.link, agentId: o.id, token: simToken(o.id) }, { store, dial: this.dialer(clock, log), clock, rng: this.rng.fork(`${name} link`).fn, log });
         this.link.start();
         this.produceLater(clock, inc);
       },
@@ -168,6 +181,16 @@ export class Device {
     );
   }
 
+  /** The real dialers of agent/main.ts, over the simulated network and HTTP path. */
+  private dialer(clock: SimClock, log: Log): Dialer {
+    const { w, o } = this;
+    const tcp = w.net.dialer(o.id, clock);
+    if (o.transport === 'tcp') return tcp;
+    const longpoll = longPollDialer({ post: w.http.poster(o.id, clock), agentId: o.id, clock, log, policy: simRequestPolicy });
+    if (o.transport === 'longpoll') return longpoll;
+    return gatewayChoice([{ url: 'tcp://gateway:7800', dial: tcp }, { url: 'http://gateway:7480', dial: longpoll }], { ...simChoice, clock, log });
+  }
+
   /** The agent process dies: a kill (the disk keeps what was written) or a power cut of the device. */
   kill(how: 'kill' | 'power'): void {
     const { w } = this;
@@ -177,6 +200,7 @@ export class Device {
     if (how === 'power') this.disk.powerCut();
     else this.disk.kill(this.procName);
     w.net.agentDied(this.o.id, how);
+    w.http.agentDied(this.o.id, how);
     this.stopped();
   }
 

@@ -17,6 +17,9 @@ export const faultKinds = [
   'downstream-fail', 'downstream-slow',
   // issue 10: an agent's dials reach a fake gateway for a while; a hostile agent talks to the gateway
   'fake-gateway', 'hostile-agent',
+  // issue 11: the long-poll carrier's HTTP path loses, duplicates or cuts bodies; a proxy cuts
+  // held requests early; a firewall drops the TCP tunnel port (agents with a choice fall back)
+  'http-loss', 'http-dup', 'http-garble', 'proxy-cut', 'tcp-blocked',
 ] as const;
 export type FaultKind = (typeof faultKinds)[number];
 
@@ -135,9 +138,39 @@ export function inject(w: WorldContext, t: FaultTargets, kind: FaultKind): void 
       const black = rng.chance(0.5);
       for (const c of net.openConnections(device.id)) if (black) c.blackHole('partition');
       else c.cut('partition');
+      w.http.blackHole(device.id);
       return until(500, 12_000, () => {
         net.partitioned.delete(device.id);
         trace.event('fault', `${device.id} partition healed`);
+      });
+    }
+    case 'http-loss': {
+      w.http.faults.lossP = rng.pick([0.05, 0.2, 0.5]);
+      trace.event('fault', `HTTP loses requests and responses (p ${w.http.faults.lossP})`);
+      return until(500, 8000, () => (w.http.faults.lossP = 0));
+    }
+    case 'http-dup': {
+      w.http.faults.dupP = rng.pick([0.1, 0.5, 1]);
+      trace.event('fault', `a proxy sends requests twice (p ${w.http.faults.dupP})`);
+      return until(500, 8000, () => (w.http.faults.dupP = 0));
+    }
+    case 'http-garble': {
+      w.http.faults.garbleP = rng.pick([0.1, 0.5]);
+      trace.event('fault', `HTTP response bodies cut short (p ${w.http.faults.garbleP})`);
+      return until(500, 8000, () => (w.http.faults.garbleP = 0));
+    }
+    case 'proxy-cut': {
+      w.http.faults.proxyIdleMs = rng.pick([300, 2000, 10_000]);
+      trace.event('fault', `a proxy cuts requests held over ${w.http.faults.proxyIdleMs} ms (504)`);
+      return until(1000, 12_000, () => (w.http.faults.proxyIdleMs = null));
+    }
+    case 'tcp-blocked': {
+      net.tcpBlocked.add(device.id);
+      trace.event('fault', `a firewall drops ${device.id}'s TCP tunnel port`);
+      for (const c of net.openConnections(device.id)) if (!c.toFake) c.blackHole('firewall');
+      return until(2000, 15_000, () => {
+        net.tcpBlocked.delete(device.id);
+        trace.event('fault', `${device.id}'s TCP tunnel port passes again`);
       });
     }
     case 'downstream-fail': {

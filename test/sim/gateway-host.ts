@@ -12,6 +12,7 @@ import { hashToken } from '../../gateway/agents.js';
 import { createAuthenticator } from '../../gateway/auth.js';
 import { createGatewayCore, type CoreLimits, type GatewayCore } from '../../gateway/core.js';
 import { FileHandler } from '../../gateway/handlers/file.js';
+import { LongPollSessions } from '../../gateway/longpoll/sessions.js';
 import type { Handler, HandlerResult } from '../../gateway/handlers/handler.js';
 import type { WorldContext } from './context.js';
 import { simLog } from './context.js';
@@ -21,6 +22,9 @@ import type { SimClock } from './sim-clock.js';
 import { SimDisk } from './sim-disk.js';
 
 export const gatewayDataDir = '/gw/data';
+
+/** The long-poll listener's limits, its hold scaled to the simulator's seconds-long faults (the agent's time-outs: device.ts). */
+const simLongPollLimits = { holdMs: 5000, sessionIdleMs: 12_000 };
 
 /** The routes, by target prefix; the simulator's producers pick targets under them. */
 export const routeTargets = {
@@ -157,6 +161,15 @@ export class GatewayHost {
         this.core = core;
         this.state = 'running';
         w.net.listen((t) => core.accept(t));
+        // The long-poll listener of gateway/main.ts, over the simulated HTTP path.
+        const sessions = new LongPollSessions({
+          clock, log, onTransport: (t) => void core.accept(t), limits: simLongPollLimits,
+          randomId: () => `${name.replace(/\W/g, '')}-${++this.sessionIds}-${this.rng.int(0, 0x7fffffff).toString(36)}`,
+        });
+        w.http.listen(async (req, abort) => {
+          const r = await sessions.handle(req, abort);
+          return { status: r.status, body: r.body, ...(r.retryAfterS !== undefined ? { retryAfterMs: r.retryAfterS * 1000 } : {}) };
+        });
       },
       (err: unknown) => {
         if (this.inc !== inc) return;
@@ -176,6 +189,7 @@ export class GatewayHost {
     if (how === 'power') this.disk.powerCut();
     else this.disk.kill(this.procName);
     w.net.gatewayDied(how);
+    w.http.gatewayDied(how);
     w.downstream.gatewayDied();
     this.stopped();
   }

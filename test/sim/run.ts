@@ -1,6 +1,6 @@
 /**
- * `npm run sim -- --seeds N [--from S] [--verbose] [--faults a,b] [--without a,b]`: runs N seeds
- * of the whole-system simulator, from a random base (printed) or from S, one line per failing
+ * `npm run sim -- --seeds N [--from S] [--verbose] [--faults a,b] [--without a,b] [--tcp-only]`: runs N seeds
+ * of the whole-system simulator (agents on TCP, HTTP long-poll or a choice of both; `--tcp-only`: TCP, as before issue 11), from a random base (printed) or from S, one line per failing
  * seed with the checker's message, the trace hash and the command that replays it. Exits 1 when
  * a checker failed.
  */
@@ -18,12 +18,14 @@ interface Args {
   /** stop after this many failures (0: never) */
   stopAfter: number;
   precreate: boolean;
+  /** every agent on TCP, as the seeds found before issue 11 ran */
+  tcpOnly: boolean;
   skipCheckers: string[];
   diskFaultsOn: DiskFaultsOn;
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { seeds: 100, from: null, verbose: false, faults: [...faultKinds], stopAfter: 0, precreate: false, skipCheckers: [], diskFaultsOn: 'any' };
+  const a: Args = { seeds: 100, from: null, verbose: false, faults: [...faultKinds], stopAfter: 0, precreate: false, tcpOnly: false, skipCheckers: [], diskFaultsOn: 'any' };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     const value = (): string => {
@@ -35,6 +37,7 @@ function parseArgs(argv: string[]): Args {
     else if (arg === '--from') a.from = Number(value());
     else if (arg === '--verbose') a.verbose = true;
     else if (arg === '--precreate') a.precreate = true;
+    else if (arg === '--tcp-only') a.tcpOnly = true;
     else if (arg === '--skip-checker') a.skipCheckers.push(value());
     else if (arg === '--disk-faults-on') a.diskFaultsOn = value() as DiskFaultsOn;
     else if (arg === '--faults') a.faults = parseFaultKinds(value());
@@ -42,7 +45,7 @@ function parseArgs(argv: string[]): Args {
       const out = new Set(parseFaultKinds(value()));
       a.faults = a.faults.filter((k) => !out.has(k));
     } else if (arg === '--stop-after') a.stopAfter = Number(value());
-    else throw new Error(`unknown argument ${arg}; usage: npm run sim -- --seeds N [--from S] [--verbose] [--faults a,b] [--without a,b] [--stop-after K]`);
+    else throw new Error(`unknown argument ${arg}; usage: npm run sim -- --seeds N [--from S] [--verbose] [--faults a,b] [--without a,b] [--stop-after K] [--tcp-only]`);
   }
   if (!Number.isInteger(a.seeds) || a.seeds < 1) throw new Error('--seeds must be a positive integer');
   if (a.from !== null && !(Number.isInteger(a.from) && a.from >= 0 && a.from <= 0xffffffff)) throw new Error('--from must be an integer from 0 to 4294967295');
@@ -62,7 +65,7 @@ async function main(): Promise<void> {
   const byClass = new Map<string, number[]>();
   for (let i = 0; i < args.seeds; i++) {
     const seed = (base + i) >>> 0;
-    const r = await runSeed({ seed, faults: args.faults, verbose: args.verbose, precreateFiles: args.precreate, diskFaultsOn: args.diskFaultsOn, skipCheckers: args.skipCheckers });
+    const r = await runSeed({ seed, longpoll: !args.tcpOnly, faults: args.faults, verbose: args.verbose, precreateFiles: args.precreate, diskFaultsOn: args.diskFaultsOn, skipCheckers: args.skipCheckers });
     events += r.events;
     if (!r.ok) {
       failed++;
@@ -72,7 +75,7 @@ async function main(): Promise<void> {
       byClass.set(cls, [...(byClass.get(cls) ?? []), seed]);
       if (!args.verbose) for (const line of r.tail.slice(-25)) console.log(`    ${line}`);
       console.log(`FAIL seed ${seed} [${cls}] ${r.violation!.message.split('\n')[0]} (hash ${r.hash}; faults ${r.faults.join(',') || 'none'})`);
-      console.log(`  replay: npm run sim -- --from ${seed} --seeds 1 --verbose${faultsArg}`);
+      console.log(`  replay: npm run sim -- --from ${seed} --seeds 1 --verbose${faultsArg}${args.tcpOnly ? ' --tcp-only' : ''}`);
       if (args.stopAfter > 0 && failed >= args.stopAfter) break;
     } else if (args.verbose || args.seeds === 1) {
       console.log(`ok seed ${seed} hash ${r.hash} (${r.events} events, ${r.appends} appends, ${r.resolved} resolved, ${(r.simMs / 1000).toFixed(1)} s simulated)`);

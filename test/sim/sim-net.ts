@@ -244,6 +244,8 @@ export class SimNet {
   readonly connections: SimConnection[] = [];
   /** agents whose network is partitioned from the gateway */
   readonly partitioned = new Set<string>();
+  /** agents behind a firewall that drops the TCP tunnel port (HTTP still passes: sim-http.ts) */
+  readonly tcpBlocked = new Set<string>();
   /** 'down': the process is dead, dials are refused; 'off': the host has no power, dials time out */
   gatewayState: GatewayState = 'down';
   private accept: ((t: Transport) => void) | null = null;
@@ -310,7 +312,7 @@ export class SimNet {
           clock.setTimeout(() => resolve(conn.agentEnd), latency);
           return;
         }
-        if (this.partitioned.has(agent) || this.gatewayState === 'off') {
+        if (this.partitioned.has(agent) || this.tcpBlocked.has(agent) || this.gatewayState === 'off') {
           this.trace.event('dial', `${agent} times out`);
           clock.setTimeout(() => reject(netError('ETIMEDOUT', 'simulated network: connect timed out')), this.opts.connectTimeoutMs);
           return;
@@ -343,6 +345,7 @@ export class SimNet {
   /** Heals every partition and hijack; stalls end now. */
   heal(): void {
     this.partitioned.clear();
+    this.tcpBlocked.clear();
     for (const agent of [...this.hijacked.keys()]) this.unhijack(agent);
     for (const c of this.openConnections()) if (c.stallUntil > this.time.now()) c.stall(this.time.now());
   }

@@ -22,8 +22,8 @@ t.test('sim - one seed gives one trace: two runs of a seed have the same hash, a
 
 t.test('sim - regression seeds: failing as found while their bug is open, passing once it is fixed', async (t) => {
   for (const r of regressions) {
-    const res = await runSeed({ seed: r.seed, faults: r.faults, precreateFiles: r.precreateFiles ?? false, diskFaultsOn: r.diskFaultsOn ?? 'any' });
-    const replay = `npm run sim -- --from ${r.seed} --seeds 1 --verbose --faults ${r.faults.join(',')}${r.precreateFiles ? ' --precreate' : ''}${r.diskFaultsOn ? ` --disk-faults-on ${r.diskFaultsOn}` : ''}`;
+    const res = await runSeed({ seed: r.seed, faults: r.faults, precreateFiles: r.precreateFiles ?? false, diskFaultsOn: r.diskFaultsOn ?? 'any', longpoll: r.longpoll ?? false });
+    const replay = `npm run sim -- --from ${r.seed} --seeds 1 --verbose --faults ${r.faults.join(',')}${r.precreateFiles ? ' --precreate' : ''}${r.diskFaultsOn ? ` --disk-faults-on ${r.diskFaultsOn}` : ''}${r.longpoll ? '' : ' --tcp-only'}`;
     if (knownBugs[r.bug].fixed) {
       t.ok(res.ok, `seed ${r.seed} (${r.bug}, fixed) passes${res.ok ? '' : `: ${res.violation!.message}; replay: ${replay}`}`);
     } else {

@@ -11,7 +11,7 @@
  */
 import { checkCredit, checkFileOutput, checkNothingLost, hostileAgentId, rawOutputs, readOutputs, CallOrder } from './checkers.js';
 import type { DiskFaultsOn, WorldContext } from './context.js';
-import { Device } from './device.js';
+import { Device, type DeviceTransport } from './device.js';
 import { calmDownstream, SimDownstream } from './downstream.js';
 import { faultKinds, inject, type FaultKind } from './faults.js';
 import { downstreamPipelinedInflightMax, fileOutputs, GatewayHost, routeTargets } from './gateway-host.js';
@@ -20,6 +20,7 @@ import { Oracle, Violation } from './oracle.js';
 import { Rng } from './rng.js';
 import { SimTime } from './sim-clock.js';
 import { noFaults } from './sim-disk.js';
+import { SimHttp } from './sim-http.js';
 import { SimNet } from './sim-net.js';
 import { Trace } from './trace.js';
 
@@ -40,6 +41,12 @@ export interface RunOptions {
   diskFaultsOn?: DiskFaultsOn;
   /** create the gateway's files durably at install (hides the unsynced directory entry of a new file) */
   precreateFiles?: boolean;
+  /**
+   * Agents may use the HTTP long-poll carrier (issue 11): each device gets TCP, long-poll, or a
+   * choice of both (TCP preferred), from an rng of its own, so a seed's other draws stay as they
+   * were. Off: every agent on TCP, as every seed found before issue 11 ran.
+   */
+  longpoll?: boolean;
 }
 
 export interface RunResult {
@@ -83,8 +90,11 @@ export async function runSeed(opts: RunOptions): Promise<RunResult> {
     trace.event('violation', failure.message);
   };
   const net = new SimNet(time, rng.fork('net'), trace, { latencyMsMin: 1, latencyMsMax: rng.pick([2, 10, 40]), frameBytesMax: 64 * 1024, connectTimeoutMs: 3000 });
+  // Long-poll's draws come from an rng of their own: with it off, a seed runs as before issue 11.
+  const lpRng = new Rng((seed ^ 0x4c50_4f4c) >>> 0);
+  const http = new SimHttp(net, time, lpRng.fork('http'), trace);
   const w: WorldContext = {
-    time, rng: rng.fork('world'), trace, net, oracle, order, jitter: { earlyMsMax: 2, lateMsMax: rng.pick([5, 50]) }, fail, diskFaultsOn: opts.diskFaultsOn ?? 'any',
+    time, rng: rng.fork('world'), trace, net, http, oracle, order, jitter: { earlyMsMax: 2, lateMsMax: rng.pick([5, 50]) }, fail, diskFaultsOn: opts.diskFaultsOn ?? 'any',
     downstream: null as unknown as SimDownstream,
     later: (delayMs, fn, owner = 'world') => void time.at(time.now() + delayMs, fn, owner),
   };
@@ -105,8 +115,9 @@ export async function runSeed(opts: RunOptions): Promise<RunResult> {
     const targets = allTargets.filter(() => rng.chance(0.5));
     if (targets.length === 0) targets.push(rng.pick(allTargets));
     const bytesMax = rng.pick([12 * 1024, 16 * 1024, 32 * 1024]);
+    const transport: DeviceTransport = opts.longpoll ? lpRng.pick(['tcp', 'longpoll', 'longpoll', 'choice', 'choice'] as const) : 'tcp';
     return new Device(w, {
-      id: `a${i + 1}`, targets, bytesMax, segmentBytes: 4096, fullPolicy: rng.pick(['reject', 'drop-oldest'] as const), ackFlushMs: rng.pick([50, 500]),
+      id: `a${i + 1}`, transport, targets, bytesMax, segmentBytes: 4096, fullPolicy: rng.pick(['reject', 'drop-oldest'] as const), ackFlushMs: rng.pick([50, 500]),
       produceEveryMsMax: rng.pick([400, 1000, 2000]),
       link: {
         inflightPacketsMax: rng.int(4, 24), framePacketsMax: rng.int(1, 6), frameBytesMax: 8 * 1024, retryPacketsMax: rng.int(2, 12), retryBytesMax: 16 * 1024,
@@ -114,7 +125,7 @@ export async function runSeed(opts: RunOptions): Promise<RunResult> {
       },
     });
   });
-  trace.event('world', `seed ${seed}: ${devices.map((d) => `${d.id} ${d.o.fullPolicy} ${d.o.bytesMax}B [${d.o.targets.join(' ')}]`).join('; ')}`);
+  trace.event('world', `seed ${seed}: ${devices.map((d) => `${d.id} ${d.o.transport} ${d.o.fullPolicy} ${d.o.bytesMax}B [${d.o.targets.join(' ')}]`).join('; ')}`);
 
   // Faults at random moments of the fault phase.
   const faultPhaseMs = opts.faultPhaseMs ?? 15_000;
@@ -143,6 +154,7 @@ export async function runSeed(opts: RunOptions): Promise<RunResult> {
     time.cancelOwner('faults');
     for (const h of hostiles) h.stop();
     net.heal();
+    http.heal();
     net.opts.latencyMsMin = 1;
     net.opts.latencyMsMax = 5;
     w.downstream.mode = { ...calmDownstream };
