@@ -252,3 +252,12 @@ t.test('longpoll http - admission: sessions share connectionsPerAddressMax with 
   t.ok(refused > 0, `past requestsPerAddressPerSecondMax requests get 503 (${refused} of 40)`);
   t.ok(codes.slice(0, 15).every((c) => c === 400), 'the first ones, within the burst, were read (400 for junk)');
 });
+
+t.test("longpoll http - a request held past node's request time-out is still answered at holdMs (the time-outs bound receiving, not holding)", async (t) => {
+  // requestTimeout here: 300 + 300 + 1000 ms, checked every second; the hold is longer than both together.
+  const { port, tokens } = await gateway(t, ['pi-1'], { longpoll: { holdMs: 3500, headersTimeoutMs: 300, requestBodyTimeoutMs: 300 } });
+  const p = await connectAgent(t, port, 'pi-1', tokens['pi-1']!);
+  const r = await post(port, p.request().bytes, { agent: 'pi-1' });
+  t.equal(r.status, 200, 'the held request is answered, not cut');
+  t.same(p.accept(r.body).frames, [], 'empty, at the hold limit');
+});
