@@ -9,6 +9,7 @@ import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { request } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
 import { createLog } from '../../common/log.js';
 import { AgentRegistry } from '../../gateway/agents.js';
@@ -19,6 +20,7 @@ import { FrameType, protocolVersion, type Frame } from '../../protocol/frames.js
 import { BodyKind, encodeBody } from '../../protocol/longpoll/body.js';
 import { agentHeader, longpollPath } from '../../protocol/longpoll/http.js';
 import { bodyLimitsDefault } from '../../protocol/longpoll/limits.js';
+import { makeCerts } from '../helpers/certs.js';
 import { sayHello } from '../helpers/hello.js';
 import { LongPollPeer, post, type HttpReply } from '../helpers/longpoll-peer.js';
 
@@ -260,4 +262,40 @@ t.test("longpoll http - a request held past node's request time-out is still ans
   const r = await post(port, p.request().bytes, { agent: 'pi-1' });
   t.equal(r.status, 200, 'the held request is answered, not cut');
   t.same(p.accept(r.body).frames, [], 'empty, at the hold limit');
+});
+
+t.test('longpoll http - over HTTPS a verified client certificate authenticates, and a session answers only to the certificate it opened with', async (t) => {
+  const dir = t.testdir();
+  const certs = makeCerts(dir);
+  const config = gatewayConfigSchema.parse({
+    listen: { https: '127.0.0.1:0' }, dataDir: join(dir, 'gw'), limits: { longpoll: { holdMs: 500 } },
+    tls: { cert: certs.main.gateway.cert, key: certs.main.gateway.key, ca: certs.main.ca },
+    routes: [{ match: '#', handler: 'file', path: join(dir, 'out.jsonl') }],
+  });
+  const gw = await runGateway(config, { log: createLog({ write: () => undefined }) });
+  t.teardown(() => gw.stop());
+  const port = gw.ports.https!;
+  const postTls = (body: Uint8Array, agent: string, cn: string): Promise<HttpReply> => new Promise((resolve, reject) => {
+    const c = certs.main.client(cn);
+    httpsRequest({
+      host: '127.0.0.1', port, path: longpollPath, method: 'POST', agent: false, ca: readFileSync(certs.main.ca), cert: readFileSync(c.cert), key: readFileSync(c.key),
+      headers: { 'content-type': 'application/cbor', [agentHeader]: agent, 'content-length': body.length },
+    }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (d: Buffer) => chunks.push(d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks), json: () => JSON.parse(Buffer.concat(chunks).toString()) }));
+    }).on('error', reject).end(body);
+  });
+  const p = new LongPollPeer('pi-cert');
+  const opened = await postTls(p.request().bytes, 'pi-cert', 'pi-cert');
+  t.equal(opened.status, 200, 'opened over HTTPS');
+  p.accept(opened.body);
+  p.send({ t: FrameType.HELLO, version: protocolVersion, agent: 'pi-cert', ackedSeq: 0 });
+  const hello = p.request();
+  const other = await postTls(hello.bytes, 'pi-cert', 'pi-other');
+  t.equal(other.status, 403);
+  t.equal(codeOf(other), ErrorCode.LONGPOLL_SESSION_FORBIDDEN, 'the same agent header with another certificate');
+  const r = await postTls(hello.bytes, 'pi-cert', 'pi-cert');
+  t.equal(r.status, 200);
+  t.equal(p.accept(r.body).frames[0]?.t, FrameType.WELCOME, 'WELCOME without a token: the certificate authenticated the agent');
 });
