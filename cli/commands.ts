@@ -59,8 +59,9 @@ ${agentSubcommandsHelp}
   --listen-tls H:P  overrides listen.tls (needs tls.cert and tls.key in the configuration)
   --data-dir DIR    overrides dataDir (the dispatch log and the agent registry live here)
 
-Prints "ferry gateway listening on HOST:PORT" for the plaintext listener and
-"ferry gateway listening on tls://HOST:PORT" for the TLS one once it accepts agents.
+Prints "ferry gateway listening on HOST:PORT" for the plaintext listener,
+"ferry gateway listening on tls://HOST:PORT" for the TLS one, and http:// or https://HOST:PORT
+for the long-poll ones (listen.http, listen.https) once it accepts agents.
 Stops on SIGINT/SIGTERM.
 `,
   async run(args) {
@@ -77,6 +78,8 @@ Stops on SIGINT/SIGTERM.
     const gw = await runGateway(config);
     if (config.listen.tcp !== undefined) process.stdout.write(`ferry gateway listening on ${hostOf(config.listen.tcp)}:${gw.ports.tcp}\n`);
     if (config.listen.tls !== undefined) process.stdout.write(`ferry gateway listening on tls://${hostOf(config.listen.tls)}:${gw.ports.tls}\n`);
+    if (config.listen.http !== undefined) process.stdout.write(`ferry gateway listening on http://${hostOf(config.listen.http)}:${gw.ports.http}\n`);
+    if (config.listen.https !== undefined) process.stdout.write(`ferry gateway listening on https://${hostOf(config.listen.https)}:${gw.ports.https}\n`);
     return untilSignal(() => gw.stop());
   },
 };

@@ -8,7 +8,7 @@ import { isIP } from 'node:net';
 
 /** The part of the gateway configuration this module reads. */
 export interface AuthPosture {
-  listen: { tcp?: string | undefined; tls?: string | undefined };
+  listen: { tcp?: string | undefined; tls?: string | undefined; http?: string | undefined; https?: string | undefined };
   auth: { required: boolean; allowUnauthenticatedRemote: boolean };
 }
 
@@ -27,10 +27,12 @@ export function hostOf(hostPort: string): string {
   return hostPort.slice(0, hostPort.lastIndexOf(':'));
 }
 
-/** The listeners (`listen.tcp`, `listen.tls`) bound to an address other hosts can reach. */
-export function remoteListeners(c: Pick<AuthPosture, 'listen'>): { key: 'tcp' | 'tls'; hostPort: string }[] {
-  const out: { key: 'tcp' | 'tls'; hostPort: string }[] = [];
-  for (const key of ['tcp', 'tls'] as const) {
+type ListenKey = 'tcp' | 'tls' | 'http' | 'https';
+
+/** The listeners (`listen.tcp`, `listen.tls`, `listen.http`, `listen.https`) bound to an address other hosts can reach. */
+export function remoteListeners(c: Pick<AuthPosture, 'listen'>): { key: ListenKey; hostPort: string }[] {
+  const out: { key: ListenKey; hostPort: string }[] = [];
+  for (const key of ['tcp', 'tls', 'http', 'https'] as const) {
     const hostPort = c.listen[key];
     if (hostPort !== undefined && !isLoopbackHost(hostOf(hostPort))) out.push({ key, hostPort });
   }

@@ -3,6 +3,7 @@ import { dataDepthMaxCeiling, dataDepthMaxDefault, packetLimitsDefault } from '.
 import { compilePattern } from './routes.js';
 import { unauthenticatedRemoteProblem } from './auth-posture.js';
 import { logSummaryIntervalMsDefault } from './log-summary.js';
+import { gatewayLingerMsDefault, holdMsDefault } from '../protocol/longpoll/hold-policy.js';
 
 const positiveInt = z.number().int().positive();
 const hostPort = z.string().regex(/^[^:]+:\d+$/, 'HOST:PORT, e.g. 127.0.0.1:7800');
@@ -69,7 +70,11 @@ export const gatewayConfigSchema = z.strictObject({
     tcp: hostPort.optional(),
     /** HOST:PORT for the TLS tunnel (needs `tls`); a plaintext client there gets BYE TLS_REQUIRED */
     tls: hostPort.optional(),
-  }).refine((l) => l.tcp !== undefined || l.tls !== undefined, 'give listen.tcp, listen.tls or both'),
+    /** HOST:PORT for the HTTP long-poll listener (POST /v1/longpoll) */
+    http: hostPort.optional(),
+    /** HOST:PORT for the HTTPS long-poll listener (needs `tls`, the same files as listen.tls) */
+    https: hostPort.optional(),
+  }).refine((l) => l.tcp !== undefined || l.tls !== undefined || l.http !== undefined || l.https !== undefined, 'give at least one of listen.tcp, listen.tls, listen.http and listen.https'),
   /** PEM files for the TLS listener, read and checked at start; `ca` makes the gateway ask agents for a client certificate */
   tls: z.strictObject({
     cert: z.string().min(1),
@@ -124,6 +129,20 @@ export const gatewayConfigSchema = z.strictObject({
     pingIntervalMs: positiveInt.default(10_000),
     helloTimeoutMs: positiveInt.default(5000),
     peerTimeoutMs: positiveInt.default(30_000),
+    /** the HTTP long-poll listeners (listen.http, listen.https) and their sessions: docs/config.md */
+    longpoll: z.strictObject({
+      holdMs: positiveInt.default(holdMsDefault),
+      lingerMs: z.number().int().min(0).default(gatewayLingerMsDefault),
+      sessionIdleMs: positiveInt.default(60_000),
+      heldRequestsMax: positiveInt.default(10_000),
+      requestsPerSessionPerSecondMax: positiveInt.default(200),
+      requestsPerAddressPerSecondMax: positiveInt.default(2000),
+      requestsPerSecondMax: positiveInt.default(20_000),
+      requestBodyTimeoutMs: positiveInt.default(10_000),
+      headersTimeoutMs: positiveInt.default(10_000),
+      keepAliveTimeoutMs: positiveInt.default(30_000),
+      socketsPerAddressMax: positiveInt.default(256),
+    }).prefault({}),
   }).prefault({}),
   log: z.strictObject({
     level: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
@@ -133,10 +152,15 @@ export const gatewayConfigSchema = z.strictObject({
 }).superRefine((c, ctx) => {
   if (c.limits.writeQueueBytesHigh >= c.limits.writeQueueBytesMax) ctx.addIssue({ code: 'custom', path: ['limits', 'writeQueueBytesHigh'], message: 'must be below limits.writeQueueBytesMax' });
   if (c.listen.tls !== undefined && c.tls === undefined) ctx.addIssue({ code: 'custom', path: ['tls'], message: 'listen.tls needs tls.cert and tls.key' });
+  if (c.listen.https !== undefined && c.tls === undefined) ctx.addIssue({ code: 'custom', path: ['tls'], message: 'listen.https needs tls.cert and tls.key' });
+  const lp = c.limits.longpoll;
+  if (lp.lingerMs > lp.holdMs) ctx.addIssue({ code: 'custom', path: ['limits', 'longpoll', 'lingerMs'], message: 'must not exceed limits.longpoll.holdMs' });
+  // The agent waits up to its response time-out (hold + 10 s) before it asks again: a session must outlive that wait.
+  if (lp.sessionIdleMs <= lp.holdMs + 10_000) ctx.addIssue({ code: 'custom', path: ['limits', 'longpoll', 'sessionIdleMs'], message: 'must exceed limits.longpoll.holdMs + 10000 (the agent\'s response time-out)' });
   const unauthenticatedRemote = unauthenticatedRemoteProblem(c);
   if (unauthenticatedRemote !== null) ctx.addIssue({ code: 'custom', path: ['auth', 'required'], message: unauthenticatedRemote });
-  if (c.auth.clientCert === 'require' && (c.tls?.ca === undefined || c.listen.tls === undefined)) {
-    ctx.addIssue({ code: 'custom', path: ['auth', 'clientCert'], message: "'require' needs listen.tls and tls.ca (the CA that signs agents' client certificates)" });
+  if (c.auth.clientCert === 'require' && (c.tls?.ca === undefined || (c.listen.tls === undefined && c.listen.https === undefined))) {
+    ctx.addIssue({ code: 'custom', path: ['auth', 'clientCert'], message: "'require' needs listen.tls or listen.https, and tls.ca (the CA that signs agents' client certificates)" });
   }
 });
 

@@ -56,6 +56,8 @@ export interface ListenOptions {
   summary?: LogSummary;
   /** for GATEWAY_BUSY retryAfterMs jitter (default Math.random) */
   rng?: () => number;
+  /** admission shared with other listeners (the long-poll sessions), so an address's limits cover all its connections; absent: one of its own from `limits` */
+  admission?: Admission;
 }
 
 export interface ListenerStats {
@@ -111,7 +113,7 @@ function refuse(socket: Socket, code: Code, reason: string, retryAfterMs?: numbe
 export async function listen(opts: ListenOptions, onTransport: (t: Transport) => void): Promise<Listener> {
   const { limits, log } = opts;
   const now = opts.now ?? Date.now;
-  const admission = new Admission(limits, { now, rng: opts.rng ?? Math.random });
+  const admission = opts.admission ?? new Admission(limits, { now, rng: opts.rng ?? Math.random });
   // Absent ones take the transport's defaults.
   const writeLimits: Partial<WriteLimits> = { writeQueueBytesHigh: limits.writeQueueBytesHigh, writeQueueBytesMax: limits.writeQueueBytesMax, writeStallMs: limits.writeStallMs };
   const sockets = new Set<Socket>();

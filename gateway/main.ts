@@ -1,5 +1,5 @@
 /** Composition of the gateway: the only place that wires real IO (listening socket, files, clock). */
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { realClock } from '../common/clock.js';
 import { createLog, type Log } from '../common/log.js';
@@ -16,20 +16,27 @@ import { AgentRegistry } from './agents.js';
 import { createAuthenticator, recheck } from './auth.js';
 import { authWarnings, hostOf } from './auth-posture.js';
 import { listen } from './listener.js';
+import { Admission } from './admission.js';
+import { listenHttp, type HttpListener } from './longpoll/http-listener.js';
+import { channelLimitsFor } from './longpoll/limits.js';
+import { LongPollSessions, type LongPollSessionsStats } from './longpoll/sessions.js';
+import { bodyLimitsFor } from '../protocol/longpoll/limits.js';
 import { LogSummary } from './log-summary.js';
 import { realFiles } from '../common/real-files.js';
 import { lockDataDir } from './data-dir-lock.js';
 import { mqttCredentials, routeSecrets, type MqttCredentials } from './route-secrets.js';
 
 export interface RunningGateway {
-  /** the port actually bound (useful with port 0): the plaintext one, else the TLS one */
+  /** the port actually bound (useful with port 0): the plaintext one, else the TLS one, else the HTTP(S) long-poll one */
   port: number;
   /** every port bound */
-  ports: { tcp?: number; tls?: number };
+  ports: { tcp?: number; tls?: number; http?: number; https?: number };
   stats(): {
     sessions: number; dispatched: number; rejected: number; duplicates: number; retried: number; logSyncs: number;
     /** sockets open now, and connections refused so far by code */
     connections: number; refused: Record<string, number>;
+    /** the HTTP long-poll sessions (absent without listen.http or listen.https) */
+    longpoll?: LongPollSessionsStats & { connections: number };
   };
   stop(): Promise<void>;
 }
@@ -128,6 +135,8 @@ async function startGateway(config: GatewayConfig, opts: { log?: Log }): Promise
   });
   core = gw;
 
+  // One admission for every listener: an address's connections and long-poll sessions share its limits.
+  const admission = new Admission(limits, { now: () => clock.now(), rng: Math.random });
   const listener = await listen({
     ...(config.listen.tcp !== undefined ? { tcp: config.listen.tcp } : {}),
     ...(config.listen.tls !== undefined ? { tls: config.listen.tls, tlsFiles } : {}),
@@ -136,24 +145,62 @@ async function startGateway(config: GatewayConfig, opts: { log?: Log }): Promise
       sessionsPerSecondMax: limits.sessionsPerSecondMax, sessionsPerAddressPerSecondMax: limits.sessionsPerAddressPerSecondMax, frameBytesMax: limits.frameBytesMax, handshakeTimeoutMs: limits.helloTimeoutMs,
       writeQueueBytesHigh: limits.writeQueueBytesHigh, writeQueueBytesMax: limits.writeQueueBytesMax, writeStallMs: limits.writeStallMs,
     },
-    log, summary,
+    log, summary, admission,
   }, (t) => void gw.accept(t));
-  const { ports } = listener;
+  let longpoll: { sessions: LongPollSessions; http: HttpListener } | undefined;
+  if (config.listen.http !== undefined || config.listen.https !== undefined) {
+    const lp = limits.longpoll;
+    const channel = channelLimitsFor(limits.frameBytesMax);
+    const sessions = new LongPollSessions({
+      clock, log, summary, limits: { ...lp, sessionsMax: limits.connectionsMax, channel },
+      randomId: () => randomBytes(16).toString('base64url'),
+      onTransport: (t) => void gw.accept(t),
+      admit: (address) => admission.admit(address),
+      rng: Math.random,
+    });
+    try {
+      const http = await listenHttp({
+        ...(config.listen.http !== undefined ? { http: config.listen.http } : {}),
+        ...(config.listen.https !== undefined ? { https: config.listen.https, tlsFiles } : {}),
+        sessions, log,
+        limits: {
+          bodyBytesMax: bodyLimitsFor(channel).bodyBytesMax, requestBodyTimeoutMs: lp.requestBodyTimeoutMs, headersTimeoutMs: lp.headersTimeoutMs,
+          keepAliveTimeoutMs: lp.keepAliveTimeoutMs, connectionsMax: limits.connectionsMax, socketsPerAddressMax: lp.socketsPerAddressMax,
+          requestsPerSecondMax: lp.requestsPerSecondMax, requestsPerAddressPerSecondMax: lp.requestsPerAddressPerSecondMax,
+        },
+      });
+      longpoll = { sessions, http };
+    } catch (err) {
+      await listener.close();
+      throw err;
+    }
+  }
+  const ports: RunningGateway['ports'] = { ...listener.ports, ...longpoll?.http.ports };
   log.info('gateway: listening', {
     tcp: config.listen.tcp !== undefined ? `${hostOf(config.listen.tcp)}:${ports.tcp}` : null,
     tls: config.listen.tls !== undefined ? `${hostOf(config.listen.tls)}:${ports.tls}` : null,
+    http: config.listen.http !== undefined ? `${hostOf(config.listen.http)}:${ports.http}` : null,
+    https: config.listen.https !== undefined ? `${hostOf(config.listen.https)}:${ports.https}` : null,
     clientCerts: tlsFiles?.ca !== undefined, authRequired: config.auth.required, routes: config.routes.length, agentsKnown: agents.list().length,
   });
 
   return {
-    port: (ports.tcp ?? ports.tls)!,
+    port: (ports.tcp ?? ports.tls ?? ports.http ?? ports.https)!,
     ports,
-    stats: () => ({ ...gw.stats(), ...listener.stats() }),
+    stats: () => {
+      const l = listener.stats();
+      if (!longpoll) return { ...gw.stats(), ...l };
+      const h = longpoll.http.stats();
+      const s = longpoll.sessions.stats();
+      return { ...gw.stats(), ...l, longpoll: { ...s, connections: h.connections, refused: { ...h.refused, ...s.refused } } };
+    },
     async stop() {
       agents.close();
       const closed = listener.close();
       gw.byeAll(ErrorCode.SHUTDOWN, 'gateway stopping');
-      await closed;
+      // The BYEs go out in the held requests' answers; then every session ends and the sockets close.
+      longpoll?.sessions.close();
+      await Promise.all([closed, longpoll?.http.close()]);
       await gw.close();
       summary.close();
     },

@@ -24,6 +24,7 @@ export const statusForCode: Partial<Record<ErrorCode, number>> = {
   [ErrorCode.LONGPOLL_REQUEST_STALE]: 409,
   [ErrorCode.LONGPOLL_BODY_TOO_LARGE]: 413,
   [ErrorCode.CONNECTIONS_PER_ADDRESS]: 429,
+  [ErrorCode.LONGPOLL_TOO_MANY_REQUESTS]: 429,
   [ErrorCode.GATEWAY_BUSY]: 503,
   [ErrorCode.SHUTDOWN]: 503,
 };
@@ -36,6 +37,6 @@ export function httpStatusFor(code: string): number {
 export interface RefusalBody {
   code: string;
   message: string;
-  /** for GATEWAY_BUSY and CONNECTIONS_PER_ADDRESS: also in the Retry-After header, in seconds */
+  /** for GATEWAY_BUSY, CONNECTIONS_PER_ADDRESS and LONGPOLL_TOO_MANY_REQUESTS: also in the Retry-After header, in seconds */
   retryAfterMs?: number;
 }

@@ -126,11 +126,13 @@ t.test('gateway secure default - auth.required false on a non-loopback listener 
     ['listen.tcp on a LAN address', ['listen:', '  tcp: 192.168.1.20:7800']],
     ['listen.tcp on a host name', ['listen:', '  tcp: gateway.example.net:7800']],
     ['listen.tls on 0.0.0.0 beside a loopback listen.tcp', ['listen:', '  tcp: 127.0.0.1:7800', '  tls: 0.0.0.0:7801', 'tls:', '  cert: c.pem', '  key: k.pem']],
+    ['listen.http on 0.0.0.0 beside a loopback listen.tcp', ['listen:', '  tcp: 127.0.0.1:7800', '  http: 0.0.0.0:7880']],
+    ['listen.https on a LAN address alone', ['listen:', '  https: 192.168.1.20:7443', 'tls:', '  cert: c.pem', '  key: k.pem']],
   ];
   for (const [what, listen] of refused) {
     const err = load(listen, off);
     t.ok(err instanceof FerryError && err.code === ErrorCode.CONFIG_INVALID, `${what}: CONFIG_INVALID`);
-    t.match((err as Error).message, /auth\.required: false on a listener other hosts can reach \(listen\.(tcp|tls) [^)]+\) would let any client act as any agent/, `${what}: names the field and why`);
+    t.match((err as Error).message, /auth\.required: false on a listener other hosts can reach \(listen\.(tcp|tls|http|https) [^)]+\) would let any client act as any agent/, `${what}: names the field and why`);
     t.match((err as Error).message, /auth\.allowUnauthenticatedRemote: true/, `${what}: and the key that allows it`);
     const allowed = load(listen, [...off, '  allowUnauthenticatedRemote: true']);
     t.notOk(allowed instanceof Error, `${what}: allowed with auth.allowUnauthenticatedRemote: true`);

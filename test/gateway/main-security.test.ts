@@ -145,9 +145,11 @@ t.test('gateway security - config: listen needs tcp or tls; listen.tls needs tls
     const r = gatewayConfigSchema.safeParse(v);
     return r.success ? [] : r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
   };
-  t.match(issues({ ...base, listen: {} }), [/^listen: give listen.tcp, listen.tls or both/]);
+  t.match(issues({ ...base, listen: {} }), [/^listen: give at least one of listen.tcp, listen.tls, listen.http and listen.https/]);
+  t.same(issues({ ...base, listen: { http: '127.0.0.1:7880' } }), [], 'listen.http alone is enough');
+  t.match(issues({ ...base, listen: { https: '0.0.0.0:7443' } }), [/^tls: listen.https needs tls.cert and tls.key/]);
   t.match(issues({ ...base, listen: { tls: '0.0.0.0:7801' } }), [/^tls: listen.tls needs tls.cert and tls.key/]);
-  t.match(issues({ ...base, listen: { tls: '0.0.0.0:7801' }, tls: { cert: 'c', key: 'k' }, auth: { clientCert: 'require' } }), [/^auth.clientCert: 'require' needs listen.tls and tls.ca/]);
+  t.match(issues({ ...base, listen: { tls: '0.0.0.0:7801' }, tls: { cert: 'c', key: 'k' }, auth: { clientCert: 'require' } }), [/^auth.clientCert: 'require' needs listen.tls or listen.https, and tls.ca/]);
   t.same(issues({ ...base, listen: { tls: '0.0.0.0:7801' }, tls: { cert: 'c', key: 'k', ca: 'a' }, auth: { required: true, clientCert: 'require' } }), []);
   const c = gatewayConfigSchema.parse({ ...base, listen: { tcp: '127.0.0.1:0' } });
   t.same(c.auth, { required: true, allowUnauthenticatedRemote: false, clientCert: 'accept' });
