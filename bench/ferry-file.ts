@@ -6,18 +6,16 @@
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ferryBin } from '../cli/proc.js';
 import { tallyFile } from '../cli/tally.js';
 import type { Cleanup } from './lib/cleanup.js';
 import { runClient } from './lib/client.js';
-import { agentId, tempDir, writeAgentConfig, writeGatewayConfig } from './lib/configs.js';
+import { agentId, tempDir } from './lib/configs.js';
 import { watchLines } from './lib/lines.js';
 import type { BenchOptions } from './lib/options.js';
 import { placement, type Measured } from './lib/measured.js';
 import { cpuMeter } from './lib/cpu.js';
-import { pinnedNode, spawnProc } from './lib/proc.js';
 import { countSyncs } from './lib/syncs.js';
-import { waitConnected } from './lib/ferry-rig.js';
+import { fileRoute, gatewayUrl, longpollTotals, startAgent, startGateway, type Carrier, type LongpollTotals } from './lib/ferry-rig.js';
 import { secondsBetween } from './lib/timing.js';
 
 export interface FerryFileResult extends Measured {
@@ -25,22 +23,17 @@ export interface FerryFileResult extends Measured {
   endToEndSeconds: number;
   /** first send → the agent acknowledged the last append (durable at the agent) */
   producerSeconds: number;
+  /** long-poll runs: the gateway's totals line (requests answered, sessions opened); else null */
+  longpoll: LongpollTotals | null;
 }
 
-
-export async function benchFerryFile(o: BenchOptions, cleanup: Cleanup): Promise<FerryFileResult> {
+/** `carrier`: the agent reaches the gateway over the TCP tunnel (the `link` benchmark) or HTTP long-poll (`longpoll`). */
+export async function benchFerryFile(o: BenchOptions, cleanup: Cleanup, carrier: Carrier = 'tcp'): Promise<FerryFileResult> {
   const dir = await tempDir('ferry-bench-', cleanup);
   const outFile = join(dir, 'received.jsonl');
-  const socket = join(dir, 'agent.sock');
-  const nodeArgs = (name: string): string[] => (o.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${o.cpuProfDir}`, `--cpu-prof-name=${name}.${Date.now()}.cpuprofile`] : []);
-
-  const gatewayConfig = await writeGatewayConfig(dir, outFile);
-  const gateway = spawnProc('ferry gateway', pinnedNode(o.cpus, ferryBin, ['gateway', '--config', gatewayConfig], nodeArgs('gateway')), { cleanup, logFile: join(dir, 'gateway.log') });
-  const port = Number((await gateway.waitFor(/ferry gateway listening on [^\s:]+:(\d+)/))[1]);
-  const agentConfig = await writeAgentConfig(dir, { gatewayPort: port, socket });
-  const agent = spawnProc('ferry agent', pinnedNode(o.cpus, ferryBin, ['agent', '--config', agentConfig], nodeArgs('agent')), { cleanup, logFile: join(dir, 'agent.log') });
-  await agent.waitFor(/ferry agent running; local socket/);
-  await waitConnected(socket);
+  const gw = await startGateway(dir, { routes: fileRoute(outFile), http: carrier === 'longpoll' }, o, cleanup);
+  const { proc: agent, socket } = await startAgent(dir, gatewayUrl(gw, carrier), o, cleanup);
+  const gateway = gw.proc;
 
   const servers = await placement([gateway, agent]);
   const counters = o.countSyncs ? await Promise.all([agent, gateway].map(async (p) => ({ name: p.name, counter: await countSyncs(p.name, p.pid, cleanup) }))) : null;
@@ -56,6 +49,8 @@ export async function benchFerryFile(o: BenchOptions, cleanup: Cleanup): Promise
   const serverCpu = await cpu.stop();
   const syncs = counters ? Object.fromEntries(await Promise.all(counters.map(async (c) => [c.name, await c.counter.stop()] as const))) : null;
   await Promise.all([agent.stop(), gateway.stop()]);
+  const totals = carrier === 'longpoll' ? await longpollTotals(gw) : null;
+  if (carrier === 'longpoll' && totals === null) throw new Error(`the gateway logged no 'gateway: long-poll totals' line on SIGTERM; its output ends:\n${gateway.output().slice(-1500)}`);
   // Every packet in the file exactly once and in order, counted from the file itself.
   const tally = tallyFile(await readFile(outFile, 'utf8'), agentId, o.packets);
   if (acks.acked !== o.packets || !tally.ok) throw new Error(`acked ${acks.acked} of ${o.packets}; file: ${JSON.stringify(tally)}`);
@@ -66,5 +61,6 @@ export async function benchFerryFile(o: BenchOptions, cleanup: Cleanup): Promise
     placement: [...servers, { name: 'producer', pid: producer.proc.pid, cpus: acks.cpus }],
     cpu: { ...serverCpu, producer: acks.cpuSeconds },
     syncs,
+    longpoll: totals,
   };
 }

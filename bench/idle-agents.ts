@@ -11,7 +11,7 @@ import { clientScript } from './lib/client.js';
 import { tempDir } from './lib/configs.js';
 import { cpuMeter } from './lib/cpu.js';
 import type { IdleOptions } from './lib/e2e-options.js';
-import { fileRoute, startGateway } from './lib/ferry-rig.js';
+import { fileRoute, startGateway, type Carrier } from './lib/ferry-rig.js';
 import { startBroker } from './lib/mqtt-side.js';
 import { ensureNofile } from './lib/nofile.js';
 import { cpusAllowed, pinnedNode, spawnProc, type Proc } from './lib/proc.js';
@@ -23,8 +23,8 @@ import { fmt, sleep } from './lib/timing.js';
 type Say = (line?: string) => void;
 type InRound = (fn: (cleanup: Cleanup) => Promise<void>) => Promise<void>;
 
-/** The idle client's JSON status line (bench/clients/idle-agents.ts). */
-interface ClientStatus {
+/** The idle client's JSON status line (bench/clients/idle-agents.ts, idle-longpoll.ts). */
+export interface ClientStatus {
   t: string;
   opened: number;
   welcomed: number;
@@ -38,9 +38,12 @@ interface ClientStatus {
   byes: Record<string, number>;
   errors: Record<string, number>;
   open: number;
+  /** idle-longpoll only: HTTP requests sent and responses (status 200) received */
+  requests?: number;
+  responses?: number;
 }
 
-interface IdleRun {
+export interface IdleRun {
   side: string;
   cpus: string;
   beforeKiB: number[];
@@ -55,20 +58,24 @@ interface IdleRun {
 
 function lastStatus(client: Proc): ClientStatus {
   const line = client.output().trim().split('\n').reverse().find((l) => l.startsWith('{"t":'));
-  if (!line) throw new Error(`idle-agents printed no status; output:\n${client.output().slice(-2000)}`);
+  if (!line) throw new Error(`${client.name} printed no status; output:\n${client.output().slice(-2000)}`);
   return JSON.parse(line) as ClientStatus;
 }
 
-const describe = (s: ClientStatus): string =>
+export const describe = (s: ClientStatus): string =>
   `${s.welcomed} welcomed, ${s.open} open, ${s.gone} gone, ${s.lostAfterWelcome} lost after welcome, ${s.retries} retries; BYEs ${JSON.stringify(s.byes)}; errors ${JSON.stringify(s.errors)}`;
 
+/** The idle client: bench/clients/idle-agents.ts (`ferry`: TCP HELLO; `mqtt`) or idle-longpoll.ts (`longpoll`). */
+export type IdleMode = 'ferry' | 'mqtt' | 'longpoll';
+
 /** Baseline, then N idle peers, then idle; the server's RSS before and after. */
-async function measure(o: IdleOptions, side: string, server: { name: string; pid: number }, mode: 'ferry' | 'mqtt', port: number, cleanup: Cleanup): Promise<Omit<IdleRun, 'notes'>> {
+export async function measure(o: IdleOptions, side: string, server: { name: string; pid: number }, mode: IdleMode, port: number, cleanup: Cleanup): Promise<Omit<IdleRun, 'notes'>> {
   const n = o.agents;
   await ensureNofile(server.pid, n + 2048);
   await sleep(2000); // let start-up garbage settle
   const before = await sampleRss(server.pid, 3, 500);
-  const client = spawnProc(`idle-agents ${mode}`, pinnedNode(o.cpus, clientScript('idle-agents'), [mode, String(port), String(n), String(o.openRate), String(o.addresses)]), { cleanup });
+  const [script, args] = mode === 'longpoll' ? ['idle-longpoll', []] : ['idle-agents', [mode]];
+  const client = spawnProc(`${script} ${mode}`, pinnedNode(o.cpus, clientScript(script), [...args, String(port), String(n), String(o.openRate), String(o.addresses)]), { cleanup });
   await ensureNofile(client.pid, n + 2048);
   const started = Date.now();
   await client.waitFor(/"t":"ramped"/, (n / o.openRate) * 1000 + 120_000);
@@ -89,16 +96,21 @@ async function measure(o: IdleOptions, side: string, server: { name: string; pid
   };
 }
 
-async function ferryRun(o: IdleOptions, cleanup: Cleanup): Promise<IdleRun> {
+/**
+ * One gateway holding N idle agents reaching it over `carrier`. Log level warn keeps a line per
+ * session out of the measurement; long-poll needs info (its port is in an info line).
+ */
+export async function ferryIdleRun(o: IdleOptions, cleanup: Cleanup, carrier: Carrier = 'tcp', logLevel: 'info' | 'warn' = 'warn'): Promise<IdleRun> {
   const dir = await tempDir('ferry-bench-idle-', cleanup);
   const n = o.agents;
   // Raise whatever would refuse N sessions from a few addresses at openRate/s; keys this build lacks are dropped.
   const limits = { connectionsMax: n + 1000, connectionsPerAddressMax: n, agentsMax: n + 1000, sessionsPerSecondMax: Math.max(1000, 4 * o.openRate), sessionsPerAddressPerSecondMax: Math.max(1000, 4 * o.openRate) };
-  const gw = await startGateway(dir, { routes: fileRoute(join(dir, 'received.jsonl')), limits, logLevel: 'warn' }, o, cleanup);
-  const r = await measure(o, 'ferry', { name: 'ferry gateway', pid: gw.proc.pid }, 'ferry', gw.port, cleanup);
+  const gw = await startGateway(dir, { routes: fileRoute(join(dir, 'received.jsonl')), limits, logLevel, http: carrier === 'longpoll' }, o, cleanup);
+  const side = carrier === 'tcp' ? 'ferry' : 'ferry long-poll';
+  const r = await measure(o, side, { name: 'ferry gateway', pid: gw.proc.pid }, carrier === 'tcp' ? 'ferry' : 'longpoll', carrier === 'tcp' ? gw.port : gw.httpPort!, cleanup);
   await gw.proc.stop();
   const set = Object.entries(gw.limits).map(([k, v]) => `${k} ${v}`).join(', ');
-  return { ...r, notes: [`gateway limits set: ${set || 'none'}${gw.dropped.length > 0 ? `; not in this build: ${gw.dropped.join(', ')}` : ''}; log level warn`] };
+  return { ...r, notes: [`${side}: gateway limits set: ${set || 'none'}${gw.dropped.length > 0 ? `; not in this build: ${gw.dropped.join(', ')}` : ''}; log level ${logLevel}`] };
 }
 
 async function peerRun(o: IdleOptions, cleanup: Cleanup): Promise<IdleRun> {
@@ -112,7 +124,7 @@ export async function benchIdle(o: IdleOptions, inRound: InRound, say: Say): Pro
   const n = o.agents;
   say(`idle: ${fmt(n)} idle agents on one gateway (peer: ${fmt(n)} idle MQTT connections on mosquitto), opened at ${fmt(o.openRate)}/s from ${o.addresses} source addresses, then ${o.idleSeconds} s idle; every process under taskset -c ${o.cpus}`);
   const runs: IdleRun[] = [];
-  for (const run of [ferryRun, peerRun]) {
+  for (const run of [(o: IdleOptions, c: Cleanup) => ferryIdleRun(o, c), peerRun]) {
     await inRound(async (cleanup) => {
       const r = await run(o, cleanup);
       runs.push(r);

@@ -14,7 +14,7 @@ import { tempDir } from './lib/configs.js';
 import { cpuMeter } from './lib/cpu.js';
 import { describeProbe, probeSync } from './lib/disk-probe.js';
 import type { LatencyOptions } from './lib/e2e-options.js';
-import { mqttRoute, startAgent, startGateway, withAgentStats } from './lib/ferry-rig.js';
+import { gatewayUrl, longpollTotals, mqttRoute, startAgent, startGateway, withAgentStats, type Carrier, type LongpollTotals } from './lib/ferry-rig.js';
 import { startBroker, startSubscriber } from './lib/mqtt-side.js';
 import { pinnedNode, spawnProc } from './lib/proc.js';
 import type { Distribution } from './lib/stats.js';
@@ -25,8 +25,12 @@ import type { PacedReport } from './clients/paced-sender.js';
 type Say = (line?: string) => void;
 type InRound = (fn: (cleanup: Cleanup) => Promise<void>) => Promise<void>;
 
-interface Run {
+export interface Run {
   side: string;
+  /** packets sent, warm-up included */
+  sent: number;
+  /** ferry over long-poll: the gateway's totals line; else null */
+  longpoll: LongpollTotals | null;
   /** send → subscriber, ms, measured packets */
   latency: Distribution;
   /** the slowest packets: s into the measured part, ms */
@@ -41,7 +45,7 @@ interface Run {
 }
 
 /** Runs the paced sender and the subscriber; returns their reports and the servers' CPU. */
-async function load(o: LatencyOptions, mode: 'ferry' | 'mqtt', dest: string, target: string, sub: Awaited<ReturnType<typeof startSubscriber>>, servers: { name: string; pid: number }[], cleanup: Cleanup): Promise<Omit<Run, 'side'>> {
+async function load(o: LatencyOptions, mode: 'ferry' | 'mqtt', dest: string, target: string, sub: Awaited<ReturnType<typeof startSubscriber>>, servers: { name: string; pid: number }[], cleanup: Cleanup): Promise<Omit<Run, 'side' | 'longpoll'>> {
   const cpu = await cpuMeter(servers);
   const started = Date.now();
   const args = [mode, dest, String(o.rate), String(o.warmupSeconds), String(o.seconds), target];
@@ -59,28 +63,29 @@ async function load(o: LatencyOptions, mode: 'ferry' | 'mqtt', dest: string, tar
   const serverCpu = await cpu.stop();
   const cpuPercent = Object.fromEntries([...Object.entries(serverCpu), ['sender', p.cpuSeconds], ['subscriber', s.cpuSeconds]].map(([k, v]) => [k, (100 * (v as number)) / wallSeconds]));
   return {
-    latency: s.latencyMs!, slowest: s.slowest, answer: p.answerMs, burstMax: p.burstMax, cpuPercent,
+    latency: s.latencyMs!, slowest: s.slowest, answer: p.answerMs, burstMax: p.burstMax, cpuPercent, sent: p.sent,
     achievedRate: (p.sent - 1) / (Number(BigInt(p.lastSendNs) - BigInt(p.firstSendNs)) / 1e9),
   };
 }
 
-async function ferryRun(o: LatencyOptions, brokerUrl: string, brokerPid: number, cleanup: Cleanup): Promise<Run> {
+/** ferry at a steady rate; `carrier`: the agent reaches the gateway over the TCP tunnel (`latency`) or HTTP long-poll (`longpoll`). */
+export async function ferryLatencyRun(o: LatencyOptions, brokerUrl: string, brokerPid: number, cleanup: Cleanup, carrier: Carrier = 'tcp'): Promise<Run> {
   const dir = await tempDir('ferry-bench-latency-', cleanup);
   const total = o.rate * (o.warmupSeconds + o.seconds);
   const sub = await startSubscriber(brokerUrl, 'ferry/#', total, { cpus: o.cpus, cleanup, latency: true });
-  const gw = await startGateway(dir, { routes: mqttRoute(brokerUrl) }, o, cleanup);
-  const agent = await startAgent(dir, gw.port, o, cleanup);
+  const gw = await startGateway(dir, { routes: mqttRoute(brokerUrl), http: carrier === 'longpoll' }, o, cleanup);
+  const agent = await startAgent(dir, gatewayUrl(gw, carrier), o, cleanup);
   const servers = [{ name: 'ferry agent', pid: agent.proc.pid }, { name: 'ferry gateway', pid: gw.proc.pid }, { name: 'mosquitto', pid: brokerPid }];
   const r = await load(o, 'ferry', agent.socket, 'bench/latency', sub, servers, cleanup).catch((err: unknown) => withAgentStats(err, agent.socket));
   await Promise.all([agent.proc.stop(), gw.proc.stop()]);
-  return { side: 'ferry', ...r };
+  return { side: 'ferry', ...r, longpoll: carrier === 'longpoll' ? await longpollTotals(gw) : null };
 }
 
 async function peerRun(o: LatencyOptions, brokerUrl: string, brokerPid: number, cleanup: Cleanup): Promise<Run> {
   const total = o.rate * (o.warmupSeconds + o.seconds);
   const sub = await startSubscriber(brokerUrl, 'bench/latency/#', total, { cpus: o.cpus, cleanup, latency: true });
   const r = await load(o, 'mqtt', brokerUrl, 'bench/latency/packets', sub, [{ name: 'mosquitto', pid: brokerPid }], cleanup);
-  return { side: 'peer', ...r };
+  return { side: 'peer', ...r, longpoll: null };
 }
 
 export async function benchLatency(o: LatencyOptions, inRound: InRound, say: Say): Promise<void> {
@@ -90,7 +95,7 @@ export async function benchLatency(o: LatencyOptions, inRound: InRound, say: Say
     await inRound(async (cleanup) => {
       const broker = await startBroker(o.cpus, cleanup);
       say(`round ${round + 1}: ${describeProbe(probeSync(tmpdir()))}`);
-      const sides = round % 2 === 0 ? [ferryRun, peerRun] : [peerRun, ferryRun];
+      const sides = round % 2 === 0 ? [ferryLatencyRun, peerRun] : [peerRun, ferryLatencyRun];
       for (const run of sides) {
         const r = await run(o, broker.url, broker.pid, cleanup);
         runs.push(r);

@@ -14,7 +14,7 @@ import { tempDir } from './lib/configs.js';
 import { cpuMeter } from './lib/cpu.js';
 import { describeProbe, probeSync } from './lib/disk-probe.js';
 import type { TunnelOptions } from './lib/e2e-options.js';
-import { mqttRoute, startAgent, startGateway, withAgentStats } from './lib/ferry-rig.js';
+import { gatewayUrl, mqttRoute, startAgent, startGateway, withAgentStats } from './lib/ferry-rig.js';
 import { startBroker, startSubscriber } from './lib/mqtt-side.js';
 import { cpusAllowed } from './lib/proc.js';
 import { median } from './lib/stats.js';
@@ -41,7 +41,7 @@ async function ferryRun(o: TunnelOptions, brokerUrl: string, brokerPid: number, 
   const dir = await tempDir('ferry-bench-tunnel-', cleanup);
   const sub = await startSubscriber(brokerUrl, 'ferry/#', n, { cpus: o.cpus, cleanup });
   const gw = await startGateway(dir, { routes: mqttRoute(brokerUrl) }, o, cleanup);
-  const agent = await startAgent(dir, gw.port, o, cleanup);
+  const agent = await startAgent(dir, gatewayUrl(gw, 'tcp'), o, cleanup);
   const procs = [{ name: 'ferry agent', pid: agent.proc.pid }, { name: 'ferry gateway', pid: gw.proc.pid }, { name: 'mosquitto', pid: brokerPid }];
   const cpus = Object.fromEntries(await Promise.all(procs.map(async (p) => [p.name, await cpusAllowed(p.pid)] as const)));
   const cpu = await cpuMeter(procs);

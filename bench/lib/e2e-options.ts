@@ -47,3 +47,25 @@ export function idleOptions(base: BenchOptions, env: NodeJS.ProcessEnv = process
     idleSeconds: int(env, 'BENCH_IDLE_SECONDS', 10, 3600), addresses: int(env, 'BENCH_IDLE_ADDRESSES', 10, 250),
   };
 }
+
+export const longpollParts = ['throughput', 'latency', 'idle'] as const;
+export type LongpollPart = (typeof longpollParts)[number];
+
+/** `longpoll`: the HTTP long-poll carrier against the TCP tunnel (issue 11); each part reuses another benchmark's options. */
+export interface LongpollOptions extends BenchOptions {
+  /** BENCH_LONGPOLL_PARTS (default all): throughput (BENCH_PACKETS, BENCH_WINDOW, BENCH_ROUNDS), latency, idle */
+  parts: LongpollPart[];
+  /** BENCH_LATENCY_* */
+  latency: LatencyOptions;
+  /** BENCH_IDLE_RATE, _SECONDS, _ADDRESSES; sessions per carrier: BENCH_LONGPOLL_IDLE_SESSIONS (default 1000) */
+  idle: IdleOptions;
+}
+
+export function longpollOptions(base: BenchOptions, env: NodeJS.ProcessEnv = process.env): LongpollOptions {
+  const raw = env.BENCH_LONGPOLL_PARTS ? env.BENCH_LONGPOLL_PARTS.split(',').map((p) => p.trim()) : [...longpollParts];
+  for (const p of raw) if (!(longpollParts as readonly string[]).includes(p)) throw new Error(`BENCH_LONGPOLL_PARTS: unknown part '${p}' (expected ${longpollParts.join(', ')})`);
+  return {
+    ...base, parts: longpollParts.filter((p) => raw.includes(p)), latency: latencyOptions(base, env),
+    idle: { ...idleOptions(base, env), agents: int(env, 'BENCH_LONGPOLL_IDLE_SESSIONS', 1000, 60_000) },
+  };
+}

@@ -34,9 +34,24 @@ export const mqttRoute = (url: string): string[] => ['  - match: "#"', '    hand
 /** One route for every target to a durable file handler. */
 export const fileRoute = (path: string): string[] => ['  - match: "#"', '    handler: file', `    path: ${path}`, '    sync: always'];
 
+/** How the agent reaches the gateway: the TCP tunnel, or HTTP long-poll (issue 11). */
+export type Carrier = 'tcp' | 'longpoll';
+
+/**
+ * Thrown when this build has no long-poll yet (the gateway refuses `listen.http`, the agent an
+ * `http://` gateway URL, or the gateway names no HTTP port): the benchmark says so instead of a stack.
+ */
+export class LongpollMissing extends Error {
+  constructor(detail: string) {
+    super(`long-poll is not in this build: ${detail}`);
+  }
+}
+
 export interface GatewaySpec {
   /** YAML lines of the `routes:` list */
   routes: string[];
+  /** also listen for long-poll (`listen.http: 127.0.0.1:0`); its port comes from the 'gateway: listening' log line (needs log level info or debug) */
+  http?: boolean;
   /** `limits:` keys to set; one this build does not know is dropped and named in `dropped` */
   limits?: Record<string, number>;
   logLevel?: 'debug' | 'info' | 'warn' | 'error';
@@ -45,6 +60,8 @@ export interface GatewaySpec {
 export interface StartedGateway {
   proc: Proc;
   port: number;
+  /** the long-poll listener's port (spec.http), else null */
+  httpPort: number | null;
   /** the limits the running gateway was given */
   limits: Record<string, number>;
   /** limit keys this build refused as unknown */
@@ -53,7 +70,7 @@ export interface StartedGateway {
 
 function gatewayYaml(dir: string, spec: GatewaySpec, limits: Record<string, number>): string {
   // Loopback only; bench clients (idle-agents) say HELLO as thousands of unregistered agents: auth stays off, as measured before.
-  const lines = ['listen:', '  tcp: 127.0.0.1:0', `dataDir: ${join(dir, 'gateway')}`, 'auth:', '  required: false', 'routes:', ...spec.routes];
+  const lines = ['listen:', '  tcp: 127.0.0.1:0', ...(spec.http ? ['  http: 127.0.0.1:0'] : []), `dataDir: ${join(dir, 'gateway')}`, 'auth:', '  required: false', 'routes:', ...spec.routes];
   if (Object.keys(limits).length > 0) lines.push('limits:', ...Object.entries(limits).map(([k, v]) => `  ${k}: ${v}`));
   if (spec.logLevel) lines.push('log:', `  level: ${spec.logLevel}`);
   return `${lines.join('\n')}\n`;
@@ -72,16 +89,56 @@ export async function startGateway(dir: string, spec: GatewaySpec, o: RigOptions
     const proc = spawnProc('ferry gateway', pinnedNode(o.cpus, ferryBin, ['gateway', '--config', file], profArgs(o, 'gateway')), { cleanup, logFile: logFile(dir, 'gateway') });
     try {
       const m = await proc.waitFor(/ferry gateway listening on [^\s:]+:(\d+)/);
-      return { proc, port: Number(m[1]), limits, dropped };
+      return { proc, port: Number(m[1]), httpPort: spec.http ? await httpPortOf(proc, spec) : null, limits, dropped };
     } catch (err) {
       await proc.stop();
       await streamsClosed(proc);
+      if (/listen\.http: unknown key/.test(proc.output())) throw new LongpollMissing('`ferry gateway` refuses listen.http (unknown key)');
+      if (err instanceof LongpollMissing) throw err;
       const unknown = proc.output().match(/limits\.(\w+): unknown key/)?.[1];
       if (unknown === undefined || !(unknown in limits)) throw err;
       delete limits[unknown];
       dropped.push(unknown);
     }
   }
+}
+
+/**
+ * The long-poll port, from the `http` field ("HOST:PORT") of the gateway's JSON log line
+ * 'gateway: listening' (stderr; logged before the stdout line above, so it is there by now).
+ */
+async function httpPortOf(proc: Proc, spec: GatewaySpec): Promise<number> {
+  if (spec.logLevel === 'warn' || spec.logLevel === 'error') throw new Error(`the long-poll port is read from an info log line; log level ${spec.logLevel} hides it`);
+  const line = (await proc.waitFor(/^\{.*"msg":"gateway: listening".*\}$/m, 5000, 'any'))[0];
+  const http = (JSON.parse(line) as { http?: unknown }).http;
+  const port = typeof http === 'string' ? /:(\d+)$/.exec(http)?.[1] : undefined;
+  if (port === undefined) throw new LongpollMissing(`the gateway's 'gateway: listening' line has no http field "HOST:PORT": ${line}`);
+  return Number(port);
+}
+
+/** The agent's `gateway:` URL for `carrier` (loopback). */
+export function gatewayUrl(gw: StartedGateway, carrier: Carrier): string {
+  if (carrier === 'tcp') return `tcp://127.0.0.1:${gw.port}`;
+  if (gw.httpPort === null) throw new Error('gatewayUrl: this gateway was started without http (GatewaySpec.http)');
+  return `http://127.0.0.1:${gw.httpPort}`;
+}
+
+/** The gateway's 'gateway: long-poll totals' log line (logged on SIGTERM), once it stopped; null when absent. */
+export interface LongpollTotals {
+  /** HTTP requests answered */
+  requests: number;
+  /** long-poll sessions opened */
+  sessions: number;
+}
+
+export async function longpollTotals(gw: StartedGateway): Promise<LongpollTotals | null> {
+  await gw.proc.stop();
+  await streamsClosed(gw.proc);
+  const line = gw.proc.output().split('\n').reverse().find((l) => l.startsWith('{') && l.includes('"msg":"gateway: long-poll totals"'));
+  if (line === undefined) return null;
+  const t = JSON.parse(line) as { requests?: unknown; sessions?: unknown };
+  if (typeof t.requests !== 'number' || typeof t.sessions !== 'number') throw new Error(`'gateway: long-poll totals' without numeric requests and sessions: ${line}`);
+  return { requests: t.requests, sessions: t.sessions };
 }
 
 /** BENCH_GATEWAY_LIMITS=key=value,…: gateway limits set on top of the benchmark's own (experiments). */
@@ -105,12 +162,22 @@ export interface StartedAgent {
   socket: string;
 }
 
-/** Starts `ferry agent` (no sources, `store.sync: always`) and waits until its link is connected. */
-export async function startAgent(dir: string, gatewayPort: number, o: RigOptions, cleanup: Cleanup): Promise<StartedAgent> {
+/**
+ * Starts `ferry agent` (no sources, `store.sync: always`) with `gateway: URL` (gatewayUrl) and
+ * waits until its link is connected.
+ */
+export async function startAgent(dir: string, gateway: string, o: RigOptions, cleanup: Cleanup): Promise<StartedAgent> {
   const socket = join(dir, 'agent.sock');
-  const config = await writeAgentConfig(dir, { gatewayPort, socket });
+  const config = await writeAgentConfig(dir, { gateway, socket });
   const proc = spawnProc('ferry agent', pinnedNode(o.cpus, ferryBin, ['agent', '--config', config], profArgs(o, 'agent')), { cleanup, logFile: logFile(dir, 'agent') });
-  await proc.waitFor(/ferry agent running; local socket/);
+  try {
+    await proc.waitFor(/ferry agent running; local socket/);
+  } catch (err) {
+    await streamsClosed(proc);
+    // A build without long-poll names only tcp:// and tls:// URLs: "gateway: a URL like tcp://HOST:PORT or tls://HOST:PORT [CONFIG_INVALID]".
+    if (gateway.startsWith('http') && /gateway: a URL like tcp:\/\/HOST:PORT or tls:\/\/HOST:PORT \[/.test(proc.output())) throw new LongpollMissing(`\`ferry agent\` refuses gateway: ${gateway}`);
+    throw err;
+  }
   await waitConnected(socket);
   return { proc, socket };
 }

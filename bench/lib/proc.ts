@@ -15,8 +15,8 @@ export interface Proc {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   /** stdout and stderr so far (the last MiB) */
   output(): string;
-  /** resolves with the first stdout match of `pattern`; rejects on exit or after `ms` */
-  waitFor(pattern: RegExp, ms?: number): Promise<RegExpMatchArray>;
+  /** resolves with the first stdout match of `pattern` (`from: 'any'`: stdout and stderr, e.g. a JSON log line); rejects on exit or after `ms` */
+  waitFor(pattern: RegExp, ms?: number, from?: 'stdout' | 'any'): Promise<RegExpMatchArray>;
   /** SIGTERM, then SIGKILL after `graceMs`; resolves once it exited. Idempotent. */
   stop(graceMs?: number): Promise<void>;
 }
@@ -56,19 +56,20 @@ export function spawnProc(name: string, [cmd, args]: [string, string[]], opts: {
     child,
     exited,
     output: () => out,
-    waitFor(pattern, ms = 15_000) {
+    waitFor(pattern, ms = 15_000, from = 'stdout') {
+      const streams = from === 'any' ? [child.stdout!, child.stderr!] : [child.stdout!];
       return new Promise((resolve, reject) => {
         const check = (): void => {
-          const m = stdout.match(pattern);
+          const m = (from === 'any' ? out : stdout).match(pattern);
           if (m) done(() => resolve(m));
         };
         const timer = setTimeout(() => done(() => reject(new Error(`${name}: no ${pattern} within ${ms} ms; output:\n${out.slice(-3000)}`))), ms);
         const done = (settle: () => void): void => {
           clearTimeout(timer);
-          child.stdout!.off('data', check);
+          for (const s of streams) s.off('data', check);
           settle();
         };
-        child.stdout!.on('data', check);
+        for (const s of streams) s.on('data', check);
         void exited.then(({ code, signal }) => done(() => reject(new Error(`${name} exited (${signal ?? code}); output:\n${out.slice(-3000)}`))));
         check();
       });
