@@ -201,6 +201,11 @@ async function startGateway(config: GatewayConfig, opts: { log?: Log }): Promise
       // The BYEs go out in the held requests' answers; then every session ends and the sockets close.
       longpoll?.sessions.close();
       await Promise.all([closed, longpoll?.http.close()]);
+      if (longpoll) {
+        const lp = longpoll.sessions.stats();
+        // What a run cost in HTTP requests (bench/longpoll.ts divides it by the packets delivered).
+        log.info('gateway: long-poll totals', { requests: lp.requests, sessions: lp.sessionsOpened, refused: lp.refused });
+      }
       await gw.close();
       summary.close();
     },

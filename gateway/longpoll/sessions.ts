@@ -80,6 +80,10 @@ export interface LongPollSessionsStats {
   heldRequests: number;
   /** refusals so far, by code */
   refused: Record<string, number>;
+  /** requests answered with a bundle (200) so far */
+  requests: number;
+  /** sessions opened so far */
+  sessionsOpened: number;
 }
 
 interface Session {
@@ -125,6 +129,8 @@ export class LongPollSessions {
   private readonly refused: Record<string, number> = {};
   private held = 0;
   private closing = false;
+  private answered = 0;
+  private opened = 0;
 
   constructor(private readonly deps: LongPollSessionsDeps) {
     const l = deps.limits;
@@ -144,7 +150,7 @@ export class LongPollSessions {
   }
 
   stats(): LongPollSessionsStats {
-    return { sessions: this.sessions.size, heldRequests: this.held, refused: { ...this.refused } };
+    return { sessions: this.sessions.size, heldRequests: this.held, refused: { ...this.refused }, requests: this.answered, sessionsOpened: this.opened };
   }
 
   /** Answers every held request (with `end` SHUTDOWN unless the session ended otherwise), closes every transport; later requests get 503 SHUTDOWN. */
@@ -238,6 +244,7 @@ export class LongPollSessions {
     const admit = this.deps.admit?.(req.peer.address);
     if (admit !== undefined && !admit.ok) return this.refuse(req, admit.code, admit.reason, admit.retryAfterMs);
     const id = this.deps.randomId();
+    this.opened++;
     if (!/^[A-Za-z0-9_-]+$/.test(id) || id.length > sessionIdCharsMax || this.sessions.has(id)) {
       if (admit?.ok) admit.release();
       throw new Error('randomId gave an unusable or repeated session ID');
@@ -344,6 +351,7 @@ export class LongPollSessions {
     const ob = s.channel.nextBundle();
     const end = s.transport.isClosed ? s.transport.takeEnd() : undefined;
     const body = encodeBody({ kind: BodyKind.RESPONSE, session: s.id, answers: id, ...ob, ...(end !== undefined ? { end } : {}) });
+    this.answered++;
     return { status: 200, body, contentType: longpollContentType };
   }
 
