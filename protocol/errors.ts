@@ -61,6 +61,9 @@ export const ErrorCode = {
   LONGPOLL_SESSION_FORBIDDEN: 'LONGPOLL_SESSION_FORBIDDEN',
   LONGPOLL_REQUEST_TIMEOUT: 'LONGPOLL_REQUEST_TIMEOUT',
   LONGPOLL_NOT_A_REQUEST: 'LONGPOLL_NOT_A_REQUEST',
+  LONGPOLL_HTTP_STATUS: 'LONGPOLL_HTTP_STATUS',
+  // transport choice (agent)
+  TRANSPORT_SWITCH: 'TRANSPORT_SWITCH',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
