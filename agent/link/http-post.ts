@@ -41,7 +41,7 @@ export interface HttpPostOptions {
 export interface HttpPost extends Post {
   /** the proxy requests go through, if any */
   readonly proxyUrl: URL | undefined;
-  /** closes idle kept-alive connections */
+  /** closes the kept-alive connections once the requests in flight (such as a session's last, carrying `end`) have finished */
   close(): void;
 }
 
@@ -78,14 +78,22 @@ export function httpPost(url: string, opts: HttpPostOptions): HttpPost {
       }
     : {};
   const send = secure ? httpsRequest : httpRequest;
+  let inFlight = 0;
+  let closing = false;
+  const release = (): void => {
+    inFlight--;
+    if (closing && inFlight === 0) agent.destroy();
+  };
 
   const post = (body: Uint8Array, signal: AbortSignal): Promise<PostResult> =>
     new Promise<PostResult>((resolve, reject) => {
       let done = false;
+      inFlight++;
       const finish = (err: Error | undefined, result?: PostResult): void => {
         if (done) return;
         done = true;
         clearTimeout(timer);
+        release();
         if (err) reject(err);
         else resolve(result!);
       };
@@ -129,7 +137,10 @@ export function httpPost(url: string, opts: HttpPostOptions): HttpPost {
 
   return Object.assign(post, {
     proxyUrl: choice.kind === 'proxy' ? choice.proxyUrl : undefined,
-    close: () => agent.destroy(),
+    close: () => {
+      closing = true;
+      if (inFlight === 0) agent.destroy();
+    },
   });
 }
 

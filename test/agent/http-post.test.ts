@@ -229,3 +229,19 @@ t.test('http post - https:// through HTTPS_PROXY (tinyproxy CONNECT), the gatewa
   await t.rejects(untrusted(Buffer.from([1]), never()), /certificate/i, 'the certificate is still checked through the tunnel');
   t.equal(s.seen.length, 3);
 });
+
+t.test('http post - close waits for the requests in flight (a session\'s last one carries end), then drops the connections', async (t) => {
+  const s = await serve(t);
+  const held: ServerResponse[] = [];
+  s.handle = (_req, _body, res) => held.push(res);
+  const post = httpPost(`http://127.0.0.1:${s.port}`, { agentId: 'pi-7' });
+  const p = post(Buffer.from([1]), never());
+  while (held.length < 1) await new Promise((r) => setTimeout(r, 5));
+  post.close();
+  await new Promise((r) => setTimeout(r, 20));
+  t.equal(s.open, 1, 'the connection in use is kept');
+  held[0]!.end('done');
+  t.equal(Buffer.from((await p).body).toString(), 'done', 'the request in flight finished');
+  for (let i = 0; i < 200 && s.open > 0; i++) await new Promise((r) => setTimeout(r, 5));
+  t.equal(s.open, 0, 'then the kept-alive connection was closed');
+});
