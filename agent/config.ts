@@ -12,6 +12,13 @@ const target = z.string().superRefine((s, ctx) => {
 });
 const positiveInt = z.number().int().positive();
 
+/** tcp:// and tls:// are the TCP tunnel; http:// and https:// the HTTP long-poll carrier. */
+export const gatewayUrlPattern = /^(tcp|tls|http|https):\/\/[^/:]+:\d+$/;
+const gatewayUrl = z.string().regex(gatewayUrlPattern, 'a URL like tcp://HOST:PORT, tls://HOST:PORT, http://HOST:PORT or https://HOST:PORT');
+const gateway = z.union([gatewayUrl, z.array(gatewayUrl).min(1, 'a non-empty list of gateway URLs')], {
+  error: (issue) => (issue.input === undefined ? 'missing; expected string (a gateway URL) or a list of them' : 'expected a gateway URL (tcp://, tls://, http:// or https://HOST:PORT) or a non-empty list of them'),
+});
+
 const serialSource = z.strictObject({
   kind: z.literal('serial'),
   path: z.string().min(1),
@@ -30,11 +37,14 @@ const rule = z.discriminatedUnion('kind', [
 export const agentConfigSchema = z.strictObject({
   /** the agent's ID: the identity of its packets, also across restarts */
   id: z.string().regex(agentIdPattern, agentIdRule),
-  /** where the gateway listens: tcp://HOST:PORT (plaintext) or tls://HOST:PORT */
-  gateway: z.string().regex(/^(tcp|tls):\/\/[^/:]+:\d+$/, 'a URL like tcp://HOST:PORT or tls://HOST:PORT'),
+  /**
+   * where the gateway listens: tcp://HOST:PORT (plaintext), tls://HOST:PORT, or the HTTP long-poll
+   * carrier at http://HOST:PORT or https://HOST:PORT; or a list of these in order of preference
+   */
+  gateway,
   /** sent in HELLO; the gateway checks it when auth.required (`ferry gateway add-agent` prints it) */
   token: z.string().min(1).max(1024).optional(),
-  /** for a tls:// gateway: PEM files, read and checked at start */
+  /** for a tls:// or https:// gateway: PEM files, read and checked at start */
   tls: z.strictObject({
     /** CA certificate(s) that sign the gateway's certificate; default: the system's CAs */
     ca: z.string().min(1).optional(),
@@ -73,6 +83,10 @@ export const agentConfigSchema = z.strictObject({
     helloTimeoutMs: positiveInt.default(5000),
     pingIntervalMs: positiveInt.default(5000),
     peerTimeoutMs: positiveInt.default(20_000),
+    /** with several gateway URLs: one that has not connected within this is given up for the next */
+    fallbackAfterMs: positiveInt.default(10_000),
+    /** with several gateway URLs, while on a fallback: how often the more preferred ones are tried */
+    probeIntervalMs: positiveInt.default(300_000),
   }).prefault({}),
   sources: z.array(serialSource).default([]),
   rules: z.array(rule).default([]),
@@ -80,8 +94,27 @@ export const agentConfigSchema = z.strictObject({
   tickMs: positiveInt.default(50),
   log: z.strictObject({ level: z.enum(['debug', 'info', 'warn', 'error']).default('info') }).prefault({}),
 }).superRefine((c, ctx) => {
-  if (c.tls !== undefined && !c.gateway.startsWith('tls://')) ctx.addIssue({ code: 'custom', path: ['tls'], message: 'tls settings need a tls:// gateway URL' });
+  const urls = gatewayUrls(c);
+  if (c.tls !== undefined && !urls.some(isSecureUrl)) ctx.addIssue({ code: 'custom', path: ['tls'], message: 'tls settings need a tls:// or https:// gateway URL' });
+  urls.forEach((u, i) => {
+    if (urls.indexOf(u) !== i) ctx.addIssue({ code: 'custom', path: ['gateway', i], message: `${u} is already in the list` });
+  });
   if (c.tls !== undefined && (c.tls.cert === undefined) !== (c.tls.key === undefined)) ctx.addIssue({ code: 'custom', path: ['tls'], message: 'tls.cert and tls.key go together: give both or neither' });
 });
 
 export type AgentConfig = z.output<typeof agentConfigSchema>;
+
+/** The gateway URLs in order of preference (one, or the list). */
+export function gatewayUrls(c: { gateway: string | readonly string[] }): string[] {
+  return typeof c.gateway === 'string' ? [c.gateway] : [...c.gateway];
+}
+
+/** tls:// and https:// URLs use the `tls` keys. */
+export function isSecureUrl(url: string): boolean {
+  return url.startsWith('tls://') || url.startsWith('https://');
+}
+
+/** http:// and https:// URLs mean the HTTP long-poll carrier. */
+export function isLongPollUrl(url: string): boolean {
+  return url.startsWith('http://') || url.startsWith('https://');
+}

@@ -6,8 +6,11 @@ import { realClock } from '../common/clock.js';
 import { createLog, type Log } from '../common/log.js';
 import { ensurePrivateDir } from '../common/private-dir.js';
 import { agentLimits, loadProfile } from '../hw/index.js';
-import type { AgentConfig } from './config.js';
+import { gatewayUrls, isLongPollUrl, isSecureUrl, type AgentConfig } from './config.js';
+import { gatewayChoice, type GatewayCandidate } from './link/gateway-choice.js';
+import { httpPost, type HttpPost } from './link/http-post.js';
 import { Link } from './link/link.js';
+import { longPollDialer } from './link/longpoll-client.js';
 import { tcpDialer } from './link/tcp.js';
 import { loadTlsFiles } from '../protocol/tls-files.js';
 import { startLocalApi } from './local-api.js';
@@ -35,6 +38,8 @@ export interface AgentStats {
   ackedSeq: number;
   deadLetters: number;
   link: string;
+  /** the gateway URL of the transport in use (with several URLs: which one the choice made); null while none is open */
+  gateway: string | null;
   rttMs: number | null;
   /** packets the gateway refused for now, waiting to be resent */
   retrying: number;
@@ -62,7 +67,8 @@ export async function runAgent(config: AgentConfig, opts: { log?: Log } = {}): P
 
   // PEM files are read and checked before anything starts: a wrong path or a key that does not fit stops the agent here.
   const tlsFiles = config.tls ? { ...loadTlsFiles(config.tls), ...(config.tls.servername ? { servername: config.tls.servername } : {}) } : undefined;
-  if (config.gateway.startsWith('tls://') && !tlsFiles?.ca) log.info('agent: the gateway certificate is checked against the system CAs (no tls.ca)');
+  const urls = gatewayUrls(config);
+  if (urls.some(isSecureUrl) && !tlsFiles?.ca) log.info('agent: the gateway certificate is checked against the system CAs (no tls.ca)');
   if (tlsFiles?.certSubject !== undefined && tlsFiles.certSubject !== config.id) {
     log.warn('agent: the client certificate names another agent; the gateway will refuse it with AUTH_AGENT_MISMATCH', { certSubject: tlsFiles.certSubject, id: config.id });
   }
@@ -74,7 +80,18 @@ export async function runAgent(config: AgentConfig, opts: { log?: Log } = {}): P
     dir: storeDir(config), sync: config.store.sync, batchWindowMs: config.store.batchWindowMs,
     bytesMax: storeBytesMax, segmentBytes, fullPolicy: config.store.fullPolicy, log,
   });
-  const dial = tcpDialer(config.gateway, { connectTimeoutMs: config.link.connectTimeoutMs, ...(tlsFiles ? { tls: tlsFiles } : {}) });
+  // One dialer per gateway URL: the TCP tunnel, or the HTTP long-poll carrier through the proxy the environment names.
+  const tls = tlsFiles ? { tls: tlsFiles } : {};
+  const posts: HttpPost[] = [];
+  const candidates: GatewayCandidate[] = urls.map((url) => {
+    if (!isLongPollUrl(url)) return { url, dial: tcpDialer(url, { connectTimeoutMs: config.link.connectTimeoutMs, ...tls }) };
+    const post = httpPost(url, { agentId: config.id, env: process.env, ...tls });
+    posts.push(post);
+    if (post.proxyUrl) log.info('agent: long-poll through a proxy', { url, proxy: post.proxyUrl.origin });
+    return { url, dial: longPollDialer({ post, agentId: config.id, clock, log, openTimeoutMs: config.link.connectTimeoutMs }) };
+  });
+  const choice = candidates.length > 1 ? gatewayChoice(candidates, { fallbackAfterMs: config.link.fallbackAfterMs, probeIntervalMs: config.link.probeIntervalMs, clock, log }) : undefined;
+  const dial = choice ?? candidates[0]!.dial;
   const link = new Link(
     { agentId: config.id, ...(config.token ? { token: config.token } : {}), inflightPacketsMax, retryPacketsMax: config.link.retryPacketsMax ?? inflightPacketsMax, ...config.link },
     { store, dial, clock, rng: Math.random, log },
@@ -99,7 +116,8 @@ export async function runAgent(config: AgentConfig, opts: { log?: Log } = {}): P
     const invalidLines = sources.reduce((n, src) => n + src.stats().invalidLines, 0);
     return {
       readings, invalidLines, stored: s.appended, backlog: s.backlogPackets, inflight: l.inflightPackets, acked: s.acked,
-      lastSeq: s.lastSeq, ackedSeq: s.ackedSeq, deadLetters: s.deadLetters, link: l.state, rttMs: l.rttMs,
+      lastSeq: s.lastSeq, ackedSeq: s.ackedSeq, deadLetters: s.deadLetters, link: l.state,
+      gateway: l.state === 'connected' ? (choice?.currentUrl() ?? urls[0]!) : null, rttMs: l.rttMs,
       retrying: l.retryPackets, retries: l.retries, credit: { packets: l.creditPackets, bytes: l.creditBytes },
       limits: { storeBytesMax, inflightPacketsMax }, store: s,
     };
@@ -118,7 +136,7 @@ export async function runAgent(config: AgentConfig, opts: { log?: Log } = {}): P
   );
   link.start();
   for (const s of sources) s.start();
-  log.info('agent: running', { socket: socketPath, gateway: config.gateway, lastSeq: store.stats().lastSeq, backlog: store.stats().backlogPackets });
+  log.info('agent: running', { socket: socketPath, gateway: urls, lastSeq: store.stats().lastSeq, backlog: store.stats().backlogPackets });
 
   return {
     socketPath,
@@ -127,7 +145,9 @@ export async function runAgent(config: AgentConfig, opts: { log?: Log } = {}): P
       clearInterval(tick);
       await Promise.all(sources.map((s) => s.stop()));
       await new Promise<void>((r) => server.close(() => r()));
+      choice?.stop();
       await link.stop();
+      for (const p of posts) p.close();
       await store.close();
     },
   };

@@ -90,7 +90,8 @@ const agent: Command = {
        ferry agent --config FILE --dead-letters | --requeue-dead-letters
 
   --config FILE     agent configuration (YAML; see docs/config.md)
-  --gateway URL     overrides gateway, e.g. tcp://127.0.0.1:7800 or tls://gw.example:7801
+  --gateway URL     overrides gateway (one URL), e.g. tcp://127.0.0.1:7800, tls://gw.example:7801
+                    or https://gw.example:7443 (HTTP long-poll, through HTTPS_PROXY if set)
   --data-dir DIR    overrides dataDir (the store lives here)
   --profile NAME    overrides profile: a hardware profile (${'hw/profiles'}) that sets the store size
                     limit and the in-flight window, e.g. pi-zero-2w, pi-4b

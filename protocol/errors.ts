@@ -62,6 +62,9 @@ export const ErrorCode = {
   LONGPOLL_REQUEST_TIMEOUT: 'LONGPOLL_REQUEST_TIMEOUT',
   LONGPOLL_NOT_A_REQUEST: 'LONGPOLL_NOT_A_REQUEST',
   LONGPOLL_TOO_MANY_REQUESTS: 'LONGPOLL_TOO_MANY_REQUESTS',
+  LONGPOLL_HTTP_STATUS: 'LONGPOLL_HTTP_STATUS',
+  // transport choice (agent)
+  TRANSPORT_SWITCH: 'TRANSPORT_SWITCH',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

@@ -150,7 +150,9 @@ export class Link extends EventEmitter<{ status: [LinkStatus] }> {
         const t = await this.deps.dial();
         end = await this.runSession(t);
       } catch (err) {
-        end = { error: err as Error, retryAfterMs: 0 };
+        // A dial the gateway refused with a retry-after (a long-poll 429/503) waits at least that long.
+        const retryAfterMs = (err as { retryAfterMs?: unknown }).retryAfterMs;
+        end = { error: err as Error, retryAfterMs: typeof retryAfterMs === 'number' && Number.isFinite(retryAfterMs) && retryAfterMs > 0 ? retryAfterMs : 0 };
       }
       if (this.stopped) break;
       const error = end.error;

@@ -77,6 +77,20 @@ export class RequestPolicy {
     this.unansweredInRow = 0;
   }
 
+  /**
+   * Request `bundle` ended without a response (a network error, an error status): it is no longer
+   * outstanding, and it stays counted among the requests in a row without a response, so fast
+   * failures end the connection as time-outs do (the next `decide` says 'failed' once
+   * `requestsUnansweredMax` are reached). The caller resends what it carried
+   * (BundleChannel.resendOutstanding) and waits a little before the next request.
+   */
+  failed(bundle: number): void {
+    if (!this.outstanding.delete(bundle)) return; // already settled or taken as lost by a time-out
+    if (this.unansweredInRow >= this.opts.requestsUnansweredMax) {
+      this.failure ??= new FerryError(ErrorCode.LONGPOLL_CONNECTION_FAILED, `${this.unansweredInRow} long-poll requests in a row failed or got no response in time`);
+    }
+  }
+
   /** What to do now, given what the channel has waiting to send. */
   decide(nowMs: number, waiting: { sendableMessages: number; fullBundle: boolean }): RequestDecision {
     if (this.failure) return { action: 'failed', error: this.failure };

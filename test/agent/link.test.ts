@@ -15,6 +15,7 @@ import { ErrorCode, FerryError } from '../../protocol/errors.js';
 import { FrameType, type AckFrame, type NackFrame, type WelcomeFrame } from '../../protocol/frames.js';
 import type { NewPacket, Packet } from '../../protocol/packet.js';
 import { MemoryTransport } from '../helpers/memory-transport.js';
+import { LongPollRefusal } from '../../agent/link/longpoll-refusal.js';
 import { FakeClock } from './fixtures/fake-clock.js';
 import { JitterClock } from '../helpers/jitter-clock.js';
 import { turn, until } from '../helpers/wait.js';
@@ -405,6 +406,32 @@ t.test('link - BYE with retryAfterMs 10000: no dial again before 10000 ms', asyn
   await h.advance(1);
   await h.dialed(2);
   t.equal(h.dials.length, 2, 'at 10000 ms');
+});
+
+t.test('link - a dial refused with retryAfterMs (a long-poll 429/503) waits at least that long', async (t) => {
+  const clock = new FakeClock();
+  const inner = await SegmentStore.open({ dir: t.testdir(), sync: 'none', clock, ackFlushMs: 1 });
+  let dials = 0;
+  const link = new Link({ ...defaults, reconnectDelayMsMin: 100, reconnectDelayMsMax: 30_000 }, {
+    store: inner, clock, rng: () => 0.5, log: silentLog,
+    dial: async () => {
+      dials++;
+      throw new LongPollRefusal(ErrorCode.GATEWAY_BUSY, 'busy', 503, 10_000);
+    },
+  });
+  t.teardown(async () => {
+    await link.stop();
+    await inner.close();
+  });
+  link.start();
+  await until(() => dials === 1, 'first dial');
+  for (let i = 0; i < 5; i++) await turn();
+  clock.advance(9_999);
+  for (let i = 0; i < 5; i++) await turn();
+  t.equal(dials, 1, 'not at 9999 ms (the back-off alone would redial at 75 ms)');
+  clock.advance(1);
+  await until(() => dials === 2, 'second dial at 10000 ms');
+  t.pass('dialed again at 10000 ms');
 });
 
 t.test('link - BYE with retryAfterMs after WELCOME is honoured too', async (t) => {

@@ -100,3 +100,28 @@ t.test('longpoll request policy - time-outs resend; N in a row without a respons
   t.same(q.decide(3_020, idle).action, 'wait', 'a late response resets the count');
   refuses(t, () => new RequestPolicy({ requestsUnansweredMax: 0 }), ErrorCode.CONFIG_INVALID, 'requestsUnansweredMax 0');
 });
+
+t.test('longpoll request policy - a request that failed fast is no longer outstanding and counts toward N in a row', async (t) => {
+  const p = new RequestPolicy(opts);
+  p.sent(1, 0);
+  p.failed(1);
+  t.same(p.decide(1, idle), { action: 'send', resend: false }, 'none outstanding: the next goes (the caller paces it)');
+  p.sent(2, 1);
+  p.responded(2);
+  p.sent(3, 2);
+  p.failed(3);
+  p.sent(4, 3);
+  p.failed(4);
+  t.equal(p.decide(4, idle).action, 'send', 'two in a row failed: not yet');
+  p.sent(5, 4);
+  p.failed(5);
+  const d = p.decide(5, idle);
+  t.equal(d.action, 'failed', 'three in a row failed');
+  if (d.action === 'failed') t.equal(d.error.code, ErrorCode.LONGPOLL_CONNECTION_FAILED);
+  const q = new RequestPolicy(opts);
+  q.sent(1, 0);
+  q.responded(1);
+  q.failed(1);
+  t.equal(q.outstandingRequests, 0, 'a settled request failing later changes nothing');
+  t.equal(q.decide(1, idle).action, 'send');
+});

@@ -12,6 +12,7 @@ import { hashToken } from '../../gateway/agents.js';
 import { createAuthenticator } from '../../gateway/auth.js';
 import { createGatewayCore, type CoreLimits, type GatewayCore } from '../../gateway/core.js';
 import { FileHandler } from '../../gateway/handlers/file.js';
+import { longPollSessionLimitsDefault, type LongPollSessionLimits } from '../../gateway/longpoll/limits.js';
 import { LongPollSessions } from '../../gateway/longpoll/sessions.js';
 import type { Handler, HandlerResult } from '../../gateway/handlers/handler.js';
 import type { WorldContext } from './context.js';
@@ -24,7 +25,7 @@ import { SimDisk } from './sim-disk.js';
 export const gatewayDataDir = '/gw/data';
 
 /** The long-poll listener's limits, its hold scaled to the simulator's seconds-long faults (the agent's time-outs: device.ts). */
-const simLongPollLimits = { holdMs: 5000, sessionIdleMs: 12_000 };
+const simLongPollLimits: LongPollSessionLimits = { ...longPollSessionLimitsDefault, holdMs: 5000, sessionIdleMs: 12_000 };
 
 /** The routes, by target prefix; the simulator's producers pick targets under them. */
 export const routeTargets = {
