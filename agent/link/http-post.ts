@@ -57,6 +57,9 @@ export function retryAfterHeaderMs(value: string | undefined, nowMs: number): nu
   return Number.isNaN(at) ? undefined : boundedRetryAfterMs(Math.max(0, at - nowMs));
 }
 
+/** A kept-alive socket idle this long is closed (the gateway's keepAliveTimeoutMs defaults to 30 s). */
+export const idleSocketMs = 4000;
+
 export function httpPost(url: string, opts: HttpPostOptions): HttpPost {
   const base = new URL(url);
   if (base.protocol !== 'http:' && base.protocol !== 'https:') throw new FerryError(ErrorCode.CONFIG_INVALID, `a long-poll gateway URL must be http:// or https://, got ${url}`);
@@ -65,8 +68,12 @@ export function httpPost(url: string, opts: HttpPostOptions): HttpPost {
   const timeoutMs = opts.timeoutMs ?? httpPostTimeoutMsDefault;
   const responseBytesMax = opts.responseBytesMax ?? bodyLimitsDefault.bodyBytesMax + responseSlackBytes;
   const maxSockets = opts.socketsMax ?? 4;
-  const choice = proxyFor(target, opts.env ?? {}, { maxSockets });
-  const agent = choice.kind === 'proxy' ? choice.agent : secure ? new HttpsAgent({ keepAlive: true, maxSockets }) : new HttpAgent({ keepAlive: true, maxSockets });
+  // An idle kept-alive socket is closed after idleSocketMs (node's Agent `timeout` destroys only
+  // free sockets; a held request is not cut by it): well under the gateway's keep-alive time-out,
+  // and a socket a middlebox went silent on is not kept for the next request.
+  const agentOptions = { maxSockets, timeout: idleSocketMs };
+  const choice = proxyFor(target, opts.env ?? {}, agentOptions);
+  const agent = choice.kind === 'proxy' ? choice.agent : secure ? new HttpsAgent({ keepAlive: true, ...agentOptions }) : new HttpAgent({ keepAlive: true, ...agentOptions });
   const t = opts.tls ?? {};
   const tlsOptions = secure
     ? {

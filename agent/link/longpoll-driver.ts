@@ -16,6 +16,8 @@ import { refusalOf, type LongPollRefusal } from './longpoll-refusal.js';
 interface InFlight {
   abort: AbortController;
   sentAtMs: number;
+  /** a newer request's response arrived then: the gateway answered this one first, so its answer was lost or is late */
+  supersededAtMs?: number;
 }
 
 /** Drives one long-poll session after its opening exchange. */
@@ -77,10 +79,19 @@ export class LongPollClient {
         return;
       }
       if (d.action === 'wait') {
-        this.arm(d.wakeAtMs);
+        this.arm(this.earliest(d.wakeAtMs, this.supersededDueMs()));
         return;
       }
-      if (d.resend) this.channel.resendOutstanding();
+      if (d.resend) {
+        // Every request out is taken as lost: abort them, so a socket a middlebox went silent on
+        // is closed now, not after responseTimeoutMs (a late answer would only repeat what the
+        // gateway sends again anyway: its messages were not reported seen).
+        this.channel.resendOutstanding();
+        for (const [bundle, f] of this.inFlight) {
+          this.inFlight.delete(bundle);
+          f.abort.abort();
+        }
+      }
       if (now < this.pausedUntilMs) {
         this.arm(this.pausedUntilMs);
         return;
@@ -118,17 +129,35 @@ export class LongPollClient {
   /**
    * A request the policy gave up on and the gateway cannot still be holding (older than
    * responseTimeoutMs) is aborted, and so is the oldest past a few in flight: sockets stay bounded.
-   * A younger one is left to finish: its late response is still applied.
+   * So is one a newer response overtook answerTimeoutMs ago. A younger one is left to finish:
+   * its late response is still applied.
    */
   private abortAbandoned(now: number): void {
     const inFlightMax = this.policy.opts.requestsOutstandingMax + 2;
     for (const [bundle, f] of this.inFlight) {
-      if (now - f.sentAtMs < this.policy.opts.responseTimeoutMs && this.inFlight.size < inFlightMax) break;
+      // An answer overtaken by a newer one has had answerTimeoutMs to arrive: its socket may be one a middlebox went silent on.
+      const overtaken = f.supersededAtMs !== undefined && now - f.supersededAtMs >= this.policy.opts.answerTimeoutMs;
+      if (!overtaken && now - f.sentAtMs < this.policy.opts.responseTimeoutMs && this.inFlight.size < inFlightMax) continue;
       this.inFlight.delete(bundle);
+      f.abort.abort();
+      // An overtaken one is settled already: the newer response reported what its body carried.
+      if (overtaken) continue;
       this.policy.failed(bundle);
       this.channel.resendOutstanding();
-      f.abort.abort();
     }
+  }
+
+  /** When the earliest overtaken request is due to be given up. */
+  private supersededDueMs(): number | undefined {
+    let due: number | undefined;
+    for (const f of this.inFlight.values()) {
+      if (f.supersededAtMs !== undefined) due = Math.min(due ?? Infinity, f.supersededAtMs + this.policy.opts.answerTimeoutMs);
+    }
+    return due;
+  }
+
+  private earliest(a: number | undefined, b: number | undefined): number | undefined {
+    return a === undefined ? b : b === undefined ? a : Math.min(a, b);
   }
 
   private onAnswer(bundle: number, res: PostResult): void {
@@ -159,6 +188,8 @@ export class LongPollClient {
     this.o.counters.responses++;
     this.badInRow = 0;
     this.policy.responded(bundle);
+    const now = this.o.clock.now();
+    for (const [older, f] of this.inFlight) if (older < bundle) f.supersededAtMs ??= now;
     this.transport.deliver(messages);
     if (body.end) this.transport.peerEnded(body.end);
   }

@@ -94,6 +94,8 @@ export interface ProxiedConnection {
   readonly dropped: number;
   /** resolves once both sockets are closed */
   readonly closed: Promise<void>;
+  /** resolves once the client's socket is closed (the client gave the connection up, or it was cut) */
+  readonly clientClosed: Promise<void>;
   /** destroys both sockets now (a blackholed connection otherwise stays open until close()) */
   destroy(): void;
 }
@@ -195,6 +197,7 @@ class Link implements ProxiedConnection {
   forwarded = { up: 0, down: 0 };
   dropped = 0;
   readonly closed: Promise<void>;
+  readonly clientClosed: Promise<void>;
   private readonly upstream: Socket;
   private readonly sockets: Socket[];
   private readonly held = { up: false, down: false };
@@ -215,6 +218,7 @@ class Link implements ProxiedConnection {
   ) {
     let done!: () => void;
     this.closed = new Promise((resolve) => (done = resolve));
+    this.clientClosed = new Promise((resolve) => client.once('close', () => resolve()));
     this.upstream = connect({ host: target.host, port: target.port, allowHalfOpen: true });
     this.sockets = [client, this.upstream];
     for (const s of this.sockets) {

@@ -6,6 +6,8 @@
  * reached the file exactly once, in seq order per target. SEED= replays a run.
  */
 import t, { type Test } from 'tap';
+import { idleSocketMs } from '../../agent/link/http-post.js';
+import { requestPolicyDefault } from '../../protocol/longpoll/request-policy.js';
 import { startFaultProxy, type ProxiedConnection } from '../helpers/fault-proxy.js';
 import { makeRig, sleep } from '../helpers/ferry.js';
 import { freePort } from '../helpers/free-port.js';
@@ -52,21 +54,30 @@ async function faultRun(t: Test, carrier: 'tcp' | 'http', rounds: number): Promi
     kinds.set(conn.fault.kind, (kinds.get(conn.fault.kind) ?? 0) + 1);
     // A cut ends the connection itself and a blackhole is noticed by a peer's time-out (the
     // agent dials again); a clean link or a stall is cut here once it carried traffic a while.
-    const limitMs = conn.fault.kind === 'blackhole' ? 5000 : roundMsMax;
-    const until = Date.now() + limitMs;
+    // Over HTTP the agent gives a silent socket up when it is idle for idleSocketMs, or when a request on it is taken as lost (answerTimeoutMs).
+    const limitMs = conn.fault.kind !== 'blackhole' ? roundMsMax : carrier === 'tcp' ? 5000 : idleSocketMs + requestPolicyDefault.answerTimeoutMs + 1000;
+    let until = Date.now() + limitMs;
+    // A keep-alive HTTP socket may carry little after its accept: its black hole is timed from the onset.
+    let timedFromOnset = carrier === 'tcp' || conn.fault.kind !== 'blackhole';
     let noticed = false;
     while (Date.now() < until) {
-      if (proxy.connections.length > conn.index + 1) {
+      if (!timedFromOnset && conn.phase !== 'pending') {
+        timedFromOnset = true;
+        until = Date.now() + limitMs;
+      }
+      // A new tunnel connection means the agent gave this one up; the HTTP client keeps several at once.
+      if (carrier === 'tcp' && proxy.connections.length > conn.index + 1) {
         noticed = true;
         break;
       }
-      if (await Promise.race([conn.closed.then(() => true), sleep(20).then(() => false)])) {
+      // Over HTTP the gateway's side of a black hole stays open (a held request, then keep-alive): the agent's side is what notices.
+      if (await Promise.race([(carrier === 'tcp' ? conn.closed : conn.clientClosed).then(() => true), sleep(20).then(() => false)])) {
         noticed = true;
         break;
       }
     }
     // Nothing passes a black hole, so only a peer's ping time-out can end it (or make the agent dial again).
-    if (conn.fault.kind === 'blackhole') t.ok(noticed, `round ${round}: a peer noticed the black hole within ${limitMs} ms`);
+    if (conn.fault.kind === 'blackhole' && timedFromOnset) t.ok(noticed, `round ${round}: a peer noticed the black hole within ${limitMs} ms`);
     conn.destroy();
   }
   proxy.setMode('clean');

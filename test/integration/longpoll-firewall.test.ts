@@ -15,48 +15,52 @@ import type { AgentStats } from '../../agent/main.js';
 import { createNetns, type NetNs } from '../helpers/netns.js';
 import { makeRig, waitFor, type Rig } from '../helpers/ferry.js';
 import { freePort } from '../helpers/free-port.js';
-import { checkExactlyOnceInOrder, startProducer } from '../helpers/stream.js';
-
-type WithUrl = AgentStats & { gatewayUrl: string | null };
+import { checkExactlyOnceInOrder, startProducer, type Producer } from '../helpers/stream.js';
 
 /** Waits until the agent is connected over `scheme` and has since stored and delivered more packets. */
-async function deliversOver(rig: Rig, scheme: 'tcp' | 'http', what: string, msMax = 40_000): Promise<WithUrl> {
+async function deliversOver(rig: Rig, scheme: 'tcp' | 'http', what: string, msMax = 40_000): Promise<AgentStats> {
   const start = await rig.agentStats();
   const from = start?.ackedSeq ?? 0;
   return waitFor(what, async () => {
-    const s = (await rig.agentStats()) as WithUrl | null;
-    return s && s.link === 'connected' && s.gatewayUrl?.startsWith(`${scheme}://`) && s.ackedSeq > from + 20 ? s : undefined;
+    const s = await rig.agentStats();
+    return s && s.link === 'connected' && s.gateway?.startsWith(`${scheme}://`) && s.ackedSeq > from + 20 ? s : undefined;
   }, msMax);
 }
 
 t.test('firewall - the agent falls back to long-poll when the TCP tunnel port is dropped, moves back when it passes, and loses nothing', async (t) => {
   let ns: NetNs | undefined;
-  t.teardown(() => ns?.delete());
+  let rig: Rig | undefined;
+  let producer: Producer | undefined;
+  // Processes first, then the namespace they run in.
+  t.teardown(async () => {
+    await producer?.stop();
+    await rig?.cleanup();
+    await ns?.delete();
+  });
   ns = await createNetns();
   const tcpPort = await freePort();
   const httpPort = await freePort();
-  const rig = await makeRig({
+  rig = await makeRig({
     agentId: 'walled', serial: false, port: tcpPort, http: httpPort,
     agentGateway: '[tcp://127.0.0.1:{tcp}, http://127.0.0.1:{http}]',
     agentLink: { reconnectDelayMsMin: 50, reconnectDelayMsMax: 500, connectTimeoutMs: 1000, fallbackAfterMs: 1500, probeIntervalMs: 2000, peerTimeoutMs: 1500, pingIntervalMs: 300 },
     gatewayYaml: 'limits:\n  pingIntervalMs: 300\n  peerTimeoutMs: 1500\n',
     wrap: ['ip', 'netns', 'exec', ns.name],
   });
-  t.teardown(() => rig.cleanup());
 
   await ns.firewall({ blockTcpPorts: [tcpPort], passTcpPorts: [httpPort] });
   t.match(await ns.ruleset(), new RegExp(`dport ${tcpPort} .*drop`), 'the namespace drops the TCP tunnel port');
   await rig.start('gateway');
   const agent = await rig.start('agent');
   const targets = ['a/x', 'a/y', 'b'];
-  const producer = startProducer(rig, targets, { pauseMs: 10 });
+  producer = startProducer(rig, targets, { pauseMs: 10 });
 
   const s1 = await deliversOver(rig, 'http', 'delivery over long-poll with the TCP port dropped');
-  t.equal(s1.gatewayUrl, `http://127.0.0.1:${httpPort}`, '1: fell back to long-poll by itself');
+  t.equal(s1.gateway, `http://127.0.0.1:${httpPort}`, '1: fell back to long-poll by itself');
 
   await ns.clearFirewall();
   const s2 = await deliversOver(rig, 'tcp', 'delivery over the TCP tunnel once the rule is lifted');
-  t.equal(s2.gatewayUrl, `tcp://127.0.0.1:${tcpPort}`, '2: moved back to the TCP tunnel');
+  t.equal(s2.gateway, `tcp://127.0.0.1:${tcpPort}`, '2: moved back to the TCP tunnel');
 
   await ns.firewall({ blockTcpPorts: [tcpPort], passTcpPorts: [httpPort] });
   await deliversOver(rig, 'http', 'delivery over long-poll after the TCP port was dropped mid-stream');
