@@ -11,8 +11,9 @@ import { freePort } from './free-port.js';
 export interface Rig {
   dir: string;
   port: number;
-  /** the gateway's long-poll port (`listen.http`), when the rig was made with `http` */
+  /** the gateway's long-poll ports (`listen.http`, `listen.https`), when the rig was made with `http`, `https` */
   httpPort: number | null;
+  httpsPort: number | null;
   device: string;
   socket: string;
   received: string;
@@ -46,7 +47,9 @@ export interface RigOptions {
   agentYaml?: string;
   /** the gateway also serves HTTP long-poll (`listen.http`) on this port (true: a free one) */
   http?: number | true;
-  /** the agent's `gateway` value as YAML (default: tcp:// to agentPort); `{tcp}`, `{http}` stand for the gateway's ports */
+  /** the gateway also serves HTTPS long-poll (`listen.https`; give `tls:` in gatewayYaml) on this port (true: a free one) */
+  https?: number | true;
+  /** the agent's `gateway` value as YAML (default: tcp:// to agentPort); `{tcp}`, `{http}`, `{https}` stand for the gateway's ports */
   agentGateway?: string;
   /** the agent process's environment (default: the test's), e.g. with HTTPS_PROXY */
   agentEnv?: NodeJS.ProcessEnv;
@@ -61,8 +64,10 @@ export async function makeRig(opts: RigOptions = {}): Promise<Rig> {
   const socket = join(dir, 'agent.sock');
   const received = join(dir, 'received.jsonl');
   const routes = (opts.routes ?? `  - match: "#"\n    handler: file\n    path: {received}\n`).replaceAll('{received}', received);
-  const httpPort = opts.http === undefined ? null : opts.http === true ? await freePort() : opts.http;
-  const listen = `listen:\n  tcp: 127.0.0.1:${port}\n${httpPort !== null ? `  http: 127.0.0.1:${httpPort}\n` : ''}`;
+  const portOf = async (o: number | true | undefined): Promise<number | null> => (o === undefined ? null : o === true ? await freePort() : o);
+  const httpPort = await portOf(opts.http);
+  const httpsPort = await portOf(opts.https);
+  const listen = `listen:\n  tcp: 127.0.0.1:${port}\n${httpPort !== null ? `  http: 127.0.0.1:${httpPort}\n` : ''}${httpsPort !== null ? `  https: 127.0.0.1:${httpsPort}\n` : ''}`;
   await writeFile(join(dir, 'gateway.yaml'), `${listen}dataDir: ${join(dir, 'gw')}\nroutes:\n${routes}${opts.gatewayYaml ?? ''}`);
   // The gateway requires authentication by default: register the agent, as `ferry gateway add-agent` does.
   const agentId = opts.agentId ?? 'it-agent';
@@ -77,14 +82,14 @@ export async function makeRig(opts: RigOptions = {}): Promise<Rig> {
   ];
   await writeFile(join(dir, 'agent.yaml'), [
     `id: ${agentId}`, `token: ${JSON.stringify(token)}`,
-    `gateway: ${(opts.agentGateway ?? 'tcp://127.0.0.1:{tcp}').replaceAll('{tcp}', String(opts.agentPort ?? port)).replaceAll('{http}', String(httpPort))}`, `dataDir: ${join(dir, 'agent')}`, `socket: ${socket}`,
+    `gateway: ${(opts.agentGateway ?? 'tcp://127.0.0.1:{tcp}').replaceAll('{tcp}', String(opts.agentPort ?? port)).replaceAll('{http}', String(httpPort)).replaceAll('{https}', String(httpsPort))}`, `dataDir: ${join(dir, 'agent')}`, `socket: ${socket}`,
     `link: ${JSON.stringify({ reconnectDelayMsMin: 50, reconnectDelayMsMax: 500, ...opts.agentLink })}`,
     ...(opts.serial === false ? [] : ['sources:', `  - { kind: serial, path: ${device}, reopenDelayMs: 100 }`, 'rules:', ...rules]), opts.agentYaml ?? '', '',
   ].join('\n'));
   const procs = new Set<FerryProcess>();
   const ready = { gateway: /ferry gateway listening/, agent: /ferry agent running/, sim: /ferry sim device/ };
   return {
-    dir, port, httpPort, device, socket, received, token,
+    dir, port, httpPort, httpsPort, device, socket, received, token,
     async start(name) {
       const p = startFerry([name, '--config', join(dir, `${name}.yaml`)], {
         readyPattern: ready[name], logFile: join(dir, `${name}.log`),
