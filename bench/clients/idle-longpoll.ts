@@ -148,6 +148,13 @@ function refused(s: Session, status: number, bytes: Buffer): void {
     // not JSON: counted by status alone
   }
   const code = `${status} ${r.code ?? '?'}`;
+  if (status === 409) {
+    // Overtaken by the session's next request on another socket (as the agent does: send again).
+    bump(c.errors, code);
+    s.channel.resendOutstanding();
+    if (s.outstanding === 0) post(s);
+    return;
+  }
   if (!s.welcomed && typeof r.retryAfterMs === 'number') {
     bump(c.byes, code);
     c.retries++;

@@ -7,8 +7,8 @@
  * - when none is outstanding (at the start, and when a response arrives with none left), so one
  *   request is nearly always waiting at the gateway and the gateway can send at any moment;
  * - when a full bundle has built up;
- * - when messages (not a full bundle) have waited `lingerMs`, so a lone packet does not wait
- *   for the gateway's hold limit;
+ * - when messages (not a full bundle) are waiting and no request went in the last `lingerMs`: a
+ *   lone packet goes at once, and under load messages share requests (one per lingerMs at most);
  * - when `responseTimeoutMs` passes after the last request without any response, or
  *   `answerTimeoutMs` when two are outstanding (the gateway answers the older one as soon as the
  *   newer arrives, so a long wait means one of them was lost): then with `resend` (the caller
@@ -107,7 +107,9 @@ export class RequestPolicy {
     if (this.outstanding.size === 0) return { action: 'send', resend: false };
     const room = this.outstanding.size < this.opts.requestsOutstandingMax;
     if (room && waiting.fullBundle) return { action: 'send', resend: false };
-    const lingerDue = this.sendableSinceMs === undefined ? undefined : this.sendableSinceMs + this.opts.lingerMs;
+    // Messages go at once after a quiet spell; under load at most one request per lingerMs carries
+    // them, so a lone packet is not delayed and a stream still shares requests.
+    const lingerDue = this.sendableSinceMs === undefined ? undefined : Math.max(this.sendableSinceMs, this.lastSentMs + this.opts.lingerMs);
     if (room && lingerDue !== undefined && nowMs >= lingerDue) return { action: 'send', resend: false };
     const timeoutDue = this.timeoutDueMs();
     return { action: 'wait', wakeAtMs: room && lingerDue !== undefined ? Math.min(lingerDue, timeoutDue) : timeoutDue };

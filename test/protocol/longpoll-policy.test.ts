@@ -76,8 +76,18 @@ t.test('longpoll request policy - a full bundle sends at once, short of one afte
   p.sent(3, 50);
   t.same(p.decide(60, { sendableMessages: 1, fullBundle: false }), { action: 'wait', wakeAtMs: 3_050 }, 'two outstanding: no room');
   p.responded(2);
-  t.same(p.decide(61, { sendableMessages: 1, fullBundle: false }), { action: 'wait', wakeAtMs: 80 }, 'one message, waiting since 60: linger');
-  t.same(p.decide(80, { sendableMessages: 2, fullBundle: false }), { action: 'send', resend: false }, 'lingered 20 ms');
+  t.same(p.decide(61, { sendableMessages: 1, fullBundle: false }), { action: 'wait', wakeAtMs: 70 }, 'one message, waiting since 60, the last request at 50: the next at 70');
+  t.same(p.decide(70, { sendableMessages: 2, fullBundle: false }), { action: 'send', resend: false }, 'lingerMs after the last request');
+});
+
+t.test('longpoll request policy - after a quiet spell a lone message goes at once; under load one request per lingerMs', async (t) => {
+  const p = new RequestPolicy(opts);
+  p.sent(1, 0);
+  t.same(p.decide(5_000, { sendableMessages: 1, fullBundle: false }), { action: 'send', resend: false }, 'no request for 5 s: the message goes now');
+  p.sent(2, 5_000);
+  p.responded(1);
+  t.same(p.decide(5_001, { sendableMessages: 1, fullBundle: false }), { action: 'wait', wakeAtMs: 5_020 }, 'one went 1 ms ago: this one waits for lingerMs after it');
+  t.same(p.decide(5_020, { sendableMessages: 3, fullBundle: false }), { action: 'send', resend: false });
 });
 
 t.test('longpoll request policy - time-outs resend; N in a row without a response declare the connection failed', async (t) => {
