@@ -254,7 +254,7 @@ t.test('longpoll sessions - close() answers every held request with end SHUTDOWN
   const r = await held.done;
   t.equal(p.accept(r.body).body.end?.code, ErrorCode.SHUTDOWN);
   t.equal(((await tr.closed) as { code?: string }).code, ErrorCode.SHUTDOWN);
-  t.same(sessions.stats(), { sessions: 0, heldRequests: 0, refused: {} });
+  t.same(sessions.stats(), { sessions: 0, heldRequests: 0, refused: {}, requests: 2, sessionsOpened: 1 }, 'nothing held, nothing refused; the opening and the held request were answered');
   const later = await send(new LongPollPeer('pi-1').request().bytes).done;
   t.equal(later.status, 503);
   t.equal(codeOf(later), ErrorCode.SHUTDOWN);
