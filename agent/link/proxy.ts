@@ -99,6 +99,11 @@ export function noProxyMatches(noProxy: string, host: string, port: number): boo
   return false;
 }
 
+/** `value` with any user-info (`user:password@`) hidden: an error message may be logged. */
+function withoutCredentials(value: string): string {
+  return value.replace(/^([a-z][a-z0-9+.-]*:\/\/)?[^/?#]*@/i, (_m, scheme: string | undefined) => `${scheme ?? ''}***@`);
+}
+
 /** Parses a proxy variable's value; a value without a scheme is a plain http:// proxy. */
 function parseProxyUrl(name: string, value: string): URL {
   const withScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(value) ? value : `http://${value}`;
@@ -106,12 +111,12 @@ function parseProxyUrl(name: string, value: string): URL {
   try {
     url = new URL(withScheme);
   } catch (err) {
-    throw new FerryError(ErrorCode.CONFIG_INVALID, `${name}: not a URL: ${JSON.stringify(value)}`, { cause: err });
+    throw new FerryError(ErrorCode.CONFIG_INVALID, `${name}: not a URL: ${JSON.stringify(withoutCredentials(value))}`, { cause: err });
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
     throw new FerryError(ErrorCode.CONFIG_INVALID, `${name}: proxy scheme ${url.protocol} is not supported (use http:// or https://)`);
   }
-  if (url.hostname === '') throw new FerryError(ErrorCode.CONFIG_INVALID, `${name}: the proxy URL has no host: ${JSON.stringify(value)}`);
+  if (url.hostname === '') throw new FerryError(ErrorCode.CONFIG_INVALID, `${name}: the proxy URL has no host: ${JSON.stringify(withoutCredentials(value))}`);
   return url;
 }
 

@@ -116,3 +116,16 @@ t.test('proxy - proxyFor returns direct or an Agent of the right kind, keep-aliv
   } else t.fail('expected a proxy');
   for (const c of [s, h, o]) if (c.kind === 'proxy') c.agent.destroy();
 });
+
+t.test('proxy - a proxy value that does not parse is refused without its password in the message (the message is logged)', async (t) => {
+  for (const value of ['http://user:s3cret@proxy.example:99999', 'user:s3cret@proxy.example:99999', 'http://user:s3cret@']) {
+    let message = '';
+    try {
+      proxyUrlFor('https://gw.example:7443', { HTTPS_PROXY: value });
+    } catch (err) {
+      message = (err as Error).message;
+    }
+    t.match(message, /not a URL|no host/, `${value.replace('s3cret', '…')} refused`);
+    t.notMatch(message, /s3cret/, 'the password is not in the message');
+  }
+});
