@@ -21,6 +21,8 @@ export interface PeerInfo {
 export interface Transport {
   /** set on the gateway side */
   readonly peer?: PeerInfo;
+  /** the largest frame body this carrier takes (long-poll: a message's limit); undefined: no limit of its own */
+  readonly frameBytesMax?: number;
   send(frame: Frame): void;
   onFrame(listener: (frame: Frame) => void): void;
   close(err?: Error): void;

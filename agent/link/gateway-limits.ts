@@ -16,8 +16,11 @@ export class GatewayLimits {
   private readonly packetLimits: PacketLimits | undefined;
   private readonly wire = new WeakMap<Packet, number>();
 
-  constructor(w?: WelcomeFrame) {
-    this.frameBytesMax = w?.frameBytesMax;
+  /** @param carrierFrameBytesMax what the transport itself carries in one frame (long-poll: a message), if it has a limit of its own */
+  constructor(w?: WelcomeFrame, carrierFrameBytesMax?: number) {
+    // The smaller of the two: a frame the carrier cannot take would end the session on every reconnect.
+    const limits = [w?.frameBytesMax, carrierFrameBytesMax].filter((n): n is number => n !== undefined);
+    this.frameBytesMax = limits.length > 0 ? Math.min(...limits) : undefined;
     this.packetLimits = w?.dataBytesMax !== undefined && w.dataDepthMax !== undefined ? { dataBytesMax: w.dataBytesMax, dataDepthMax: w.dataDepthMax } : undefined;
   }
 
@@ -29,7 +32,7 @@ export class GatewayLimits {
       return err as FerryError;
     }
     if (this.frameBytesMax !== undefined && dataFrameOverheadBytes + this.wireBytes(p) > this.frameBytesMax) {
-      return new FerryError(ErrorCode.DATA_TOO_LARGE, `the packet takes ${dataFrameOverheadBytes + this.wireBytes(p)} bytes in a DATA frame; the gateway reads frames of at most ${this.frameBytesMax}`);
+      return new FerryError(ErrorCode.DATA_TOO_LARGE, `the packet takes ${dataFrameOverheadBytes + this.wireBytes(p)} bytes in a DATA frame; the gateway (or the transport) takes frames of at most ${this.frameBytesMax}`);
     }
     return null;
   }

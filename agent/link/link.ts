@@ -202,7 +202,7 @@ export class Link extends EventEmitter<{ status: [LinkStatus] }> {
         if (f.t === FrameType.WELCOME) {
           welcomed = true;
           clock.clearTimeout(helloTimer);
-          this.gateway = new GatewayLimits(f);
+          this.gateway = new GatewayLimits(f, t.frameBytesMax);
           this.onWelcome(t, f);
           liveness.start(f.pingIntervalMs ? Math.max(100, f.pingIntervalMs) : this.opts.pingIntervalMs);
         } else if (f.t === FrameType.BYE) {

@@ -27,13 +27,14 @@ import type { Clock } from '../../common/clock.js';
 import type { Log, LogFields } from '../../common/log.js';
 import { ErrorCode, FerryError, isFerryError } from '../../protocol/errors.js';
 import { FrameType } from '../../protocol/frames.js';
+import { helloFrameBytesMax } from '../../protocol/limits.js';
 import { agentIdPattern } from '../../protocol/ids.js';
-import { BodyKind, decodeBody, encodeBody, type Body } from '../../protocol/longpoll/body.js';
+import { BodyKind, decodeBody, encodeBody, type Body, type End } from '../../protocol/longpoll/body.js';
 import { BundleChannel } from '../../protocol/longpoll/channel.js';
 import { ChannelTransport } from '../../protocol/longpoll/channel-transport.js';
 import { checkRequestOrder, HoldPolicy } from '../../protocol/longpoll/hold-policy.js';
 import { httpStatusFor, longpollContentType, type RefusalBody } from '../../protocol/longpoll/http.js';
-import { bodyLimitsFor, sessionIdCharsMax, type BodyLimits } from '../../protocol/longpoll/limits.js';
+import { bodyLimitsFor, channelLimitsDefault, sessionIdCharsMax, type BodyLimits } from '../../protocol/longpoll/limits.js';
 import type { PeerInfo, Transport } from '../../protocol/transport.js';
 import type { Admit } from '../admission.js';
 import type { LongPollSessionLimits } from './limits.js';
@@ -104,6 +105,8 @@ interface Session {
   idleTimer: unknown;
   /** counted in heldRequests */
   counted: boolean;
+  /** a request's body is being applied (take() answers what happens meanwhile) */
+  applying: boolean;
   sawFirstFrame: boolean;
   gone: boolean;
   release: (() => void) | undefined;
@@ -111,6 +114,8 @@ interface Session {
   refilledAtMs: number;
 }
 
+/** ended sessions remembered for their next request, at most (a few bytes each) */
+const endedSessionsMax = 4096;
 const busyRetryMsMin = 1000;
 const busyRetryMsMax = 5000;
 
@@ -131,6 +136,8 @@ export class LongPollSessions {
   private closing = false;
   private answered = 0;
   private opened = 0;
+  /** sessions that ended with no request held to carry their `end`: told to their next request */
+  private readonly ended = new Map<string, { agent: string; end: End; atMs: number }>();
 
   constructor(private readonly deps: LongPollSessionsDeps) {
     const l = deps.limits;
@@ -177,7 +184,17 @@ export class LongPollSessions {
     }
     if (body.session === undefined) return Promise.resolve(this.open(body, req, now));
     const s = this.sessions.get(body.session);
-    if (s === undefined) return this.refusedNow(req, ErrorCode.LONGPOLL_SESSION_UNKNOWN, 'no such long-poll session (it expired or ended): open a new one');
+    if (s === undefined) {
+      const ended = this.ended.get(body.session);
+      if (ended !== undefined && ended.agent === req.agent && ended.atMs + this.deps.limits.holdMs > now) {
+        this.ended.delete(body.session);
+        // Why it ended (a BYE code such as AUTH_FAILED sets the agent's back-off), with the 404 of a session that is gone.
+        this.refused[ErrorCode.LONGPOLL_SESSION_UNKNOWN] = (this.refused[ErrorCode.LONGPOLL_SESSION_UNKNOWN] ?? 0) + 1;
+        const refusal: RefusalBody = { code: ended.end.code, message: `long-poll session ended: ${ended.end.reason}` };
+        return Promise.resolve({ status: 404, body: Buffer.from(JSON.stringify(refusal)), contentType: 'application/json' });
+      }
+      return this.refusedNow(req, ErrorCode.LONGPOLL_SESSION_UNKNOWN, 'no such long-poll session (it expired or ended): open a new one');
+    }
     if (req.agent !== s.agent || req.peer.certSubject !== s.certSubject) {
       return this.refusedNow(req, ErrorCode.LONGPOLL_SESSION_FORBIDDEN, 'this long-poll session belongs to another agent');
     }
@@ -202,6 +219,11 @@ export class LongPollSessions {
       const retryAfterMs = Math.round(busyRetryMsMin + (this.deps.rng?.() ?? 0.5) * (busyRetryMsMax - busyRetryMsMin));
       return this.refusedNow(req, ErrorCode.GATEWAY_BUSY, `the gateway holds its maximum of ${this.deps.limits.heldRequestsMax} long-poll requests; retry after ${retryAfterMs} ms`, retryAfterMs);
     }
+    if (!s.sawFirstFrame && body.messages.some((m) => m.n !== 1 || m.bytes.length > helloFrameBytesMax)) {
+      // Before its HELLO a session takes the HELLO alone (as a TCP connection's first frame, at
+      // most helloFrameBytesMax): nothing else may sit in its reorder window unauthenticated.
+      return this.refusedNow(req, ErrorCode.LONGPOLL_BODY_INVALID, `invalid long-poll body: before its HELLO a session takes only message 1, the HELLO, of at most ${helloFrameBytesMax} bytes`);
+    }
     let messages: Uint8Array[];
     try {
       messages = s.channel.accept(body);
@@ -213,8 +235,14 @@ export class LongPollSessions {
       return this.refusedNow(req, err.code, err.message);
     }
     s.highestTaken = body.bundle;
-    s.transport.deliver(messages);
-    if (body.end !== undefined) s.transport.peerEnded(body.end);
+    // This request answers for the session while its body is applied: a close now goes in its answer.
+    s.applying = true;
+    try {
+      s.transport.deliver(messages);
+      if (body.end !== undefined) s.transport.peerEnded(body.end);
+    } finally {
+      s.applying = false;
+    }
     if (s.transport.isClosed || s.gone) {
       const reply = this.response(s, body.bundle);
       this.forget(s);
@@ -256,7 +284,7 @@ export class LongPollSessions {
       transport: undefined as unknown as ChannelTransport,
       hold: new HoldPolicy<number>({ holdMs: this.deps.limits.holdMs, lingerMs: this.deps.limits.lingerMs }),
       highestTaken: body.bundle, lastRequestMs: now, waiting: new Map(), holdTimer: undefined, holdTimerAtMs: undefined, idleTimer: undefined,
-      counted: false, sawFirstFrame: false, gone: false, release: admit?.ok ? admit.release : undefined,
+      counted: false, applying: false, sawFirstFrame: false, gone: false, release: admit?.ok ? admit.release : undefined,
       tokens: this.deps.limits.requestsPerSessionPerSecondMax - 1, refilledAtMs: now,
     };
     s.transport = new ChannelTransport(channel, {
@@ -283,14 +311,14 @@ export class LongPollSessions {
 
   /** After anything changed: answers what is due, arms the hold timer, keeps the held count. */
   private pump(s: Session): void {
-    if (s.gone) return;
+    if (s.gone || s.applying) return;
     if (s.transport.isClosed) {
       const id = s.hold.close();
-      if (id !== undefined) {
-        this.answer(s, id);
-        this.forget(s); // the termination went in that answer
-        return;
-      }
+      if (id !== undefined) this.answer(s, id); // the termination goes in that answer
+      else this.remember(s, s.transport.takeEnd());
+      // Gone now, as a closed TCP connection is: its admission slot, its place and its memory.
+      this.forget(s);
+      return;
     } else {
       const now = this.deps.clock.now();
       while (s.hold.held !== undefined && s.channel.hasFullBundle()) this.answer(s, s.hold.bundleReady()!);
@@ -348,11 +376,24 @@ export class LongPollSessions {
   }
 
   private response(s: Session, id: number): LongPollReply {
-    const ob = s.channel.nextBundle();
+    // Bundles to the agent stay within the carrier's default bundle limits, which every agent's
+    // body limit accepts, however large the frames this gateway takes from agents.
+    const ob = s.channel.nextBundle(channelLimitsDefault);
     const end = s.transport.isClosed ? s.transport.takeEnd() : undefined;
     const body = encodeBody({ kind: BodyKind.RESPONSE, session: s.id, answers: id, ...ob, ...(end !== undefined ? { end } : {}) });
     this.answered++;
     return { status: 200, body, contentType: longpollContentType };
+  }
+
+  /** Keeps why a session ended, for its next request (within holdMs), when no request was held to carry it. */
+  private remember(s: Session, end: End | undefined): void {
+    if (end === undefined) return;
+    const now = this.deps.clock.now();
+    for (const [id, e] of this.ended) {
+      if (this.ended.size < endedSessionsMax && e.atMs + this.deps.limits.holdMs > now) break;
+      this.ended.delete(id); // oldest first (insertion order)
+    }
+    this.ended.set(s.id, { agent: s.agent, end, atMs: now });
   }
 
   private forget(s: Session): void {

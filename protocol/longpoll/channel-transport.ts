@@ -34,8 +34,11 @@ export class ChannelTransport implements Transport {
   /** the termination this side owes its peer (set by close unless the peer ended first) */
   private endToSend: End | undefined;
 
+  readonly frameBytesMax: number;
+
   constructor(private readonly channel: BundleChannel, private readonly opts: ChannelTransportOptions) {
     if (opts.peer) this.peer = opts.peer;
+    this.frameBytesMax = channel.limits.messageBytesMax;
     this.closed = new Promise((r) => (this.resolveClosed = r));
   }
 

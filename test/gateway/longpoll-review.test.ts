@@ -1,10 +1,12 @@
 /**
- * Review reproductions (issue 11 long-poll): what a closed long-poll session keeps at the gateway.
- * The gateway core closes a session's transport on its own (no HELLO within helloTimeoutMs, a
- * failed authentication, SESSION_REPLACED). Over TCP that frees the socket and its admission
- * slot at once; a long-poll session closed while no request is held stays in LongPollSessions,
- * with its admission slot, its sessionsMax place and its channel (reorder window and queue),
- * until the peer's next request or sessionIdleMs (60 s by default).
+ * Found in review (issue 11 long-poll): what a closed long-poll session kept at the gateway. The
+ * gateway core closes a session's transport on its own (no HELLO within helloTimeoutMs, a failed
+ * authentication, SESSION_REPLACED). Over TCP that frees the socket and its admission slot at
+ * once; a long-poll session closed while no request was held stayed in LongPollSessions, with its
+ * admission slot, its sessionsMax place and its channel (reorder window and queue), until the
+ * peer's next request or sessionIdleMs (60 s). And before its HELLO a peer could fill the reorder
+ * window (4 MiB by default) unauthenticated. Now such a session goes at once, leaving only why it
+ * ended for its next request, and before its HELLO a session takes message 1 alone.
  */
 import t from 'tap';
 import { createLog } from '../../common/log.js';
@@ -24,7 +26,7 @@ const channel: ChannelLimits = {
 const peer: PeerInfo = { address: '10.0.0.66', tls: false };
 const settle = (): Promise<void> => new Promise((r) => setImmediate(r));
 
-t.test('review - a session the gateway core closed (no HELLO in time) keeps its admission slot until sessionIdleMs', async (t) => {
+t.test('review - before its HELLO a session takes message 1 alone; a session the core closed (no HELLO in time) frees its slot and memory at once and tells its next request why', async (t) => {
   const clock = new FakeClock();
   let now = 0;
   const admission = new Admission({ connectionsPerAddressMax: 1, sessionsPerSecondMax: 100 }, { now: () => now, rng: () => 0 });
@@ -42,19 +44,19 @@ t.test('review - a session the gateway core closed (no HELLO in time) keeps its 
   const opened = await send(p.request().bytes);
   t.equal(opened.status, 200);
   p.accept(opened.body);
-  // It fills the reorder window before authentication: messages 2.. (1 never comes), held, not delivered.
+  // It tries to fill the reorder window before authentication: messages 2.. (1 never comes).
   const forged = p.request();
   const big = new Uint8Array(1000).fill(7);
   const messages = Array.from({ length: 60 }, (_, i) => ({ n: i + 2, bytes: big }));
-  const held = send(encodeBody({ ...forged.body, messages }));
-  await settle();
-  // The next request answers it; its ack reports the held range: ~60 KB kept, never seen by the core.
+  const refused = await send(encodeBody({ ...forged.body, messages }));
+  t.equal(refused.status, 400, 'before its HELLO a session takes nothing but message 1');
+  t.equal((JSON.parse(Buffer.from(refused.body).toString()) as { code: string }).code, ErrorCode.LONGPOLL_BODY_INVALID);
   const next = send(p.request().bytes);
-  const r = await held;
-  const report = decodeBody(r.body, BodyKind.RESPONSE, bodyLimitsFor(channel));
-  t.same(report.ranges, [[2, 61]], 'the gateway holds 60 messages of an unauthenticated peer');
-  clock.advance(25_000); // the hold limit answers `next`
-  await next;
+  await settle();
+  t.equal(sessions.stats().heldRequests, 1, 'its next request is held as usual');
+  clock.advance(25_000); // the hold limit answers it
+  const answered = await next;
+  t.same(decodeBody(answered.body, BodyKind.RESPONSE, bodyLimitsFor(channel)).ranges, [], 'nothing of the refused body is held');
 
   // The core's HELLO time-out (5 s) closes the transport, as over TCP.
   transports[0]!.close(new FerryError(ErrorCode.PEER_TIMEOUT, 'no HELLO in time'));
@@ -64,6 +66,11 @@ t.test('review - a session the gateway core closed (no HELLO in time) keeps its 
   // Over TCP the slot is free now. Here the closed session still counts: another agent behind the
   // same address (one slot) is refused until sessionIdleMs passes.
   const other = await send(new LongPollPeer('pi-2', channel).request().bytes, 'pi-2');
-  t.equal(sessions.stats().sessions, 0, 'a session whose transport closed is not kept (its channel memory with it)');
+  t.equal(sessions.stats().sessions, 1, 'a session whose transport closed is not kept (its channel memory with it): only the new one is');
   t.equal(other.status, 200, 'its admission slot is free once its transport closed');
+  // Its own next request learns why it ended (the code sets the agent's back-off), once.
+  const late = await send(p.request().bytes);
+  t.equal(late.status, 404, 'the ended session is gone');
+  t.equal((JSON.parse(Buffer.from(late.body).toString()) as { code: string }).code, ErrorCode.PEER_TIMEOUT, 'with the code it ended with');
+  t.equal(JSON.parse(Buffer.from((await send(p.request().bytes)).body).toString()).code, ErrorCode.LONGPOLL_SESSION_UNKNOWN, 'told once; then unknown');
 });
