@@ -12,6 +12,9 @@
  *   gateway); then the transport in use is ended with a BYE and TRANSPORT_SWITCH, and the Link's
  *   next dial gets the preferred URL. Seqs and acks live in the Link and the store, so they carry
  *   across the switch as across any reconnect.
+ * - A URL whose sessions connect and then close before their WELCOME (twice in a row: a port that
+ *   takes connections and drops the stream, or leads to something else) is passed over, dialed
+ *   last and not probed, for probeIntervalMs; then it is tried again.
  * Every switch is logged at info. Timers go through the injected clock.
  */
 import type { Clock } from '../../common/clock.js';
@@ -35,6 +38,8 @@ export interface GatewayChoiceOptions {
 }
 
 export const fallbackAfterMsDefault = 10_000;
+/** sessions in a row that connect and close before their WELCOME before a URL is passed over */
+export const unopenedBeforePassOver = 2;
 export const probeIntervalMsDefault = 300_000;
 
 export interface GatewayChoice extends Dialer {
@@ -73,8 +78,12 @@ class Chooser {
   private probeTimer: unknown = null;
   private stopped = false;
   private lastIndex = -1;
+  /** per candidate: sessions in a row that connected and closed before their WELCOME, and until when it is passed over */
+  private readonly health: { unopenedInRow: number; passOverUntilMs: number }[];
 
-  constructor(private readonly candidates: readonly GatewayCandidate[], private readonly o: Resolved) {}
+  constructor(private readonly candidates: readonly GatewayCandidate[], private readonly o: Resolved) {
+    this.health = candidates.map(() => ({ unopenedInRow: 0, passOverUntilMs: 0 }));
+  }
 
   currentUrl(): string | undefined {
     return this.current === undefined ? undefined : this.candidates[this.current.index]!.url;
@@ -99,6 +108,7 @@ class Chooser {
   private dialInOrder(): Promise<{ transport: Transport; index: number }> {
     const { clock, log, fallbackAfterMs } = this.o;
     const errors: (Error | undefined)[] = this.candidates.map(() => undefined);
+    const order = this.dialOrder();
     return new Promise((resolve, reject) => {
       let settled = false;
       let started = 0;
@@ -116,10 +126,11 @@ class Chooser {
         if (settled) return;
         if (started === this.candidates.length) return giveUpIfDone();
         const i = started++;
+        const c = order[i]!;
         pending++;
-        if (why !== undefined) log.info('gateway: trying the next URL', { url: this.candidates[i]!.url, after: this.candidates[i - 1]!.url, why });
+        if (why !== undefined) log.info('gateway: trying the next URL', { url: this.candidates[c]!.url, after: this.candidates[order[i - 1]!]!.url, why });
         if (started < this.candidates.length) timer = clock.setTimeout(() => startNext(`no connection within ${fallbackAfterMs} ms`), fallbackAfterMs);
-        this.candidates[i]!.dial().then(
+        this.candidates[c]!.dial().then(
           (transport) => {
             pending--;
             if (settled) {
@@ -128,11 +139,11 @@ class Chooser {
             }
             settled = true;
             if (timer !== null) clock.clearTimeout(timer);
-            resolve({ transport, index: i });
+            resolve({ transport, index: c });
           },
           (err: unknown) => {
             pending--;
-            errors[i] = err as Error;
+            errors[c] = err as Error;
             // Only the last one started moves the order on; an earlier one failing late changes nothing.
             if (i === started - 1) startNext(`failed: ${(err as Error).message}`);
             else giveUpIfDone();
@@ -143,7 +154,39 @@ class Chooser {
     });
   }
 
+  /**
+   * Preference order, but a URL passed over (it connected and then opened no session, twice in a
+   * row) goes last until probeIntervalMs has passed: a port that takes connections and drops the
+   * stream, or leads to something else, must not hold the agent off a URL that works.
+   */
+  private dialOrder(): number[] {
+    const now = this.o.clock.now();
+    const all = this.candidates.map((_, i) => i);
+    const passed = (i: number): boolean => this.health[i]!.passOverUntilMs > now;
+    return [...all.filter((i) => !passed(i)), ...all.filter(passed)];
+  }
+
+  /** Whether the session on `transport` opened (a WELCOME came): a URL whose sessions never open is passed over. */
+  private watchSession(transport: Transport, index: number): void {
+    let welcomed = false;
+    transport.onFrame((f) => {
+      if (f.t === FrameType.WELCOME) welcomed = true;
+    });
+    void transport.closed.then(() => {
+      const h = this.health[index]!;
+      if (welcomed) {
+        h.unopenedInRow = 0;
+        h.passOverUntilMs = 0;
+        return;
+      }
+      if (++h.unopenedInRow < unopenedBeforePassOver) return;
+      h.passOverUntilMs = this.o.clock.now() + this.o.probeIntervalMs;
+      this.o.log.info('gateway: a URL connects but opens no session; passing it over for a while', { url: this.candidates[index]!.url, sessions: h.unopenedInRow, forMs: this.o.probeIntervalMs });
+    });
+  }
+
   private use(transport: Transport, index: number): void {
+    this.watchSession(transport, index);
     const url = this.candidates[index]!.url;
     if (index !== this.lastIndex) {
       if (index === 0) this.o.log.info('gateway: using the preferred URL', { url });
@@ -181,6 +224,8 @@ class Chooser {
     const index = this.current?.index ?? 0;
     for (let j = 0; j < index; j++) {
       if (!this.stillCurrent(transport)) return;
+      // A URL passed over is not moved back to on a connect alone: it is tried again once its time is up.
+      if (this.health[j]!.passOverUntilMs > this.o.clock.now()) continue;
       const url = this.candidates[j]!.url;
       if (!(await this.probeOne(j))) continue;
       if (!this.stillCurrent(transport)) return;
