@@ -13,6 +13,9 @@ import { RequestPolicy } from '../../protocol/longpoll/request-policy.js';
 import type { PostResult, Resolved } from './longpoll-client.js';
 import { refusalOf, type LongPollRefusal } from './longpoll-refusal.js';
 
+/** 409 LONGPOLL_REQUEST_STALE answers in a row before the session is given up for a new one */
+const staleInRowMax = 4;
+
 interface InFlight {
   abort: AbortController;
   sentAtMs: number;
@@ -33,6 +36,8 @@ export class LongPollClient {
   private pausedUntilMs = 0;
   /** requests in a row without a good response: the pause grows with it */
   private badInRow = 0;
+  /** 409s in a row */
+  private staleInRow = 0;
   private stopped = false;
   /** the gateway no longer knows the session: no `end` is owed */
   private sessionGone = false;
@@ -187,6 +192,7 @@ export class LongPollClient {
     }
     this.o.counters.responses++;
     this.badInRow = 0;
+    this.staleInRow = 0;
     this.policy.responded(bundle);
     const now = this.o.clock.now();
     for (const [older, f] of this.inFlight) if (older < bundle) f.supersededAtMs ??= now;
@@ -204,6 +210,12 @@ export class LongPollClient {
         return;
       case 409:
         this.o.counters.stale++;
+        // One now and then: two requests crossed on two sockets. Every one in a row: someone else
+        // holding this session's ID has moved its request numbers on; a new session ends that.
+        if (++this.staleInRow >= staleInRowMax) {
+          this.transport.close(r);
+          return;
+        }
         return this.onBad(bundle, 'stale request', r, false);
       case 429:
       case 503:

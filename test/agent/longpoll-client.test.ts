@@ -243,6 +243,19 @@ t.test('longpoll client - 409 stale counts as answered with nothing; what it car
   t.equal(closed(), null, 'the session goes on');
 });
 
+t.test('longpoll client - 409 on every request in a row (someone holding the session ID moved its numbers on): the session is given up for a new one', async (t) => {
+  const { clock, gw, tr, counters, closed } = await dialed(t);
+  for (let i = 0; i < 10 && closed() === null; i++) {
+    const r = gw.open[gw.open.length - 1];
+    if (r) gw.refuse(r, 409, ErrorCode.LONGPOLL_REQUEST_STALE);
+    await settle();
+    clock.advance(6000);
+    await settle();
+  }
+  t.equal(codeOf(await tr.closed), ErrorCode.LONGPOLL_REQUEST_STALE, 'closed with LONGPOLL_REQUEST_STALE');
+  t.equal(counters.stale, 4, 'after 4 in a row, not one sooner');
+});
+
 t.test('longpoll client - 404 or 403: the session is gone; closed with that code, no end sent', async (t) => {
   for (const [status, code] of [[404, ErrorCode.LONGPOLL_SESSION_UNKNOWN], [403, ErrorCode.LONGPOLL_SESSION_FORBIDDEN]] as const) {
     const { gw, tr } = await dialed(t);
