@@ -7,7 +7,7 @@
  */
 import { basename, dirname, join } from 'node:path';
 import { writeFileAtomic } from '../../common/durable-file.js';
-import type { Files } from '../../common/files.js';
+import type { FileHandle, Files } from '../../common/files.js';
 import { RangeSet } from '../../common/range-set.js';
 
 /** Seqs written per agent, exactly: lanes let targets overtake each other, so no high mark will do. */
@@ -44,8 +44,17 @@ const scanChunkBytes = 64 * 1024;
  * Reads the packet lines of `path` (up to `size` bytes) into `marks`; returns the bytes of whole
  * lines, so that the caller can cut a torn last line. A missing file counts as empty. A last line
  * without its newline counts as a line (of its length + 1) only if that still fits `size`.
+ *
+ * With `stopAtZeros` (the current file at recovery), a line holding a zero byte ends the scan
+ * there, as a torn tail does. The handler never writes a zero byte (JSON escapes it) and syncs
+ * every line before acknowledging it, so the synced part of the file is whole lines without one;
+ * zeros are sectors a power cut left unwritten in the unsynced tail, and a line after them that
+ * survived whole was never acknowledged and lies past a gap (an earlier line of its target may be
+ * the one that was lost). Learning it would answer its resend ok unwritten, and the earlier one's
+ * resend would then land after it: out of order. The line is read twice first, so a bit flipped
+ * on the way (a read fault, not the disk) does not cost the acknowledged lines after it.
  */
-export async function scanLines(files: Files, path: string, marks: SeqMarks, size = Infinity): Promise<number> {
+export async function scanLines(files: Files, path: string, marks: SeqMarks, size = Infinity, stopAtZeros = false): Promise<number> {
   let fh;
   try {
     fh = await files.open(path, { readOnly: true });
@@ -76,7 +85,13 @@ export async function scanLines(files: Files, path: string, marks: SeqMarks, siz
       const data = rest.length > 0 ? Buffer.concat([rest, chunk.subarray(0, n)]) : chunk.subarray(0, n);
       let start = 0;
       for (let nl = data.indexOf(10); nl >= 0; nl = data.indexOf(10, start)) {
-        if (!take(data.subarray(start, nl), goodBytes + nl - start + 1)) return goodBytes;
+        let line: Buffer = data.subarray(start, nl);
+        if (stopAtZeros && line.includes(0)) {
+          const again = await readAt(fh, goodBytes, nl - start);
+          if (again.includes(0)) return goodBytes; // unsynced tail from here on: the caller cuts it
+          line = again;
+        }
+        if (!take(line, goodBytes + nl - start + 1)) return goodBytes;
         start = nl + 1;
       }
       rest = Buffer.from(data.subarray(start)); // a copy: `chunk` is refilled by the next read
@@ -86,6 +101,18 @@ export async function scanLines(files: Files, path: string, marks: SeqMarks, siz
   } finally {
     await fh.close();
   }
+}
+
+/** `length` bytes at `position` (read until whole; a file that ends first gives what it has). */
+async function readAt(fh: FileHandle, position: number, length: number): Promise<Buffer> {
+  const buf = Buffer.alloc(length);
+  let off = 0;
+  while (off < length) {
+    const n = await fh.read(buf, off, length - off, position + off);
+    if (n === 0) break;
+    off += n;
+  }
+  return buf.subarray(0, off);
 }
 
 /**

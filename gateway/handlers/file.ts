@@ -110,13 +110,15 @@ export class FileHandler implements Handler {
   }
 
   /**
-   * Learns the seqs of the current file; cuts a last line without its newline (a torn write).
+   * Learns the seqs of the current file; cuts a last line without its newline (a torn write), and
+   * everything from a line with a zero byte on (sectors a power cut left unwritten: what follows
+   * them was never acknowledged and may have lost an earlier line of its target, see scanLines).
    * With `sync: always` it syncs what it found, since lines it learns are acknowledged from now on
    * without being written again (after a kill they may still be only in the page cache).
    */
   private async recover(fh: FileHandle): Promise<void> {
     const size = await fh.size();
-    const goodBytes = await scanLines(this.files, this.opts.path, this.written, size);
+    const goodBytes = await scanLines(this.files, this.opts.path, this.written, size, true);
     if (goodBytes < size) await fh.truncate(goodBytes);
     if (this.opts.sync !== 'none') await fh.datasync();
     this.fileBytes = goodBytes;

@@ -25,6 +25,7 @@ export const bugClasses = {
   'flip-cuts-dispatch-log': 'new: a bit flipped while the dispatch log was read at open cut every record after it',
   'fake-gateway-trusted': 'issue 10 case 2: the agent acked, or renumbered, stored packets on the word of a fake gateway naming seqs it never issued',
   'unconfirmed-not-fresh': 'issue 10 case 2: a wiped store killed after its first append, recovered without an ack state, was not fresh and refused every honest WELCOME for good',
+  'unacked-past-gap': 'issue 11: after a power cut the file handler kept and learnt a line it never acknowledged that survived past zeroed (unwritten) sectors; the earlier line lost there was written after it',
   'sim-fake-below-record': 'simulator: the fake gateway renumbered a fresh store below the seqs the real gateway knew of its earlier life (a case docs/guarantees.md does not promise); the agent then refused the real gateway for good',
   unknown: 'not classified',
 } as const;
@@ -46,6 +47,7 @@ export function classify(r: RunResult): BugClass | null {
       if (/ 0 short writes, 0 ENOSPC, [1-9]/.test(m)) return 'flip-cuts-tail';
       return 'case-1-store';
     case 'order':
+      if (m.includes('survived a power cut of the gateway unacknowledged')) return 'unacked-past-gap';
       return 'case-6';
     case 'lost':
       if (m.includes('its line in the output is damaged')) return 'case-1-file';

@@ -17,7 +17,7 @@ import { LongPollSessions } from '../../gateway/longpoll/sessions.js';
 import type { Handler, HandlerResult } from '../../gateway/handlers/handler.js';
 import type { WorldContext } from './context.js';
 import { simLog } from './context.js';
-import type { FileOutput } from './checkers.js';
+import { readOutputs, type FileOutput } from './checkers.js';
 import type { Rng } from './rng.js';
 import type { SimClock } from './sim-clock.js';
 import { SimDisk } from './sim-disk.js';
@@ -187,8 +187,11 @@ export class GatewayHost {
     const { w } = this;
     w.trace.event('fault', `${this.procName} ${how === 'kill' ? 'killed' : 'loses power'} (${this.state})`);
     this.clock?.kill();
-    if (how === 'power') this.disk.powerCut();
-    else this.disk.kill(this.procName);
+    if (how === 'power') {
+      this.disk.powerCut();
+      // For the order checker's message: a line no handler acknowledged that the cut left on disk.
+      for (const l of readOutputs(this.disk, fileOutputs, 'current')) if (!w.oracle.fileHandlerOk.has(l.id)) w.oracle.survivedCutUnacked.add(l.id);
+    } else this.disk.kill(this.procName);
     w.net.gatewayDied(how);
     w.http.gatewayDied(how);
     w.downstream.gatewayDied();

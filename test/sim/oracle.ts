@@ -53,6 +53,8 @@ export class Oracle {
   readonly deadLetters = new Map<string, number>();
   /** packets a file handler answered ok for (it says they are written) */
   readonly fileHandlerOk = new Set<string>();
+  /** packets whose line was in a file handler's output after a power cut of the gateway, not answered ok before it */
+  readonly survivedCutUnacked = new Set<string>();
   /** `agent lineage` of stores wiped: what they held is gone by the user's hand, not ferry's */
   private readonly wiped = new Set<string>();
 

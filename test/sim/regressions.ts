@@ -47,6 +47,8 @@ export const knownBugs: Record<Exclude<BugClass, 'unknown'>, KnownBug> = {
   'unconfirmed-not-fresh': { fixed: true, ciWithout: ['agent-wipe'] },
   // A fault of the simulator's fake gateway, not of ferry: found by CI's seed run on 71dad28.
   'sim-fake-below-record': { fixed: true, ciWithout: ['fake-gateway'] },
+  // Issue 11: found with the long-poll carrier on (it only changed the timing); fixed at once.
+  'unacked-past-gap': { fixed: true, ciWithout: ['gateway-power', 'gateway-crash-mid-io'] },
 };
 
 export interface Regression {
@@ -67,6 +69,15 @@ const faultsAtIssue10: FaultKind[] = [
   'disk-full', 'disk-eio', 'short-writes', 'bit-flips',
   'net-cut', 'net-stall', 'net-black-hole', 'net-delay', 'net-half-open', 'net-partition',
   'downstream-fail', 'downstream-slow', 'fake-gateway', 'hostile-agent',
+];
+
+/** Every fault kind there was during issue 11, with the long-poll carrier's (a seed replays only with the same list). */
+const faultsAtIssue11: FaultKind[] = [
+  'agent-kill', 'agent-power', 'agent-crash-mid-io', 'agent-wipe', 'gateway-kill', 'gateway-power', 'gateway-crash-mid-io',
+  'disk-full', 'disk-eio', 'short-writes', 'bit-flips',
+  'net-cut', 'net-stall', 'net-black-hole', 'net-delay', 'net-half-open', 'net-partition',
+  'downstream-fail', 'downstream-slow', 'fake-gateway', 'hostile-agent',
+  'http-loss', 'http-dup', 'http-garble', 'proxy-cut', 'tcp-blocked',
 ];
 
 /** Every fault kind there was when the campaign ran, before issue 10's (a seed replays only with the same list). */
@@ -111,6 +122,8 @@ export const regressions: Regression[] = [
   { seed: 1018, bug: 'fake-gateway-trusted', faults: ['fake-gateway', 'hostile-agent'], found: 'exactly-once: a store that was not fresh renumbered above a fake WELCOME\'s seq; a1-20, already dispatched under its old seq, went again under seq 303792' },
   { seed: 991012597, bug: 'unconfirmed-not-fresh', faults: faultsAtIssue10, found: 'liveness: a wiped store killed after its first append recovered without an ack state, counted as not fresh, and refused every honest WELCOME (GATEWAY_PROTOCOL_VIOLATION) for good' },
   { seed: 3765432253, bug: 'sim-fake-below-record', faults: faultsAtIssue10, found: 'liveness: a fake renumbered a fresh store to seqRenumberTopMax, a wipe, a fake renumbered the new store to 440708, below the earlier life\'s 2^51+; the real gateway was refused for good (GATEWAY_PROTOCOL_VIOLATION)' },
+  { seed: 90023, longpoll: true, bug: 'unacked-past-gap', faults: faultsAtIssue11, found: 'order: a power cut before the fdatasync of a2-23, a2-25, a2-26 (rot/b) left zeros for a2-23 and a2-25 whole after them; recovery learnt a2-25 (never acknowledged), and a2-23\'s resend was written after it' },
+  { seed: 200594, longpoll: true, bug: 'unacked-past-gap', faults: ['gateway-power', 'gateway-crash-mid-io'], found: 'order: a cut before the fdatasync of a2-15..17 (rot/a) left a2-16 whole past a hole; after the restart a2-16 was answered ok unwritten while a2-15 waited, then a2-15 was written after it' },
 ];
 
 /** The fault kinds and options of CI's seed run: everything, less what unfixed bugs need left out. */

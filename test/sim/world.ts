@@ -82,6 +82,7 @@ export async function runSeed(opts: RunOptions): Promise<RunResult> {
   const trace = new Trace({ now: () => time.now(), verbose: opts.verbose ?? false, ...(opts.write ? { write: opts.write } : {}), keep: opts.verbose ? 0 : 80 });
   const enabled = new Set<FaultKind>(opts.faults ?? faultKinds);
   const oracle = new Oracle();
+  const survivedCutUnacked = (id: string): boolean => oracle.survivedCutUnacked.has(id);
   const order = new CallOrder((target) => (target.startsWith('down/pipe/') ? downstreamPipelinedInflightMax : 1), !(opts.skipCheckers ?? []).includes('handler-inflight'));
   let failure: Violation | null = null;
   const fail = (err: unknown): void => {
@@ -203,7 +204,7 @@ export async function runSeed(opts: RunOptions): Promise<RunResult> {
       const usedBytes = gateway.disk.usedBytes();
       if (usedBytes !== checkedBytes) {
         checkedBytes = usedBytes;
-        checkFileOutput(readOutputs(gateway.disk, fileOutputs, 'current'), 'current');
+        checkFileOutput(readOutputs(gateway.disk, fileOutputs, 'current'), 'current', survivedCutUnacked);
       }
       if (state.phase === 'liveness' && drained(devices, probes)) break;
       if (time.now() > livenessDeadline) throw new Violation('liveness', `not drained ${drainMsMax / 60_000} simulated minutes after the faults stopped: ${describeBacklog(devices, probes)}`);
@@ -213,8 +214,8 @@ export async function runSeed(opts: RunOptions): Promise<RunResult> {
       for (const d of devices) d.countDrops();
       const current = readOutputs(gateway.disk, fileOutputs, 'current');
       const durable = readOutputs(gateway.disk, fileOutputs, 'durable');
-      checkFileOutput(current, 'current');
-      checkFileOutput(durable, 'durable');
+      checkFileOutput(current, 'current', survivedCutUnacked);
+      checkFileOutput(durable, 'durable', survivedCutUnacked);
       checkNothingLost(oracle, durable, current, rawOutputs(gateway.disk, fileOutputs), (agent) => devices.find((d) => d.id === agent)!.disk.counts.bitFlips > 0);
     }
   } catch (err) {
