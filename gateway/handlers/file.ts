@@ -26,7 +26,7 @@
  * from it), and if that fails the next batch fails with it.
  */
 import { dirname } from 'node:path';
-import { mkdirDurable } from '../../common/durable-file.js';
+import { mkdirDurable, writeFileAtomic } from '../../common/durable-file.js';
 import type { FileHandle, Files } from '../../common/files.js';
 import { realFiles } from '../../common/real-files.js';
 import { ErrorCode, FerryError } from '../../protocol/errors.js';
@@ -112,14 +112,24 @@ export class FileHandler implements Handler {
   /**
    * Learns the seqs of the current file; cuts a last line without its newline (a torn write), and
    * everything from a line with a zero byte on (sectors a power cut left unwritten: what follows
-   * them was never acknowledged and may have lost an earlier line of its target, see scanLines).
+   * them was never acknowledged and may have lost an earlier line of its target, see scanLines);
+   * whole lines cut are kept in NAME.cut.OFFSET.
    * With `sync: always` it syncs what it found, since lines it learns are acknowledged from now on
    * without being written again (after a kill they may still be only in the page cache).
    */
   private async recover(fh: FileHandle): Promise<void> {
     const size = await fh.size();
     const goodBytes = await scanLines(this.files, this.opts.path, this.written, size, true);
-    if (goodBytes < size) await fh.truncate(goodBytes);
+    if (goodBytes < size) {
+      const cut = Buffer.alloc(size - goodBytes);
+      let off = 0;
+      for (let n = -1; n !== 0 && off < cut.length; off += n) n = await fh.read(cut, off, cut.length - off, goodBytes + off);
+      // More than a torn last line: whole lines go (zeros a power cut left, and what followed). A
+      // file an older ferry wrote may hold such a hole with acknowledged lines after it: they are
+      // kept, durably, beside the output (NAME.cut.OFFSET), never just deleted.
+      if (cut.subarray(0, off).includes(10)) await writeFileAtomic(this.files, `${this.opts.path}.cut.${goodBytes}`, cut.subarray(0, off));
+      await fh.truncate(goodBytes);
+    }
     if (this.opts.sync !== 'none') await fh.datasync();
     this.fileBytes = goodBytes;
     this.needsRecovery = false;

@@ -61,6 +61,7 @@ t.test('file-handler power cut - a line that survived past zeroed sectors is cut
 
   const after = await FileHandler.open({ path, files: disk.process('gw#5'), sync: 'always' });
   t.equal(disk.readCurrent(path)!.length, synced, 'cut back to the last line before the zeros');
+  t.same(disk.readCurrent(`${path}.cut.${synced}`), holed, 'the whole lines cut are kept beside the output, never just deleted');
   // The gateway re-dispatches what it never recorded, in order per target.
   const results = await Promise.all([after.handle(pkt(23, 300)), after.handle(pkt(25)), after.handle(pkt(26))]);
   t.same(results, [{ ok: true }, { ok: true }, { ok: true }]);
