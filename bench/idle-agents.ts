@@ -104,7 +104,9 @@ export async function ferryIdleRun(o: IdleOptions, cleanup: Cleanup, carrier: Ca
   const dir = await tempDir('ferry-bench-idle-', cleanup);
   const n = o.agents;
   // Raise whatever would refuse N sessions from a few addresses at openRate/s; keys this build lacks are dropped.
-  const limits = { connectionsMax: n + 1000, connectionsPerAddressMax: n, agentsMax: n + 1000, sessionsPerSecondMax: Math.max(1000, 4 * o.openRate), sessionsPerAddressPerSecondMax: Math.max(1000, 4 * o.openRate) };
+  const limits: Record<string, number> = { connectionsMax: n + 1000, connectionsPerAddressMax: n, agentsMax: n + 1000, sessionsPerSecondMax: Math.max(1000, 4 * o.openRate), sessionsPerAddressPerSecondMax: Math.max(1000, 4 * o.openRate) };
+  // A long-poll session holds a socket with its held request, two for a moment when it sends a PONG.
+  if (carrier === 'longpoll') Object.assign(limits, { 'longpoll.socketsPerAddressMax': 2 * n + 100, 'longpoll.heldRequestsMax': n + 1000 });
   const gw = await startGateway(dir, { routes: fileRoute(join(dir, 'received.jsonl')), limits, logLevel, http: carrier === 'longpoll' }, o, cleanup);
   const side = carrier === 'tcp' ? 'ferry' : 'ferry long-poll';
   const r = await measure(o, side, { name: 'ferry gateway', pid: gw.proc.pid }, carrier === 'tcp' ? 'ferry' : 'longpoll', carrier === 'tcp' ? gw.port : gw.httpPort!, cleanup);

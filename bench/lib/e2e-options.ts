@@ -57,7 +57,7 @@ export interface LongpollOptions extends BenchOptions {
   parts: LongpollPart[];
   /** BENCH_LATENCY_* */
   latency: LatencyOptions;
-  /** BENCH_IDLE_RATE, _SECONDS, _ADDRESSES; sessions per carrier: BENCH_LONGPOLL_IDLE_SESSIONS (default 1000) */
+  /** BENCH_IDLE_RATE, _SECONDS, _ADDRESSES; sessions per carrier: BENCH_LONGPOLL_IDLE_SESSIONS (default 4000: fewer and the TCP side's growth is lost in the GC's noise) */
   idle: IdleOptions;
 }
 
@@ -66,6 +66,6 @@ export function longpollOptions(base: BenchOptions, env: NodeJS.ProcessEnv = pro
   for (const p of raw) if (!(longpollParts as readonly string[]).includes(p)) throw new Error(`BENCH_LONGPOLL_PARTS: unknown part '${p}' (expected ${longpollParts.join(', ')})`);
   return {
     ...base, parts: longpollParts.filter((p) => raw.includes(p)), latency: latencyOptions(base, env),
-    idle: { ...idleOptions(base, env), agents: int(env, 'BENCH_LONGPOLL_IDLE_SESSIONS', 1000, 60_000) },
+    idle: { ...idleOptions(base, env), agents: int(env, 'BENCH_LONGPOLL_IDLE_SESSIONS', 4000, 60_000) },
   };
 }

@@ -71,7 +71,17 @@ export interface StartedGateway {
 function gatewayYaml(dir: string, spec: GatewaySpec, limits: Record<string, number>): string {
   // Loopback only; bench clients (idle-agents) say HELLO as thousands of unregistered agents: auth stays off, as measured before.
   const lines = ['listen:', '  tcp: 127.0.0.1:0', ...(spec.http ? ['  http: 127.0.0.1:0'] : []), `dataDir: ${join(dir, 'gateway')}`, 'auth:', '  required: false', 'routes:', ...spec.routes];
-  if (Object.keys(limits).length > 0) lines.push('limits:', ...Object.entries(limits).map(([k, v]) => `  ${k}: ${v}`));
+  if (Object.keys(limits).length > 0) {
+    // `group.key` names a key of a nested map (limits.longpoll.*).
+    const flat = Object.entries(limits).filter(([k]) => !k.includes('.'));
+    const groups = new Map<string, [string, number][]>();
+    for (const [k, v] of Object.entries(limits)) {
+      const [group, key] = k.split('.', 2) as [string, string | undefined];
+      if (key !== undefined) groups.set(group, [...(groups.get(group) ?? []), [key, v]]);
+    }
+    lines.push('limits:', ...flat.map(([k, v]) => `  ${k}: ${v}`));
+    for (const [group, kvs] of groups) lines.push(`  ${group}:`, ...kvs.map(([k, v]) => `    ${k}: ${v}`));
+  }
   if (spec.logLevel) lines.push('log:', `  level: ${spec.logLevel}`);
   return `${lines.join('\n')}\n`;
 }
