@@ -84,12 +84,13 @@ interface Pending {
 
 const tlsHandshakeByte = 0x16;
 
-function splitHostPort(hostPort: string): { host: string; port: number } {
+export function splitHostPort(hostPort: string): { host: string; port: number } {
   const i = hostPort.lastIndexOf(':');
   return { host: hostPort.slice(0, i), port: Number(hostPort.slice(i + 1)) };
 }
 
-function bind(server: Server, hostPort: string): Promise<number> {
+/** Listens on HOST:PORT (port 0: any free one); resolves with the port bound. */
+export function bind(server: Server, hostPort: string): Promise<number> {
   const { host, port } = splitHostPort(hostPort);
   return new Promise((resolve, reject) => {
     server.once('error', reject);

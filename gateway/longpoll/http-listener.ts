@@ -17,7 +17,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import type { AddressInfo, Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Log } from '../../common/log.js';
 import { ErrorCode } from '../../protocol/errors.js';
@@ -25,6 +25,7 @@ import { agentHeader, longpollContentType, longpollPath } from '../../protocol/l
 import { subjectCN, type TlsFiles } from '../../protocol/tls-files.js';
 import type { PeerInfo } from '../../protocol/transport.js';
 import { Admission } from '../admission.js';
+import { bind } from '../listener.js';
 import { refusalReply, type LongPollReply, type LongPollSessions } from './sessions.js';
 
 export interface HttpListenLimits {
@@ -73,21 +74,6 @@ export interface HttpListener {
   close(graceMs?: number): Promise<void>;
 }
 
-function splitHostPort(hostPort: string): { host: string; port: number } {
-  const i = hostPort.lastIndexOf(':');
-  return { host: hostPort.slice(0, i), port: Number(hostPort.slice(i + 1)) };
-}
-
-function bind(server: Server, hostPort: string): Promise<number> {
-  const { host, port } = splitHostPort(hostPort);
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      resolve((server.address() as AddressInfo).port);
-    });
-  });
-}
 
 function send(res: ServerResponse, r: LongPollReply, close = false): void {
   if (res.headersSent || res.destroyed) return;
