@@ -77,9 +77,10 @@ export async function scanLines(files: Files, path: string, marks: SeqMarks, siz
   };
   try {
     const chunk = Buffer.allocUnsafe(scanChunkBytes);
+    const check = Buffer.allocUnsafe(scanChunkBytes);
     let rest = Buffer.alloc(0); // bytes of a line begun in an earlier chunk
     for (let pos = 0; ; ) {
-      const n = await fh.read(chunk, 0, chunk.length, pos);
+      const n = await readStable(fh, chunk, check, pos);
       if (n === 0) break;
       pos += n;
       const data = rest.length > 0 ? Buffer.concat([rest, chunk.subarray(0, n)]) : chunk.subarray(0, n);
@@ -101,6 +102,26 @@ export async function scanLines(files: Files, path: string, marks: SeqMarks, siz
   } finally {
     await fh.close();
   }
+}
+
+/** Reads of one chunk that must agree before recovery trusts it. */
+const stableReadAttemptsMax = 6;
+
+/**
+ * Reads into `chunk` at `pos` until two reads in a row agree: a bit flipped on the way (a read
+ * fault, not the disk) would otherwise turn an acknowledged line into a foreign one (not learnt:
+ * its resend is written twice) or into another seq (learnt wrongly: that seq's packet would be
+ * answered ok unwritten). Recovery reads the current file twice; it runs once, at start.
+ */
+async function readStable(fh: FileHandle, chunk: Buffer, check: Buffer, pos: number): Promise<number> {
+  let n = await fh.read(chunk, 0, chunk.length, pos);
+  for (let attempt = 1; attempt < stableReadAttemptsMax; attempt++) {
+    const m = await fh.read(check, 0, check.length, pos);
+    if (m === n && chunk.subarray(0, n).equals(check.subarray(0, m))) return n;
+    check.copy(chunk, 0, 0, m);
+    n = m;
+  }
+  throw new Error(`reading the output file at byte ${pos} gave different bytes on each of ${stableReadAttemptsMax} reads`);
 }
 
 /** `length` bytes at `position` (read until whole; a file that ends first gives what it has). */

@@ -96,6 +96,35 @@ t.test('file-handler power cut - a zero byte seen on one read only (a flipped bi
   t.same(seqsOn(disk), { seqs: [1, 2, 3], damaged: 0 }, 'seqs 2 and 3 were learnt, not written again');
 });
 
+t.test('file-handler recovery - a bit flipped on one read (the seq\'s digit, or a quote) neither unlearns an acknowledged line nor learns another seq', async (t) => {
+  for (const [what, flip] of [['the seq digit 2 read as 3', 1], ['a quote read as a #', 1]] as const) {
+    const disk = new SimDisk({ rng: new Rng(3).fn });
+    const before = await FileHandler.open({ path, files: disk.process('gw#1'), sync: 'always' });
+    for (const s of [1, 2]) t.same(await before.handle(pkt(s)), { ok: true });
+    await before.close();
+    const line2 = lineOf(pkt(2));
+    const at2 = lineOf(pkt(1)).length + (what.startsWith('the seq') ? line2.indexOf('"seq":2') + 6 : line2.indexOf('"'));
+    let flipped = false;
+    const flipFirstRead = (fh: FileHandle): Partial<FileHandle> => ({
+      read: async (buf, offset, length, position) => {
+        const n = await fh.read(buf, offset, length, position);
+        const at = at2 - position;
+        if (!flipped && at >= 0 && at < n) {
+          buf[offset + at]! ^= flip;
+          flipped = true;
+        }
+        return n;
+      },
+    });
+    const after = await FileHandler.open({ path, files: hookFiles(disk.process('gw#2'), { handle: flipFirstRead }), sync: 'always' });
+    t.ok(flipped, `${what}: the scan read the flipped byte once`);
+    // The gateway re-dispatches 2 (unrecorded) and then 3 for the first time.
+    for (const s of [2, 3]) t.same(await after.handle(pkt(s)), { ok: true });
+    await after.close();
+    t.same(seqsOn(disk), { seqs: [1, 2, 3], damaged: 0 }, `${what}: 2 learnt, not written twice; 3 written, not taken as learnt`);
+  }
+});
+
 /**
  * The disk's own power-cut model (test/sim/sim-disk-power.ts, 64-byte sectors so lines span
  * several): a batch of one target's lines is written and the power goes before its fdatasync,

@@ -27,6 +27,7 @@ export const bugClasses = {
   'unconfirmed-not-fresh': 'issue 10 case 2: a wiped store killed after its first append, recovered without an ack state, was not fresh and refused every honest WELCOME for good',
   'unacked-past-gap': 'issue 11: after a power cut the file handler kept and learnt a line it never acknowledged that survived past zeroed (unwritten) sectors; the earlier line lost there was written after it',
   'sim-fake-below-record': 'simulator: the fake gateway renumbered a fresh store below the seqs the real gateway knew of its earlier life (a case docs/guarantees.md does not promise); the agent then refused the real gateway for good',
+  'flip-unlearnt-line': 'issue 11: a bit flipped while the file handler read its output at recovery made an acknowledged line unreadable (or another seq): not learnt, its resend was written twice',
   unknown: 'not classified',
 } as const;
 export type BugClass = keyof typeof bugClasses;

@@ -49,6 +49,8 @@ export const knownBugs: Record<Exclude<BugClass, 'unknown'>, KnownBug> = {
   'sim-fake-below-record': { fixed: true, ciWithout: ['fake-gateway'] },
   // Issue 11: found with the long-poll carrier on (it only changed the timing); fixed at once.
   'unacked-past-gap': { fixed: true, ciWithout: ['gateway-power', 'gateway-crash-mid-io'] },
+  // Found by CI's seed run on 1dffcdb: the bit-flips fault at the gateway during the file handler's recovery.
+  'flip-unlearnt-line': { fixed: true, ciWithout: ['bit-flips'] },
 };
 
 export interface Regression {
@@ -123,6 +125,7 @@ export const regressions: Regression[] = [
   { seed: 991012597, bug: 'unconfirmed-not-fresh', faults: faultsAtIssue10, found: 'liveness: a wiped store killed after its first append recovered without an ack state, counted as not fresh, and refused every honest WELCOME (GATEWAY_PROTOCOL_VIOLATION) for good' },
   { seed: 3765432253, bug: 'sim-fake-below-record', faults: faultsAtIssue10, found: 'liveness: a fake renumbered a fresh store to seqRenumberTopMax, a wipe, a fake renumbered the new store to 440708, below the earlier life\'s 2^51+; the real gateway was refused for good (GATEWAY_PROTOCOL_VIOLATION)' },
   { seed: 90023, longpoll: true, bug: 'unacked-past-gap', faults: faultsAtIssue11, found: 'order: a power cut before the fdatasync of a2-23, a2-25, a2-26 (rot/b) left zeros for a2-23 and a2-25 whole after them; recovery learnt a2-25 (never acknowledged), and a2-23\'s resend was written after it' },
+  { seed: 2027861267, longpoll: true, bug: 'flip-unlearnt-line', faults: faultsAtIssue11, found: 'exactly-once: a1-2 (file/b) written and acknowledged, then a power cut; recovery read its line with a flipped bit, took it as foreign, and the resend wrote a1-2 again' },
   { seed: 200594, longpoll: true, bug: 'unacked-past-gap', faults: ['gateway-power', 'gateway-crash-mid-io'], found: 'order: a cut before the fdatasync of a2-15..17 (rot/a) left a2-16 whole past a hole; after the restart a2-16 was answered ok unwritten while a2-15 waited, then a2-15 was written after it' },
 ];
 
