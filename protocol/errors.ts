@@ -68,6 +68,13 @@ export const ErrorCode = {
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
+const errorCodes = new Set<string>(Object.values(ErrorCode));
+
+/** Whether `code` (from the wire, a body, a peer) is one of the catalogue's codes. */
+export function isErrorCode(code: string): code is ErrorCode {
+  return errorCodes.has(code);
+}
+
 export class FerryError extends Error {
   readonly code: ErrorCode;
   constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {

@@ -18,8 +18,9 @@
 import type { Clock } from '../../common/clock.js';
 import type { Log } from '../../common/log.js';
 import { ErrorCode, FerryError } from '../../protocol/errors.js';
-import { BodyKind, decodeBody, encodeBody, type End } from '../../protocol/longpoll/body.js';
+import { BodyKind, decodeBody, encodeBody } from '../../protocol/longpoll/body.js';
 import { BundleChannel } from '../../protocol/longpoll/channel.js';
+import { endError } from '../../protocol/longpoll/channel-transport.js';
 import { bodyLimitsFor, channelLimitsDefault, type ChannelLimits } from '../../protocol/longpoll/limits.js';
 import { RequestPolicy, type RequestPolicyOptions } from '../../protocol/longpoll/request-policy.js';
 import type { Dialer, Transport } from '../../protocol/transport.js';
@@ -92,7 +93,7 @@ async function open(o: Resolved): Promise<Transport> {
   const body = decodeBody(res.body, BodyKind.RESPONSE, bodyLimitsFor(o.limits));
   o.counters.responses++;
   if (body.answers !== 1) throw new FerryError(ErrorCode.LONGPOLL_BODY_INVALID, `the answer to the long-poll opening request says it answers request ${body.answers}`);
-  if (body.end) throw endError(body.end);
+  if (body.end) throw endError(body.end, 'the gateway');
   // The gateway answers before it has any frame to send (HELLO has not been sent yet); if it did
   // send some, they are not taken (no one listens yet) and it sends them again.
   if (body.messages.length === 0) channel.accept(body);
@@ -116,7 +117,3 @@ function withTimeout(o: Resolved, run: (signal: AbortSignal) => Promise<PostResu
   });
 }
 
-function endError(end: End): Error {
-  const msg = `the gateway ended the long-poll session: ${end.code}: ${end.reason}`;
-  return (Object.values(ErrorCode) as string[]).includes(end.code) ? new FerryError(end.code as ErrorCode, msg) : new Error(msg);
-}

@@ -4,7 +4,7 @@
  * the carrier gives that status; a status the carrier does not define (a proxy's 407 or 502) is
  * LONGPOLL_HTTP_STATUS. No IO: the HTTP client and the simulator share it.
  */
-import { ErrorCode, FerryError } from '../../protocol/errors.js';
+import { ErrorCode, FerryError, isErrorCode } from '../../protocol/errors.js';
 import { statusForCode } from '../../protocol/longpoll/http.js';
 
 /** A refusal body is a few hundred bytes; a longer one (a proxy's HTML page) is not parsed. */
@@ -24,7 +24,6 @@ export class LongPollRefusal extends FerryError {
   }
 }
 
-const knownCodes = new Set<string>(Object.values(ErrorCode));
 /** The code the carrier gives each refusal status, when several share one the first listed. */
 const codeForStatus = new Map<number, ErrorCode>();
 for (const [code, status] of Object.entries(statusForCode)) if (!codeForStatus.has(status)) codeForStatus.set(status, code as ErrorCode);
@@ -59,7 +58,7 @@ export function parseRefusalBody(body: Uint8Array): { code?: string; message?: s
 export function refusalOf(res: { status: number; body: Uint8Array; retryAfterMs?: number }): LongPollRefusal {
   const parsed = parseRefusalBody(res.body);
   // Only a code of the catalogue counts: a proxy's JSON must not pass as the gateway's word.
-  const code = parsed?.code !== undefined && knownCodes.has(parsed.code) ? (parsed.code as ErrorCode) : codeForStatus.get(res.status) ?? ErrorCode.LONGPOLL_HTTP_STATUS;
+  const code = parsed?.code !== undefined && isErrorCode(parsed.code) ? parsed.code : codeForStatus.get(res.status) ?? ErrorCode.LONGPOLL_HTTP_STATUS;
   const retryAfterMs = boundedRetryAfterMs(res.retryAfterMs) ?? parsed?.retryAfterMs;
   const what = parsed?.message ?? (code === ErrorCode.LONGPOLL_HTTP_STATUS ? 'not a status of the long-poll carrier (a proxy in the way?)' : 'no refusal body');
   return new LongPollRefusal(code, `long-poll request refused with HTTP ${res.status}: ${what}`, res.status, retryAfterMs);

@@ -51,8 +51,8 @@ const scanChunkBytes = 64 * 1024;
  * zeros are sectors a power cut left unwritten in the unsynced tail, and a line after them that
  * survived whole was never acknowledged and lies past a gap (an earlier line of its target may be
  * the one that was lost). Learning it would answer its resend ok unwritten, and the earlier one's
- * resend would then land after it: out of order. The line is read twice first, so a bit flipped
- * on the way (a read fault, not the disk) does not cost the acknowledged lines after it.
+ * resend would then land after it: out of order. Every chunk is read until two reads agree
+ * (readStable), so a zero a flipped bit made on the way does not cost the acknowledged lines after it.
  */
 export async function scanLines(files: Files, path: string, marks: SeqMarks, size = Infinity, stopAtZeros = false): Promise<number> {
   let fh;
@@ -86,12 +86,9 @@ export async function scanLines(files: Files, path: string, marks: SeqMarks, siz
       const data = rest.length > 0 ? Buffer.concat([rest, chunk.subarray(0, n)]) : chunk.subarray(0, n);
       let start = 0;
       for (let nl = data.indexOf(10); nl >= 0; nl = data.indexOf(10, start)) {
-        let line: Buffer = data.subarray(start, nl);
-        if (stopAtZeros && line.includes(0)) {
-          const again = await readAt(fh, goodBytes, nl - start);
-          if (again.includes(0)) return goodBytes; // unsynced tail from here on: the caller cuts it
-          line = again;
-        }
+        const line = data.subarray(start, nl);
+        // Read stable (readStable), a zero here is on the disk: an unsynced tail from here on, which the caller cuts.
+        if (stopAtZeros && line.includes(0)) return goodBytes;
         if (!take(line, goodBytes + nl - start + 1)) return goodBytes;
         start = nl + 1;
       }
@@ -122,18 +119,6 @@ async function readStable(fh: FileHandle, chunk: Buffer, check: Buffer, pos: num
     n = m;
   }
   throw new Error(`reading the output file at byte ${pos} gave different bytes on each of ${stableReadAttemptsMax} reads`);
-}
-
-/** `length` bytes at `position` (read until whole; a file that ends first gives what it has). */
-async function readAt(fh: FileHandle, position: number, length: number): Promise<Buffer> {
-  const buf = Buffer.alloc(length);
-  let off = 0;
-  while (off < length) {
-    const n = await fh.read(buf, off, length - off, position + off);
-    if (n === 0) break;
-    off += n;
-  }
-  return buf.subarray(0, off);
 }
 
 /**

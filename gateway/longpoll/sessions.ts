@@ -189,9 +189,8 @@ export class LongPollSessions {
       if (ended !== undefined && ended.agent === req.agent && ended.atMs + this.deps.limits.holdMs > now) {
         this.ended.delete(body.session);
         // Why it ended (a BYE code such as AUTH_FAILED sets the agent's back-off), with the 404 of a session that is gone.
-        this.refused[ErrorCode.LONGPOLL_SESSION_UNKNOWN] = (this.refused[ErrorCode.LONGPOLL_SESSION_UNKNOWN] ?? 0) + 1;
-        const refusal: RefusalBody = { code: ended.end.code, message: `long-poll session ended: ${ended.end.reason}` };
-        return Promise.resolve({ status: 404, body: Buffer.from(JSON.stringify(refusal)), contentType: 'application/json' });
+        const gone = this.refuse(req, ErrorCode.LONGPOLL_SESSION_UNKNOWN, 'long-poll session ended');
+        return Promise.resolve({ ...refusalReply(ended.end.code, `long-poll session ended: ${ended.end.reason}`), status: gone.status });
       }
       return this.refusedNow(req, ErrorCode.LONGPOLL_SESSION_UNKNOWN, 'no such long-poll session (it expired or ended): open a new one');
     }

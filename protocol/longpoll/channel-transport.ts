@@ -8,7 +8,7 @@
  * termination (`end`) in its next body; a termination from the peer closes it with the peer's code.
  */
 import { decodeBody as decodeFrameBody, encodeFrameBody } from '../codec.js';
-import { ErrorCode, FerryError } from '../errors.js';
+import { ErrorCode, FerryError, isErrorCode } from '../errors.js';
 import type { Frame } from '../frames.js';
 import type { PeerInfo, Transport } from '../transport.js';
 import type { End } from './body.js';
@@ -23,6 +23,12 @@ export interface ChannelTransportOptions {
   onClose(err: Error | undefined): void;
   /** sees every frame sent and received (the gateway binds a session to the agent its WELCOME admitted) */
   onTraffic?(dir: 'in' | 'out', frame: Frame): void;
+}
+
+/** A termination as an error: the peer's code when it is one of ours (it steers the link's back-off). */
+export function endError(end: End, who: string): Error {
+  const msg = `${who} ended the long-poll session: ${end.code}: ${end.reason}`;
+  return isErrorCode(end.code) ? new FerryError(end.code, msg) : new Error(msg);
 }
 
 export class ChannelTransport implements Transport {
@@ -82,9 +88,7 @@ export class ChannelTransport implements Transport {
   /** The peer's body carried a termination: closed with the peer's code, nothing owed back. */
   peerEnded(end: End): void {
     if (this.done) return;
-    const known = (Object.values(ErrorCode) as string[]).includes(end.code);
-    const msg = `peer ended the long-poll session: ${end.code}: ${end.reason}`;
-    this.finish(known ? new FerryError(end.code as ErrorCode, msg) : new Error(msg));
+    this.finish(endError(end, 'peer'));
   }
 
   close(err?: Error): void {

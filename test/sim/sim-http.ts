@@ -15,7 +15,7 @@
 import type { PeerInfo } from '../../protocol/transport.js';
 import type { Rng } from './rng.js';
 import type { SimTime } from './sim-clock.js';
-import type { SimNet } from './sim-net.js';
+import { netError, type SimNet } from './sim-net.js';
 import type { Trace } from './trace.js';
 
 export interface HttpReply {
@@ -42,8 +42,6 @@ export interface HttpFaults {
 }
 
 export const noHttpFaults: HttpFaults = { lossP: 0, dupP: 0, garbleP: 0, proxyIdleMs: null };
-
-const netError = (code: string, message: string): Error => Object.assign(new Error(message), { code });
 
 /** One request on its way: what each side still waits for. */
 interface Exchange {

@@ -32,7 +32,7 @@ export interface NetOptions {
   connectTimeoutMs: number;
 }
 
-const netError = (code: string, message: string): Error => Object.assign(new Error(message), { code });
+export const netError = (code: string, message: string): Error => Object.assign(new Error(message), { code });
 
 type Item = { bytes: Buffer; readyAt: number } | { fin: Error | undefined; readyAt: number };
 
