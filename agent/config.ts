@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { agentIdPattern, agentIdRule } from '../protocol/ids.js';
 import { checkTarget, dataBytesMaxDefault } from '../protocol/packet.js';
+import { compilePattern } from '../protocol/pattern.js';
 
 /** The same rule packets are held to, checked at load so a bad rule target fails at start. */
 const target = z.string().superRefine((s, ctx) => {
@@ -21,6 +22,8 @@ const gateway = z.union([gatewayUrl, z.array(gatewayUrl).min(1, 'a non-empty lis
 
 const serialSource = z.strictObject({
   kind: z.literal('serial'),
+  /** how a downlink route names this source (`source`); default: its path */
+  name: z.string().min(1).max(64).optional(),
   path: z.string().min(1),
   baudRate: positiveInt.default(115200),
   format: z.enum(['kv', 'json']).default('kv'),
@@ -31,6 +34,37 @@ const rule = z.discriminatedUnion('kind', [
   z.strictObject({ kind: z.literal('threshold'), key: z.string().min(1), above: z.number(), hysteresis: z.number().nonnegative().default(0), target }),
   z.strictObject({ kind: z.literal('delta'), key: z.string().min(1), delta: z.number().positive(), target }),
   z.strictObject({ kind: z.literal('heartbeat'), everyMs: positiveInt, target }),
+]);
+
+const pattern = z.string().min(1).superRefine((p, ctx) => {
+  try {
+    compilePattern(p);
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: `invalid target pattern: ${(err as Error).message}` });
+  }
+});
+
+/** Where a downlink message goes on the device, by its target (docs/downlink.md). */
+const downlinkRoute = z.discriminatedUnion('to', [
+  z.strictObject({
+    match: pattern, to: z.literal('serial'),
+    /** the serial source (its `name`, else its `path`) whose device gets the message as a command line */
+    source: z.string().min(1),
+    /** the device must answer `ok ...` or `err ...` within this */
+    timeoutMs: positiveInt.default(5000),
+  }),
+  z.strictObject({
+    match: pattern, to: z.literal('local'),
+    /** a subscriber on the local socket must ack or refuse within this */
+    timeoutMs: positiveInt.default(10_000),
+  }),
+  z.strictObject({
+    match: pattern, to: z.literal('exec'),
+    /** the program and its arguments (no shell); the message's data arrives on its stdin */
+    command: z.array(z.string().min(1)).min(1),
+    /** killed (SIGKILL) past this, and the message refused with DOWNLINK_TIMEOUT */
+    timeoutMs: positiveInt.default(10_000),
+  }),
 ]);
 
 /** The agent's configuration file (`ferry agent --config FILE`). docs/config.md describes every key. */
@@ -89,6 +123,17 @@ export const agentConfigSchema = z.strictObject({
     probeIntervalMs: positiveInt.default(300_000),
   }).prefault({}),
   sources: z.array(serialSource).default([]),
+  /** messages from applications, through the gateway, to consumers on this device */
+  downlink: z.strictObject({
+    /** messages the gateway may send before this agent answered them (its downlink window) */
+    messagesMax: positiveInt.max(1024).default(32),
+    /** their bytes (target + data), at most */
+    bytesMax: positiveInt.default(256 * 1024),
+    /** answered message IDs remembered (on disk) so a message sent again is never handed on twice; at least messagesMax */
+    dedupIdsMax: positiveInt.max(1_000_000).default(4096),
+    /** tried in order, the first whose `match` fits the target wins; no match: refused with DOWNLINK_NO_ROUTE */
+    routes: z.array(downlinkRoute).default([]),
+  }).prefault({}),
   rules: z.array(rule).default([]),
   /** how often time-driven rules (heartbeat) are evaluated */
   tickMs: positiveInt.default(50),
@@ -98,6 +143,11 @@ export const agentConfigSchema = z.strictObject({
   if (c.tls !== undefined && !urls.some(isSecureUrl)) ctx.addIssue({ code: 'custom', path: ['tls'], message: 'tls settings need a tls:// or https:// gateway URL' });
   urls.forEach((u, i) => {
     if (urls.indexOf(u) !== i) ctx.addIssue({ code: 'custom', path: ['gateway', i], message: `${u} is already in the list` });
+  });
+  if (c.downlink.dedupIdsMax < c.downlink.messagesMax) ctx.addIssue({ code: 'custom', path: ['downlink', 'dedupIdsMax'], message: 'must be at least downlink.messagesMax' });
+  const sourceNames = c.sources.map((s) => s.name ?? s.path);
+  c.downlink.routes.forEach((r, i) => {
+    if (r.to === 'serial' && !sourceNames.includes(r.source)) ctx.addIssue({ code: 'custom', path: ['downlink', 'routes', i, 'source'], message: `no serial source named ${r.source} (sources: ${sourceNames.join(', ') || 'none'})` });
   });
   if (c.tls !== undefined && (c.tls.cert === undefined) !== (c.tls.key === undefined)) ctx.addIssue({ code: 'custom', path: ['tls'], message: 'tls.cert and tls.key go together: give both or neither' });
 });

@@ -74,7 +74,9 @@ export const gatewayConfigSchema = z.strictObject({
     http: hostPort.optional(),
     /** HOST:PORT for the HTTPS long-poll listener (needs `tls`, the same files as listen.tls) */
     https: hostPort.optional(),
-  }).refine((l) => l.tcp !== undefined || l.tls !== undefined || l.http !== undefined || l.https !== undefined, 'give at least one of listen.tcp, listen.tls, listen.http and listen.https'),
+    /** HOST:PORT for the application API (downlink: POST/GET /v1/agents/{id}/messages); HTTPS when `tls` is given */
+    api: hostPort.optional(),
+    }).refine((l) => l.tcp !== undefined || l.tls !== undefined || l.http !== undefined || l.https !== undefined, 'give at least one of listen.tcp, listen.tls, listen.http and listen.https'),
   /** PEM files for the TLS listener, read and checked at start; `ca` makes the gateway ask agents for a client certificate */
   tls: z.strictObject({
     cert: z.string().min(1),
@@ -143,6 +145,40 @@ export const gatewayConfigSchema = z.strictObject({
       keepAliveTimeoutMs: positiveInt.default(30_000),
       socketsPerAddressMax: positiveInt.default(256),
     }).prefault({}),
+    /** the application API (listen.api) */
+    api: z.strictObject({
+      /** a request body larger than this is refused (413 API_BODY_TOO_LARGE) */
+      bodyBytesMax: positiveInt.default(256 * 1024),
+      /** a request whose headers and body did not arrive within this is ended (408) */
+      requestTimeoutMs: positiveInt.default(10_000),
+      /** requests in progress at once, at most; beyond it 503 with Retry-After */
+      requestsInFlightMax: positiveInt.default(1000),
+    }).prefault({}),
+  }).prefault({}),
+  /** messages from applications to agents: docs/downlink.md */
+  downlink: z.strictObject({
+    /** messages one agent's queue holds (queued or sent and not yet answered), at most */
+    queueMessagesMax: positiveInt.max(1_000_000).default(1000),
+    /** bytes of those messages (target + data, as credit counts them), at most */
+    queueBytesMax: positiveInt.default(4 * 1024 * 1024),
+    /** a full queue refuses a new message (QUEUE_FULL), or drops its oldest undelivered one (state dropped) */
+    fullPolicy: z.enum(['reject', 'drop-oldest']).default('reject'),
+    /** a message's data, at most (bytes as they are, a value as its JSON text) */
+    messageBytesMax: positiveInt.max(1024 * 1024).default(64 * 1024),
+    /** finished messages (acked, rejected, expired, dropped) one agent keeps for GET, the newest; older ones are forgotten */
+    historyMessagesMax: z.number().int().min(0).max(1_000_000).default(1000),
+    /** an MQTT subscription that queues what is published under it: the rest of the topic after the agent ID is the target */
+    mqtt: z.strictObject({
+      url: z.string().regex(/^mqtts?:\/\/.+/, 'a URL like mqtt://HOST:PORT'),
+      /** must hold {agent} as a whole level and end in /#, e.g. ferry/down/{agent}/# */
+      topic: z.string().default('ferry/down/{agent}/#').refine((t) => /^([^+#{}]+\/)*\{agent\}\/#$/.test(t), 'a topic with {agent} as a whole level, ending in /#, e.g. ferry/down/{agent}/#'),
+      qos: z.union([z.literal(1), z.literal(2)]).default(1),
+      /** a persistent session (clean: false) under this client ID keeps what is published while the gateway is down */
+      clientId: z.string().min(1).max(128).default('ferry-gateway-downlink'),
+      username: z.string().min(1).optional(),
+      password: z.string().min(1).optional(),
+      passwordFile: z.string().min(1).optional(),
+    }).refine((r) => r.password === undefined || r.passwordFile === undefined, { path: ['passwordFile'], message: 'give password or passwordFile, not both' }).optional(),
   }).prefault({}),
   log: z.strictObject({
     level: z.enum(['debug', 'info', 'warn', 'error']).default('info'),

@@ -13,6 +13,7 @@ import { DispatchLog } from './dispatch-log.js';
 import type { Handler } from './handlers/handler.js';
 import { Router } from './routes.js';
 import { Session, type SessionDeps } from './session.js';
+import type { DownlinkQueues } from './downlink/queue.js';
 
 /** The limits the core applies (the listener's own limits stay with the listener). */
 export type CoreLimits = Pick<
@@ -38,6 +39,8 @@ export interface GatewayCoreOptions {
   newSessionId(): string;
   /** spreads the retry-after of an AGENTS_MAX refusal */
   rng: () => number;
+  /** the downlink queues (opened by the caller, closed by the core); absent: no downlink */
+  downlink?: DownlinkQueues;
 }
 
 export interface GatewayCoreStats {
@@ -55,6 +58,7 @@ export interface GatewayCore {
   /** The live session of each agent. */
   readonly sessions: ReadonlyMap<string, Session>;
   readonly dispatchLog: DispatchLog;
+  readonly downlink: DownlinkQueues | undefined;
   stats(): GatewayCoreStats;
   /** Ends every session with a BYE. */
   byeAll(code: ErrorCode, reason: string): void;
@@ -84,6 +88,7 @@ export async function createGatewayCore(o: GatewayCoreOptions): Promise<GatewayC
     newSessionId: o.newSessionId,
     ...(o.authenticate ? { authenticate: o.authenticate } : {}),
     ...(o.logSummary ? { summary: o.logSummary } : {}),
+    ...(o.downlink ? { downlink: o.downlink } : {}),
     register(agent, s) {
       const older = sessions.get(agent);
       if (!older && sessions.size >= limits.agentsMax) {
@@ -105,12 +110,14 @@ export async function createGatewayCore(o: GatewayCoreOptions): Promise<GatewayC
     accept: (t) => new Session(t, sessionOptions, deps),
     sessions,
     dispatchLog,
+    downlink: o.downlink,
     stats: () => ({ sessions: sessions.size, ...counters, logSyncs: dispatchLog.syncs }),
     byeAll,
     async close() {
       byeAll(ErrorCode.SHUTDOWN, 'gateway stopping');
       await Promise.all(o.routes.map((r) => r.handler.close()));
       await dispatchLog.close();
+      await o.downlink?.close();
     },
   };
 }

@@ -14,6 +14,8 @@ import type { DispatchPacket, Handler, HandlerResult } from './handlers/handler.
 import { Lane, type LaneItem, type LaneOptions, type LaneRefusal } from './lane.js';
 import type { LogSummary } from './log-summary.js';
 import type { Router } from './routes.js';
+import type { DownlinkQueues } from './downlink/queue.js';
+import { DownlinkSender } from './downlink/sender.js';
 
 export interface SessionOptions {
   helloTimeoutMs: number;
@@ -67,7 +69,12 @@ export interface SessionDeps {
   counters: { dispatched: number; rejected: number; duplicates: number; retried: number };
   /** Where refusals and session ends are logged: the first of a code whole, then summaries (a stranger can cause any number); absent: a line each. */
   summary?: LogSummary;
+  /** the downlink queues; absent: no DOWN is ever sent */
+  downlink?: DownlinkQueues;
 }
+
+/** The body of a frame the transport takes when it names no limit of its own (the agent's default decoder limit). */
+const downFrameBytesMaxDefault = 1024 * 1024;
 
 /**
  * One agent's session on one transport. Packets go to a lane per target (see Lane), so a failing
@@ -94,6 +101,8 @@ export class Session {
   private readonly handOvers = new Map<string, Promise<boolean>>();
   /** a handler failure's own message, for the gateway's log only: the agent is told agentMessage() instead */
   private readonly causes = new WeakMap<HandlerResult, string>();
+  /** this session's downlink, once the agent said HELLO with a downlink window */
+  private downlink: DownlinkSender | null = null;
 
   /** What every lane of this session gets (a slow target keeps at most a quarter of the credit: the rest stays for the others). */
   private readonly laneShare: Omit<LaneOptions, 'inflightMax'>;
@@ -118,6 +127,7 @@ export class Session {
       for (const lane of this.lanes.values()) lane.close();
       if (this.timer !== null) deps.clock.clearTimeout(this.timer);
       if (this.shedTimer !== null) deps.clock.clearTimeout(this.shedTimer);
+      this.downlink?.close();
       if (this.agent) deps.unregister(this.agent, this);
       if (err) this.note('info', 'session: closed', (err as FerryError).code ?? 'UNKNOWN', { agent: this.agent, address: this.t.peer?.address, error: err.message });
     });
@@ -172,6 +182,9 @@ export class Session {
       case FrameType.BYE:
         this.deps.log.info('session: agent said BYE', { agent: this.agent, code: f.code, reason: f.reason });
         return this.t.close();
+      case FrameType.DOWN_ACK:
+        if (!this.downlink) return this.bye(ErrorCode.PROTOCOL_STATE, 'DOWN_ACK in a session without downlink');
+        return this.downlink.onAck(f);
       default:
         return this.bye(ErrorCode.PROTOCOL_STATE, `unexpected frame type ${f.t}`);
     }
@@ -206,12 +219,27 @@ export class Session {
       ...(this.opts.frameBytesMax !== undefined ? { frameBytesMax: this.opts.frameBytesMax } : {}),
       dataBytesMax: this.packetLimits.dataBytesMax, dataDepthMax: this.packetLimits.dataDepthMax,
     });
+    this.startDownlink(h);
     const tick = (): void => {
       if (this.closed) return;
       if (clock.now() - this.lastRxMs > this.opts.peerTimeoutMs) return this.bye(ErrorCode.PEER_TIMEOUT, `nothing from agent for ${this.opts.peerTimeoutMs} ms`);
       this.timer = clock.setTimeout(tick, Math.max(100, this.opts.peerTimeoutMs / 4));
     };
     this.timer = clock.setTimeout(tick, Math.max(100, this.opts.peerTimeoutMs / 4));
+  }
+
+  /** An agent that named a downlink window gets its queued messages, from now on, within it. */
+  private startDownlink(h: HelloFrame): void {
+    const queues = this.deps.downlink;
+    if (!queues || !h.downMessagesMax || !h.downBytesMax) return;
+    this.downlink = new DownlinkSender(h.agent, { messages: h.downMessagesMax, bytes: h.downBytesMax }, {
+      queues, clock: this.deps.clock, log: this.deps.log,
+      send: (f) => {
+        if (!this.closed) this.t.send(f);
+      },
+      bye: (code, reason) => this.bye(code, reason),
+      frameBytesMax: this.t.frameBytesMax ?? downFrameBytesMaxDefault,
+    });
   }
 
   /** The agent's store let go of every seq up to `seq`. */

@@ -36,11 +36,20 @@ export const FrameType = {
   PING: 6,
   PONG: 7,
   BYE: 8,
+  DOWN: 9,
+  DOWN_ACK: 10,
 } as const;
 export type FrameType = (typeof FrameType)[keyof typeof FrameType];
 
-/** Agent → gateway, first frame. `ackedSeq`: the highest seq the agent knows was acked (its resume point). */
-export interface HelloFrame { t: typeof FrameType.HELLO; version: number; agent: string; token?: string; ackedSeq: number }
+/**
+ * Agent → gateway, first frame. `ackedSeq`: the highest seq the agent knows was acked (its resume point).
+ * `downMessagesMax`, `downBytesMax`: the agent's downlink window, the DOWN messages (and their
+ * bytes, as packetCreditBytes counts them) it takes un-acked at once; absent: it takes no downlink.
+ */
+export interface HelloFrame {
+  t: typeof FrameType.HELLO; version: number; agent: string; token?: string; ackedSeq: number;
+  downMessagesMax?: number; downBytesMax?: number;
+}
 /**
  * Gateway → agent. `dispatchedSeq`: every seq of this agent up to it is dispatched durably (the
  * gateway's resume point); `ranges`: seqs above it dispatched too (targets are not blocked by each
@@ -71,7 +80,26 @@ export interface PongFrame { t: typeof FrameType.PONG; id: number }
 /** `retryAfterMs`: do not dial again sooner (the gateway paces reconnect storms). */
 export interface ByeFrame { t: typeof FrameType.BYE; code: string; reason: string; retryAfterMs?: number }
 
-export type Frame = HelloFrame | WelcomeFrame | DataFrame | AckFrame | NackFrame | PingFrame | PongFrame | ByeFrame;
+/**
+ * One downlink message. `id`: its identity end to end (the gateway's API names it; the agent
+ * de-duplicates by it); `ts`: when it was queued (ms since the epoch, the gateway's clock);
+ * `ttlMs`: how long it has left to live as the gateway sends it (absent: no expiry); the agent
+ * counts it from when the frame arrives, so the two clocks need not agree.
+ */
+export interface DownMessage { id: string; target: string; data: PacketData; ts: number; ttlMs?: number }
+/** Gateway → agent: messages in queue order, within the agent's downlink window (HELLO). */
+export interface DownFrame { t: typeof FrameType.DOWN; messages: DownMessage[] }
+/** A consumer's verdict on one message: taken, or refused for good with a code and a reason. */
+export type DownResult = { id: string; ok: true } | { id: string; ok: false; code: string; reason: string };
+/** Agent → gateway: verdicts; each frees its message's room in the downlink window. */
+export interface DownAckFrame { t: typeof FrameType.DOWN_ACK; results: DownResult[] }
+
+export type Frame = HelloFrame | WelcomeFrame | DataFrame | AckFrame | NackFrame | PingFrame | PongFrame | ByeFrame | DownFrame | DownAckFrame;
+
+/** A downlink message ID: 1-64 of letters, digits, `_` and `-` (the gateway makes them: 22 base64url characters). */
+export const downIdPattern = /^[A-Za-z0-9_-]{1,64}$/;
+/** Messages or results in one DOWN or DOWN_ACK frame, at most. */
+export const downFrameMessagesMax = 1024;
 
 function malformed(what: string): never {
   throw new FerryError(ErrorCode.FRAME_MALFORMED, `malformed frame: ${what}`);
@@ -149,6 +177,31 @@ function checkDataValue(v: unknown): void {
   if (shape.depth > frameDataDepthMax) malformed(`packet data nested deeper than ${frameDataDepthMax} levels`);
 }
 
+function downId(o: Record<string, unknown>): string {
+  const id = o.id;
+  if (typeof id !== 'string' || !downIdPattern.test(id)) malformed('a downlink message id must be 1-64 of A-Z a-z 0-9 _ -');
+  return id;
+}
+
+/** A DOWN message's shape; its target and data limits are the agent's to check (it refuses the one message, not the frame). */
+function downMessage(v: unknown): DownMessage {
+  if (!isRecord(v)) malformed('a DOWN message must be a map');
+  if (typeof v.target !== 'string') malformed('a DOWN message target must be a string');
+  if (!('data' in v)) malformed('a DOWN message has no data');
+  checkDataValue(v.data);
+  const m: DownMessage = { id: downId(v), target: v.target, data: v.data as PacketData, ts: uint(v, 'ts') };
+  if (v.ttlMs !== undefined) m.ttlMs = uint(v, 'ttlMs');
+  return m;
+}
+
+function downResult(v: unknown): DownResult {
+  if (!isRecord(v)) malformed('a DOWN_ACK result must be a map');
+  const id = downId(v);
+  if (v.ok === true) return { id, ok: true };
+  if (v.ok !== false) malformed('a DOWN_ACK result needs ok: true or false');
+  return { id, ok: false, code: str(v, 'code', 64), reason: str(v, 'reason') };
+}
+
 /** Checks a decoded CBOR value against the frame schema; anything else is FRAME_MALFORMED or FRAME_UNKNOWN_TYPE. */
 export function frameFromValue(v: unknown): Frame {
   if (!isRecord(v)) malformed('body must be a map');
@@ -156,6 +209,8 @@ export function frameFromValue(v: unknown): Frame {
     case FrameType.HELLO: {
       const f: HelloFrame = { t: FrameType.HELLO, version: uint(v, 'version'), agent: str(v, 'agent', 255), ackedSeq: seqOf(v, 'ackedSeq') };
       if (v.token !== undefined) f.token = str(v, 'token');
+      if (v.downMessagesMax !== undefined) f.downMessagesMax = uint(v, 'downMessagesMax');
+      if (v.downBytesMax !== undefined) f.downBytesMax = uint(v, 'downBytesMax');
       return f;
     }
     case FrameType.WELCOME: {
@@ -196,6 +251,14 @@ export function frameFromValue(v: unknown): Frame {
       const f: ByeFrame = { t: FrameType.BYE, code: str(v, 'code', 64), reason: str(v, 'reason') };
       if (v.retryAfterMs !== undefined) f.retryAfterMs = uint(v, 'retryAfterMs');
       return f;
+    }
+    case FrameType.DOWN: {
+      if (!Array.isArray(v.messages) || v.messages.length === 0 || v.messages.length > downFrameMessagesMax) malformed(`DOWN needs 1 to ${downFrameMessagesMax} messages`);
+      return { t: FrameType.DOWN, messages: v.messages.map(downMessage) };
+    }
+    case FrameType.DOWN_ACK: {
+      if (!Array.isArray(v.results) || v.results.length === 0 || v.results.length > downFrameMessagesMax) malformed(`DOWN_ACK needs 1 to ${downFrameMessagesMax} results`);
+      return { t: FrameType.DOWN_ACK, results: v.results.map(downResult) };
     }
     default:
       throw new FerryError(ErrorCode.FRAME_UNKNOWN_TYPE, `unknown frame type ${typeof v.t === 'number' ? v.t : `(a ${typeof v.t})`}`);

@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import type { Clock } from '../../common/clock.js';
 import type { Log } from '../../common/log.js';
 import { ErrorCode, FerryError } from '../../protocol/errors.js';
-import { FrameType, protocolVersion, seqRenumberTopMax, type AckFrame, type Frame, type NackFrame, type SeqRange, type WelcomeFrame } from '../../protocol/frames.js';
+import { FrameType, protocolVersion, seqRenumberTopMax, type AckFrame, type DownFrame, type Frame, type NackFrame, type SeqRange, type WelcomeFrame } from '../../protocol/frames.js';
 import { dataFrameOverheadBytes } from '../../protocol/codec.js';
 import { packetCreditBytes, type Packet } from '../../protocol/packet.js';
 import type { Dialer, Transport } from '../../protocol/transport.js';
@@ -32,12 +32,24 @@ export interface LinkOptions {
   peerTimeoutMs: number;
 }
 
+/** The downlink's end in the agent (agent/downlink/inbox.ts), as the link sees it. */
+export interface LinkDownlink {
+  /** the window HELLO names */
+  hello(): { downMessagesMax: number; downBytesMax: number };
+  /** a session was welcomed: DOWN frames arrive on it, verdicts go back on it */
+  open(session: { send(f: Frame): void; close(err: Error): void }): void;
+  onDown(f: DownFrame): void;
+  sessionEnded(): void;
+}
+
 export interface LinkDeps {
   store: PacketStore;
   dial: Dialer;
   clock: Clock;
   rng: () => number;
   log: Log;
+  /** absent: the agent takes no downlink (HELLO names no window, a DOWN breaks the protocol) */
+  downlink?: LinkDownlink;
 }
 
 export type LinkStatus =
@@ -204,6 +216,8 @@ export class Link extends EventEmitter<{ status: [LinkStatus] }> {
           clock.clearTimeout(helloTimer);
           this.gateway = new GatewayLimits(f, t.frameBytesMax);
           this.onWelcome(t, f);
+          // Downlink does not wait for the uplink's renumbering: it shares no seqs with it.
+          if (!this.violated) this.deps.downlink?.open({ send: (x) => t.send(x), close: (err) => t.close(err) });
           liveness.start(f.pingIntervalMs ? Math.max(100, f.pingIntervalMs) : this.opts.pingIntervalMs);
         } else if (f.t === FrameType.BYE) {
           this.onBye(t, f.code, f.reason, f.retryAfterMs);
@@ -215,8 +229,12 @@ export class Link extends EventEmitter<{ status: [LinkStatus] }> {
       this.onFrame(t, f);
     });
 
-    t.send({ t: FrameType.HELLO, version: protocolVersion, agent: this.opts.agentId, ackedSeq: this.deps.store.stats().durableAckedSeq, ...(this.opts.token ? { token: this.opts.token } : {}) });
+    t.send({
+      t: FrameType.HELLO, version: protocolVersion, agent: this.opts.agentId, ackedSeq: this.deps.store.stats().durableAckedSeq,
+      ...(this.opts.token ? { token: this.opts.token } : {}), ...this.deps.downlink?.hello(),
+    });
     const error = await t.closed;
+    if (welcomed) this.deps.downlink?.sessionEnded();
     opened = this.sessionOpen;
     clock.clearTimeout(helloTimer);
     liveness.stop();
@@ -312,6 +330,9 @@ export class Link extends EventEmitter<{ status: [LinkStatus] }> {
         return this.liveness?.pong(f.id);
       case FrameType.BYE:
         return this.onBye(t, f.code, f.reason, f.retryAfterMs);
+      case FrameType.DOWN:
+        if (this.deps.downlink) return this.deps.downlink.onDown(f);
+        return t.close(new FerryError(ErrorCode.PROTOCOL_STATE, 'DOWN from a gateway this agent named no downlink window to'));
       default:
         t.close(new FerryError(ErrorCode.PROTOCOL_STATE, `unexpected frame type ${f.t} from gateway`));
     }

@@ -128,6 +128,15 @@ const frames: Frame[] = [
   { t: FrameType.PING, id: 0 },
   { t: FrameType.PONG, id: 2 ** 32 + 1 },
   { t: FrameType.BYE, code: ErrorCode.SHUTDOWN, reason: 'gateway stopping' },
+  { t: FrameType.HELLO, version: protocolVersion, agent: 'pi-down', ackedSeq: 0, downMessagesMax: 32, downBytesMax: 262144 },
+  {
+    t: FrameType.DOWN,
+    messages: [
+      { id: 'AbC-_09xyzAbC-_09xyzAb', target: 'sensor/cmd', data: 'interval=200', ts: 1732000000000, ttlMs: 30000 },
+      { id: 'm2', target: target255, data: new Uint8Array([0, 255]), ts: 0 },
+    ],
+  },
+  { t: FrameType.DOWN_ACK, results: [{ id: 'AbC-_09xyzAbC-_09xyzAb', ok: true }, { id: 'm2', ok: false, code: ErrorCode.DOWNLINK_REFUSED, reason: 'err unknown command' }] },
 ];
 const encoded = frames.map(encodeFrame);
 const stream = Buffer.concat(encoded);
@@ -272,6 +281,18 @@ function randomFrame(rng: Rng): Frame {
     case FrameType.PING:
     case FrameType.PONG:
       return { t: type, id: randomUint(rng) };
+    case FrameType.DOWN:
+      return {
+        t: type,
+        messages: Array.from({ length: int(rng, 1, 4) }, (_, i) => ({
+          id: `m${i}-${randomUint(rng)}`, target: randomString(rng, 255, true), data: randomData(rng), ts: randomUint(rng), ...(rng() < 0.5 ? { ttlMs: randomUint(rng) } : {}),
+        })),
+      };
+    case FrameType.DOWN_ACK:
+      return {
+        t: type,
+        results: Array.from({ length: int(rng, 1, 4) }, (_, i) => (rng() < 0.5 ? { id: `m${i}`, ok: true as const } : { id: `m${i}`, ok: false as const, code: pick(rng, Object.values(ErrorCode)), reason: randomString(rng, 200, false) })),
+      };
     case FrameType.BYE:
       return { t: type, code: pick(rng, Object.values(ErrorCode)), reason: randomString(rng, 200, false) };
   }
@@ -399,7 +420,14 @@ const garbage: [string, Buffer, ErrorCode][] = [
   ['a byte string', frameOf(new Uint8Array([0xa1, 0x61, 0x74, 0x06])), ErrorCode.FRAME_MALFORMED],
   // a map with an unknown type
   ['t = 0', frameOf({ t: 0, id: 1 }), ErrorCode.FRAME_UNKNOWN_TYPE],
-  ['t = 9', frameOf({ t: 9, id: 1 }), ErrorCode.FRAME_UNKNOWN_TYPE],
+  ['t = 11', frameOf({ t: 11, id: 1 }), ErrorCode.FRAME_UNKNOWN_TYPE],
+  ['DOWN with no messages', frameOf({ t: 9, messages: [] }), ErrorCode.FRAME_MALFORMED],
+  ['DOWN message with a bad id', frameOf({ t: 9, messages: [{ id: 'a b', target: 'x', data: 1, ts: 0 }] }), ErrorCode.FRAME_MALFORMED],
+  ['DOWN message without data', frameOf({ t: 9, messages: [{ id: 'a', target: 'x', ts: 0 }] }), ErrorCode.FRAME_MALFORMED],
+  ['DOWN message with a negative ttlMs', frameOf({ t: 9, messages: [{ id: 'a', target: 'x', data: 1, ts: 0, ttlMs: -1 }] }), ErrorCode.FRAME_MALFORMED],
+  ['DOWN_ACK result without ok', frameOf({ t: 10, results: [{ id: 'a' }] }), ErrorCode.FRAME_MALFORMED],
+  ['DOWN_ACK refusal without a code', frameOf({ t: 10, results: [{ id: 'a', ok: false, reason: 'x' }] }), ErrorCode.FRAME_MALFORMED],
+  ['DOWN_ACK with 1025 results', frameOf({ t: 10, results: Array.from({ length: 1025 }, () => ({ id: 'a', ok: true })) }), ErrorCode.FRAME_MALFORMED],
   ['t = 255', frameOf({ t: 255 }), ErrorCode.FRAME_UNKNOWN_TYPE],
   ['t = -6', frameOf({ t: -6, id: 1 }), ErrorCode.FRAME_UNKNOWN_TYPE],
   ['t = 6.5', frameOf({ t: 6.5, id: 1 }), ErrorCode.FRAME_UNKNOWN_TYPE],

@@ -114,11 +114,15 @@ export const seqAndRangesArb: fc.Arbitrary<{ seq: number; ranges?: SeqRange[] }>
   { arbitrary: fc.constant({ seq: 0, ranges: Array.from({ length: ackRangesMax }, (_, i): SeqRange => [2 * i + 1, 2 * i + 1]) }), weight: 1 },
 );
 
+const downIdArb = fc.stringMatching(/^[A-Za-z0-9_-]{1,64}$/);
 const codeArb = fc.oneof(fc.constantFrom(...Object.values(ErrorCode)), stringArb(64));
 /** Valid frames of every type, optional fields present or absent (never present as undefined). */
 export const frameArbs: Record<keyof typeof FrameType, fc.Arbitrary<Frame>> = {
   HELLO: fc.record(
-    { t: fc.constant(FrameType.HELLO), version: fc.oneof(fc.constant(protocolVersion), uintArb), agent: stringArb(255), token: stringArb(1024), ackedSeq: seqArb },
+    {
+      t: fc.constant(FrameType.HELLO), version: fc.oneof(fc.constant(protocolVersion), uintArb), agent: stringArb(255), token: stringArb(1024), ackedSeq: seqArb,
+      downMessagesMax: uintArb, downBytesMax: uintArb,
+    },
     { requiredKeys: ['t', 'version', 'agent', 'ackedSeq'] },
   ),
   WELCOME: fc.tuple(
@@ -138,6 +142,20 @@ export const frameArbs: Record<keyof typeof FrameType, fc.Arbitrary<Frame>> = {
     { t: fc.constant(FrameType.BYE), code: codeArb, reason: stringArb(1024), retryAfterMs: uintArb },
     { requiredKeys: ['t', 'code', 'reason'] },
   ),
+  DOWN: fc.record({
+    t: fc.constant(FrameType.DOWN),
+    messages: fc.array(fc.record(
+      { id: downIdArb, target: targetArb, data: dataArb, ts: uintArb, ttlMs: uintArb },
+      { requiredKeys: ['id', 'target', 'data', 'ts'] },
+    ), { minLength: 1, maxLength: 4 }),
+  }),
+  DOWN_ACK: fc.record({
+    t: fc.constant(FrameType.DOWN_ACK),
+    results: fc.array(fc.oneof(
+      fc.record({ id: downIdArb, ok: fc.constant(true as const) }),
+      fc.record({ id: downIdArb, ok: fc.constant(false as const), code: codeArb, reason: stringArb(1024) }),
+    ), { minLength: 1, maxLength: 4 }),
+  }),
 };
 
 export const frameArb: fc.Arbitrary<Frame> = fc.oneof(...Object.values(frameArbs));

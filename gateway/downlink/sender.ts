@@ -1,0 +1,132 @@
+/**
+ * One session's downlink: takes the agent's queued messages into DOWN frames within the window
+ * the agent named in HELLO (messages and bytes it takes un-answered), and settles them with its
+ * DOWN_ACK results. The agent's consumers set the pace: room comes back only with their verdicts.
+ * When the session ends, what it sent and never had answered is queued again, first in line.
+ */
+import type { Clock } from '../../common/clock.js';
+import type { Log } from '../../common/log.js';
+import { ErrorCode } from '../../protocol/errors.js';
+import { downFrameMessagesMax, FrameType, type DownAckFrame, type DownMessage, type Frame } from '../../protocol/frames.js';
+import type { DownlinkQueues } from './queue.js';
+
+export interface DownlinkWindow {
+  messages: number;
+  bytes: number;
+}
+
+/** A DOWN frame's body besides its messages' target and data: headroom per message (id, ts, ttlMs, keys) and per frame. */
+const messageOverheadBytes = 96;
+const frameOverheadBytes = 32;
+
+export class DownlinkSender {
+  /** sent, not yet answered: id → bytes */
+  private readonly outstanding = new Map<string, number>();
+  private outstandingBytes = 0;
+  private closed = false;
+  private pumpScheduled = false;
+  private readonly unsubscribe: () => void;
+  /** settles in progress (the durable writes of DOWN_ACK results) */
+  private settling: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    private readonly agent: string,
+    private readonly window: DownlinkWindow,
+    private readonly deps: {
+      queues: DownlinkQueues; clock: Clock; log: Log;
+      send(f: Frame): void;
+      /** ends the session: the agent broke the downlink protocol */
+      bye(code: ErrorCode, reason: string): void;
+      /** the largest frame body the transport carries (the DOWN frames are split to fit) */
+      frameBytesMax: number;
+    },
+  ) {
+    this.unsubscribe = deps.queues.onQueued((a) => {
+      if (a === this.agent) this.schedulePump();
+    });
+    this.schedulePump();
+  }
+
+  /** Messages sent and not answered. */
+  get outstandingMessages(): number {
+    return this.outstanding.size;
+  }
+
+  onAck(f: DownAckFrame): void {
+    if (this.closed) return;
+    const results = [];
+    for (const r of f.results) {
+      const bytes = this.outstanding.get(r.id);
+      // Only what this session sent to this agent can be answered here; anything else is ignored by the queue too.
+      if (bytes === undefined) continue;
+      this.outstanding.delete(r.id);
+      this.outstandingBytes -= bytes;
+      results.push(r);
+    }
+    const ignored = f.results.length - results.length;
+    if (ignored > 0) this.deps.log.warn('downlink: DOWN_ACK names messages this session did not send; ignored', { agent: this.agent, ignored });
+    if (results.length > 0) {
+      const settled = this.deps.queues.settle(this.agent, results).catch((err: unknown) => {
+        // Not recorded: the messages stay delivered in memory and go again after a restart; the agent answers a repeat from its own record.
+        this.deps.log.error('downlink: could not record DOWN_ACK results', { agent: this.agent, err });
+      });
+      this.settling = Promise.all([this.settling, settled]);
+    }
+    this.schedulePump();
+  }
+
+  /** The session ended: what is unanswered goes back to the queue, first in line. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.unsubscribe();
+    if (this.outstanding.size > 0) this.deps.queues.requeue(this.agent, [...this.outstanding.keys()]);
+    this.outstanding.clear();
+    this.outstandingBytes = 0;
+  }
+
+  private schedulePump(): void {
+    if (this.pumpScheduled || this.closed) return;
+    this.pumpScheduled = true;
+    setImmediate(() => {
+      this.pumpScheduled = false;
+      if (!this.closed) this.pump();
+    });
+  }
+
+  private pump(): void {
+    const { queues, clock } = this.deps;
+    const frameBudget = this.deps.frameBytesMax - frameOverheadBytes;
+    for (;;) {
+      const roomMessages = Math.min(this.window.messages - this.outstanding.size, downFrameMessagesMax);
+      const roomBytes = this.window.bytes - this.outstandingBytes;
+      if (roomMessages <= 0 || (roomBytes <= 0 && this.outstanding.size > 0)) return;
+      const whole = this.outstanding.size === 0;
+      const taken = queues.take(this.agent, { messages: roomMessages, bytes: Math.max(0, Math.min(roomBytes, frameBudget)), whole });
+      if (taken.length === 0) return;
+      const now = clock.now();
+      let frame: DownMessage[] = [];
+      let frameBytes = 0;
+      for (const m of taken) {
+        const wire = m.bytes + messageOverheadBytes;
+        if (frame.length > 0 && frameBytes + wire > frameBudget) {
+          this.deps.send({ t: FrameType.DOWN, messages: frame });
+          frame = [];
+          frameBytes = 0;
+        }
+        this.outstanding.set(m.id, m.bytes);
+        this.outstandingBytes += m.bytes;
+        // The time left, not the deadline: the agent counts it on its own clock.
+        const ttlMs = m.expiresAt === undefined ? undefined : Math.max(1, m.expiresAt - now);
+        frame.push({ id: m.id, target: m.target, data: m.data, ts: m.queuedAt, ...(ttlMs !== undefined ? { ttlMs } : {}) });
+        frameBytes += wire;
+      }
+      if (frame.length > 0) this.deps.send({ t: FrameType.DOWN, messages: frame });
+    }
+  }
+
+  /** Resolves once the DOWN_ACK results received so far are recorded (tests, shutdown). */
+  flushed(): Promise<void> {
+    return this.settling.then(() => undefined);
+  }
+}
