@@ -1,26 +1,26 @@
 /**
- * A device's end of the downlink in the simulator (issue 12): the real DownlinkInbox with an
- * answered log that outlives the agent process, and a simulated consumer that stands for the
+ * A device's end of the downlink in the simulator (issue 12): the real DownlinkInbox with the real
+ * answered log on the device's disk (beside the store), and a simulated consumer that stands for the
  * microcontroller or a local subscriber. The consumer records every message handed to it (the
  * oracle's view), and answers accept or refuse, sometimes slowly, sometimes only at its time-out
  * (a hung consumer: DOWNLINK_TIMEOUT, as the real ones answer). Everything the inbox does is
  * watched through thin wrappers: DOWN frames as they arrive, verdicts as they become durable,
  * DOWN_ACKs as they go.
  */
+import { DurableAnsweredLog } from '../../agent/downlink/answered-log.js';
 import { DownlinkInbox } from '../../agent/downlink/inbox.js';
 import type { AnsweredLog, DownlinkConsumer, DownlinkMessage, Verdict } from '../../agent/downlink/consumer.js';
 import type { LinkDownlink } from '../../agent/link/link.js';
 import type { Files } from '../../common/files.js';
 import type { Log } from '../../common/log.js';
 import { ErrorCode } from '../../protocol/errors.js';
-import { FrameType, type DownResult, type Frame } from '../../protocol/frames.js';
+import { FrameType, type Frame } from '../../protocol/frames.js';
 import { compilePattern } from '../../protocol/pattern.js';
 import type { WorldContext } from './context.js';
 import type { DownData, DownOracle } from './downlink-oracle.js';
 import { Violation } from './oracle.js';
 import type { Rng } from './rng.js';
 import type { SimClock } from './sim-clock.js';
-import { StandInAnsweredLog } from './stand-in-downlink.js';
 
 /** Targets the application sends to: two routed to the consumer, one with no route (DOWNLINK_NO_ROUTE). */
 /** Where the agent keeps its answered log: beside the store, not in it (a wiped store leaves it). */
@@ -55,8 +55,6 @@ export interface DeviceHooks {
 }
 
 export class DeviceDownlink {
-  /** the answered log's content, as a disk that outlives the process keeps it (stand-in) */
-  private readonly answeredImage = new Map<string, DownResult>();
   /** a `consumer-hang` fault: each message answers only at the time-out with this probability */
   hangP = 0;
   /** a `down-ack-loss` fault: each DOWN_ACK is lost with this probability, its connection cut as it goes */
@@ -74,10 +72,9 @@ export class DeviceDownlink {
     private readonly hooks: DeviceHooks,
   ) {}
 
-  /** The inbox of one agent process (`alive` while that process lives), as the link takes it, its answered log under `answeredDir`. */
+  /** The inbox of one agent process (`alive` while that process lives), as the link takes it, with the real answered log under `answeredDir`. */
   async open(clock: SimClock, files: Files, log: Log, alive: () => boolean): Promise<LinkDownlink> {
-    void files;
-    const answered = this.watchedLog(new StandInAnsweredLog(this.answeredImage, this.o.dedupIdsMax, alive), alive);
+    const answered = this.watchedLog(await DurableAnsweredLog.open({ dir: answeredDir, files, idsMax: this.o.dedupIdsMax, log }), alive);
     const consumer = this.consumer(clock, alive);
     const inbox = new DownlinkInbox(
       { messagesMax: this.o.messagesMax, bytesMax: this.o.bytesMax, limits: { dataBytesMax: this.o.dataBytesMax, dataDepthMax: 8 } },

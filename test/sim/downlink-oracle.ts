@@ -5,7 +5,7 @@
  * in DOWN frames, what its consumer was handed and answered, when a verdict became durable in the
  * answered log, and what went back in DOWN_ACKs. From that it checks, as things happen:
  * - duplicate: no message handed to a consumer twice, across agent restarts and power cuts, but
- *   for the two repeats the agent's design allows (see `repeatAllowed`);
+ *   for the one repeat the agent's design allows (see `died`);
  * - order: per agent, consumers are handed messages in queue order (a repeat is left to the
  *   duplicate checker);
  * - expired: the gateway never takes an expired message, sends the time it has left as ttlMs, the
@@ -185,13 +185,13 @@ export class DownOracle {
   }
 
   /**
-   * The answered log failed to record the verdict on `id`: the inbox then sends no DOWN_ACK for it
-   * (agent/downlink/inbox.ts handle: a repeat is the lesser harm than a loss), so the gateway sends
-   * it again and the consumer gets it once more. Excused once.
+   * The answered log failed to record the verdict on `id`. The inbox tries again until it is
+   * recorded (agent/downlink/inbox.ts handle), and answers nothing meanwhile: the window stays
+   * open (a crash before the retry succeeds excuses a repeat, as any crash in the window).
    */
   recordFailed(agent: string, id: string): void {
-    this.withConsumer.get(agent)?.delete(id);
-    this.repeatAllowed.set(id, 'its verdict could not be recorded');
+    void agent;
+    void id;
     this.counts.verdictsUnrecorded++;
   }
 

@@ -17,6 +17,9 @@ import { longPollSessionLimitsDefault, type LongPollSessionLimits } from '../../
 import { LongPollSessions } from '../../gateway/longpoll/sessions.js';
 import type { Handler, HandlerResult } from '../../gateway/handlers/handler.js';
 import type { DownlinkQueueLimits, DownlinkQueues } from '../../gateway/downlink/queue.js';
+import { DownlinkStore } from '../../gateway/downlink/store.js';
+import type { Files } from '../../common/files.js';
+import type { Log } from '../../common/log.js';
 import type { WorldContext } from './context.js';
 import { simLog } from './context.js';
 import { readOutputs, type FileOutput } from './checkers.js';
@@ -24,7 +27,6 @@ import type { DownOracle } from './downlink-oracle.js';
 import type { Rng } from './rng.js';
 import type { SimClock } from './sim-clock.js';
 import { SimDisk } from './sim-disk.js';
-import { StandInQueues, type QueueImage } from './stand-in-downlink.js';
 
 export const gatewayDataDir = '/gw/data';
 export const downlinkDir = `${gatewayDataDir}/downlink`;
@@ -97,8 +99,6 @@ export class GatewayHost {
   private readonly rng: Rng;
   /** the downlink's draws (message ids), apart from the gateway's */
   private readonly dlRng: Rng | null;
-  /** the stand-in queues' content, as a disk that never fails would keep it */
-  private readonly queueImage: QueueImage = new Map();
 
   constructor(private readonly w: WorldContext, readonly o: GatewayHostOptions) {
     this.rng = w.rng.fork('gateway');
@@ -114,12 +114,12 @@ export class GatewayHost {
     return id;
   }
 
-  /** The downlink queues of one gateway process, watched: each take is told to the oracle. */
-  private async openDownlink(clock: SimClock): Promise<DownlinkQueues | undefined> {
+  /** The real downlink queues of one gateway process (on its disk, beside the dispatch log), watched: each take is told to the oracle. */
+  private async openDownlink(clock: SimClock, files: Files, log: Log): Promise<DownlinkQueues | undefined> {
     const { w, o } = this;
     const dl = w.dl;
     if (!o.downlink || !dl) return undefined;
-    const queues = new StandInQueues(this.queueImage, { clock, limits: o.downlink, newId: () => this.newId() });
+    const queues = await DownlinkStore.open({ dir: downlinkDir, files, clock, log, limits: o.downlink, newId: () => this.newId() });
     return watchedQueues(queues, dl, clock, w);
   }
 
@@ -172,7 +172,7 @@ export class GatewayHost {
       const rot = await FileHandler.open({ path: fileOutputs[1]!.path, sync: 'always', files, retryAfterMs: o.fileRetryAfterMs, rotateBytes: o.rotateBytes, keep: rotatedKeep });
       opened.push(rot);
       // Without the downlink the gateway opens as it did before issue 12 (no step more).
-      const downlink = o.downlink ? await this.openDownlink(clock) : undefined;
+      const downlink = o.downlink ? await this.openDownlink(clock, files, log) : undefined;
       return createGatewayCore({
         clock, log, files, dataDir: gatewayDataDir, limits: o.limits, dispatchLogCompactBytes: o.dispatchLogCompactBytes,
         routes: [
