@@ -95,7 +95,7 @@ export class SimApplication {
     const target = probe ? downTargets[0] : rng.pick(downTargets);
     // Mostly small; now and then over some agents' dataBytesMax (DOWNLINK_INVALID) or a byte window.
     const pad = 'p'.repeat(!probe && rng.chance(0.05) ? rng.int(2000, 12_000) : rng.int(0, 200));
-    const ttlMs = !probe && rng.chance(this.o.ttlP) ? rng.pick([20, 200, 1000, 5000]) : undefined;
+    const ttlMs = !probe && rng.chance(this.o.ttlP) ? rng.pick([20, 100, 300, 1000, 5000]) : undefined;
     w.trace.event('app', `queue ${rec.name} for ${agent} ${target}${ttlMs !== undefined ? ` ttl ${ttlMs}` : ''}`);
     return q.enqueue(agent, { target, data: { m: rec.name, n: rec.n, pad }, ...(ttlMs !== undefined ? { ttlMs } : {}), from: 'sim-app' }).then(
       (r) => {

@@ -83,8 +83,8 @@ export interface GatewayHostOptions {
   /** the file handlers' retry-after on a failed write (below the lanes' retryInPlaceMsMax: retried in place) */
   fileRetryAfterMs: number;
   rotateBytes: number;
-  /** the downlink queues' limits (issue 12); absent: no downlink */
-  downlink?: DownlinkQueueLimits;
+  /** the downlink queues' limits (issue 12), and when their file is compacted; absent: no downlink */
+  downlink?: DownlinkQueueLimits & { compactBytes: number };
 }
 
 export type GatewayState = 'off' | 'starting' | 'running';
@@ -119,7 +119,8 @@ export class GatewayHost {
     const { w, o } = this;
     const dl = w.dl;
     if (!o.downlink || !dl) return undefined;
-    const queues = await DownlinkStore.open({ dir: downlinkDir, files, clock, log, limits: o.downlink, newId: () => this.newId() });
+    const { compactBytes, ...limits } = o.downlink;
+    const queues = await DownlinkStore.open({ dir: downlinkDir, files, clock, log, limits, compactBytes, newId: () => this.newId() });
     return watchedQueues(queues, dl, clock, w);
   }
 
