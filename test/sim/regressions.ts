@@ -53,7 +53,7 @@ export const knownBugs: Record<Exclude<BugClass, 'unknown'>, KnownBug> = {
   'flip-unlearnt-line': { fixed: true, ciWithout: ['bit-flips'] },
   // Issue 12: found by the first runs with the downlink on; the first two fixed at once (sender.ts, inbox.ts).
   'down-unrecorded-stuck': { fixed: true, ciWithout: [] },
-  'down-room-before-recorded': { fixed: true, ciWithout: [] },
+  'down-handed-twice': { fixed: true, ciWithout: [] },
   // Open: the queue's contract (gateway/downlink/queue.ts, store.ts) expires and drops a requeued message like any queued one.
   'down-requeued-finished': { fixed: false, ciWithout: [], ciSkipsChecker: 'down-state' },
 };
@@ -144,11 +144,12 @@ export const regressions: Regression[] = [
   { seed: 90023, longpoll: true, bug: 'unacked-past-gap', faults: faultsAtIssue11, found: 'order: a power cut before the fdatasync of a2-23, a2-25, a2-26 (rot/b) left zeros for a2-23 and a2-25 whole after them; recovery learnt a2-25 (never acknowledged), and a2-23\'s resend was written after it' },
   { seed: 2027861267, longpoll: true, bug: 'flip-unlearnt-line', faults: faultsAtIssue11, found: 'exactly-once: a1-2 (file/b) written and acknowledged, then a power cut; recovery read its line with a flipped bit, took it as foreign, and the resend wrote a1-2 again' },
   { seed: 200594, longpoll: true, bug: 'unacked-past-gap', faults: ['gateway-power', 'gateway-crash-mid-io'], found: 'order: a cut before the fdatasync of a2-15..17 (rot/a) left a2-16 whole past a hole; after the restart a2-16 was answered ok unwritten while a2-15 waited, then a2-15 was written after it' },
-  { seed: 300096, longpoll: true, downlink: true, bug: 'down-unrecorded-stuck', faults: faultsAtIssue12, found: 'liveness: a1.37 delivered for good: the gateway\'s disk was full when its DOWN_ACK came, the settle failed, and the sender had already freed its room (never requeued in a session that lived on)' },
-  { seed: 300076, longpoll: true, downlink: true, bug: 'down-unrecorded-stuck', faults: faultsAtIssue12, found: 'liveness: a1.5 delivered for good: the agent\'s disk was full, its verdict could not be recorded, and the inbox never answered it in a session that lived on' },
-  { seed: 300085, longpoll: true, downlink: true, bug: 'down-room-before-recorded', faults: faultsAtIssue12, found: 'down-duplicate: a2.70 handed to its consumer twice: the settle of its ok failed (EIO), the sender freed its room, the agent (window 2, dedupIdsMax 2) answered more messages and forgot it; after a gateway kill it came back as queued' },
-  { seed: 300022, longpoll: true, downlink: true, bug: 'down-requeued-finished', faults: faultsAtIssue12, found: 'down-state: a2.43 taken by its consumer and answered ok; the DOWN_ACK was lost (partition), the message queued again and dropped (drop-oldest): its state says dropped' },
-  { seed: 300031, longpoll: true, downlink: true, bug: 'down-requeued-finished', faults: faultsAtIssue12, found: 'down-state: a1.5 taken by its consumer and answered ok; the DOWN_ACK was lost with the session, the message queued again and expired at the next take: its state says expired' },
+  { seed: 300145, longpoll: true, downlink: true, bug: 'down-unrecorded-stuck', faults: faultsAtIssue12, found: 'liveness: a1.7 delivered for good: the gateway\'s disk failed the settle of its DOWN_ACK, and the sender had freed its room already (nothing requeued it in a session that lived on)' },
+  { seed: 300317, longpoll: true, downlink: true, bug: 'down-unrecorded-stuck', faults: faultsAtIssue12, found: 'liveness: a2.27 and 17 more queued for good: the agent\'s disk failed the record of a verdict, the inbox never answered it, and it held the window of a session that lived on' },
+  { seed: 320013, longpoll: true, downlink: true, bug: 'down-handed-twice', faults: ['disk-eio', 'disk-full', 'gateway-kill', 'gateway-power', 'net-cut'], found: 'down-duplicate: a1.6 handed to its consumer twice: the settle of its ok failed (ENOSPC), the sender freed its room, the agent (window 2, dedupIdsMax 2) answered more and forgot it; after a gateway kill it came back as queued' },
+  { seed: 300318, longpoll: true, downlink: true, bug: 'down-handed-twice', faults: faultsAtIssue12, found: 'down-duplicate: a2.52 handed to its consumer twice: the agent could not record its verdict and left it unanswered; the session ended, and the message came back to a consumer that had taken it' },
+  { seed: 310018, longpoll: true, downlink: true, bug: 'down-requeued-finished', faults: faultsAtIssue12, found: 'down-state: a2.38 taken by its consumer; its DOWN_ACK lost with the session, it was queued again and expired at the next take: its state says expired' },
+  { seed: 310024, longpoll: true, downlink: true, bug: 'down-requeued-finished', faults: faultsAtIssue12, found: 'down-state: a1.31 taken by its consumer and answered ok; the DOWN_ACK was lost with the session, the message queued again and dropped (drop-oldest): its state says dropped' },
 ];
 
 /** The fault kinds and options of CI's seed run: everything, less what unfixed bugs need left out. */

@@ -110,7 +110,8 @@ export async function runSeed(opts: RunOptions): Promise<RunResult> {
   // Long-poll's draws come from an rng of their own: with it off, a seed runs as before issue 11.
   const lpRng = new Rng((seed ^ 0x4c50_4f4c) >>> 0);
   const http = new SimHttp(net, time, lpRng.fork('http'), trace);
-  // So do the downlink's: with it off, a seed runs as before issue 12.
+  // So do the downlink's: with it off, a seed runs as before issue 12. Its draws come in a fixed
+  // order (regressions.ts replays downlink seeds): a new one goes after the others.
   const dlRng = new Rng((seed ^ 0x444c_4e4b) >>> 0);
   const dl = opts.downlink ? new DownOracle(new Set(opts.skipCheckers ?? [])) : null;
   const w: WorldContext = {
