@@ -164,6 +164,8 @@ const sim: Command = {
   --duration-ms MS   overrides durationMs: stop after this long
 
 Prints "ferry sim device PATH" once readings flow (as text lines like "t=21.53"). Needs socat.
+Obeys commands written to the device (interval=MS, rate=HZ, threshold=VALUE|off) and answers
+each with a line "ok ..." or "err ..." (docs/config.md).
 `,
   async run(args) {
     const f = flags(args, { config: { type: 'string' }, link: { type: 'string' }, rate: { type: 'string' }, 'duration-ms': { type: 'string' } });
