@@ -8,6 +8,7 @@ import { gatewayConfigSchema } from '../gateway/config.js';
 import { runGateway } from '../gateway/main.js';
 import { hostOf } from '../gateway/auth-posture.js';
 import { agentSubcommands, agentSubcommandsHelp, isAgentSubcommand, runAgentSubcommand } from './gateway-agents.js';
+import { appSubcommands, appSubcommandsHelp, isAppSubcommand, runAppSubcommand } from './gateway-apps.js';
 import { runSim, simConfigSchema } from '../firmware-sim/index.js';
 import { loadYamlFile } from '../hw/yaml-file.js';
 import { ErrorCode, FerryError, isFerryError } from '../protocol/errors.js';
@@ -54,6 +55,7 @@ const gateway: Command = {
   summary: 'run the gateway: accept agents, dispatch packets to handlers by target; manage its agents',
   help: `usage: ferry gateway --config FILE [--listen HOST:PORT] [--listen-tls HOST:PORT] [--data-dir DIR]
 ${agentSubcommandsHelp}
+${appSubcommandsHelp}
   --config FILE     gateway configuration (YAML; see docs/config.md)
   --listen H:P      overrides listen.tcp (port 0 picks a free port)
   --listen-tls H:P  overrides listen.tls (needs tls.cert and tls.key in the configuration)
@@ -66,8 +68,9 @@ Stops on SIGINT/SIGTERM.
 `,
   async run(args) {
     if (isAgentSubcommand(args[0])) return runAgentSubcommand(args[0], args.slice(1));
+    if (isAppSubcommand(args[0])) return runAppSubcommand(args[0], args.slice(1));
     if (args[0] !== undefined && !args[0].startsWith('-')) {
-      throw new FerryError(ErrorCode.CONFIG_INVALID, `gateway: unknown subcommand '${args[0]}' (known: ${agentSubcommands.join(', ')}; without one, ferry gateway runs the gateway)`);
+      throw new FerryError(ErrorCode.CONFIG_INVALID, `gateway: unknown subcommand '${args[0]}' (known: ${[...agentSubcommands, ...appSubcommands].join(', ')}; without one, ferry gateway runs the gateway)`);
     }
     const f = flags(args, { config: { type: 'string' }, listen: { type: 'string' }, 'listen-tls': { type: 'string' }, 'data-dir': { type: 'string' } });
     const config = loadConfig(f.config, gatewayConfigSchema, [
