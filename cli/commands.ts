@@ -63,7 +63,8 @@ ${appSubcommandsHelp}
 
 Prints "ferry gateway listening on HOST:PORT" for the plaintext listener,
 "ferry gateway listening on tls://HOST:PORT" for the TLS one, and http:// or https://HOST:PORT
-for the long-poll ones (listen.http, listen.https) once it accepts agents.
+for the long-poll ones (listen.http, listen.https) once it accepts agents, then
+"ferry gateway api listening on http(s)://HOST:PORT" for the application API (listen.api).
 Stops on SIGINT/SIGTERM.
 `,
   async run(args) {
@@ -83,6 +84,7 @@ Stops on SIGINT/SIGTERM.
     if (config.listen.tls !== undefined) process.stdout.write(`ferry gateway listening on tls://${hostOf(config.listen.tls)}:${gw.ports.tls}\n`);
     if (config.listen.http !== undefined) process.stdout.write(`ferry gateway listening on http://${hostOf(config.listen.http)}:${gw.ports.http}\n`);
     if (config.listen.https !== undefined) process.stdout.write(`ferry gateway listening on https://${hostOf(config.listen.https)}:${gw.ports.https}\n`);
+    if (gw.apiUrl !== undefined) process.stdout.write(`ferry gateway api listening on ${gw.apiUrl}\n`);
     return untilSignal(() => gw.stop());
   },
 };
