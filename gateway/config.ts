@@ -164,7 +164,7 @@ export const gatewayConfigSchema = z.strictObject({
     /** a full queue refuses a new message (QUEUE_FULL), or drops its oldest undelivered one (state dropped) */
     fullPolicy: z.enum(['reject', 'drop-oldest']).default('reject'),
     /** a message's data, at most (bytes as they are, a value as its JSON text) */
-    messageBytesMax: positiveInt.max(1024 * 1024).default(64 * 1024),
+    messageBytesMax: positiveInt.max(512 * 1024).default(64 * 1024),
     /** finished messages (acked, rejected, expired, dropped) one agent keeps for GET, the newest; older ones are forgotten */
     historyMessagesMax: z.number().int().min(0).max(1_000_000).default(1000),
     /** an MQTT subscription that queues what is published under it: the rest of the topic after the agent ID is the target */

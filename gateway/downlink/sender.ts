@@ -6,6 +6,7 @@
  */
 import type { Clock } from '../../common/clock.js';
 import type { Log } from '../../common/log.js';
+import { encodeFrameBody } from '../../protocol/codec.js';
 import { ErrorCode } from '../../protocol/errors.js';
 import { downFrameMessagesMax, FrameType, type DownAckFrame, type DownMessage, type Frame } from '../../protocol/frames.js';
 import type { DownlinkQueues } from './queue.js';
@@ -15,8 +16,7 @@ export interface DownlinkWindow {
   bytes: number;
 }
 
-/** A DOWN frame's body besides its messages' target and data: headroom per message (id, ts, ttlMs, keys) and per frame. */
-const messageOverheadBytes = 96;
+/** A DOWN frame's body besides its messages: the map, `t`, the `messages` key and the array header. */
 const frameOverheadBytes = 32;
 
 export class DownlinkSender {
@@ -107,21 +107,34 @@ export class DownlinkSender {
       const now = clock.now();
       let frame: DownMessage[] = [];
       let frameBytes = 0;
+      const tooLarge: string[] = [];
       for (const m of taken) {
-        const wire = m.bytes + messageOverheadBytes;
+        // The time left, not the deadline: the agent counts it on its own clock.
+        const ttlMs = m.expiresAt === undefined ? undefined : Math.max(1, m.expiresAt - now);
+        const msg: DownMessage = { id: m.id, target: m.target, data: m.data, ts: m.queuedAt, ...(ttlMs !== undefined ? { ttlMs } : {}) };
+        // Its encoded size, not its JSON size: CBOR writes a short decimal as 9 bytes.
+        const wire = encodeFrameBody({ t: FrameType.DOWN, messages: [msg] }).length;
+        this.outstanding.set(m.id, m.bytes);
+        this.outstandingBytes += m.bytes;
+        if (wire > frameBudget + frameOverheadBytes) {
+          tooLarge.push(m.id);
+          continue;
+        }
         if (frame.length > 0 && frameBytes + wire > frameBudget) {
           this.deps.send({ t: FrameType.DOWN, messages: frame });
           frame = [];
           frameBytes = 0;
         }
-        this.outstanding.set(m.id, m.bytes);
-        this.outstandingBytes += m.bytes;
-        // The time left, not the deadline: the agent counts it on its own clock.
-        const ttlMs = m.expiresAt === undefined ? undefined : Math.max(1, m.expiresAt - now);
-        frame.push({ id: m.id, target: m.target, data: m.data, ts: m.queuedAt, ...(ttlMs !== undefined ? { ttlMs } : {}) });
+        frame.push(msg);
         frameBytes += wire;
       }
       if (frame.length > 0) this.deps.send({ t: FrameType.DOWN, messages: frame });
+      // A message no frame can carry would come back after every reconnect: it is refused instead.
+      if (tooLarge.length > 0) {
+        const reason = `encoded, the message is larger than the ${this.deps.frameBytesMax}-byte frame this session carries`;
+        this.deps.log.warn('downlink: a message is too large for a frame; rejected', { agent: this.agent, ids: tooLarge });
+        this.onAck({ t: FrameType.DOWN_ACK, results: tooLarge.map((id) => ({ id, ok: false, code: ErrorCode.DOWNLINK_INVALID, reason })) });
+      }
     }
   }
 
