@@ -8,6 +8,7 @@ import { gatewayConfigSchema } from '../gateway/config.js';
 import { runGateway } from '../gateway/main.js';
 import { hostOf } from '../gateway/auth-posture.js';
 import { agentSubcommands, agentSubcommandsHelp, isAgentSubcommand, runAgentSubcommand } from './gateway-agents.js';
+import { appSubcommands, appSubcommandsHelp, isAppSubcommand, runAppSubcommand } from './gateway-apps.js';
 import { runSim, simConfigSchema } from '../firmware-sim/index.js';
 import { loadYamlFile } from '../hw/yaml-file.js';
 import { ErrorCode, FerryError, isFerryError } from '../protocol/errors.js';
@@ -54,6 +55,7 @@ const gateway: Command = {
   summary: 'run the gateway: accept agents, dispatch packets to handlers by target; manage its agents',
   help: `usage: ferry gateway --config FILE [--listen HOST:PORT] [--listen-tls HOST:PORT] [--data-dir DIR]
 ${agentSubcommandsHelp}
+${appSubcommandsHelp}
   --config FILE     gateway configuration (YAML; see docs/config.md)
   --listen H:P      overrides listen.tcp (port 0 picks a free port)
   --listen-tls H:P  overrides listen.tls (needs tls.cert and tls.key in the configuration)
@@ -61,13 +63,15 @@ ${agentSubcommandsHelp}
 
 Prints "ferry gateway listening on HOST:PORT" for the plaintext listener,
 "ferry gateway listening on tls://HOST:PORT" for the TLS one, and http:// or https://HOST:PORT
-for the long-poll ones (listen.http, listen.https) once it accepts agents.
+for the long-poll ones (listen.http, listen.https) once it accepts agents, then
+"ferry gateway api listening on http(s)://HOST:PORT" for the application API (listen.api).
 Stops on SIGINT/SIGTERM.
 `,
   async run(args) {
     if (isAgentSubcommand(args[0])) return runAgentSubcommand(args[0], args.slice(1));
+    if (isAppSubcommand(args[0])) return runAppSubcommand(args[0], args.slice(1));
     if (args[0] !== undefined && !args[0].startsWith('-')) {
-      throw new FerryError(ErrorCode.CONFIG_INVALID, `gateway: unknown subcommand '${args[0]}' (known: ${agentSubcommands.join(', ')}; without one, ferry gateway runs the gateway)`);
+      throw new FerryError(ErrorCode.CONFIG_INVALID, `gateway: unknown subcommand '${args[0]}' (known: ${[...agentSubcommands, ...appSubcommands].join(', ')}; without one, ferry gateway runs the gateway)`);
     }
     const f = flags(args, { config: { type: 'string' }, listen: { type: 'string' }, 'listen-tls': { type: 'string' }, 'data-dir': { type: 'string' } });
     const config = loadConfig(f.config, gatewayConfigSchema, [
@@ -80,6 +84,7 @@ Stops on SIGINT/SIGTERM.
     if (config.listen.tls !== undefined) process.stdout.write(`ferry gateway listening on tls://${hostOf(config.listen.tls)}:${gw.ports.tls}\n`);
     if (config.listen.http !== undefined) process.stdout.write(`ferry gateway listening on http://${hostOf(config.listen.http)}:${gw.ports.http}\n`);
     if (config.listen.https !== undefined) process.stdout.write(`ferry gateway listening on https://${hostOf(config.listen.https)}:${gw.ports.https}\n`);
+    if (gw.apiUrl !== undefined) process.stdout.write(`ferry gateway api listening on ${gw.apiUrl}\n`);
     return untilSignal(() => gw.stop());
   },
 };
@@ -164,6 +169,8 @@ const sim: Command = {
   --duration-ms MS   overrides durationMs: stop after this long
 
 Prints "ferry sim device PATH" once readings flow (as text lines like "t=21.53"). Needs socat.
+Obeys commands written to the device (interval=MS, rate=HZ, threshold=VALUE|off) and answers
+each with a line "ok ..." or "err ..." (docs/config.md).
 `,
   async run(args) {
     const f = flags(args, { config: { type: 'string' }, link: { type: 'string' }, rate: { type: 'string' }, 'duration-ms': { type: 'string' } });
@@ -215,6 +222,27 @@ Exits 0 and prints the seq once the agent stored the packet durably; non-zero wi
   },
 };
 
+/** Kept here (not imported from listen.ts) so `ferry --help` loads nothing more. */
+const listenHelpText = `usage: ferry listen --target PATTERN (--socket PATH | --config AGENT_CONFIG) [--count N]
+
+  --target PATTERN  the targets to take: exact (cfg/interval), prefix (cfg/*) or MQTT-style
+                    (cmd/+/set, cmd/#); the agent routes them here with a downlink route "to: local"
+  --socket PATH     the agent's local socket
+  --config FILE     the agent's configuration: its socket (or DATADIR/agent.sock) is used
+  --count N         exit 0 after N messages were printed and acked (default: run until SIGINT/SIGTERM)
+
+Prints each message as one JSON line {"id","target","data","ts"} (data bytes as {"base64":...})
+and acks it once the line is written. When several subscribers match, the oldest subscription
+gets the message. Exits non-zero if the agent is not running or goes away. Framing: docs/downlink.md.
+`;
+
+const listen: Command = {
+  summary: 'take downlink messages for a target from the running agent; prints each as a JSON line and acks it',
+  help: listenHelpText,
+  // Loaded when it runs: a long-lived subscriber needs none of the agent's or gateway's code.
+  run: async (args) => (await import('./listen.js')).runListen(args),
+};
+
 const demo: Command = {
   summary: 'run gateway, simulator and agent together; kill and restart them; check every packet arrived once',
   help: `usage: ferry demo [--duration-s S] [--rate HZ] [--keep DIR]
@@ -235,4 +263,4 @@ once and in order. Needs socat (installed by scripts/bootstrap.sh, which npm run
   },
 };
 
-export const commands: Record<string, Command> = { gateway, agent, sim, send, demo };
+export const commands: Record<string, Command> = { gateway, agent, sim, send, listen, demo };

@@ -150,7 +150,7 @@ export class DownlinkSender {
       const tooLarge: string[] = [];
       for (const m of taken) {
         // The time left, not the deadline: the agent counts it on its own clock.
-        const ttlMs = m.expiresAt === undefined ? undefined : Math.max(1, m.expiresAt - now);
+        const ttlMs = m.expiresAt === undefined ? undefined : Math.max(0, m.expiresAt - now);
         const msg: DownMessage = { id: m.id, target: m.target, data: m.data, ts: m.queuedAt, ...(ttlMs !== undefined ? { ttlMs } : {}) };
         // Its encoded size, not its JSON size: CBOR writes a short decimal as 9 bytes.
         const wire = encodeFrameBody({ t: FrameType.DOWN, messages: [msg] }).length;

@@ -14,6 +14,8 @@ export interface Rig {
   /** the gateway's long-poll ports (`listen.http`, `listen.https`), when the rig was made with `http`, `https` */
   httpPort: number | null;
   httpsPort: number | null;
+  /** the gateway's application API port (`listen.api`), when the rig was made with `api` */
+  apiPort: number | null;
   device: string;
   socket: string;
   received: string;
@@ -55,6 +57,8 @@ export interface RigOptions {
   agentEnv?: NodeJS.ProcessEnv;
   /** runs every process through this command (startFerry's `wrap`), e.g. inside a network namespace */
   wrap?: readonly string[];
+  /** the gateway also serves the application API (`listen.api`) on this port (true: a free one) */
+  api?: number | true;
 }
 
 export async function makeRig(opts: RigOptions = {}): Promise<Rig> {
@@ -67,7 +71,8 @@ export async function makeRig(opts: RigOptions = {}): Promise<Rig> {
   const portOf = async (o: number | true | undefined): Promise<number | null> => (o === undefined ? null : o === true ? await freePort() : o);
   const httpPort = await portOf(opts.http);
   const httpsPort = await portOf(opts.https);
-  const listen = `listen:\n  tcp: 127.0.0.1:${port}\n${httpPort !== null ? `  http: 127.0.0.1:${httpPort}\n` : ''}${httpsPort !== null ? `  https: 127.0.0.1:${httpsPort}\n` : ''}`;
+  const apiPort = await portOf(opts.api);
+  const listen = `listen:\n  tcp: 127.0.0.1:${port}\n${httpPort !== null ? `  http: 127.0.0.1:${httpPort}\n` : ''}${httpsPort !== null ? `  https: 127.0.0.1:${httpsPort}\n` : ''}${apiPort !== null ? `  api: 127.0.0.1:${apiPort}\n` : ''}`;
   await writeFile(join(dir, 'gateway.yaml'), `${listen}dataDir: ${join(dir, 'gw')}\nroutes:\n${routes}${opts.gatewayYaml ?? ''}`);
   // The gateway requires authentication by default: register the agent, as `ferry gateway add-agent` does.
   const agentId = opts.agentId ?? 'it-agent';
@@ -84,12 +89,12 @@ export async function makeRig(opts: RigOptions = {}): Promise<Rig> {
     `id: ${agentId}`, `token: ${JSON.stringify(token)}`,
     `gateway: ${(opts.agentGateway ?? 'tcp://127.0.0.1:{tcp}').replaceAll('{tcp}', String(opts.agentPort ?? port)).replaceAll('{http}', String(httpPort)).replaceAll('{https}', String(httpsPort))}`, `dataDir: ${join(dir, 'agent')}`, `socket: ${socket}`,
     `link: ${JSON.stringify({ reconnectDelayMsMin: 50, reconnectDelayMsMax: 500, ...opts.agentLink })}`,
-    ...(opts.serial === false ? [] : ['sources:', `  - { kind: serial, path: ${device}, reopenDelayMs: 100 }`, 'rules:', ...rules]), opts.agentYaml ?? '', '',
+    ...(opts.serial === false ? [] : ['sources:', `  - { kind: serial, name: sensor, path: ${device}, reopenDelayMs: 100 }`, 'rules:', ...rules]), opts.agentYaml ?? '', '',
   ].join('\n'));
   const procs = new Set<FerryProcess>();
   const ready = { gateway: /ferry gateway listening/, agent: /ferry agent running/, sim: /ferry sim device/ };
   return {
-    dir, port, httpPort, httpsPort, device, socket, received, token,
+    dir, port, httpPort, httpsPort, apiPort, device, socket, received, token,
     async start(name) {
       const p = startFerry([name, '--config', join(dir, `${name}.yaml`)], {
         readyPattern: ready[name], logFile: join(dir, `${name}.log`),

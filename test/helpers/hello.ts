@@ -10,7 +10,7 @@ type Test = Parameters<Parameters<typeof t.test>[0]>[0];
  * BYE; null if it closed without one). The transport stays open (closed at teardown) and `frames`
  * keeps collecting what the gateway sends.
  */
-export async function sayHello(t: Test, url: string, h: { agent: string; token?: string; ackedSeq?: number }, tls?: DialerTls): Promise<{ first: Frame | null; tr: Transport; frames: Frame[] }> {
+export async function sayHello(t: Test, url: string, h: { agent: string; token?: string; ackedSeq?: number; downMessagesMax?: number; downBytesMax?: number }, tls?: DialerTls): Promise<{ first: Frame | null; tr: Transport; frames: Frame[] }> {
   const tr = await tcpDialer(url, { connectTimeoutMs: 3000, ...(tls ? { tls } : {}) })();
   t.teardown(() => tr.close());
   const frames: Frame[] = [];
@@ -21,6 +21,8 @@ export async function sayHello(t: Test, url: string, h: { agent: string; token?:
     });
     void tr.closed.then(() => resolve(null));
   });
-  tr.send({ t: FrameType.HELLO, version: protocolVersion, agent: h.agent, ackedSeq: h.ackedSeq ?? 0, ...(h.token !== undefined ? { token: h.token } : {}) });
+  tr.send({ t: FrameType.HELLO, version: protocolVersion, agent: h.agent, ackedSeq: h.ackedSeq ?? 0, ...(h.token !== undefined ? { token: h.token } : {}),
+    ...(h.downMessagesMax !== undefined ? { downMessagesMax: h.downMessagesMax, downBytesMax: h.downBytesMax ?? 65536 } : {}),
+  });
   return { first: await first, tr, frames };
 }

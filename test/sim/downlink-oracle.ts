@@ -113,8 +113,9 @@ export class DownOracle {
   taken(agent: string, id: string, at: number, expiresAt: number | undefined): void {
     const rec = this.byId.get(id);
     if (rec && rec.agent !== agent) throw new Violation('authority', `${rec.name} (${id}), queued for ${rec.agent}, was taken off the queue of ${agent}`);
-    if (expiresAt !== undefined && at >= expiresAt) throw new Violation('expired', `${rec?.name ?? id} was taken for a DOWN frame at ${at}, ${at - expiresAt} ms past its expiry`);
     let list = this.takes.get(id);
+    // Past its expiry only if sent before: then only its agent's verdict ends it (its consumer may have it), and it goes with ttlMs 0.
+    if (expiresAt !== undefined && at >= expiresAt && !list?.length) throw new Violation('expired', `${rec?.name ?? id} was taken for a DOWN frame at ${at}, ${at - expiresAt} ms past its expiry, never sent before`);
     if (!list) this.takes.set(id, (list = []));
     list.push({ agent, at, expiresAt });
     if (rec && rec.agent !== hostileAgentId) {
@@ -133,10 +134,10 @@ export class DownOracle {
     const name = this.nameOf(m.id, m.data);
     const takes = this.takes.get(m.id)?.filter((t) => t.agent === agent) ?? [];
     if (takes.length === 0) throw new Violation('authority', `${name} (${m.id}) reached agent ${agent}, which it was never taken for${this.byId.get(m.id) ? ` (it is ${this.byId.get(m.id)!.agent}'s)` : ''}`);
-    // The sender sends the time left at the take (at least 1 ms), never more: the agent counts it from here.
+    // The sender sends the time left at the take (0 once past it), never more: the agent counts it from here.
     const expiring = takes.filter((t) => t.expiresAt !== undefined);
     if (m.ttlMs === undefined && expiring.length > 0) throw new Violation('expired', `${name} expires at ${expiring[0]!.expiresAt} but its DOWN frame carried no ttlMs`);
-    if (m.ttlMs !== undefined && !takes.some((t) => t.expiresAt !== undefined && m.ttlMs === Math.max(1, t.expiresAt - t.at))) {
+    if (m.ttlMs !== undefined && !takes.some((t) => t.expiresAt !== undefined && m.ttlMs === Math.max(0, t.expiresAt - t.at))) {
       throw new Violation('expired', `${name} arrived with ttlMs ${m.ttlMs}, which no take of it left (takes at ${takes.map((t) => `${t.at} expiring ${t.expiresAt}`).join(', ')})`);
     }
     this.arrivals.set(`${agent} ${m.id}`, { at, ttlMs: m.ttlMs });

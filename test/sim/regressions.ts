@@ -54,8 +54,8 @@ export const knownBugs: Record<Exclude<BugClass, 'unknown'>, KnownBug> = {
   // Issue 12: found by the first runs with the downlink on; the first two fixed at once (sender.ts, inbox.ts).
   'down-unrecorded-stuck': { fixed: true, ciWithout: [] },
   'down-handed-twice': { fixed: true, ciWithout: [] },
-  // Open: the queue's contract (gateway/downlink/queue.ts, store.ts) expires and drops a requeued message like any queued one.
-  'down-requeued-finished': { fixed: false, ciWithout: [], ciSkipsChecker: 'down-state' },
+  // Fixed: a message sent once is ended only by its agent's verdict, never expired nor dropped at the gateway (store.ts).
+  'down-requeued-finished': { fixed: true, ciWithout: [] },
 };
 
 export interface Regression {
