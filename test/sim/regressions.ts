@@ -150,6 +150,7 @@ export const regressions: Regression[] = [
   { seed: 300318, longpoll: true, downlink: true, bug: 'down-handed-twice', faults: faultsAtIssue12, found: 'down-duplicate: a2.52 handed to its consumer twice: the agent could not record its verdict and left it unanswered; the session ended, and the message came back to a consumer that had taken it' },
   { seed: 310018, longpoll: true, downlink: true, bug: 'down-requeued-finished', faults: faultsAtIssue12, found: 'down-state: a2.38 taken by its consumer; its DOWN_ACK lost with the session, it was queued again and expired at the next take: its state says expired' },
   { seed: 310024, longpoll: true, downlink: true, bug: 'down-requeued-finished', faults: faultsAtIssue12, found: 'down-state: a1.31 taken by its consumer and answered ok; the DOWN_ACK was lost with the session, the message queued again and dropped (drop-oldest): its state says dropped' },
+  { seed: 311676, longpoll: true, downlink: true, bug: 'down-requeued-finished', faults: faultsAtIssue12, found: 'down-duplicate: a1.10 handed to its consumer twice, no crash: DOWN_ACKs lost with their connections, a1.12 (ttl 20) sent, answered and recorded by the agent, then expired at the gateway; the agent (window 4, dedupIdsMax 4) had answered five messages since a1.10 and forgot it' },
 ];
 
 /** The fault kinds and options of CI's seed run: everything, less what unfixed bugs need left out. */
