@@ -132,7 +132,7 @@ export class DeviceDownlink {
         log.record(r).then(
           () => {
             if (!alive()) return;
-            w.dl.recorded(agent, r.id);
+            w.dl.recorded(agent, r);
             if (this.crashArm?.at === 'recorded') this.crashNow();
           },
           (err: unknown) => {
