@@ -2,18 +2,19 @@
  * The agent's downlink inbox (agent/downlink/inbox.ts) with fakes for the session, the consumer
  * and the clock, and the real answered log (agent/downlink/answered-log.ts) over SimDisk where a
  * restart matters: order, the window, repeats answered from the record (also across a restart),
- * expiry, a verdict that cannot be recorded.
+ * expiry, a verdict that cannot be recorded (tried again until it is).
  */
 import t from 'tap';
 import { DurableAnsweredLog } from '../../agent/downlink/answered-log.js';
 import { MemoryAnsweredLog, type AnsweredLog, type DownlinkConsumer, type DownlinkMessage, type Verdict } from '../../agent/downlink/consumer.js';
-import { DownlinkInbox, type InboxOptions } from '../../agent/downlink/inbox.js';
+import { DownlinkInbox, recordRetryMs, type InboxOptions } from '../../agent/downlink/inbox.js';
 import type { Clock } from '../../common/clock.js';
 import { silentLog } from '../../common/log.js';
 import { FrameType, type DownMessage, type DownResult, type Frame } from '../../protocol/frames.js';
 import { Rng } from '../sim/rng.js';
 import { SimDisk } from '../sim/sim-disk.js';
 import { until } from '../helpers/wait.js';
+import { FakeClock } from './fixtures/fake-clock.js';
 
 const opts: InboxOptions = { messagesMax: 4, bytesMax: 64 * 1024, limits: { dataBytesMax: 1024, dataDepthMax: 8 } };
 const down = (...messages: DownMessage[]): Frame & { t: typeof FrameType.DOWN } => ({ t: FrameType.DOWN, messages });
@@ -179,7 +180,7 @@ t.test('inbox - a message past its ttl (counted from its arrival) is refused DOW
   t.same(consumer.handed.map((x) => x.id), ['slow', 'long']);
 });
 
-t.test('inbox - a verdict that cannot be recorded is not answered; the next message still is', async (t) => {
+t.test('inbox - a verdict that cannot be recorded is tried again until it is, then answered; the next message waits for it', async (t) => {
   const consumer = fakeConsumer(() => ({ ok: true }));
   const mem = new MemoryAnsweredLog(100);
   let failFor = 'b';
@@ -191,15 +192,23 @@ t.test('inbox - a verdict that cannot be recorded is not answered; the next mess
     },
     close: () => mem.close(),
   };
-  const inbox = inboxWith(consumer, answered);
+  const clock = new FakeClock();
+  const inbox = inboxWith(consumer, answered, clock);
   const s = fakeSession();
   inbox.open(s);
   inbox.onDown(down(m('a'), m('b'), m('c')));
-  await until(() => consumer.handed.length === 3 && s.results().length === 2, 'a and c answered');
-  await inbox.close();
-  t.same(s.results().map((r) => r.id), ['a', 'c'], 'b was not answered: the gateway sends it again');
-  t.equal(answered.get('b'), undefined, 'and not recorded');
+  await until(() => s.results().length === 1 && clock.pendingTimers === 1, 'a answered, b waiting to be recorded again');
+  t.same(consumer.handed.map((x) => x.id), ['a', 'b'], 'c waits behind b');
+  clock.advance(recordRetryMs);
+  await until(() => clock.pendingTimers === 1, 'b failed again');
+  t.same(s.results().map((r) => r.id), ['a'], 'b is not answered unrecorded');
   failFor = '';
+  clock.advance(recordRetryMs);
+  await until(() => s.results().length === 3, 'b and c answered');
+  t.same(s.results().map((r) => r.id), ['a', 'b', 'c'], 'b answered once recorded, then c');
+  t.same(consumer.handed.map((x) => x.id), ['a', 'b', 'c'], 'b was handed on once');
+  t.ok(answered.get('b'), 'b is recorded');
+  await inbox.close();
 });
 
 t.test('inbox - no route: DOWNLINK_NO_ROUTE; too large: DOWNLINK_INVALID; neither reaches a consumer', async (t) => {
