@@ -78,6 +78,8 @@ export class DownOracle {
   private readonly repeatAllowed = new Map<string, string>();
   /** the latest ids taken for honest agents (what the hostile agent answers for) */
   private readonly latestTaken: string[] = [];
+  /** ids whose verdict its agent's answered log made durable */
+  private readonly durable = new Set<string>();
   /** ids whose consumer's ok is in its agent's answered log (durable) */
   private readonly durablyTaken = new Set<string>();
   /** ids the hostile agent named in its DOWN_ACKs */
@@ -153,7 +155,8 @@ export class DownOracle {
     const before = this.handed.get(m.id);
     if (before) {
       const why = this.repeatAllowed.get(m.id);
-      if (why === undefined) throw new Violation('down-duplicate', `${name} (${m.id}) was handed to ${agent}'s consumer again at ${now} (first at ${before.join(', ')}), with no crash between its handing and its durable verdict`);
+      const lost = this.durable.has(m.id) ? ': its verdict was recorded, and the answered log lost it' : '';
+      if (why === undefined) throw new Violation('down-duplicate', `${name} (${m.id}) was handed to ${agent}'s consumer again at ${now} (first at ${before.join(', ')}), with no crash between its handing and its durable verdict${lost}`);
       this.repeatAllowed.delete(m.id);
       this.counts.repeatsExcused++;
       before.push(now);
@@ -188,6 +191,7 @@ export class DownOracle {
   /** `agent`'s answered log made the verdict on `id` durable: the window closes. */
   recorded(agent: string, r: DownResult): void {
     this.withConsumer.get(agent)?.delete(r.id);
+    this.durable.add(r.id);
     if (r.ok) this.durablyTaken.add(r.id);
   }
 
