@@ -15,7 +15,7 @@ import { cpuMeter } from './lib/cpu.js';
 import { describeProbe, probeSync } from './lib/disk-probe.js';
 import type { LatencyOptions } from './lib/e2e-options.js';
 import { gatewayUrl, longpollTotals, mqttRoute, startAgent, startGateway, withAgentStats, type Carrier, type LongpollTotals } from './lib/ferry-rig.js';
-import { startBroker, startSubscriber } from './lib/mqtt-side.js';
+import { startBroker, startSubscriber, type SubscriberResult } from './lib/mqtt-side.js';
 import { pinnedNode, spawnProc } from './lib/proc.js';
 import type { Distribution } from './lib/stats.js';
 import { formatMarkdown, formatTable } from './lib/table.js';
@@ -44,15 +44,22 @@ export interface Run {
   cpuPercent: Record<string, number>;
 }
 
-/** Runs the paced sender and the subscriber; returns their reports and the servers' CPU. */
-async function load(o: LatencyOptions, mode: 'ferry' | 'mqtt', dest: string, target: string, sub: Awaited<ReturnType<typeof startSubscriber>>, servers: { name: string; pid: number }[], cleanup: Cleanup): Promise<Omit<Run, 'side' | 'longpoll'>> {
+/** What `load` needs of the options: the rate and the seconds, and where the processes run. */
+export type PacedOptions = Pick<LatencyOptions, 'rate' | 'warmupSeconds' | 'seconds' | 'cpus'>;
+
+/**
+ * Runs the paced sender (clients/paced-sender.ts, `mode`) and waits for it and the subscriber
+ * (started before, expecting every packet); returns their reports and the servers' CPU.
+ * `sender`: further arguments (the api mode's connections) and environment (its token).
+ */
+export async function load(o: PacedOptions, mode: 'ferry' | 'mqtt' | 'api', dest: string, target: string, sub: { result: Promise<SubscriberResult> }, servers: { name: string; pid: number }[], cleanup: Cleanup, sender: { args?: string[]; env?: Record<string, string> } = {}): Promise<Omit<Run, 'side' | 'longpoll'>> {
   const cpu = await cpuMeter(servers);
   const started = Date.now();
-  const args = [mode, dest, String(o.rate), String(o.warmupSeconds), String(o.seconds), target];
-  const sender = spawnProc(`paced-sender ${mode}`, pinnedNode(o.cpus, clientScript('paced-sender'), args), { cleanup });
-  const report = sender.exited.then((exit) => {
-    if (exit.code !== 0) throw new Error(`paced-sender ${mode} exited (${exit.signal ?? exit.code}); output:\n${sender.output().slice(-3000)}`);
-    return JSON.parse(sender.output().trim().split('\n').pop()!) as PacedReport;
+  const args = [mode, dest, String(o.rate), String(o.warmupSeconds), String(o.seconds), target, ...(sender.args ?? [])];
+  const proc = spawnProc(`paced-sender ${mode}`, pinnedNode(o.cpus, clientScript('paced-sender'), args), { cleanup, ...(sender.env ? { env: sender.env } : {}) });
+  const report = proc.exited.then((exit) => {
+    if (exit.code !== 0) throw new Error(`paced-sender ${mode} exited (${exit.signal ?? exit.code}); output:\n${proc.output().slice(-3000)}`);
+    return JSON.parse(proc.output().trim().split('\n').pop()!) as PacedReport;
   });
   // The subscriber gives up 30 s after its last packet; the deadline covers a sender waiting for answers that never come.
   const deadlineMs = (o.warmupSeconds + o.seconds) * 1000 + 120_000;
