@@ -8,6 +8,7 @@ import { gatewayConfigSchema } from '../gateway/config.js';
 import { runGateway } from '../gateway/main.js';
 import { hostOf } from '../gateway/auth-posture.js';
 import { agentSubcommands, agentSubcommandsHelp, isAgentSubcommand, runAgentSubcommand } from './gateway-agents.js';
+import { appSubcommands, appSubcommandsHelp, isAppSubcommand, runAppSubcommand } from './gateway-apps.js';
 import { runSim, simConfigSchema } from '../firmware-sim/index.js';
 import { loadYamlFile } from '../hw/yaml-file.js';
 import { ErrorCode, FerryError, isFerryError } from '../protocol/errors.js';
@@ -54,6 +55,7 @@ const gateway: Command = {
   summary: 'run the gateway: accept agents, dispatch packets to handlers by target; manage its agents',
   help: `usage: ferry gateway --config FILE [--listen HOST:PORT] [--listen-tls HOST:PORT] [--data-dir DIR]
 ${agentSubcommandsHelp}
+${appSubcommandsHelp}
   --config FILE     gateway configuration (YAML; see docs/config.md)
   --listen H:P      overrides listen.tcp (port 0 picks a free port)
   --listen-tls H:P  overrides listen.tls (needs tls.cert and tls.key in the configuration)
@@ -61,13 +63,15 @@ ${agentSubcommandsHelp}
 
 Prints "ferry gateway listening on HOST:PORT" for the plaintext listener,
 "ferry gateway listening on tls://HOST:PORT" for the TLS one, and http:// or https://HOST:PORT
-for the long-poll ones (listen.http, listen.https) once it accepts agents.
+for the long-poll ones (listen.http, listen.https) once it accepts agents, then
+"ferry gateway api listening on http(s)://HOST:PORT" for the application API (listen.api).
 Stops on SIGINT/SIGTERM.
 `,
   async run(args) {
     if (isAgentSubcommand(args[0])) return runAgentSubcommand(args[0], args.slice(1));
+    if (isAppSubcommand(args[0])) return runAppSubcommand(args[0], args.slice(1));
     if (args[0] !== undefined && !args[0].startsWith('-')) {
-      throw new FerryError(ErrorCode.CONFIG_INVALID, `gateway: unknown subcommand '${args[0]}' (known: ${agentSubcommands.join(', ')}; without one, ferry gateway runs the gateway)`);
+      throw new FerryError(ErrorCode.CONFIG_INVALID, `gateway: unknown subcommand '${args[0]}' (known: ${[...agentSubcommands, ...appSubcommands].join(', ')}; without one, ferry gateway runs the gateway)`);
     }
     const f = flags(args, { config: { type: 'string' }, listen: { type: 'string' }, 'listen-tls': { type: 'string' }, 'data-dir': { type: 'string' } });
     const config = loadConfig(f.config, gatewayConfigSchema, [
@@ -80,6 +84,7 @@ Stops on SIGINT/SIGTERM.
     if (config.listen.tls !== undefined) process.stdout.write(`ferry gateway listening on tls://${hostOf(config.listen.tls)}:${gw.ports.tls}\n`);
     if (config.listen.http !== undefined) process.stdout.write(`ferry gateway listening on http://${hostOf(config.listen.http)}:${gw.ports.http}\n`);
     if (config.listen.https !== undefined) process.stdout.write(`ferry gateway listening on https://${hostOf(config.listen.https)}:${gw.ports.https}\n`);
+    if (gw.apiUrl !== undefined) process.stdout.write(`ferry gateway api listening on ${gw.apiUrl}\n`);
     return untilSignal(() => gw.stop());
   },
 };

@@ -2,28 +2,16 @@
  * The agent registry: which agent IDs may connect and the hash of each one's token, in
  * `DATADIR/agents.json`. The CLI (`ferry gateway add-agent` …) changes the file; a running gateway
  * polls it and picks the change up without a restart, so a revocation or a new token ends the
- * agent's live session.
- *
- * Changes hold the registry lock (`DATADIR/agents.lock`, common/os-lock.ts) from re-reading the
- * file to the rename of its replacement, so two commands run at once apply one after the other:
- * neither can write back a copy read before the other's change (which once undid revocations).
- * The running gateway only reads; the rename is atomic, so it sees the old file or the new one.
- *
- * Tokens are 32 random bytes, shown once and stored only as `sha256:<hex>`. A fast hash is the
- * right one here: a token carries 256 bits of randomness, so there is nothing for a slow hash to
- * protect against guessing, while scrypt or argon2 would cost tens of milliseconds of CPU per
- * HELLO, which a reconnect storm of thousands of agents turns into a self-inflicted outage.
+ * agent's live session. The file, its lock, its atomic replacement and its reloading are
+ * gateway/registry-file.ts (shared with the application registry, gateway/apps.ts).
  */
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { mkdir, readdir, readFile, unlink } from 'node:fs/promises';
-import { unwatchFile, watchFile, type Stats } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { isTmpNameOf, uniqueTmpPath, writeFileAtomic } from '../common/durable-file.js';
-import { osLockWaiting } from '../common/os-lock.js';
-import { realFiles } from '../common/real-files.js';
+import { timingSafeEqual } from 'node:crypto';
 import type { Log } from '../common/log.js';
 import { ErrorCode, FerryError } from '../protocol/errors.js';
 import { agentIdPattern as idsAgentIdPattern, agentIdRule } from '../protocol/ids.js';
+import { hashToken, newToken, RegistryFile, tokenHashPattern } from './registry-file.js';
+
+export { hashToken, newToken } from './registry-file.js';
 
 export interface AgentEntry {
   id: string;
@@ -47,16 +35,8 @@ export const agentsFileName = 'agents.json';
 export const agentsLockName = 'agents.lock';
 /** The one definition of an agent ID (protocol/ids.ts). */
 export const agentIdPattern = idsAgentIdPattern;
-const hashPattern = /^sha256:[0-9a-f]{64}$/;
+const hashPattern = tokenHashPattern;
 const fileVersion = 1;
-
-export function newToken(): string {
-  return randomBytes(32).toString('base64url');
-}
-
-export function hashToken(token: string): string {
-  return `sha256:${createHash('sha256').update(token, 'utf8').digest('hex')}`;
-}
 
 /** Parses the registry file's text; anything unexpected is CONFIG_INVALID naming the file and the entry. */
 export function parseAgents(text: string, path: string): Map<string, AgentEntry> {
@@ -92,17 +72,6 @@ export function parseAgents(text: string, path: string): Map<string, AgentEntry>
   return agents;
 }
 
-async function readAgents(path: string): Promise<Map<string, AgentEntry>> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return new Map();
-    throw new FerryError(ErrorCode.CONFIG_INVALID, `${path}: cannot read the agent registry (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, { cause: err });
-  }
-  return parseAgents(text, path);
-}
-
 export interface RegistryOptions {
   log?: Log;
   /**
@@ -124,43 +93,44 @@ const sameCredentials = (a: AgentEntry | undefined, b: AgentEntry | undefined): 
 
 /**
  * The registry of one data directory. Reads are from memory; changes (`add`, `issueToken`,
- * `revoke`) take the registry lock, read the file afresh, change it and replace it atomically
- * (a temporary file of their own, fsync, rename, fsync of the directory), so the CLI and a running
- * gateway may both hold one and CLI commands run at once never lose each other's changes.
+ * `revoke`) go through RegistryFile.change (the lock, a fresh read, an atomic replacement), so the
+ * CLI and a running gateway may both hold one and CLI commands run at once never lose each
+ * other's changes.
  */
 export class AgentRegistry implements AgentLookup {
-  private agents = new Map<string, AgentEntry>();
-  private watcher: ((cur: Stats, prev: Stats) => void) | null = null;
-  private reloading: Promise<void> = Promise.resolve();
+  private constructor(private readonly file: RegistryFile<AgentEntry>, private readonly opts: RegistryOptions) {}
 
-  private constructor(readonly path: string, private readonly opts: RegistryOptions) {}
+  get path(): string {
+    return this.file.path;
+  }
 
   /** Loads `DATADIR/agents.json` (none yet: an empty registry); a damaged file is CONFIG_INVALID. */
   static async open(dataDir: string, opts: RegistryOptions = {}): Promise<AgentRegistry> {
-    const r = new AgentRegistry(join(dataDir, agentsFileName), opts);
-    r.agents = await readAgents(r.path);
-    const intervalMs = opts.watchIntervalMs ?? 500;
-    if (intervalMs > 0) {
-      // fs.watchFile stats the path (a bounded cost: one stat per interval), so a rename over it is seen too.
-      r.watcher = (cur, prev) => {
-        if (cur.mtimeMs !== prev.mtimeMs || cur.ino !== prev.ino || cur.size !== prev.size) void r.reload();
-      };
-      watchFile(r.path, { interval: intervalMs, persistent: false }, r.watcher);
-    }
-    return r;
+    let registry: AgentRegistry | undefined;
+    const file = await RegistryFile.open<AgentEntry>({
+      dataDir, fileName: agentsFileName, lockName: agentsLockName, what: 'agent registry',
+      parse: parseAgents,
+      serialize: (agents) => ({ version: fileVersion, agents: [...agents.values()] }),
+      onReloaded: (before, next) => registry?.reloaded(before, next),
+      ...(opts.log ? { log: opts.log } : {}),
+      ...(opts.watchIntervalMs !== undefined ? { watchIntervalMs: opts.watchIntervalMs } : {}),
+      ...(opts.lockWaitMsMax !== undefined ? { lockWaitMsMax: opts.lockWaitMsMax } : {}),
+    });
+    registry = new AgentRegistry(file, opts);
+    return registry;
   }
 
   get(id: string): AgentEntry | undefined {
-    const e = this.agents.get(id);
+    const e = this.file.entries.get(id);
     return e && { ...e };
   }
 
   list(): AgentEntry[] {
-    return [...this.agents.values()].map((e) => ({ ...e })).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    return [...this.file.entries.values()].map((e) => ({ ...e })).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   }
 
   verifyToken(id: string, token: string): boolean {
-    const stored = this.agents.get(id)?.tokenHash;
+    const stored = this.file.entries.get(id)?.tokenHash;
     if (stored === undefined || !hashPattern.test(stored)) return false;
     const a = Buffer.from(hashToken(token), 'latin1');
     const b = Buffer.from(stored, 'latin1');
@@ -173,23 +143,15 @@ export class AgentRegistry implements AgentLookup {
    * or crash the gateway).
    */
   reload(): Promise<void> {
-    this.reloading = this.reloading.then(async () => {
-      let next: Map<string, AgentEntry>;
-      try {
-        next = await readAgents(this.path);
-      } catch (err) {
-        this.opts.log?.error('agents: registry not reloaded; keeping the previous one', { file: this.path, err });
-        return;
-      }
-      const before = this.agents;
-      this.agents = next;
-      const changed = [...new Set([...before.keys(), ...next.keys()])].filter((id) => !sameCredentials(before.get(id), next.get(id))).sort();
-      if (changed.length === 0) return;
-      const revoked = changed.filter((id) => next.get(id)?.revoked === true && before.get(id)?.revoked !== true);
-      this.opts.log?.info('agents: registry reloaded', { agents: next.size, changed, revoked });
-      for (const id of changed) this.opts.onChanged?.(id);
-    });
-    return this.reloading;
+    return this.file.reload();
+  }
+
+  private reloaded(before: ReadonlyMap<string, AgentEntry>, next: ReadonlyMap<string, AgentEntry>): void {
+    const changed = [...new Set([...before.keys(), ...next.keys()])].filter((id) => !sameCredentials(before.get(id), next.get(id))).sort();
+    if (changed.length === 0) return;
+    const revoked = changed.filter((id) => next.get(id)?.revoked === true && before.get(id)?.revoked !== true);
+    this.opts.log?.info('agents: registry reloaded', { agents: next.size, changed, revoked });
+    for (const id of changed) this.opts.onChanged?.(id);
   }
 
   /** Registers `id` (or re-registers a revoked one) and returns its new token; an active agent is refused. */
@@ -237,48 +199,11 @@ export class AgentRegistry implements AgentLookup {
   }
 
   close(): void {
-    if (this.watcher) unwatchFile(this.path, this.watcher);
-    this.watcher = null;
+    this.file.close();
   }
 
-  private async change<T>(id: string, fn: (agents: Map<string, AgentEntry>, now: number) => T): Promise<T> {
-    if (!agentIdPattern.test(id)) throw new FerryError(ErrorCode.CONFIG_INVALID, `agent ID must be ${agentIdRule}`);
-    const dir = dirname(this.path);
-    await mkdir(dir, { recursive: true, mode: 0o700 });
-    const lock = await this.lock(dir);
-    let result: T;
-    try {
-      // Read under the lock: a copy read before another command's change would undo it when written back.
-      const agents = await readAgents(this.path);
-      result = fn(agents, (this.opts.now ?? Date.now)());
-      await removeLeftovers(dir);
-      const doc = { version: fileVersion, agents: [...agents.values()] };
-      await writeFileAtomic(realFiles, this.path, `${JSON.stringify(doc, null, 2)}\n`, { tmpPath: uniqueTmpPath(this.path, randomBytes(6), process.pid) });
-    } finally {
-      await lock.release();
-    }
-    await this.reload();
-    return result;
-  }
-
-  private async lock(dir: string): Promise<{ release(): Promise<void> }> {
-    const waitMsMax = this.opts.lockWaitMsMax ?? 10_000;
-    try {
-      return await osLockWaiting(join(dir, agentsLockName), { waitMsMax });
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ELOCKED') throw err;
-      throw new FerryError(ErrorCode.DATA_DIR_LOCKED, `the agent registry ${this.path} is being changed by another command, still after ${waitMsMax} ms (${(err as Error).message}); try again once it has finished, or stop it if it hangs`, { cause: err });
-    }
-  }
-}
-
-/**
- * Removes temporary files a change left when its process died between writing and renaming.
- * Called under the lock, so none of them belongs to a change still running.
- */
-async function removeLeftovers(dir: string): Promise<void> {
-  const names = await readdir(dir).catch(() => [] as string[]);
-  for (const name of names) {
-    if (isTmpNameOf(agentsFileName, name)) await unlink(join(dir, name)).catch(() => undefined);
+  private change<T>(id: string, fn: (agents: Map<string, AgentEntry>, now: number) => T): Promise<T> {
+    if (!agentIdPattern.test(id)) return Promise.reject(new FerryError(ErrorCode.CONFIG_INVALID, `agent ID must be ${agentIdRule}`));
+    return this.file.change((agents) => fn(agents, (this.opts.now ?? Date.now)()));
   }
 }

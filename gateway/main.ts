@@ -25,18 +25,27 @@ import { LogSummary } from './log-summary.js';
 import { realFiles } from '../common/real-files.js';
 import { lockDataDir } from './data-dir-lock.js';
 import { mqttCredentials, routeSecrets, type MqttCredentials } from './route-secrets.js';
+import { join } from 'node:path';
+import { DownlinkStore } from './downlink/store.js';
+import { credentialsFromUrl } from './handlers/mqtt.js';
+import type { DownlinkStats } from './downlink/queue.js';
+import { startIntake, type Intake, type IntakeStats } from './downlink/intake.js';
 
 export interface RunningGateway {
   /** the port actually bound (useful with port 0): the plaintext one, else the TLS one, else the HTTP(S) long-poll one */
   port: number;
-  /** every port bound */
-  ports: { tcp?: number; tls?: number; http?: number; https?: number };
+  /** every port bound (`api`: the application API, listen.api) */
+  ports: { tcp?: number; tls?: number; http?: number; https?: number; api?: number };
+  /** the application API's `http://HOST:PORT` or `https://HOST:PORT`, when listen.api is set */
+  apiUrl?: string;
   stats(): {
     sessions: number; dispatched: number; rejected: number; duplicates: number; retried: number; logSyncs: number;
     /** sockets open now, and connections refused so far by code */
     connections: number; refused: Record<string, number>;
     /** the HTTP long-poll sessions (absent without listen.http or listen.https) */
     longpoll?: LongPollSessionsStats & { connections: number };
+    /** the downlink queues, and what came in through the API and the MQTT subscription */
+    downlink: DownlinkStats & IntakeStats;
   };
   stop(): Promise<void>;
 }
@@ -92,7 +101,10 @@ export async function runGateway(config: GatewayConfig, opts: { log?: Log } = {}
 async function startGateway(config: GatewayConfig, opts: { log?: Log }): Promise<RunningGateway> {
   // Password files are read before anything opens; every secret the routes hold is kept out of the log.
   const credentials = config.routes.map((r, i) => (r.handler === 'mqtt' ? mqttCredentials(r, `routes[${i}]`, (p) => readFileSync(p, 'utf8')) : undefined));
-  const log = scrubbingLog(opts.log ?? createLog({ level: config.log.level, base: { role: 'gateway' } }), secretScrubber(routeSecrets(config.routes, credentials)));
+  const downlinkMqtt = config.downlink.mqtt ? mqttCredentials(config.downlink.mqtt, 'downlink.mqtt', (p) => readFileSync(p, 'utf8')) : undefined;
+  const downlinkSecret = downlinkMqtt?.password ?? (config.downlink.mqtt ? credentialsFromUrl(config.downlink.mqtt.url).password : undefined);
+  const secrets = [...routeSecrets(config.routes, credentials), ...(downlinkSecret !== undefined ? [downlinkSecret, encodeURIComponent(downlinkSecret)] : [])];
+  const log = scrubbingLog(opts.log ?? createLog({ level: config.log.level, base: { role: 'gateway' } }), secretScrubber(secrets));
   config.routes.forEach((r, i) => {
     if (r.handler === 'mqtt' && credentials[i]?.inUrl) log.warn(`gateway: routes[${i}].url carries credentials; they belong in its username and password (or passwordFile) keys`, { url: redactUrl(r.url) });
   });
@@ -128,10 +140,12 @@ async function startGateway(config: GatewayConfig, opts: { log?: Log }): Promise
   const { limits } = config;
   // One summary for the listener's refusals and the sessions' ends: strangers cannot flood the log.
   const summary = new LogSummary({ log, clock, intervalMs: config.log.summaryIntervalMs });
+  // The downlink queues are always open: messages queued before a restart are delivered whether or not the API is still configured.
+  const downlink = await DownlinkStore.open({ dir: join(config.dataDir, 'downlink'), clock, log, limits: config.downlink });
   const gw = await createGatewayCore({
     clock, log, dataDir: config.dataDir, limits, authenticate, logSummary: summary,
     routes: config.routes.map((r, i) => ({ match: r.match, handler: handlers[i]! })),
-    newSessionId: randomUUID, rng: Math.random,
+    newSessionId: randomUUID, rng: Math.random, downlink,
   });
   core = gw;
 
@@ -175,27 +189,45 @@ async function startGateway(config: GatewayConfig, opts: { log?: Log }): Promise
       throw err;
     }
   }
-  const ports: RunningGateway['ports'] = { ...listener.ports, ...longpoll?.http.ports };
+  let intake: Intake;
+  try {
+    intake = await startIntake({
+      config, queues: downlink, agents, connected: (agent) => gw.sessions.has(agent),
+      ...(tlsFiles ? { tlsFiles } : {}), ...(downlinkMqtt ? { mqttCredentials: downlinkMqtt } : {}),
+      log, summary, clock, rng: Math.random,
+    });
+  } catch (err) {
+    longpoll?.sessions.close();
+    await Promise.all([listener.close(), longpoll?.http.close()]);
+    await gw.close();
+    throw err;
+  }
+  const ports: RunningGateway['ports'] = { ...listener.ports, ...longpoll?.http.ports, ...(intake.api ? { api: intake.api.port } : {}) };
   log.info('gateway: listening', {
     tcp: config.listen.tcp !== undefined ? `${hostOf(config.listen.tcp)}:${ports.tcp}` : null,
     tls: config.listen.tls !== undefined ? `${hostOf(config.listen.tls)}:${ports.tls}` : null,
     http: config.listen.http !== undefined ? `${hostOf(config.listen.http)}:${ports.http}` : null,
     https: config.listen.https !== undefined ? `${hostOf(config.listen.https)}:${ports.https}` : null,
+    api: intake.api?.url ?? null, downlinkMqtt: config.downlink.mqtt ? redactUrl(config.downlink.mqtt.url) : null,
     clientCerts: tlsFiles?.ca !== undefined, authRequired: config.auth.required, routes: config.routes.length, agentsKnown: agents.list().length,
   });
 
   return {
     port: (ports.tcp ?? ports.tls ?? ports.http ?? ports.https)!,
     ports,
+    ...(intake.api ? { apiUrl: intake.api.url } : {}),
     stats: () => {
       const l = listener.stats();
-      if (!longpoll) return { ...gw.stats(), ...l };
+      const dl = { downlink: { ...downlink.stats(), ...intake.stats() } };
+      if (!longpoll) return { ...gw.stats(), ...l, ...dl };
       const h = longpoll.http.stats();
       const s = longpoll.sessions.stats();
-      return { ...gw.stats(), ...l, longpoll: { ...s, connections: h.connections, refused: { ...h.refused, ...s.refused } } };
+      return { ...gw.stats(), ...l, longpoll: { ...s, connections: h.connections, refused: { ...h.refused, ...s.refused } }, ...dl };
     },
     async stop() {
       agents.close();
+      // No new downlink messages from here on; one being queued finishes and is answered first.
+      await intake.close();
       const closed = listener.close();
       gw.byeAll(ErrorCode.SHUTDOWN, 'gateway stopping');
       // The BYEs go out in the held requests' answers; then every session ends and the sockets close.

@@ -27,7 +27,13 @@ export function readPasswordFile(path: string, field: string, read: ReadText): s
   return password;
 }
 
-type MqttRoute = Extract<RouteConfig, { handler: 'mqtt' }>;
+/** What an MQTT connection's settings say about credentials: an mqtt route's, or `downlink.mqtt`. */
+export interface MqttConnectionSettings {
+  url: string;
+  username?: string | undefined;
+  password?: string | undefined;
+  passwordFile?: string | undefined;
+}
 
 export interface MqttCredentials {
   username?: string;
@@ -36,8 +42,8 @@ export interface MqttCredentials {
   inUrl: boolean;
 }
 
-/** The credentials an MQTT route gives, from its keys or its password file; `at` is the route's path in the config (`routes[1]`). */
-export function mqttCredentials(route: MqttRoute, at: string, read: ReadText): MqttCredentials {
+/** The credentials an MQTT route (or `downlink.mqtt`) gives, from its keys or its password file; `at` is its path in the config (`routes[1]`). */
+export function mqttCredentials(route: MqttConnectionSettings, at: string, read: ReadText): MqttCredentials {
   const password = route.passwordFile !== undefined ? readPasswordFile(route.passwordFile, `${at}.passwordFile`, read) : route.password;
   const fromUrl = credentialsFromUrl(route.url);
   const inUrl = fromUrl.username !== undefined || fromUrl.password !== undefined;

@@ -84,6 +84,7 @@ export const ErrorCode = {
   API_BODY_TOO_LARGE: 'API_BODY_TOO_LARGE',
   API_AGENT_UNKNOWN: 'API_AGENT_UNKNOWN',
   API_MESSAGE_UNKNOWN: 'API_MESSAGE_UNKNOWN',
+  API_REQUEST_TIMEOUT: 'API_REQUEST_TIMEOUT',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
