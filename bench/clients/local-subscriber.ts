@@ -100,8 +100,9 @@ socket.on('data', (chunk: string) => {
   for (let nl = buffered.indexOf('\n'); nl >= 0; nl = buffered.indexOf('\n')) {
     const line = buffered.slice(0, nl);
     buffered = buffered.slice(nl + 1);
-    const o = JSON.parse(line) as { ok?: boolean; message?: Pushed };
-    if (o.message !== undefined) {
+    const o = JSON.parse(line) as { ok?: boolean; message?: Pushed | string };
+    // A pushed line has no "ok"; a refusal has "ok": false and a "message" too (a string).
+    if (o.ok === undefined && typeof o.message === 'object' && o.message !== null) {
       onMessage(o.message, nowNs);
       acks += `{"op":"ack","id":${JSON.stringify(o.message.id)}}\n`;
     } else if (o.ok === true) {

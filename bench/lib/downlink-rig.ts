@@ -9,7 +9,6 @@ import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { ferryBin } from '../../cli/proc.js';
-import { freePort } from '../../test/helpers/free-port.js';
 import type { LocalSubscriberReport } from '../clients/local-subscriber.js';
 import type { Cleanup } from './cleanup.js';
 import { clientScript } from './client.js';
@@ -55,21 +54,20 @@ export async function startDownlinkRig(spec: DownlinkRigSpec, o: RigOptions, cle
   const dir = await tempDir('ferry-bench-downlink-', cleanup);
   // The registry is a file in the gateway's data dir: added before the gateway starts, it is there at its first request.
   const token = await addApp(join(dir, 'gateway'), 'bench');
-  const apiPort = await freePort();
   // A little over 100 bytes per message (target + data) as the queue counts them; 512 leaves room.
   const queue = Math.max(1000, spec.messages);
   const yaml = [
     'downlink:', `  queueMessagesMax: ${queue}`, `  queueBytesMax: ${Math.max(4 << 20, queue * 512)}`,
     ...(spec.mqttUrl ? ['  mqtt:', `    url: ${spec.mqttUrl}`, `    clientId: ferry-bench-${process.pid}-${Date.now()}`] : []),
   ];
-  const gw = await startGateway(dir, { routes: fileRoute(join(dir, 'uplink.log')), http: spec.carrier === 'longpoll', apiPort, yaml }, o, cleanup);
+  const gw = await startGateway(dir, { routes: fileRoute(join(dir, 'uplink.log')), http: spec.carrier === 'longpoll', api: true, yaml }, o, cleanup);
   const agentYaml = [
     'downlink:', ...(spec.window !== undefined ? [`  messagesMax: ${spec.window}`, `  dedupIdsMax: ${Math.max(4096, spec.window)}`] : []),
     '  routes:', `    - match: "${downPattern}"`, '      to: local',
   ];
   const agent = await startAgent(dir, gatewayUrl(gw, spec.carrier), o, cleanup, agentYaml);
   return {
-    gw, agent, token, postUrl: `http://127.0.0.1:${apiPort}/v1/agents/${agentId}/messages`,
+    gw, agent, token, postUrl: `${gw.apiUrl!}/v1/agents/${agentId}/messages`,
     servers: [{ name: 'ferry gateway', pid: gw.proc.pid }, { name: 'ferry agent', pid: agent.proc.pid }],
   };
 }
