@@ -5,11 +5,13 @@ import type { Log } from '../common/log.js';
 import { ErrorCode, FerryError, isFerryError } from '../protocol/errors.js';
 import { checkPacket, dataDepthMaxDefault, type PacketLimits } from '../protocol/limits.js';
 import type { PacketData } from '../protocol/packet.js';
+import { refuseReasonCharsMax, type LocalSubscribers, type SubscriberConn } from './downlink/local-subscribers.js';
 import { LocalClient, type LocalClientLimits } from './local-client.js';
 
 /**
  * The agent's local API: newline-delimited JSON over a Unix socket, for other programs on the
- * device (`ferry send`, scripts). One request per line, one response per line, in order.
+ * device (`ferry send`, `ferry listen`, scripts). Each line is one JSON object in UTF-8, ended by
+ * `\n`. Every request line gets exactly one response line, in the order of the requests.
  *   {"op":"send","target":"t","data":<JSON>}  ->  {"ok":true,"seq":N}   (after the packet is durable)
  *     optional "ttlMs" (expire if not delivered this long after now) and "priority" (0-255)
  *   {"op":"stats"}                            ->  {"ok":true,"stats":{...}}
@@ -18,15 +20,30 @@ import { LocalClient, type LocalClientLimits } from './local-client.js';
  * A failure is {"ok":false,"code":CODE,"message":...}. A line over the limit closes the connection.
  * A client that does not read its replies is paused, then ended (agent/local-client.ts).
  *
+ * Downlink subscribers (docs/downlink.md, "On the device"; agent/downlink/local-subscribers.ts):
+ *   {"op":"subscribe","target":PATTERN}        ->  {"ok":true}
+ *     then, at any time after that response, pushed lines (no "ok" key, never a response):
+ *     {"message":{"id":ID,"target":T,"data":<JSON>,"ts":MS}}   data bytes as {"base64":"..."}
+ *   {"op":"ack","id":ID}                       ->  {"ok":true}      the message is taken
+ *   {"op":"refuse","id":ID,"reason":STR}       ->  {"ok":true}      refused (DOWNLINK_REFUSED, STR)
+ * An ack or refuse for an ID that awaits no answer from this connection (answered already, timed
+ * out, never sent to it) gets {"ok":false,"code":"LOCAL_REQUEST_INVALID",...}. A connection may
+ * subscribe several patterns and still send any other request; its subscriptions end with it.
+ * A reader tells a pushed line from a response by its "message" key: responses keep their
+ * one-per-request order, pushed lines may come between them.
+ *
  * The socket file is created with mode 0660 whatever the umask (only the agent's user and, with
- * `socketGid`, one group may connect: anyone who can connect can submit packets and requeue dead
- * letters).
+ * `socketGid`, one group may connect: anyone who can connect can submit packets, take downlink
+ * messages and requeue dead letters).
  */
 export type LocalRequest =
   | { op: 'send'; target: string; data: PacketData; ttlMs?: number; priority?: number }
   | { op: 'stats' }
   | { op: 'deadLetters' }
-  | { op: 'requeueDeadLetters' };
+  | { op: 'requeueDeadLetters' }
+  | { op: 'subscribe'; target: string }
+  | { op: 'ack'; id: string }
+  | { op: 'refuse'; id: string; reason: string };
 export type LocalResponse =
   | { ok: true; seq?: number; stats?: unknown; deadLetters?: unknown[]; requeued?: number }
   | { ok: false; code: string; message: string };
@@ -36,6 +53,8 @@ export interface LocalApiHandlers {
   stats(): unknown;
   deadLetters?(): Promise<unknown[]>;
   requeueDeadLetters?(): Promise<number>;
+  /** downlink subscribers; absent: subscribe/ack/refuse are unknown ops */
+  subscribers?: LocalSubscribers;
 }
 
 export const localLineBytesMax = 256 * 1024;
@@ -72,7 +91,11 @@ export interface LocalApiStats {
   clientsEnded: number;
 }
 
-export type LocalApiServer = Server & { localStats(): LocalApiStats };
+export type LocalApiServer = Server & {
+  localStats(): LocalApiStats;
+  /** Ends every client connection (subscribers stay connected otherwise, and `close` waits for them). */
+  endClients(): void;
+};
 
 export async function startLocalApi(socketPath: string, handlers: LocalApiHandlers, opts: LocalApiOptions): Promise<LocalApiServer> {
   await removeStaleSocket(socketPath);
@@ -90,7 +113,7 @@ export async function startLocalApi(socketPath: string, handlers: LocalApiHandle
   const deps = {
     clock: opts.clock ?? realClock,
     log: opts.log,
-    handle: (line: string) => handle(line, handlers, limits),
+    handle: (line: string, client: LocalClient) => handle(line, handlers, limits, client),
     lineTooLong: (): LocalResponse => ({ ok: false, code: ErrorCode.LOCAL_REQUEST_INVALID, message: `request line longer than ${localLineBytesMax} bytes` }),
     onQueued: (bytes: number) => { peak = Math.max(peak, bytes); },
     onEnded: () => { ended++; },
@@ -98,7 +121,10 @@ export async function startLocalApi(socketPath: string, handlers: LocalApiHandle
   const server = createServer((socket) => {
     const c = new LocalClient(socket, clientLimits, deps);
     clients.add(c);
-    socket.once('close', () => clients.delete(c));
+    socket.once('close', () => {
+      clients.delete(c);
+      handlers.subscribers?.disconnected(c);
+    });
   });
   server.maxConnections = connectionsMax;
   await new Promise<void>((resolve, reject) => {
@@ -128,6 +154,9 @@ export async function startLocalApi(socketPath: string, handlers: LocalApiHandle
       for (const c of clients) queued += c.queuedBytes();
       return { clients: clients.size, replyQueueBytes: queued, replyQueueBytesPeak: peak, clientsEnded: ended };
     },
+    endClients: (): void => {
+      for (const c of clients) c.destroy();
+    },
   });
 }
 
@@ -145,7 +174,7 @@ async function removeStaleSocket(socketPath: string): Promise<void> {
   await unlink(socketPath).catch(() => undefined);
 }
 
-async function handle(line: string, handlers: LocalApiHandlers, limits: PacketLimits): Promise<LocalResponse> {
+async function handle(line: string, handlers: LocalApiHandlers, limits: PacketLimits, conn: SubscriberConn): Promise<LocalResponse> {
   try {
     let req: unknown;
     try {
@@ -169,6 +198,20 @@ async function handle(line: string, handlers: LocalApiHandlers, limits: PacketLi
     if (r.op === 'stats') return { ok: true, stats: handlers.stats() };
     if (r.op === 'deadLetters' && handlers.deadLetters) return { ok: true, deadLetters: await handlers.deadLetters() };
     if (r.op === 'requeueDeadLetters' && handlers.requeueDeadLetters) return { ok: true, requeued: await handlers.requeueDeadLetters() };
+    const subs = handlers.subscribers;
+    if (subs && r.op === 'subscribe') {
+      subs.subscribe(conn, r.target);
+      return { ok: true };
+    }
+    if (subs && r.op === 'ack') {
+      subs.answer(conn, r.id, { ok: true });
+      return { ok: true };
+    }
+    if (subs && r.op === 'refuse') {
+      if (typeof r.reason !== 'string' || r.reason.length === 0) throw new FerryError(ErrorCode.LOCAL_REQUEST_INVALID, 'refuse needs "reason": a non-empty string');
+      subs.answer(conn, r.id, { ok: false, code: ErrorCode.DOWNLINK_REFUSED, reason: r.reason.slice(0, refuseReasonCharsMax) });
+      return { ok: true };
+    }
     throw new FerryError(ErrorCode.LOCAL_REQUEST_INVALID, `unknown op ${JSON.stringify(r.op)}`);
   } catch (err) {
     if (isFerryError(err)) return { ok: false, code: err.code, message: err.message };

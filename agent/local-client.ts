@@ -30,8 +30,8 @@ export interface LocalClientLimits {
 export interface LocalClientDeps {
   clock: Clock;
   log: Log;
-  /** answers one request line (never rejects) */
-  handle(line: string): Promise<object>;
+  /** answers one request line of this client (never rejects) */
+  handle(line: string, client: LocalClient): Promise<object>;
   /** the over-long line's answer */
   lineTooLong(): object;
   /** called on every reply with the bytes queued for this client, for the API's counters */
@@ -67,6 +67,24 @@ export class LocalClient {
       this.done = true;
       this.clearStall();
     });
+  }
+
+  /**
+   * Queues a line the client did not ask for (a downlink message for a subscriber), after the
+   * replies to requests already started, so a `subscribe`'s own reply always comes first. False
+   * when the client is gone.
+   */
+  push(line: object): boolean {
+    if (this.done || this.socket.destroyed) return false;
+    this.chain = this.chain.then(() => this.reply(line));
+    return true;
+  }
+
+  /** Ends the connection now (the agent is stopping). */
+  destroy(): void {
+    this.done = true;
+    this.clearStall();
+    this.socket.destroy();
   }
 
   /** bytes of replies waiting for the client */
@@ -113,7 +131,7 @@ export class LocalClient {
 
   private start(w: Waiting): void {
     this.inFlight++;
-    const answer = 'line' in w ? this.deps.handle(w.line) : Promise.resolve(this.deps.lineTooLong());
+    const answer = 'line' in w ? this.deps.handle(w.line, this) : Promise.resolve(this.deps.lineTooLong());
     this.chain = this.chain.then(async () => {
       const res = await answer;
       this.inFlight--;

@@ -1,7 +1,6 @@
 /** Composition of the agent: the only place that wires real IO (files, sockets, serial, clock). */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Server } from 'node:net';
 import { realClock } from '../common/clock.js';
 import { createLog, type Log } from '../common/log.js';
 import { ensurePrivateDir } from '../common/private-dir.js';
@@ -13,11 +12,18 @@ import { Link } from './link/link.js';
 import { longPollDialer } from './link/longpoll-client.js';
 import { tcpDialer } from './link/tcp.js';
 import { loadTlsFiles } from '../protocol/tls-files.js';
-import { startLocalApi } from './local-api.js';
+import { startLocalApi, type LocalApiServer } from './local-api.js';
 import { groupId } from './socket-group.js';
 import { createRule, type Rule } from './rules.js';
 import { SerialSource } from './sources/serial-source.js';
 import { SegmentStore } from './store/segment-store.js';
+import { DurableAnsweredLog } from './downlink/answered-log.js';
+import { DownlinkInbox, type InboxStats } from './downlink/inbox.js';
+import { LocalSubscribers } from './downlink/local-subscribers.js';
+import { createRouter } from './downlink/router.js';
+import { SerialCommands } from './downlink/serial-consumer.js';
+import { realFiles } from '../common/real-files.js';
+import { dataDepthMaxDefault } from '../protocol/limits.js';
 import { dataToJson, type NewPacket } from '../protocol/packet.js';
 import type { StoreStats } from './store/store.js';
 
@@ -51,9 +57,13 @@ export interface AgentStats {
   limits: { storeBytesMax: number; inflightPacketsMax: number };
   /** the store's own counters: drops by reason, recovery, bytes, segments */
   store: StoreStats;
+  /** downlink messages: accepted, refused by code, repeats answered from the record, waiting; local subscriptions */
+  downlink: InboxStats & { subscriptions: number };
 }
 
 export const storeDir = (config: AgentConfig): string => join(config.dataDir, 'store');
+/** Where the answered-message record lives (answered.log). */
+export const downlinkDir = (config: AgentConfig): string => join(config.dataDir, 'downlink');
 /** The local API's socket: `socket`, else DATADIR/agent.sock. */
 export const socketPathOf = (config: AgentConfig): string => config.socket ?? join(config.dataDir, 'agent.sock');
 
@@ -80,6 +90,7 @@ export async function runAgent(config: AgentConfig, opts: { log?: Log } = {}): P
     dir: storeDir(config), sync: config.store.sync, batchWindowMs: config.store.batchWindowMs,
     bytesMax: storeBytesMax, segmentBytes, fullPolicy: config.store.fullPolicy, log,
   });
+  const answered = await DurableAnsweredLog.open({ dir: downlinkDir(config), files: realFiles, idsMax: config.downlink.dedupIdsMax, log });
   // One dialer per gateway URL: the TCP tunnel, or the HTTP long-poll carrier through the proxy the environment names.
   const tls = tlsFiles ? { tls: tlsFiles } : {};
   const posts: HttpPost[] = [];
@@ -92,17 +103,39 @@ export async function runAgent(config: AgentConfig, opts: { log?: Log } = {}): P
   });
   const choice = candidates.length > 1 ? gatewayChoice(candidates, { fallbackAfterMs: config.link.fallbackAfterMs, probeIntervalMs: config.link.probeIntervalMs, clock, log }) : undefined;
   const dial = choice ?? candidates[0]!.dial;
-  const link = new Link(
-    { agentId: config.id, ...(config.token ? { token: config.token } : {}), inflightPacketsMax, retryPacketsMax: config.link.retryPacketsMax ?? inflightPacketsMax, ...config.link },
-    { store, dial, clock, rng: Math.random, log },
-  );
-
   const produce = (packets: NewPacket[]): void => {
     for (const p of packets) store.append(p).catch((err: unknown) => log.warn('agent: packet not stored', { target: p.target, err }));
   };
   const rules: Rule[] = config.rules.map(createRule);
   const sources = config.sources.map(
     (s) => new SerialSource(s, { clock, log, onReading: (r) => { const now = clock.now(); for (const rule of rules) produce(rule.onReading(r, now)); } }),
+  );
+
+  // Downlink: routes to consumers; the inbox delivers in order and records each verdict before answering.
+  const subscribers = new LocalSubscribers({ clock, log });
+  const commands = new Map<string, SerialCommands>();
+  const router = createRouter(config.downlink.routes, {
+    serial: (name) => {
+      let c = commands.get(name);
+      if (!c) {
+        const source = sources.find((s) => s.name === name);
+        // The config schema checked the name: a route to an unknown source cannot get here.
+        if (!source) throw new Error(`no serial source named ${name}`);
+        commands.set(name, (c = new SerialCommands(source, { clock, log })));
+      }
+      return c;
+    },
+    local: subscribers,
+    exec: { clock, log },
+  });
+  // The window is named even with no routes: messages then come and are refused with DOWNLINK_NO_ROUTE, so the application sees why.
+  const inbox = new DownlinkInbox(
+    { messagesMax: config.downlink.messagesMax, bytesMax: config.downlink.bytesMax, limits: { dataBytesMax: config.dataBytesMax, dataDepthMax: dataDepthMaxDefault } },
+    { route: router.route, answered, clock, log },
+  );
+  const link = new Link(
+    { agentId: config.id, ...(config.token ? { token: config.token } : {}), inflightPacketsMax, retryPacketsMax: config.link.retryPacketsMax ?? inflightPacketsMax, ...config.link },
+    { store, dial, clock, rng: Math.random, log, downlink: inbox },
   );
   const tick = setInterval(() => {
     const now = clock.now();
@@ -120,17 +153,19 @@ export async function runAgent(config: AgentConfig, opts: { log?: Log } = {}): P
       gateway: l.state === 'connected' ? (choice?.currentUrl() ?? urls[0]!) : null, rttMs: l.rttMs,
       retrying: l.retryPackets, retries: l.retries, credit: { packets: l.creditPackets, bytes: l.creditBytes },
       limits: { storeBytesMax, inflightPacketsMax }, store: s,
+      downlink: { ...inbox.stats(), subscriptions: subscribers.stats().subscriptions },
     };
   };
 
   const socketPath = socketPathOf(config);
-  const server: Server = await startLocalApi(
+  const server: LocalApiServer = await startLocalApi(
     socketPath,
     {
       send: async (target, data, extra) => (await store.append({ target, data, ts: clock.now(), ...extra })).seq,
       stats,
       deadLetters: async () => (await store.deadLetters()).map((d) => ({ ...d, packet: { ...d.packet, data: dataToJson(d.packet.data) } })),
       requeueDeadLetters: () => store.requeueDeadLetters(),
+      subscribers,
     },
     { log, dataBytesMax: config.dataBytesMax, ...(socketGid !== undefined ? { socketGid } : {}) },
   );
@@ -143,10 +178,20 @@ export async function runAgent(config: AgentConfig, opts: { log?: Log } = {}): P
     stats,
     async stop() {
       clearInterval(tick);
-      await Promise.all(sources.map((s) => s.stop()));
-      await new Promise<void>((r) => server.close(() => r()));
+      // No new local clients; those connected (subscribers) stay until the inbox is done.
+      const closed = new Promise<void>((r) => server.close(() => r()));
       choice?.stop();
       await link.stop();
+      // The message with its consumer is answered and recorded first (its DOWN_ACK is not sent:
+      // the gateway sends it again and it is answered from the record); so the consumers, the
+      // serial devices and the subscribers' connections stay until then.
+      await inbox.close();
+      await router.close();
+      for (const c of commands.values()) c.close();
+      await answered.close();
+      await Promise.all(sources.map((s) => s.stop()));
+      server.endClients();
+      await closed;
       for (const p of posts) p.close();
       await store.close();
     },

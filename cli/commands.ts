@@ -169,6 +169,8 @@ const sim: Command = {
   --duration-ms MS   overrides durationMs: stop after this long
 
 Prints "ferry sim device PATH" once readings flow (as text lines like "t=21.53"). Needs socat.
+Obeys commands written to the device (interval=MS, rate=HZ, threshold=VALUE|off) and answers
+each with a line "ok ..." or "err ..." (docs/config.md).
 `,
   async run(args) {
     const f = flags(args, { config: { type: 'string' }, link: { type: 'string' }, rate: { type: 'string' }, 'duration-ms': { type: 'string' } });
@@ -220,6 +222,27 @@ Exits 0 and prints the seq once the agent stored the packet durably; non-zero wi
   },
 };
 
+/** Kept here (not imported from listen.ts) so `ferry --help` loads nothing more. */
+const listenHelpText = `usage: ferry listen --target PATTERN (--socket PATH | --config AGENT_CONFIG) [--count N]
+
+  --target PATTERN  the targets to take: exact (cfg/interval), prefix (cfg/*) or MQTT-style
+                    (cmd/+/set, cmd/#); the agent routes them here with a downlink route "to: local"
+  --socket PATH     the agent's local socket
+  --config FILE     the agent's configuration: its socket (or DATADIR/agent.sock) is used
+  --count N         exit 0 after N messages were printed and acked (default: run until SIGINT/SIGTERM)
+
+Prints each message as one JSON line {"id","target","data","ts"} (data bytes as {"base64":...})
+and acks it once the line is written. When several subscribers match, the oldest subscription
+gets the message. Exits non-zero if the agent is not running or goes away. Framing: docs/downlink.md.
+`;
+
+const listen: Command = {
+  summary: 'take downlink messages for a target from the running agent; prints each as a JSON line and acks it',
+  help: listenHelpText,
+  // Loaded when it runs: a long-lived subscriber needs none of the agent's or gateway's code.
+  run: async (args) => (await import('./listen.js')).runListen(args),
+};
+
 const demo: Command = {
   summary: 'run gateway, simulator and agent together; kill and restart them; check every packet arrived once',
   help: `usage: ferry demo [--duration-s S] [--rate HZ] [--keep DIR]
@@ -240,4 +263,4 @@ once and in order. Needs socat (installed by scripts/bootstrap.sh, which npm run
   },
 };
 
-export const commands: Record<string, Command> = { gateway, agent, sim, send, demo };
+export const commands: Record<string, Command> = { gateway, agent, sim, send, listen, demo };

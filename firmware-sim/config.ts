@@ -46,6 +46,8 @@ export const simConfigSchema = z.strictObject({
     .regex(/^[A-Za-z_][A-Za-z0-9_.-]{0,31}$/, 'a name of at most 32 letters, digits, _ . - starting with a letter or _')
     .default('t'),
   waveform: waveformSchema.prefault({}),
+  /** With it, each reading carries `alarm=1` while its value is above it, `alarm=0` otherwise (also set by the `threshold=` command). */
+  threshold: z.number().min(-valueAbsMax).max(valueAbsMax).optional(),
   /** Digits after the decimal point in each reading. */
   decimals: z.number().int().min(0).max(6).default(2),
   /** Stop by itself after this many ms (runs until stopped when absent). */

@@ -1,7 +1,7 @@
 export { simConfigSchema, waveformSchema, WaveformKind, DEFAULT_LINK, LINK_PATH_PATTERN } from './config.js';
 export type { SimConfig, SimConfigInput, Waveform } from './config.js';
 export { sample } from './waveform.js';
-export { FirmwareSim, TICK_MS_MIN, COMMAND_BYTES_MAX, RATE_HZ_MAX } from './sim.js';
+export { FirmwareSim, TICK_MS_MIN, COMMAND_BYTES_MAX, RATE_HZ_MAX, INTERVAL_MS_MAX } from './sim.js';
 export type { SimClock, SimTimers, SimIo, SimSettings } from './sim.js';
 export { openPtyPair, simLinkFor } from './pty.js';
 export type { PtyPair, PtyOptions } from './pty.js';

@@ -25,13 +25,15 @@ export interface SimIo {
   log?: (line: string) => void;
 }
 
-export type SimSettings = Pick<SimConfig, 'rateHz' | 'key' | 'waveform' | 'decimals'>;
+export type SimSettings = Pick<SimConfig, 'rateHz' | 'key' | 'waveform' | 'decimals'> & { threshold?: number | undefined };
 
 /** Readings are emitted in batches on a timer no faster than this. */
 export const TICK_MS_MIN = 10;
 /** A command line longer than this is discarded (input from the serial line is untrusted). */
 export const COMMAND_BYTES_MAX = 256;
 export const RATE_HZ_MAX = 10_000;
+/** The longest `interval=MS`: a day. */
+export const INTERVAL_MS_MAX = 86_400_000;
 
 /**
  * The simulated microcontroller: emits `key=value\n` readings at `rateHz`, each the waveform
@@ -41,7 +43,15 @@ export const RATE_HZ_MAX = 10_000;
  * readings that are due, so the rate holds at any tick granularity. When the process stalls for
  * longer than a second the backlog is not replayed: those readings are counted in `skipped`.
  *
- * Commands (one per line, others ignored and counted): `rate=<hz>` sets the reading rate.
+ * Commands, one per line (`\r\n` or `\n`), each answered on a line of its own:
+ * - `interval=MS` sets the time between readings (ms, 1000/RATE_HZ_MAX to INTERVAL_MS_MAX):
+ *   `ok interval=MS`;
+ * - `rate=HZ` sets readings per second: `ok rate=HZ`;
+ * - `threshold=VALUE` sets the alarm threshold: from then on each reading carries `alarm=1` while
+ *   its value is above VALUE and `alarm=0` otherwise; `threshold=off` removes it: `ok threshold=...`;
+ * - anything else: `err unknown command: TEXT`; a value out of range or not a number:
+ *   `err bad value: ...`; a line over COMMAND_BYTES_MAX: `err command too long: ...`.
+ * Rejected commands change nothing and are counted in `commandsIgnored`. Empty lines are skipped.
  */
 export class FirmwareSim {
   #io: SimIo;
@@ -74,6 +84,10 @@ export class FirmwareSim {
   }
   get rateHz(): number {
     return this.#settings.rateHz;
+  }
+  /** The alarm threshold, or undefined when none is set. */
+  get threshold(): number | undefined {
+    return this.#settings.threshold;
   }
   get running(): boolean {
     return this.#timer !== undefined;
@@ -136,32 +150,69 @@ export class FirmwareSim {
       const line = rest.slice(0, nl);
       rest = rest.slice(nl + 1);
       if (this.#inboxOverflow) this.#inboxOverflow = false;
+      else if (line.length > COMMAND_BYTES_MAX) this.#reject(`err command too long: more than ${COMMAND_BYTES_MAX} bytes`);
       else this.command(line);
     }
-    if (rest.length > COMMAND_BYTES_MAX) {
+    if (rest.length > COMMAND_BYTES_MAX && !this.#inboxOverflow) {
       this.#inboxOverflow = true;
-      this.#commandsIgnored++;
-      rest = '';
+      this.#reject(`err command too long: more than ${COMMAND_BYTES_MAX} bytes`);
     }
+    if (this.#inboxOverflow) rest = '';
     this.#inbox = rest;
   }
 
-  /** Applies one command line; returns whether it was understood. */
-  command(line: string): boolean {
+  /** Applies one command line and writes its answer; returns the answer (null for an empty line). */
+  command(line: string): string | null {
     const text = line.trim();
-    if (text === '') return false;
-    const rate = /^rate=(\d+(?:\.\d+)?)$/.exec(text);
-    if (rate) {
-      const hz = Number(rate[1]);
-      if (hz > 0 && hz <= RATE_HZ_MAX) {
-        this.setRate(hz);
-        this.#io.log?.(`firmware-sim: rate set to ${hz} Hz`);
-        return true;
-      }
+    if (text === '') return null;
+    const answer = this.#apply(text);
+    if (answer.startsWith('ok')) {
+      this.#io.write(`${answer}\n`);
+      this.#io.log?.(`firmware-sim: ${answer} (now ${this.#settings.rateHz} Hz)`);
+    } else {
+      this.#reject(answer);
     }
+    return answer;
+  }
+
+  #reject(answer: string): void {
     this.#commandsIgnored++;
-    this.#io.log?.(`firmware-sim: ignored command ${JSON.stringify(text.slice(0, 64))}`);
-    return false;
+    this.#io.write(`${answer}\n`);
+    this.#io.log?.(`firmware-sim: ${answer}`);
+  }
+
+  /** The answer to one command (`ok ...` once applied, `err ...` when not). */
+  #apply(text: string): string {
+    const show = JSON.stringify(text.slice(0, 64)).slice(1, -1);
+    const eq = text.indexOf('=');
+    const name = eq < 0 ? text : text.slice(0, eq);
+    const value = eq < 0 ? '' : text.slice(eq + 1).trim();
+    const number = /^-?\d+(\.\d+)?$/.test(value) ? Number(value) : NaN;
+    switch (name.trim()) {
+      case 'interval': {
+        const intervalMs = number;
+        if (!(intervalMs >= 1000 / RATE_HZ_MAX && intervalMs <= INTERVAL_MS_MAX)) return `err bad value: ${show} (want ms from ${1000 / RATE_HZ_MAX} to ${INTERVAL_MS_MAX})`;
+        this.setRate(1000 / intervalMs);
+        return `ok interval=${intervalMs}`;
+      }
+      case 'rate': {
+        const hz = number;
+        if (!(hz > 0 && hz <= RATE_HZ_MAX)) return `err bad value: ${show} (want readings per second above 0, at most ${RATE_HZ_MAX})`;
+        this.setRate(hz);
+        return `ok rate=${hz}`;
+      }
+      case 'threshold': {
+        if (value === 'off') {
+          this.#settings.threshold = undefined;
+          return 'ok threshold=off';
+        }
+        if (!Number.isFinite(number)) return `err bad value: ${show} (want a number, or off)`;
+        this.#settings.threshold = number;
+        return `ok threshold=${number}`;
+      }
+      default:
+        return `err unknown command: ${show}`;
+    }
   }
 
   #arm(): void {
@@ -170,9 +221,10 @@ export class FirmwareSim {
   }
 
   #emit(tMs: number): void {
-    const { key, waveform, decimals } = this.#settings;
+    const { key, waveform, decimals, threshold } = this.#settings;
     const value = sample(waveform, tMs, this.#io.rng);
     this.#readings++;
-    this.#io.write(`${key}=${value.toFixed(decimals)}\n`);
+    const alarm = threshold === undefined ? '' : ` alarm=${value > threshold ? 1 : 0}`;
+    this.#io.write(`${key}=${value.toFixed(decimals)}${alarm}\n`);
   }
 }

@@ -6,6 +6,8 @@ import { ErrorCode, isFerryError } from '../../protocol/errors.js';
 import { lineBytesMax, parseLine, type Reading } from './line-parser.js';
 
 export interface SerialSourceConfig {
+  /** how downlink routes name it; default its path */
+  name?: string;
   path: string;
   baudRate: number;
   format: 'kv' | 'json';
@@ -17,18 +19,35 @@ export interface SourceStats {
   invalidLines: number;
   opens: number;
   open: boolean;
+  /** `ok ...`/`err ...` lines read (answers to downlink commands, never readings) */
+  answers: number;
 }
+
+/** Who hears the device's answers to a command (agent/downlink/serial-consumer.ts); one at a time. */
+export interface AnswerListener {
+  /** a line `ok ...` or `err ...` read from the device */
+  answer(line: string): void;
+  /** the device closed or failed (unplugged): no answer will come on this opening */
+  closed(): void;
+}
+
+/** An answer to a command, not a reading: `ok` or `err`, alone or followed by a space and more. */
+export const answerLinePattern = /^(ok|err)(\s|$)/;
 
 /**
  * Reads text lines from a serial device with the serialport package. Survives the device going
  * away (unplugged, simulator restarted): it closes, waits `reopenDelayMs`, and opens it again.
  * Bad lines are counted and dropped; a line longer than the limit is cut off and dropped.
+ *
+ * Downlink commands go the other way (`write`): a line `ok ...` or `err ...` from the device is
+ * its answer to one, handed to the `AnswerListener` (if any) and never parsed as a reading.
  */
 export class SerialSource {
   private port: SerialPort | null = null;
   private stopped = false;
   private reopenTimer: unknown = null;
-  private readonly counters = { readings: 0, invalidLines: 0, opens: 0 };
+  private readonly counters = { readings: 0, invalidLines: 0, opens: 0, answers: 0 };
+  private listener: AnswerListener | null = null;
   private lastWarnMs = 0;
 
   constructor(
@@ -38,6 +57,31 @@ export class SerialSource {
 
   start(): void {
     this.open();
+  }
+
+  /** The name downlink routes use: `name`, else the path. */
+  get name(): string {
+    return this.config.name ?? this.config.path;
+  }
+
+  /** Whether the device is open now (a command can be written). */
+  get isOpen(): boolean {
+    return this.port?.isOpen ?? false;
+  }
+
+  /**
+   * Writes `text` to the device (the caller ends it with a newline); rejects when the device is
+   * not open or the write fails.
+   */
+  write(text: string | Buffer): Promise<void> {
+    const port = this.port;
+    if (!port?.isOpen) return Promise.reject(new Error(`serial device ${this.config.path} is not open`));
+    return new Promise((resolve, reject) => port.write(text, (err) => (err ? reject(err) : resolve())));
+  }
+
+  /** Sets who hears answers and closes (null: nobody; answers are then counted and dropped). */
+  setAnswerListener(listener: AnswerListener | null): void {
+    this.listener = listener;
   }
 
   stats(): SourceStats {
@@ -74,8 +118,12 @@ export class SerialSource {
         this.open();
       }, this.config.reopenDelayMs);
     };
-    port.on('close', () => retry('closed'));
+    port.on('close', () => {
+      this.listener?.closed();
+      retry('closed');
+    });
     port.on('error', (err: Error) => {
+      this.listener?.closed();
       if (port.isOpen) port.close(() => undefined);
       retry(err.message);
     });
@@ -90,6 +138,11 @@ export class SerialSource {
   }
 
   private onLine(line: string): void {
+    if (answerLinePattern.test(line)) {
+      this.counters.answers++;
+      this.listener?.answer(line);
+      return;
+    }
     let reading: Reading;
     try {
       reading = parseLine(line, this.config.format);

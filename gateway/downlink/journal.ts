@@ -20,7 +20,7 @@
  * such as an expiry) is not failed: it goes again with the next batch, and a snapshot makes it moot.
  *
  * Compaction: once the file has grown past `compactBytes` and by at least the last snapshot's
- * size, the owner's snapshot (record bodies, each within recordBodyBytesMax) is written in chunks
+ * size (or, after a failed compaction, its size then), the owner's snapshot (record bodies, each within recordBodyBytesMax) is written in chunks
  * to a temporary file, synced, renamed over the log, and the directory synced.
  */
 import { join } from 'node:path';
@@ -175,11 +175,21 @@ export class Journal {
     // Yield once so what arrives in the same tick shares the sync.
     await new Promise((r) => setImmediate(r));
     while (this.pending.length > 0) {
-      const batch = [...this.carried, ...this.pending];
+      const batch: JournalEntry[] = [];
+      const framed: Buffer[] = [];
+      for (const e of [...this.carried, ...this.pending]) {
+        try {
+          framed.push(...e.bodies.map((b) => frameRecord(b, this.o.recordBodyBytesMax)));
+          batch.push(e);
+        } catch (err) {
+          // A body no reader would accept (RECORD_TOO_LARGE) fails alone, never again, and never the batch.
+          e.done?.(err);
+        }
+      }
       this.carried = [];
       this.pending = [];
       try {
-        const buf = Buffer.concat(batch.flatMap((e) => e.bodies.map((b) => frameRecord(b, this.o.recordBodyBytesMax))));
+        const buf = Buffer.concat(framed);
         if (buf.length > 0) await this.write(buf);
       } catch (err) {
         for (const e of batch) {
@@ -192,6 +202,8 @@ export class Journal {
       if (this.fileBytes > this.o.compactBytes && this.fileBytes - this.snapshotBytes >= this.o.compactGrowthRatio * this.snapshotBytes) {
         await this.compact().catch((err: unknown) => {
           this.drop();
+          // Tried again once the file has grown as much again, not on every batch.
+          this.snapshotBytes = Math.max(this.snapshotBytes, this.fileBytes);
           this.o.log.error('downlink queue: compaction failed', { err });
         });
       }

@@ -133,8 +133,9 @@ export class MqttSource {
     this.o.clock.clearTimeout(this.timer);
     const bounded = (p: Promise<unknown>): Promise<unknown> => Promise.race([p, new Promise((r) => this.o.clock.setTimeout(() => r(undefined), graceMs))]);
     await bounded(this.inProgress);
-    await bounded(new Promise<void>((resolve) => this.client.end(false, {}, () => resolve())));
-    if (!this.client.disconnected) this.client.end(true);
+    // A DISCONNECT when connected (the broker keeps the session either way); otherwise just the socket, if any.
+    if (this.client.connected) await bounded(new Promise<void>((resolve) => this.client.end(false, {}, () => resolve())));
+    this.client.end(true);
     this.connected = false;
   }
 

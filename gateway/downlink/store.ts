@@ -23,7 +23,18 @@
  * with DOWNLINK_EXPIRED makes it `expired`.
  *
  * `list` gives the live messages in queue order (delivered and queued, by `n`), then the history
- * oldest first (by when each became final).
+ * oldest first (by when each became final; after a restart, by when its record was written, which
+ * may swap messages that became final during one write).
+ *
+ * What a crash may leave: an enqueue or verdict in flight (never answered) may or may not be
+ * there; an expiry or a drop whose record was not yet written is undone (an expired message is
+ * found expired again; a dropped one is queued again, only if the enqueue it was dropped for never
+ * resolved). A rejected enqueue is not there, with one exception (journal.ts): its write failed,
+ * cutting it back failed too, and the power failed before the next write.
+ *
+ * Bounds. Memory holds at most, per agent, queueMessagesMax live messages (of at most
+ * queueBytesMax bytes) and historyMessagesMax final ones (their data too: GET shows it); an agent
+ * with neither is forgotten. A verdict's code and reason are cut to 64 and 1024 characters.
  */
 import { randomBytes } from 'node:crypto';
 import type { Clock } from '../../common/clock.js';
@@ -37,7 +48,8 @@ import { packetCreditBytes } from '../../protocol/packet.js';
 import { AgentQueue, type Msg, type Tally } from './agent-queue.js';
 import { Journal } from './journal.js';
 import type { DownlinkQueueLimits, DownlinkQueues, DownlinkStats, EnqueueResult, MessageState, MessageView, NewMessage, TakenMessage } from './queue.js';
-import { decodeRecord, encodeRecord, isFinalState, type FinalState, type QueueRecord } from './records.js';
+import { decodeRecord, encodeRecord, isFinalState, type FinalState } from './records.js';
+import { applyRecord, queuedRecord, snapshotRecords } from './recovery.js';
 
 export interface DownlinkStoreOptions {
   dir: string;
@@ -81,7 +93,10 @@ export class DownlinkStore implements DownlinkQueues {
       dir: o.dir, fileName: 'queue.log', files: o.files ?? realFiles, log: o.log,
       compactBytes: o.compactBytes ?? 8 * 1024 * 1024, compactGrowthRatio: o.compactGrowthRatio ?? 1,
       recordBodyBytesMax: o.recordBodyBytesMax ?? recordBodyBytesMax, ioChunkBytes: o.ioChunkBytes ?? 1024 * 1024,
-    }, (body) => s.learn(body), () => s.snapshot());
+    }, (body) => {
+      const r = decodeRecord(body);
+      if (r) applyRecord(s.agents, r, (agent) => new AgentQueue(agent, o.limits.historyMessagesMax, s.tally));
+    }, () => s.snapshot());
     for (const q of s.agents.values()) {
       q.afterRecovery();
       if (q.empty) s.agents.delete(q.agent);
@@ -108,7 +123,7 @@ export class DownlinkStore implements DownlinkQueues {
       ...(nm.ttlMs !== undefined ? { expiresAt: now + nm.ttlMs } : {}), ...(nm.from !== undefined ? { from: nm.from } : {}),
       state: 'queued', durable: false, settling: false, requeueAsked: false,
     };
-    const body = encodeRecord(this.queuedRecord(m));
+    const body = encodeRecord(queuedRecord(m));
     const bodyMax = this.o.recordBodyBytesMax ?? recordBodyBytesMax;
     if (body.length + historySlackBytes > bodyMax) {
       return { ok: false, code: ErrorCode.DATA_TOO_LARGE, message: `the message's record takes ${body.length} bytes, more than the ${bodyMax - historySlackBytes} the queue's file holds in one record` };
@@ -324,45 +339,9 @@ export class DownlinkStore implements DownlinkQueues {
     }
   }
 
-  private queuedRecord(m: Msg): QueueRecord {
-    return { k: 'q', a: m.agent, i: m.id, n: m.n, t: m.target, d: m.data, at: m.queuedAt, ...(m.expiresAt !== undefined ? { x: m.expiresAt } : {}), ...(m.from !== undefined ? { f: m.from } : {}) };
-  }
-
-  /** Applies one record read at open (see records.ts for why repeats are ignored). */
-  private learn(body: Buffer): void {
-    const r = decodeRecord(body);
-    if (!r) return;
-    let q = this.agents.get(r.a);
-    if (r.k === 'e') {
-      const m = q?.byId.get(r.i);
-      if (q && m && (m.state === 'queued' || m.state === 'delivered')) q.finish(m, r.s, r.at, r.c, r.r, true);
-      return;
-    }
-    if (!q) this.agents.set(r.a, (q = new AgentQueue(r.a, this.o.limits.historyMessagesMax, this.tally)));
-    if (q.byId.has(r.i)) return;
-    const m: Msg = {
-      id: r.i, agent: r.a, n: r.n, target: r.t, data: r.d, bytes: packetCreditBytes({ target: r.t, data: r.d }), queuedAt: r.at,
-      ...(r.x !== undefined ? { expiresAt: r.x } : {}), ...(r.f !== undefined ? { from: r.f } : {}),
-      state: 'queued', durable: true, settling: false, requeueAsked: false,
-    };
-    if (r.k === 'q') q.add(m);
-    else {
-      Object.assign(m, { state: r.s, finishedAt: r.e }, r.c !== undefined ? { code: r.c } : {}, r.r !== undefined ? { reason: r.r } : {});
-      q.addHistory(m);
-    }
-  }
-
   /** The state as records, captured now (the journal writes them while memory moves on). */
   private snapshot(): Iterable<Buffer> {
-    const recs: QueueRecord[] = [];
-    for (const q of this.agents.values()) {
-      for (const m of q.live()) recs.push(this.queuedRecord(m));
-      for (const m of q.finals()) {
-        if (!m.durable || !isFinalState(m.state)) continue;
-        const qr = this.queuedRecord(m) as Omit<QueueRecord, 'k'>;
-        recs.push({ ...qr, k: 'h', s: m.state, e: m.finishedAt ?? m.queuedAt, ...(m.code !== undefined ? { c: m.code } : {}), ...(m.reason !== undefined ? { r: m.reason } : {}) } as QueueRecord);
-      }
-    }
+    const recs = snapshotRecords(this.agents.values());
     return (function* () {
       for (const r of recs) yield encodeRecord(r);
     })();

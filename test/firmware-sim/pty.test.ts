@@ -104,16 +104,20 @@ t.test('sim - readings arrive as text lines on the device side, across a reopen'
   await sim.stop(); // idempotent
 });
 
-t.test('sim - obeys rate= sent by the agent on the serial line', async (t) => {
+t.test('sim - obeys interval= sent by the agent on the serial line and answers each command', async (t) => {
   const dir = await tempDir(t);
   const { sim, logs } = await startSim(t, { link: join(dir, 'tty0'), rateHz: 20 });
   const port = new SerialPort({ path: sim.devicePath, baudRate: 115200, autoOpen: false });
   t.teardown(() => closePort(port));
   await new Promise<void>((resolve, reject) => port.open((err) => (err ? reject(err) : resolve())));
-  port.write('nonsense\nrate=500\n');
-  for (let i = 0; i < 200 && !logs.some((l) => l.includes('rate set to 500')); i++) await sleep(20);
-  t.ok(logs.some((l) => l.includes('rate set to 500 Hz')), 'the rate command arrived');
-  t.ok(logs.some((l) => l.includes('ignored command "nonsense"')), 'an unknown line is ignored');
+  const answers: string[] = [];
+  port.pipe(new ReadlineParser({ delimiter: '\n' })).on('data', (line: string) => {
+    if (/^(ok|err)\b/.test(line)) answers.push(line);
+  });
+  port.write('nonsense\ninterval=2\n');
+  for (let i = 0; i < 500 && answers.length < 2; i++) await sleep(20);
+  t.same(answers, ['err unknown command: nonsense', 'ok interval=2'], 'each command answered on a line of its own, in order');
+  t.ok(logs.some((l) => l.includes('ok interval=2 (now 500 Hz)')), 'the interval command took effect');
 });
 
 t.test('sim - with nobody reading, readings beyond the pending bound are dropped, not queued', async (t) => {

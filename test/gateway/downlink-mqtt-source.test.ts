@@ -151,3 +151,25 @@ t.test('mqtt source - the persistent session keeps what is published while the g
   });
   t.pass('messages flow after the broker restarted');
 });
+
+t.test('mqtt source - a broker down at start is retried with back-off until it is up; close does not wait for a broker that is gone', async (t) => {
+  const { freePort } = await import('../helpers/free-port.js');
+  const port = await freePort();
+  const queues = new MemoryDownlink();
+  const { src, lines } = source(t, `mqtt://127.0.0.1:${port}`, queues);
+  await waitFor('a failed attempt logged', async () => (lines.some((l) => /downlink mqtt: connection failed/.test(l)) ? true : undefined));
+  t.equal(src.stats().connected, false);
+  const m = await broker(t, { port });
+  await subscribed(src);
+  const pub = await publisher(t, m.url);
+  await waitFor('a message once the broker is up', async () => {
+    await pub.publishAsync('ferry/down/pi-1/x', '1', { qos: 1 });
+    return queues.list('pi-1').length > 0 ? true : undefined;
+  });
+  m.kill();
+  await waitFor('the loss noticed', async () => (src.stats().connected ? undefined : true));
+  const started = Date.now();
+  // A liveness check, not a timing one: with a grace of a minute, only waiting for the gone broker takes that long.
+  await src.close(60_000);
+  t.ok(Date.now() - started < 30_000, `closed in ${Date.now() - started} ms with the broker gone, not after its grace`);
+});
