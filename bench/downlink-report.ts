@@ -2,13 +2,15 @@
 import type { DownlinkOptions, DownlinkSource } from './lib/e2e-options.js';
 import type { Carrier, LongpollTotals } from './lib/ferry-rig.js';
 import { median } from './lib/stats.js';
+import type { SyncCount } from './lib/syncs.js';
 import { formatMarkdown, formatTable } from './lib/table.js';
 import { fmt } from './lib/timing.js';
 import type { Run } from './latency.js';
 
 type Say = (line?: string) => void;
 
-export type Side = { kind: 'ferry'; carrier: Carrier; source: DownlinkSource } | { kind: 'peer' };
+/** `intake`: ferry's API into the gateway's queue with no agent connected (throughput only: what the gateway alone takes). */
+export type Side = { kind: 'ferry'; carrier: Carrier; source: DownlinkSource } | { kind: 'intake' } | { kind: 'peer' };
 
 export interface LatencyRun extends Omit<Run, 'side'> {
   side: Side;
@@ -26,6 +28,8 @@ export interface ThroughputRun {
   sendSeconds: number;
   /** CPU seconds per process over the run */
   cpu: Record<string, number>;
+  /** ferry gateway and agent: fdatasync and fsync calls over the run (perf; null: not countable here); empty when not counted */
+  syncs: Record<string, SyncCount | null>;
   longpoll: LongpollTotals | null;
 }
 
@@ -33,6 +37,7 @@ const carrierName: Record<Carrier, string> = { tcp: 'TCP tunnel', longpoll: 'lon
 
 export function label(side: Side): string {
   if (side.kind === 'peer') return 'peer: mqtt.js QoS 1 → mosquitto → subscriber';
+  if (side.kind === 'intake') return 'ferry: API → gateway queue only (no agent; until the last 201)';
   return side.source === 'api' ? `ferry: API → ${carrierName[side.carrier]} → local subscriber` : `ferry: MQTT source → ${carrierName[side.carrier]} → local subscriber`;
 }
 
@@ -68,7 +73,8 @@ function throughputTables(o: DownlinkOptions, runs: ThroughputRun[]): string[][]
   }
   const rows = [['throughput (first send → consumer holds all)', 'agent window', 'runs', 'messages', 'seconds', 'messages/s', 'min–max', 'ferry/peer', 'sends answered/s', 'HTTP requests/message']];
   const procs = [...new Set(runs.flatMap((r) => Object.keys(r.cpu)))];
-  const cpu = [['CPU µs per message', 'agent window', ...procs, 'total']];
+  const synced = [...new Set(runs.flatMap((r) => Object.keys(r.syncs)))];
+  const cpu = [['CPU µs per message', 'agent window', ...procs, 'total', ...synced.map((k) => `${k.replace('ferry ', '')} syncs/message`)]];
   for (const g of groups) {
     const first = g[0]!;
     const rates = g.map((r) => r.messages / r.seconds);
@@ -76,12 +82,19 @@ function throughputTables(o: DownlinkOptions, runs: ThroughputRun[]): string[][]
     const lp = g.every((r) => r.longpoll) ? fmt(median(g.map((r) => r.longpoll!.requests / r.messages)), 4) : '-';
     rows.push([
       label(first.side), first.window === null ? `in flight ${o.concurrency}` : String(first.window), String(g.length), fmt(first.messages), fmt(median(g.map((r) => r.seconds)), 3),
-      fmt(rate), `${fmt(Math.min(...rates))}–${fmt(Math.max(...rates))}`, first.side.kind === 'peer' ? '-' : fmt(rate / peer, 2),
+      fmt(rate), `${fmt(Math.min(...rates))}–${fmt(Math.max(...rates))}`, first.side.kind === 'ferry' ? fmt(rate / peer, 2) : '-',
       fmt(median(g.map((r) => r.messages / r.sendSeconds))), lp,
     ]);
     const messages = g.reduce((n, r) => n + r.messages, 0);
     const per = (k: string): number => (g.reduce((s, r) => s + (r.cpu[k] ?? 0), 0) / messages) * 1e6;
-    cpu.push([label(first.side), first.window === null ? '-' : String(first.window), ...procs.map((k) => (g[0]!.cpu[k] === undefined ? '-' : fmt(per(k), 1))), fmt(procs.reduce((s, k) => s + per(k), 0), 1)]);
+    // fdatasync + fsync per message, over the runs that counted them.
+    const syncs = (k: string): string => {
+      const counts = g.map((r) => r.syncs[k]);
+      if (counts.some((c) => c === undefined)) return '-';
+      if (counts.some((c) => c === null)) return 'n/a';
+      return fmt(counts.reduce((s, c) => s + c!.fdatasync + c!.fsync, 0) / messages, 2);
+    };
+    cpu.push([label(first.side), first.window === null ? '-' : String(first.window), ...procs.map((k) => (g[0]!.cpu[k] === undefined ? '-' : fmt(per(k), 1))), fmt(procs.reduce((s, k) => s + per(k), 0), 1), ...synced.map(syncs)]);
   }
   return [rows, cpu];
 }
@@ -110,6 +123,7 @@ export function downlinkReport(o: DownlinkOptions, latency: LatencyRun[], throug
       say();
     }
     say('sends answered/s: ferry API: 201s (each message durable at the gateway); MQTT: PUBACKs. HTTP requests/message: the gateway\'s long-poll totals / messages.');
+    say('syncs/message: fdatasync + fsync calls of the process over the run (perf stat on the syscall tracepoints; BENCH_SYNCS=0 turns it off) / messages.');
   }
   if (process.env.BENCH_MARKDOWN === '1') for (const t of tables) say(`\n${formatMarkdown(t)}`);
 }

@@ -21,11 +21,12 @@ import type { Cleanup } from './lib/cleanup.js';
 import { runClient } from './lib/client.js';
 import { cpuMeter } from './lib/cpu.js';
 import { describeProbe, probeSync } from './lib/disk-probe.js';
-import { downTarget, mqttSourceTopic, startDownlinkRig, startLocalSubscriber } from './lib/downlink-rig.js';
+import { downTarget, mqttSourceTopic, startDownlinkGateway, startDownlinkRig, startLocalSubscriber } from './lib/downlink-rig.js';
 import { downlinkReport, label, type LatencyRun, type Side, type ThroughputRun } from './downlink-report.js';
 import type { DownlinkOptions } from './lib/e2e-options.js';
 import { longpollTotals, withAgentStats } from './lib/ferry-rig.js';
 import { startBroker, startSubscriber } from './lib/mqtt-side.js';
+import { countSyncs } from './lib/syncs.js';
 import { secondsBetween, fmt } from './lib/timing.js';
 import { load } from './latency.js';
 
@@ -41,11 +42,31 @@ function sides(o: DownlinkOptions): Side[] {
   return [...ferry, { kind: 'peer' }];
 }
 
+/** The throughput runs: each ferry side once per agent window, the gateway's intake alone (when the API is a source), the peer. */
+function throughputSides(o: DownlinkOptions): { side: Side; window: number | null }[] {
+  return [
+    ...sides(o).flatMap((side): { side: Side; window: number | null }[] => (side.kind === 'ferry' ? o.windows.map((window) => ({ side, window })) : [{ side, window: null }])),
+    ...(o.sources.includes('api') ? [{ side: { kind: 'intake' } as Side, window: null }] : []),
+  ];
+}
+
+/** The gateway alone: N POSTs, K in progress, into the queue of an agent that is not connected; first POST → last 201. */
+async function intakeRun(o: DownlinkOptions, cleanup: Cleanup): Promise<ThroughputRun> {
+  const n = o.messages;
+  const g = await startDownlinkGateway({ carrier: 'tcp', messages: n }, o, cleanup);
+  const cpu = await cpuMeter([{ name: 'ferry gateway', pid: g.gw.proc.pid }]);
+  const poster = runClient('api-poster', [g.postUrl, String(n), String(o.concurrency), downTarget], { cpus: o.cpus, cleanup, env: { FERRY_BENCH_TOKEN: g.token } });
+  const p = await poster.result;
+  const servers = await cpu.stop();
+  const seconds = secondsBetween(p.firstSendNs, p.lastAckNs);
+  return { side: { kind: 'intake' }, window: null, messages: n, seconds, sendSeconds: seconds, cpu: { ...servers, sender: p.cpuSeconds }, syncs: {}, longpoll: null };
+}
+
 /** One latency run at `rate`: its own processes (and mosquitto where one is needed), all stopped before the next. */
 async function latencyRun(o: DownlinkOptions, side: Side, rate: number, cleanup: Cleanup): Promise<LatencyRun> {
   const po = { rate, warmupSeconds: o.warmupSeconds, seconds: o.seconds, cpus: o.cpus };
   const total = rate * (o.warmupSeconds + o.seconds);
-  if (side.kind === 'peer') {
+  if (side.kind !== 'ferry') {
     const broker = await startBroker(o.cpus, cleanup);
     const sub = await startSubscriber(broker.url, peerFilter, total, { cpus: o.cpus, cleanup, latency: true });
     const r = await load(po, 'mqtt', broker.url, peerTopic, sub, [{ name: 'mosquitto', pid: broker.pid }], cleanup);
@@ -66,6 +87,7 @@ async function latencyRun(o: DownlinkOptions, side: Side, rate: number, cleanup:
 /** One throughput run: N messages, K in flight, first send → the consumer holds all N. */
 async function throughputRun(o: DownlinkOptions, side: Side, window: number | null, cleanup: Cleanup): Promise<ThroughputRun> {
   const n = o.messages;
+  if (side.kind === 'intake') return intakeRun(o, cleanup);
   if (side.kind === 'peer') {
     const broker = await startBroker(o.cpus, cleanup);
     const sub = await startSubscriber(broker.url, peerFilter, n, { cpus: o.cpus, cleanup });
@@ -73,21 +95,23 @@ async function throughputRun(o: DownlinkOptions, side: Side, window: number | nu
     const pub = runClient('mqtt-publisher', [broker.url, String(n), String(o.concurrency), peerTopic], { cpus: o.cpus, cleanup });
     const [p, s] = await Promise.all([pub.result, sub.result]);
     const servers = await cpu.stop();
-    return { side, window, messages: n, seconds: secondsBetween(p.firstSendNs, s.lastRecvNs), sendSeconds: secondsBetween(p.firstSendNs, p.lastAckNs), cpu: { ...servers, sender: p.cpuSeconds, subscriber: s.cpuSeconds }, longpoll: null };
+    return { side, window, messages: n, seconds: secondsBetween(p.firstSendNs, s.lastRecvNs), sendSeconds: secondsBetween(p.firstSendNs, p.lastAckNs), cpu: { ...servers, sender: p.cpuSeconds, subscriber: s.cpuSeconds }, syncs: {}, longpoll: null };
   }
   const broker = side.source === 'mqtt' ? await startBroker(o.cpus, cleanup) : null;
   const rig = await startDownlinkRig({ carrier: side.carrier, window: window!, messages: n, ...(broker ? { mqttUrl: broker.url } : {}) }, o, cleanup);
   const sub = await startLocalSubscriber(rig.agent.socket, n, { cpus: o.cpus, cleanup });
+  const counters = o.countSyncs ? await Promise.all(rig.servers.map(async (p) => ({ name: p.name, counter: await countSyncs(p.name, p.pid, cleanup) }))) : [];
   const cpu = await cpuMeter([...rig.servers, ...(broker ? [{ name: 'mosquitto', pid: broker.pid }] : [])]);
   const sender = broker
     ? runClient('mqtt-publisher', [broker.url, String(n), String(o.concurrency), mqttSourceTopic], { cpus: o.cpus, cleanup })
     : runClient('api-poster', [rig.postUrl, String(n), String(o.concurrency), downTarget], { cpus: o.cpus, cleanup, env: { FERRY_BENCH_TOKEN: rig.token } });
   const [p, s] = await Promise.all([sender.result, sub.result]).catch((err: unknown) => withAgentStats(err, rig.agent.socket));
   const servers = await cpu.stop();
+  const syncs = Object.fromEntries(await Promise.all(counters.map(async (c) => [c.name, await c.counter.stop()] as const)));
   await rig.agent.proc.stop();
   return {
     side, window, messages: n, seconds: secondsBetween(p.firstSendNs, s.lastRecvNs), sendSeconds: secondsBetween(p.firstSendNs, p.lastAckNs),
-    cpu: { ...servers, sender: p.cpuSeconds, subscriber: s.cpuSeconds }, longpoll: side.carrier === 'longpoll' ? await longpollTotals(rig.gw) : null,
+    cpu: { ...servers, sender: p.cpuSeconds, subscriber: s.cpuSeconds }, syncs, longpoll: side.carrier === 'longpoll' ? await longpollTotals(rig.gw) : null,
   };
 }
 
@@ -123,14 +147,13 @@ export async function benchDownlink(o: DownlinkOptions, inRound: InRound, say: S
       }
     }
     if (o.parts.includes('throughput')) {
-      for (const side of order) {
-        for (const window of side.kind === 'peer' ? [null] : o.windows) {
-          const w = window === null ? '' : `, window ${window}`;
-          const r = await attempt(`throughput, ${label(side)}${w}, round ${round + 1}`, (cleanup) => throughputRun(o, side, window, cleanup));
-          if (r === null) continue;
-          throughput.push(r);
-          say(`round ${round + 1}: ${label(side)}${w}: ${fmt(r.messages / r.seconds)} messages/s to the consumer, sends answered at ${fmt(r.messages / r.sendSeconds)}/s`);
-        }
+      const runs = round % 2 === 0 ? throughputSides(o) : throughputSides(o).reverse();
+      for (const { side, window } of runs) {
+        const w = window === null ? '' : `, window ${window}`;
+        const r = await attempt(`throughput, ${label(side)}${w}, round ${round + 1}`, (cleanup) => throughputRun(o, side, window, cleanup));
+        if (r === null) continue;
+        throughput.push(r);
+        say(`round ${round + 1}: ${label(side)}${w}: ${fmt(r.messages / r.seconds)} messages/s, sends answered at ${fmt(r.messages / r.sendSeconds)}/s`);
       }
     }
   }

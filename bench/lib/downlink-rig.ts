@@ -33,12 +33,8 @@ export interface DownlinkRigSpec {
   mqttUrl?: string;
 }
 
-export interface DownlinkRig {
-  gw: StartedGateway;
+export interface DownlinkRig extends DownlinkGateway {
   agent: StartedAgent;
-  /** POST here (…/v1/agents/bench-agent/messages) with `token` */
-  postUrl: string;
-  token: string;
   servers: { name: string; pid: number }[];
 }
 
@@ -50,7 +46,16 @@ async function addApp(gatewayDataDir: string, name: string): Promise<string> {
   return token;
 }
 
-export async function startDownlinkRig(spec: DownlinkRigSpec, o: RigOptions, cleanup: Cleanup): Promise<DownlinkRig> {
+export interface DownlinkGateway {
+  dir: string;
+  gw: StartedGateway;
+  /** POST here (…/v1/agents/bench-agent/messages) with `token` */
+  postUrl: string;
+  token: string;
+}
+
+/** The gateway alone, with the API and an application token (the `intake` run posts into it with no agent). */
+export async function startDownlinkGateway(spec: Omit<DownlinkRigSpec, 'window'>, o: RigOptions, cleanup: Cleanup): Promise<DownlinkGateway> {
   const dir = await tempDir('ferry-bench-downlink-', cleanup);
   // The registry is a file in the gateway's data dir: added before the gateway starts, it is there at its first request.
   const token = await addApp(join(dir, 'gateway'), 'bench');
@@ -61,15 +66,17 @@ export async function startDownlinkRig(spec: DownlinkRigSpec, o: RigOptions, cle
     ...(spec.mqttUrl ? ['  mqtt:', `    url: ${spec.mqttUrl}`, `    clientId: ferry-bench-${process.pid}-${Date.now()}`] : []),
   ];
   const gw = await startGateway(dir, { routes: fileRoute(join(dir, 'uplink.log')), http: spec.carrier === 'longpoll', api: true, yaml }, o, cleanup);
+  return { dir, gw, token, postUrl: `${gw.apiUrl!}/v1/agents/${agentId}/messages` };
+}
+
+export async function startDownlinkRig(spec: DownlinkRigSpec, o: RigOptions, cleanup: Cleanup): Promise<DownlinkRig> {
+  const g = await startDownlinkGateway(spec, o, cleanup);
   const agentYaml = [
     'downlink:', ...(spec.window !== undefined ? [`  messagesMax: ${spec.window}`, `  dedupIdsMax: ${Math.max(4096, spec.window)}`] : []),
     '  routes:', `    - match: "${downPattern}"`, '      to: local',
   ];
-  const agent = await startAgent(dir, gatewayUrl(gw, spec.carrier), o, cleanup, agentYaml);
-  return {
-    gw, agent, token, postUrl: `${gw.apiUrl!}/v1/agents/${agentId}/messages`,
-    servers: [{ name: 'ferry gateway', pid: gw.proc.pid }, { name: 'ferry agent', pid: agent.proc.pid }],
-  };
+  const agent = await startAgent(g.dir, gatewayUrl(g.gw, spec.carrier), o, cleanup, agentYaml);
+  return { ...g, agent, servers: [{ name: 'ferry gateway', pid: g.gw.proc.pid }, { name: 'ferry agent', pid: agent.proc.pid }] };
 }
 
 export type LocalSubscriberResult = Awaited<ReturnType<typeof subscriberResult<LocalSubscriberReport>>>;
