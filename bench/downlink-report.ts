@@ -46,7 +46,7 @@ const sameSide = (a: Side, b: Side): boolean => JSON.stringify(a) === JSON.strin
 
 function latencyTables(runs: LatencyRun[]): string[][][] {
   const peerAt = (rate: number, key: 'p50' | 'p99'): number => median(runs.filter((r) => r.side.kind === 'peer' && r.rate === rate).map((r) => r.latency[key]));
-  const rows = [['latency, ms (send → consumer)', 'rate/s', 'p50', 'p90', 'p99', 'p99.9', 'max', 'messages', 'sent/s', 'p50 ÷ peer', 'p99 ÷ peer', 'HTTP requests/message']];
+  const rows = [['latency, ms (send → consumer)', 'rate/s', 'p50', 'p90', 'p99', 'p99.9', 'max', 'messages', 'sent/s', 'received/s', 'p50 ÷ peer', 'p99 ÷ peer', 'HTTP requests/message']];
   const answers = [['send → answer, ms (API: 201, durable at the gateway; MQTT: PUBACK)', 'rate/s', 'p50', 'p90', 'p99', 'max', 'burst max']];
   const procs = [...new Set(runs.flatMap((r) => Object.keys(r.cpuPercent)))];
   const cpu = [['CPU % of one vCPU', 'rate/s', ...procs]];
@@ -54,7 +54,7 @@ function latencyTables(runs: LatencyRun[]): string[][][] {
   for (const r of sorted) {
     const l = r.latency;
     const ratio = (key: 'p50' | 'p99'): string => (r.side.kind === 'peer' ? '-' : fmt(l[key] / peerAt(r.rate, key), 1));
-    rows.push([label(r.side), fmt(r.rate), ms(l.p50), ms(l.p90), ms(l.p99), ms(l.p999), ms(l.max), fmt(l.count), fmt(r.achievedRate), ratio('p50'), ratio('p99'), r.longpoll ? fmt(r.longpoll.requests / r.sent, 3) : '-']);
+    rows.push([label(r.side), fmt(r.rate), ms(l.p50), ms(l.p90), ms(l.p99), ms(l.p999), ms(l.max), fmt(l.count), fmt(r.achievedRate), fmt(r.receivedRate), ratio('p50'), ratio('p99'), r.longpoll ? fmt(r.longpoll.requests / r.sent, 3) : '-']);
     const a = r.answer;
     answers.push([label(r.side), fmt(r.rate), ms(a.p50), ms(a.p90), ms(a.p99), ms(a.max), String(r.burstMax)]);
     cpu.push([label(r.side), fmt(r.rate), ...procs.map((k) => (r.cpuPercent[k] === undefined ? '-' : fmt(r.cpuPercent[k]!, 1)))]);
@@ -106,6 +106,7 @@ export function downlinkReport(o: DownlinkOptions, latency: LatencyRun[], throug
     tables.push(...t);
     say();
     say(`latency: open loop, ${o.warmupSeconds} s warm-up + ${o.seconds} s measured per rate; ferry's poster keeps ${o.connections} keep-alive connections; agent window: its default`);
+    say('received/s below sent/s: the path did not keep up with the rate, and the latency is mostly the growing backlog.');
     for (const x of t) {
       say(formatTable(x));
       say();

@@ -135,14 +135,15 @@ export async function benchDownlink(o: DownlinkOptions, inRound: InRound, say: S
   const throughput: ThroughputRun[] = [];
   for (let round = 0; round < o.downlinkRounds; round++) {
     const order = round % 2 === 0 ? sides(o) : sides(o).reverse();
+    // The disk's sync latency sets much of ferry's figures here, and it varies with the machine's other work.
+    say(`round ${round + 1}: ${describeProbe(probeSync(tmpdir()))}`);
     if (o.parts.includes('latency')) {
-      say(`round ${round + 1}: ${describeProbe(probeSync(tmpdir()))}`);
       for (const rate of o.rates) {
         for (const side of order) {
           const r = await attempt(`latency ${fmt(rate)}/s, ${label(side)}, round ${round + 1}`, (cleanup) => latencyRun(o, side, rate, cleanup));
           if (r === null) continue;
           latency.push(r);
-          say(`round ${round + 1}: ${fmt(rate)}/s, ${label(side)}: p50 ${fmt(r.latency.p50, 2)} ms, p99 ${fmt(r.latency.p99, 2)} ms, max ${fmt(r.latency.max, 2)} ms (${fmt(r.latency.count)} messages at ${fmt(r.achievedRate)}/s)`);
+          say(`round ${round + 1}: ${fmt(rate)}/s, ${label(side)}: p50 ${fmt(r.latency.p50, 2)} ms, p99 ${fmt(r.latency.p99, 2)} ms, max ${fmt(r.latency.max, 2)} ms (${fmt(r.latency.count)} messages sent at ${fmt(r.achievedRate)}/s, received at ${fmt(r.receivedRate)}/s)`);
         }
       }
     }

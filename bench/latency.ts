@@ -39,6 +39,8 @@ export interface Run {
   answer: Distribution;
   /** packets/s the sender achieved over the whole run, and its largest burst in one 1 ms tick */
   achievedRate: number;
+  /** packets/s the subscriber received, first to last arrival (below achievedRate: the path did not keep up, a backlog grew) */
+  receivedRate: number;
   burstMax: number;
   /** CPU % of one vCPU per process over the run */
   cpuPercent: Record<string, number>;
@@ -72,6 +74,7 @@ export async function load(o: PacedOptions, mode: 'ferry' | 'mqtt' | 'api', dest
   return {
     latency: s.latencyMs!, slowest: s.slowest, answer: p.answerMs, burstMax: p.burstMax, cpuPercent, sent: p.sent,
     achievedRate: (p.sent - 1) / (Number(BigInt(p.lastSendNs) - BigInt(p.firstSendNs)) / 1e9),
+    receivedRate: (s.unique - 1) / (Number(s.lastRecvNs - s.firstRecvNs) / 1e9),
   };
 }
 
