@@ -29,8 +29,9 @@ import { LocalClient, type LocalClientLimits } from './local-client.js';
  * An ack or refuse for an ID that awaits no answer from this connection (answered already, timed
  * out, never sent to it) gets {"ok":false,"code":"LOCAL_REQUEST_INVALID",...}. A connection may
  * subscribe several patterns and still send any other request; its subscriptions end with it.
- * A reader tells a pushed line from a response by its "message" key: responses keep their
- * one-per-request order, pushed lines may come between them.
+ * A reader tells a pushed line from a response by the absence of "ok" (an error response has a
+ * "message" too, a string): responses keep their one-per-request order, pushed lines may come
+ * between them.
  *
  * The socket file is created with mode 0660 whatever the umask (only the agent's user and, with
  * `socketGid`, one group may connect: anyone who can connect can submit packets, take downlink

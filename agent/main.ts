@@ -1,7 +1,7 @@
 /** Composition of the agent: the only place that wires real IO (files, sockets, serial, clock). */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { realClock } from '../common/clock.js';
+import { realClock, type Clock } from '../common/clock.js';
 import { createLog, type Log } from '../common/log.js';
 import { ensurePrivateDir } from '../common/private-dir.js';
 import { agentLimits, loadProfile } from '../hw/index.js';
@@ -111,28 +111,8 @@ export async function runAgent(config: AgentConfig, opts: { log?: Log } = {}): P
     (s) => new SerialSource(s, { clock, log, onReading: (r) => { const now = clock.now(); for (const rule of rules) produce(rule.onReading(r, now)); } }),
   );
 
-  // Downlink: routes to consumers; the inbox delivers in order and records each verdict before answering.
-  const subscribers = new LocalSubscribers({ clock, log });
-  const commands = new Map<string, SerialCommands>();
-  const router = createRouter(config.downlink.routes, {
-    serial: (name) => {
-      let c = commands.get(name);
-      if (!c) {
-        const source = sources.find((s) => s.name === name);
-        // The config schema checked the name: a route to an unknown source cannot get here.
-        if (!source) throw new Error(`no serial source named ${name}`);
-        commands.set(name, (c = new SerialCommands(source, { clock, log })));
-      }
-      return c;
-    },
-    local: subscribers,
-    exec: { clock, log },
-  });
-  // The window is named even with no routes: messages then come and are refused with DOWNLINK_NO_ROUTE, so the application sees why.
-  const inbox = new DownlinkInbox(
-    { messagesMax: config.downlink.messagesMax, bytesMax: config.downlink.bytesMax, limits: { dataBytesMax: config.dataBytesMax, dataDepthMax: dataDepthMaxDefault } },
-    { route: router.route, answered, clock, log },
-  );
+  const downlink = downlinkOf(config, sources, answered, { clock, log });
+  const { inbox, subscribers } = downlink;
   const link = new Link(
     { agentId: config.id, ...(config.token ? { token: config.token } : {}), inflightPacketsMax, retryPacketsMax: config.link.retryPacketsMax ?? inflightPacketsMax, ...config.link },
     { store, dial, clock, rng: Math.random, log, downlink: inbox },
@@ -185,15 +165,51 @@ export async function runAgent(config: AgentConfig, opts: { log?: Log } = {}): P
       // The message with its consumer is answered and recorded first (its DOWN_ACK is not sent:
       // the gateway sends it again and it is answered from the record); so the consumers, the
       // serial devices and the subscribers' connections stay until then.
-      await inbox.close();
-      await router.close();
-      for (const c of commands.values()) c.close();
-      await answered.close();
+      await downlink.close();
       await Promise.all(sources.map((s) => s.stop()));
       server.endClients();
       await closed;
       for (const p of posts) p.close();
       await store.close();
+    },
+  };
+}
+
+/**
+ * The downlink on the device: routes to consumers (serial commands per source, local
+ * subscribers, commands); the inbox delivers in order and records each verdict before answering.
+ */
+function downlinkOf(config: AgentConfig, sources: SerialSource[], answered: DurableAnsweredLog, deps: { clock: Clock; log: Log }) {
+  const subscribers = new LocalSubscribers(deps);
+  const commands = new Map<string, SerialCommands>();
+  const router = createRouter(config.downlink.routes, {
+    serial: (name) => {
+      let c = commands.get(name);
+      if (!c) {
+        const source = sources.find((s) => s.name === name);
+        // The config schema checked the name: a route to an unknown source cannot get here.
+        if (!source) throw new Error(`no serial source named ${name}`);
+        commands.set(name, (c = new SerialCommands(source, deps)));
+      }
+      return c;
+    },
+    local: subscribers,
+    exec: deps,
+  });
+  // The window is named even with no routes: messages then come and are refused with DOWNLINK_NO_ROUTE, so the application sees why.
+  const inbox = new DownlinkInbox(
+    { messagesMax: config.downlink.messagesMax, bytesMax: config.downlink.bytesMax, limits: { dataBytesMax: config.dataBytesMax, dataDepthMax: dataDepthMaxDefault } },
+    { route: router.route, answered, ...deps },
+  );
+  return {
+    inbox,
+    subscribers,
+    /** The message with its consumer is answered and recorded first; then the consumers and the record close. */
+    async close(): Promise<void> {
+      await inbox.close();
+      await router.close();
+      for (const c of commands.values()) c.close();
+      await answered.close();
     },
   };
 }

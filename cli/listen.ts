@@ -62,7 +62,11 @@ function listen(socketPath: string, target: string, count: number | undefined): 
       } catch {
         return finish(1, new FerryError(ErrorCode.LOCAL_REQUEST_INVALID, `the agent sent a line that is not JSON: ${line.slice(0, 100)}`));
       }
-      if (v.message !== undefined) return onMessage(v.message as Record<string, unknown>);
+      // A response has "ok" (an error's "message" is its text); a pushed message has no "ok".
+      if (!('ok' in v)) {
+        if (typeof v.message !== 'object' || v.message === null) return finish(1, new FerryError(ErrorCode.LOCAL_REQUEST_INVALID, `the agent sent a line that is neither a response nor a message: ${line.slice(0, 100)}`));
+        return onMessage(v.message as Record<string, unknown>);
+      }
       // A response: to the subscribe first, then to each ack in order.
       if (!subscribed) {
         if (v.ok !== true) return finish(1, new FerryError(String(v.code ?? ErrorCode.LOCAL_REQUEST_INVALID) as ErrorCode, `subscribe refused: ${String(v.message ?? 'no reason')}`));

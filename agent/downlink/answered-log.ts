@@ -98,6 +98,8 @@ export class DurableAnsweredLog implements AnsweredLog {
     if (!Number.isInteger(opts.idsMax) || opts.idsMax < 1) throw new FerryError(ErrorCode.CONFIG_INVALID, `answered log: idsMax must be a positive integer, got ${opts.idsMax}`);
     const a = new DurableAnsweredLog(opts);
     await mkdirDurable(opts.files, opts.dir);
+    // A compaction's temporary file left by a crash: never read, only in the way.
+    await opts.files.unlink(`${a.path}.tmp`).catch(() => undefined);
     await a.reopen();
     return a;
   }

@@ -10,6 +10,9 @@
  * Memory per run is bounded: stdout goes to /dev/null, and of stderr only the tail is kept. The
  * command runs in a process group of its own, so a time-out also kills what it started (a shell
  * script's children), and a child that keeps stderr open cannot hold the verdict past the time-out.
+ * When the command exits, whatever it left running in its group is killed too (as systemd does
+ * with a finished unit's processes): otherwise every message could leave one more process behind.
+ * A command that must start a lasting service hands it to the service manager (systemd-run).
  */
 import { spawn as nodeSpawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import type { Clock } from '../../common/clock.js';
@@ -94,6 +97,8 @@ export class ExecConsumer implements DownlinkConsumer {
       });
       child.once('exit', (code, signal) => {
         exit = { code, signal };
+        // What it left running in the background goes with it: one message, one run, nothing left behind.
+        killGroup(child);
       });
       child.once('close', () => {
         if (exit) finish(verdictOfExit());

@@ -16,6 +16,9 @@ import { checkPacket, type PacketLimits } from '../../protocol/limits.js';
 import { packetCreditBytes } from '../../protocol/packet.js';
 import type { AnsweredLog, DownlinkConsumer, DownlinkMessage, Verdict } from './consumer.js';
 
+/** A verdict that could not be recorded is tried again after this. */
+export const recordRetryMs = 1000;
+
 export interface InboxOptions {
   /** the window told in HELLO */
   messagesMax: number;
@@ -149,7 +152,7 @@ export class DownlinkInbox {
     }
   }
 
-  /** The verdict on one message, recorded; undefined when it could not be recorded (no answer: the gateway sends it again). */
+  /** The verdict on one message, recorded; undefined when the inbox closed before it could be recorded (no answer: the gateway sends it again). */
   private async handle(m: DownlinkMessage): Promise<DownResult | undefined> {
     const { answered, log } = this.deps;
     const before = answered.get(m.id);
@@ -161,12 +164,20 @@ export class DownlinkInbox {
     const result: DownResult = verdict.ok ? { id: m.id, ok: true } : { id: m.id, ok: false, code: verdict.code, reason: verdict.reason.slice(0, 1000) };
     if (verdict.ok) this.counters.accepted++;
     else this.refused[verdict.code] = (this.refused[verdict.code] ?? 0) + 1;
-    try {
-      await answered.record(result);
-    } catch (err) {
-      // Unrecorded, the verdict is not sent: a repeat would reach the consumer again, which is the lesser harm than losing it.
-      log.error('downlink: could not record a verdict; not answering it (the gateway sends it again)', { id: m.id, target: m.target, err });
-      return undefined;
+    // Unrecorded, the verdict is not sent (a repeat would reach the consumer again). Nor is it
+    // dropped: unanswered, the message would hold its place in the window until the session ends,
+    // and a session that lives on would hold it for good (simulator seed 300076). So it is tried
+    // again until it is recorded, and the messages behind it wait.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await answered.record(result);
+        break;
+      } catch (err) {
+        if (attempt === 1) log.error('downlink: could not record a verdict; trying again, the messages behind it wait', { id: m.id, target: m.target, err, retryMs: recordRetryMs });
+        if (this.closed) return undefined;
+        await new Promise<void>((resolve) => this.deps.clock.setTimeout(resolve, recordRetryMs));
+        if (this.closed) return undefined;
+      }
     }
     if (!verdict.ok) log.info('downlink: message refused', { id: m.id, target: m.target, code: verdict.code, reason: verdict.reason });
     return result;

@@ -36,6 +36,8 @@ export interface Msg {
   settling: boolean;
   /** a requeue came while it was settling: queued again if the verdict could not be written */
   requeueAsked: boolean;
+  /** sent to its agent at least once: only its agent's verdict ends it (records.ts `o`) */
+  sent?: boolean;
 }
 
 /** Counts across agents, kept by every transition (DownlinkStats). */
@@ -121,6 +123,13 @@ export class AgentQueue {
       this.stale--;
     }
     return undefined;
+  }
+
+  /** The queued messages (durable or not), in queue order; a copy, safe to finish them while going through it. */
+  queuedInOrder(): Msg[] {
+    const out: Msg[] = [];
+    for (let i = this.head; i < this.queue.length; i++) if (this.queue[i]!.state === 'queued') out.push(this.queue[i]!);
+    return out;
   }
 
   /** Removes the front message (which `front` returned) from the queue. */

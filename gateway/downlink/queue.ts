@@ -46,6 +46,11 @@ export interface MessageView {
   reason?: string;
   /** when it reached its final state */
   finishedAt?: number;
+  /**
+   * sent to its agent at least once (absent: never): from then on only the agent's verdict ends
+   * it, never an expiry or a drop at the gateway, since its consumer may have taken it
+   */
+  sent?: true;
 }
 
 /** A message taken for a DOWN frame. */

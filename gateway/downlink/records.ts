@@ -3,7 +3,10 @@
  * so no body is ever larger than one message's record (a snapshot is many records):
  * - `q`: a message queued (written by `enqueue`, and for each live message by a snapshot);
  * - `e`: a message reached a final state (a verdict, an expiry, a drop);
- * - `h`: a final message kept in the history (written only by a snapshot).
+ * - `h`: a final message kept in the history (written only by a snapshot);
+ * - `o`: a message was sent to its agent (at least once): from then on only its agent's verdict
+ *   ends it, never an expiry or a drop at the gateway (its consumer may have taken it); written
+ *   with the next batch, not waited for (`o: true` on a snapshot's `q`).
  * `n` is the agent's order counter: queue order is ascending `n`. Delivered is never written (it
  * is `queued` again after a restart). Applying the records of a file in order rebuilds the state;
  * a record about an id already known (`q`, `h`) or no longer live (`e`) is ignored, so a
@@ -26,6 +29,15 @@ export interface QueuedRecord {
   at: number;
   x?: number;
   f?: string;
+  /** sent to its agent at least once */
+  o?: true;
+}
+
+export interface SentRecord {
+  k: 'o';
+  a: string;
+  i: string;
+  at: number;
 }
 
 export interface EndRecord {
@@ -46,7 +58,7 @@ export interface HistoryRecord extends Omit<QueuedRecord, 'k'> {
   e: number;
 }
 
-export type QueueRecord = QueuedRecord | EndRecord | HistoryRecord;
+export type QueueRecord = QueuedRecord | EndRecord | HistoryRecord | SentRecord;
 
 const cbor = new Encoder({ useRecords: false, mapsAsObjects: true });
 const cborDecoder = new Decoder({ useRecords: false, mapsAsObjects: true });
@@ -83,7 +95,9 @@ export function decodeRecord(body: Buffer): QueueRecord | undefined {
     if (!isStr(r.s) || !isFinalState(r.s) || !optStr(r.c) || !optStr(r.r)) return undefined;
     return r as unknown as EndRecord;
   }
+  if (r.k === 'o') return r as unknown as SentRecord;
   if (r.k !== 'q' && r.k !== 'h') return undefined;
+  if (r.o !== undefined && r.o !== true) return undefined;
   if (!isNum(r.n) || !isStr(r.t) || !('d' in r) || !optNum(r.x) || !optStr(r.f)) return undefined;
   if (r.k === 'h' && (!isStr(r.s) || !isFinalState(r.s) || !optStr(r.c) || !optStr(r.r) || !isNum(r.e))) return undefined;
   return r as unknown as QueuedRecord | HistoryRecord;

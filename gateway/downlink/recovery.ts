@@ -10,12 +10,20 @@ import type { AgentQueue, Msg } from './agent-queue.js';
 import { isFinalState, type QueuedRecord, type QueueRecord } from './records.js';
 
 export function queuedRecord(m: Msg): QueuedRecord {
-  return { k: 'q', a: m.agent, i: m.id, n: m.n, t: m.target, d: m.data, at: m.queuedAt, ...(m.expiresAt !== undefined ? { x: m.expiresAt } : {}), ...(m.from !== undefined ? { f: m.from } : {}) };
+  return {
+    k: 'q', a: m.agent, i: m.id, n: m.n, t: m.target, d: m.data, at: m.queuedAt, ...(m.expiresAt !== undefined ? { x: m.expiresAt } : {}), ...(m.from !== undefined ? { f: m.from } : {}),
+    ...(m.sent ? { o: true as const } : {}),
+  };
 }
 
 /** Applies one record read at open; repeats and records about messages no longer live are ignored (records.ts). */
 export function applyRecord(agents: Map<string, AgentQueue>, r: QueueRecord, newQueue: (agent: string) => AgentQueue): void {
   let q = agents.get(r.a);
+  if (r.k === 'o') {
+    const m = q?.byId.get(r.i);
+    if (m) m.sent = true;
+    return;
+  }
   if (r.k === 'e') {
     const m = q?.byId.get(r.i);
     if (q && m && (m.state === 'queued' || m.state === 'delivered')) q.finish(m, r.s, r.at, r.c, r.r, true);
@@ -26,7 +34,7 @@ export function applyRecord(agents: Map<string, AgentQueue>, r: QueueRecord, new
   const m: Msg = {
     id: r.i, agent: r.a, n: r.n, target: r.t, data: r.d, bytes: packetCreditBytes({ target: r.t, data: r.d }), queuedAt: r.at,
     ...(r.x !== undefined ? { expiresAt: r.x } : {}), ...(r.f !== undefined ? { from: r.f } : {}),
-    state: 'queued', durable: true, settling: false, requeueAsked: false,
+    state: 'queued', durable: true, settling: false, requeueAsked: false, ...(r.k === 'q' && r.o ? { sent: true } : {}),
   };
   if (r.k === 'q') {
     q.add(m);

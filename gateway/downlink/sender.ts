@@ -1,14 +1,15 @@
 /**
  * One session's downlink: takes the agent's queued messages into DOWN frames within the window
  * the agent named in HELLO (messages and bytes it takes un-answered), and settles them with its
- * DOWN_ACK results. The agent's consumers set the pace: room comes back only with their verdicts.
- * When the session ends, what it sent and never had answered is queued again, first in line.
+ * DOWN_ACK results. The agent's consumers set the pace: room comes back only with their verdicts,
+ * once they are recorded. When the session ends, what it sent and never had answered (or whose
+ * answer is not recorded yet) is queued again, first in line.
  */
 import type { Clock } from '../../common/clock.js';
 import type { Log } from '../../common/log.js';
 import { encodeFrameBody } from '../../protocol/codec.js';
 import { ErrorCode } from '../../protocol/errors.js';
-import { downFrameMessagesMax, FrameType, type DownAckFrame, type DownMessage, type Frame } from '../../protocol/frames.js';
+import { downFrameMessagesMax, FrameType, type DownAckFrame, type DownMessage, type DownResult, type Frame } from '../../protocol/frames.js';
 import type { DownlinkQueues } from './queue.js';
 
 export interface DownlinkWindow {
@@ -19,9 +20,17 @@ export interface DownlinkWindow {
 /** A DOWN frame's body besides its messages: the map, `t`, the `messages` key and the array header. */
 const frameOverheadBytes = 32;
 
+/** A write of DOWN_ACK results that failed is tried again after this. */
+export const settleRetryMs = 1000;
+
 export class DownlinkSender {
-  /** sent, not yet answered: id → bytes */
+  /** sent, and not answered or its answer not yet recorded: id → bytes */
   private readonly outstanding = new Map<string, number>();
+  /** answers not yet recorded, in the order they came */
+  private readonly answered = new Map<string, DownResult>();
+  /** a write of answers is under way (one at a time) */
+  private writing = false;
+  private retryTimer: unknown = null;
   private outstandingBytes = 0;
   private closed = false;
   private pumpScheduled = false;
@@ -54,35 +63,66 @@ export class DownlinkSender {
 
   onAck(f: DownAckFrame): void {
     if (this.closed) return;
-    const results = [];
+    let taken = 0;
     for (const r of f.results) {
-      const bytes = this.outstanding.get(r.id);
-      // Only what this session sent to this agent can be answered here; anything else is ignored by the queue too.
-      if (bytes === undefined) continue;
-      this.outstanding.delete(r.id);
-      this.outstandingBytes -= bytes;
-      results.push(r);
+      // Only what this session sent to this agent can be answered here, once; anything else is ignored by the queue too.
+      if (!this.outstanding.has(r.id) || this.answered.has(r.id)) continue;
+      this.answered.set(r.id, r);
+      taken++;
     }
-    const ignored = f.results.length - results.length;
+    const ignored = f.results.length - taken;
     if (ignored > 0) this.deps.log.warn('downlink: DOWN_ACK names messages this session did not send; ignored', { agent: this.agent, ignored });
-    if (results.length > 0) {
-      const settled = this.deps.queues.settle(this.agent, results).catch((err: unknown) => {
-        // Not recorded: the messages stay delivered in memory and go again after a restart; the agent answers a repeat from its own record.
-        this.deps.log.error('downlink: could not record DOWN_ACK results', { agent: this.agent, err });
-      });
-      this.settling = Promise.all([this.settling, settled]);
-    }
-    this.schedulePump();
+    this.writeAnswers();
   }
 
-  /** The session ended: what is unanswered goes back to the queue, first in line. */
+  /**
+   * Records the answers in the order they came, one write at a time, and frees a message's room in
+   * the window only once its answer is durable. A failed write is tried again (the messages stay
+   * delivered meanwhile). Freeing room for an answer not recorded would let the agent answer more
+   * than its window past it; after a gateway restart that message comes back to an agent whose
+   * answered log (at least a window of ids, no more) may have forgotten it, and its consumer gets it
+   * twice (simulator seed 300085). In order and held, what can come back is within the window.
+   */
+  private writeAnswers(): void {
+    if (this.writing || this.closed || this.retryTimer !== null || this.answered.size === 0) return;
+    const results = [...this.answered.values()];
+    this.writing = true;
+    const written = this.deps.queues.settle(this.agent, results).then(
+      () => {
+        this.writing = false;
+        if (this.closed) return;
+        for (const r of results) {
+          this.answered.delete(r.id);
+          this.outstandingBytes -= this.outstanding.get(r.id) ?? 0;
+          this.outstanding.delete(r.id);
+        }
+        this.schedulePump();
+        this.writeAnswers();
+      },
+      (err: unknown) => {
+        this.writing = false;
+        this.deps.log.error('downlink: could not record DOWN_ACK results; trying again', { agent: this.agent, err, retryMs: settleRetryMs });
+        if (this.closed) return;
+        this.retryTimer = this.deps.clock.setTimeout(() => {
+          this.retryTimer = null;
+          this.writeAnswers();
+        }, settleRetryMs);
+      },
+    );
+    this.settling = Promise.all([this.settling, written]);
+  }
+
+  /** The session ended: what is unanswered, or answered and not recorded, goes back to the queue, first in line. */
   close(): void {
     if (this.closed) return;
     this.closed = true;
     this.unsubscribe();
+    if (this.retryTimer !== null) this.deps.clock.clearTimeout(this.retryTimer);
+    this.retryTimer = null;
     if (this.outstanding.size > 0) this.deps.queues.requeue(this.agent, [...this.outstanding.keys()]);
     this.outstanding.clear();
     this.outstandingBytes = 0;
+    this.answered.clear();
   }
 
   private schedulePump(): void {
@@ -110,7 +150,7 @@ export class DownlinkSender {
       const tooLarge: string[] = [];
       for (const m of taken) {
         // The time left, not the deadline: the agent counts it on its own clock.
-        const ttlMs = m.expiresAt === undefined ? undefined : Math.max(1, m.expiresAt - now);
+        const ttlMs = m.expiresAt === undefined ? undefined : Math.max(0, m.expiresAt - now);
         const msg: DownMessage = { id: m.id, target: m.target, data: m.data, ts: m.queuedAt, ...(ttlMs !== undefined ? { ttlMs } : {}) };
         // Its encoded size, not its JSON size: CBOR writes a short decimal as 9 bytes.
         const wire = encodeFrameBody({ t: FrameType.DOWN, messages: [msg] }).length;

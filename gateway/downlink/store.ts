@@ -19,8 +19,9 @@
  *
  * Expiry is lazy, no timers: `take` expires what it meets, `get`/`list` expire the queued messages
  * they show, and a full queue sweeps before it refuses or drops. A `delivered` message is not
- * expired here (its agent may have handed it on already: its verdict decides); an agent's refusal
- * with DOWNLINK_EXPIRED makes it `expired`.
+ * expired here (its agent may have handed it on already: its verdict decides), nor is one that was
+ * sent once and queued again when its session ended (records.ts `o`), nor is either dropped by
+ * drop-oldest; an agent's refusal with DOWNLINK_EXPIRED makes it `expired`.
  *
  * `list` gives the live messages in queue order (delivered and queued, by `n`), then the history
  * oldest first (by when each became final; after a restart, by when its record was written, which
@@ -196,6 +197,10 @@ export class DownlinkStore implements DownlinkQueues {
       }
       if (bytes + m.bytes > room.bytes && !(out.length === 0 && room.whole)) break;
       q.deliver(m);
+      if (!m.sent) {
+        m.sent = true;
+        this.journal.append({ bodies: [encodeRecord({ k: 'o', a: q.agent, i: m.id, at: now })], retry: true });
+      }
       bytes += m.bytes;
       out.push({ id: m.id, target: m.target, data: m.data, queuedAt: m.queuedAt, bytes: m.bytes, ...(m.expiresAt !== undefined ? { expiresAt: m.expiresAt } : {}) });
     }
@@ -297,9 +302,16 @@ export class DownlinkStore implements DownlinkQueues {
         ? `the queue of agent ${q.agent} is full of messages delivered and not yet answered (${counts}); those are never dropped`
         : `the queue of agent ${q.agent} is full (${counts})`;
     }
-    for (let m = q.front(); m !== undefined && !fits(); m = q.front()) {
-      q.popFront();
-      this.finish(q, m, 'dropped', ErrorCode.DOWNLINK_DROPPED, 'the queue was full (fullPolicy drop-oldest): a newer message took its place');
+    // The oldest first, but never one sent before (queued again after its session ended): its consumer may have it.
+    const droppable = q.queuedInOrder().filter((m) => !m.sent);
+    const droppableBytes = droppable.reduce((n, m) => n + m.bytes, 0);
+    if (q.liveMessages - droppable.length >= queueMessagesMax || q.liveBytes - droppableBytes + bytes > queueBytesMax) {
+      return `the queue of agent ${q.agent} is full of messages sent and not yet answered (${counts}); those are never dropped`;
+    }
+    for (const m of droppable) {
+      if (fits()) break;
+      if (m.sent) continue;
+      this.finish(q, m, 'dropped', ErrorCode.DOWNLINK_DROPPED, 'the queue was full (fullPolicy drop-oldest): a newer message took its place', true);
     }
     return fits() ? undefined : `the queue of agent ${q.agent} is full (${counts})`;
   }
@@ -312,8 +324,9 @@ export class DownlinkStore implements DownlinkQueues {
     if (!this.closed) this.journal.append({ bodies: [encodeRecord({ k: 'e', a: q.agent, i: m.id, s: state, c: code, r: reason, at })], retry: true });
   }
 
+  /** A message sent before is not expired here: its agent may have handed it on; the agent's verdict (or its own expiry check) decides. */
   private expired(m: Msg, now: number): boolean {
-    return m.expiresAt !== undefined && now >= m.expiresAt;
+    return !m.sent && m.expiresAt !== undefined && now >= m.expiresAt;
   }
 
   private freshId(q: AgentQueue): string {
@@ -355,5 +368,6 @@ function view(m: Msg): MessageView {
   if (m.code !== undefined) v.code = m.code;
   if (m.reason !== undefined) v.reason = m.reason;
   if (m.finishedAt !== undefined) v.finishedAt = m.finishedAt;
+  if (m.sent) v.sent = true;
   return v;
 }

@@ -16,6 +16,7 @@ import type { DownResult } from '../../protocol/frames.js';
 import { eio, hookFiles } from '../helpers/files-hooks.js';
 import { testSeed } from '../helpers/seed.js';
 import { Rng } from '../sim/rng.js';
+import { until } from '../helpers/wait.js';
 import { SimDisk } from '../sim/sim-disk.js';
 
 const dir = '/agent/data/downlink';
@@ -166,6 +167,37 @@ t.test('answered log - compaction keeps the newest idsMax, bounds the file, and 
   t.equal(b.get('m37'), undefined);
   t.same(disk.list(dir), [answeredFileName], 'no temporary file left');
   await b.close();
+});
+
+t.test('answered log - a kill or a power cut at any step of a record and its compaction loses nothing; a leftover temporary file is removed at open', async (t) => {
+  const idsMax = 4;
+  let withTmp = 0;
+  for (const crash of ['kill', 'powerCut'] as const) for (let step = 1; step <= 60; step++) {
+    const disk = new SimDisk({ rng: new Rng(100 + step).fn });
+    const a = await open(disk.process('agent'), idsMax);
+    for (let i = 1; i <= 7; i++) await a.record(ok(i));
+    // The 8th record brings the file to 2 × idsMax: the compaction follows it.
+    let cut = false;
+    disk.crashBeforeStep(step, () => {
+      cut = true;
+      if (crash === 'kill') disk.kill('agent');
+      else disk.powerCut();
+    });
+    void a.record(ok(8)).catch(() => undefined);
+    await until(() => cut || a.compactions === 1, `step ${step}: the cut or the compaction`);
+    disk.disarmCrash();
+    if (!cut) {
+      t.ok(step > 5, `${crash}: the cuts covered a record and a compaction (${step - 1} steps)`);
+      break; // past the last step of the compaction
+    }
+    if (disk.list(dir)!.includes(`${answeredFileName}.tmp`)) withTmp++;
+    const b = await open(disk.process('agent'), idsMax);
+    for (let i = 5; i <= 7; i++) t.same(b.get(`m${i}`), ok(i), `${crash} at step ${step}: m${i} known`);
+    t.ok(b.get('m4') !== undefined || b.get('m8') !== undefined, `${crash} at step ${step}: m4 known, or m8 made it and m4 is the oldest beyond idsMax`);
+    t.same(disk.list(dir), [answeredFileName], `${crash} at step ${step}: only the log is left`);
+    await b.close();
+  }
+  t.ok(withTmp > 0, `some cuts fell inside the compaction, leaving its temporary file (${withTmp})`);
 });
 
 t.test('answered log - a failed compaction loses nothing and is tried again later', async (t) => {

@@ -38,6 +38,8 @@ interface MMsg {
   verdictInFlight?: boolean;
   /** its enqueue rejected: it must never be there */
   rejected?: boolean;
+  /** taken at least once: never expired nor dropped at the gateway from then on */
+  sent?: boolean;
 }
 
 const finalStates = new Set<MState>(['acked', 'rejected', 'expired', 'dropped']);
@@ -64,7 +66,7 @@ class Model {
   }
 
   expired(m: MMsg, now: number): boolean {
-    return m.expiresAt !== undefined && now >= m.expiresAt;
+    return !m.sent && m.expiresAt !== undefined && now >= m.expiresAt;
   }
 
   enqueue(agent: string, m: MMsg, now: number): 'full' | 'ok' {
@@ -75,10 +77,12 @@ class Model {
     if (m.bytes > queueBytesMax) return 'full';
     if (!fits()) for (const x of [...live]) if (x.state === 'queued' && this.expired(x, now)) this.finish(x, 'expired');
     if (!fits()) {
-      const delivered = live.filter((x) => x.state === 'delivered');
-      if (fullPolicy !== 'drop-oldest' || delivered.length >= queueMessagesMax || sum(delivered) + m.bytes > queueBytesMax) return 'full';
+      const kept = live.filter((x) => x.state === 'delivered' || x.sent);
+      if (fullPolicy !== 'drop-oldest' || kept.length >= queueMessagesMax || sum(kept) + m.bytes > queueBytesMax) return 'full';
       while (!fits()) {
-        const v = live.find((x) => x.state === 'queued' || x.state === 'pending')!;
+        // The oldest not sent before (one sent may be with its consumer); none left: full.
+        const v = live.find((x) => (x.state === 'queued' || x.state === 'pending') && !x.sent);
+        if (!v) return 'full';
         v.droppedFor = m;
         this.finish(v, 'dropped');
       }
@@ -118,6 +122,7 @@ class Model {
       }
       if (bytes + m.bytes > room.bytes && !(out.length === 0 && room.whole)) break;
       m.state = 'delivered';
+      m.sent = true;
       bytes += m.bytes;
       out.push(m);
     }
@@ -281,8 +286,8 @@ async function oneRun(t: Test, rng: Rng, limits: DownlinkQueueLimits, seed: numb
       clock.advance(rng.int(1, 30));
     } else if (!cut) {
       // A clean restart: close, reopen; the state must be the same (delivered queued again).
-      // A delivered message is queued again, so expired if it is past its expiry.
-      const again = (m: MMsg): string => (m.state !== 'delivered' ? m.state : model.expired(m, clock.now()) ? 'expired' : 'queued');
+      // A delivered message is queued again (and, sent once, not expired at the gateway).
+      const again = (m: MMsg): string => (m.state !== 'delivered' ? m.state : 'queued');
       const before = agents.map((a) => show(model.list(a, clock.now()).map((m) => ({ target: m.target, state: again(m) }))));
       // With the disk working: records kept from a failed write (drops, expiries) go with close.
       disk.faults.writeEioP = 0;
@@ -374,6 +379,7 @@ function resync(store: DownlinkStore, agents: string[], limits: DownlinkQueueLim
       m.verdictInFlight = false;
       // Final after a reopen is final for good: read from the file, or an expiry that is found again.
       m.verdictResolved = finalStates.has(v.state);
+      m.sent = v.sent === true;
       if (v.state === 'queued') model.live.get(a)!.push(m);
       else model.history.get(a)!.push(m);
     }

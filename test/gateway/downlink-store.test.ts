@@ -98,3 +98,30 @@ t.test('downlink-store - an enqueue that resolved survives a power cut right aft
   t.ok(q.stats().syncs >= 1 && q.stats().syncs <= 2, 'concurrent enqueues share a write (group commit)');
   await r.close();
 });
+
+t.test('downlink-store - a message sent once is never expired nor dropped at the gateway, also after a reopen (sim seeds 300022, 300031)', async (t) => {
+  const dir = t.testdir();
+  const clock = new ManualClock();
+  const limits: DownlinkQueueLimits = { ...limitsDefault, queueMessagesMax: 2, fullPolicy: 'drop-oldest' };
+  const open = (): Promise<DownlinkStore> => DownlinkStore.open({ dir, clock, log: silentLog, limits });
+  let q = await open();
+  const a = await q.enqueue('x', { target: 'a', data: 1, ttlMs: 100 });
+  const b = await q.enqueue('x', { target: 'b', data: 2 });
+  if (!a.ok || !b.ok) throw new Error('enqueue refused');
+  t.same(q.take('x', { ...room, messages: 1 }).map((m) => m.id), [a.id], 'a is sent');
+  q.requeue('x', [a.id]); // its session ended unanswered: its consumer may have taken it
+  clock.advance(200);
+  t.equal(q.get('x', a.id)?.state, 'queued', 'past its ttl, a is not expired at the gateway: its agent decides');
+  t.equal(q.get('x', a.id)?.sent, true, 'and the API shows it was sent');
+  const c = await q.enqueue('x', { target: 'c', data: 3 });
+  t.ok(c.ok, 'drop-oldest makes room');
+  t.equal(q.get('x', a.id)?.state, 'queued', 'by dropping b, never a');
+  t.equal(q.get('x', b.id)?.state, 'dropped');
+  await q.close();
+  q = await open();
+  t.teardown(() => q.close());
+  t.same([q.get('x', a.id)?.state, q.get('x', a.id)?.sent], ['queued', true], 'after a reopen a is still queued and known as sent');
+  t.same(q.take('x', room).map((m) => m.id), [a.id, (c as { id: string }).id], 'and goes first; the agent answers it (from its record, or expired by its own clock)');
+  await q.settle('x', [{ id: a.id, ok: false, code: 'DOWNLINK_EXPIRED', reason: 'ttl' }]);
+  t.equal(q.get('x', a.id)?.state, 'expired', 'the agent\'s DOWNLINK_EXPIRED makes it expired');
+});

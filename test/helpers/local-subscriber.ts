@@ -36,10 +36,12 @@ export async function subscribe(socketPath: string, target: string, opts: { hold
     for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
       const line = buf.slice(0, nl);
       buf = buf.slice(nl + 1);
-      const o = JSON.parse(line) as { ok?: boolean; message?: Received; code?: string };
-      if (o.message) {
-        received.push(o.message);
-        if (!opts.hold) write({ op: 'ack', id: o.message.id });
+      const o = JSON.parse(line) as { ok?: boolean; message?: Received | string; code?: string };
+      // A refusal carries a `message` string too: a pushed message is the line without `ok`.
+      if (o.message && !('ok' in o)) {
+        const m = o.message as Received;
+        received.push(m);
+        if (!opts.hold) write({ op: 'ack', id: m.id });
       } else if (o.ok === true) {
         subscribed();
       } else if (o.ok === false) {

@@ -59,6 +59,17 @@ export function readOutputs(disk: SimDisk, outputs: FileOutput[], view: 'current
   return lines;
 }
 
+/** The current size of the file handler outputs and their rotated siblings: it changes whenever a line is written or cut. */
+export function outputBytes(disk: SimDisk, outputs: FileOutput[]): number {
+  let sum = 0;
+  for (const out of outputs) {
+    const dir = out.path.slice(0, out.path.lastIndexOf('/'));
+    const name = out.path.slice(out.path.lastIndexOf('/') + 1);
+    for (const f of disk.list(dir) ?? []) if (f === name || f.startsWith(`${name}.`)) sum += disk.sizeCurrent(`${dir}/${f}`) ?? 0;
+  }
+  return sum;
+}
+
 /** Every byte of the file handler outputs (current view), to tell a damaged line from a missing one. */
 export function rawOutputs(disk: SimDisk, outputs: FileOutput[]): string {
   const parts: string[] = [];

@@ -28,6 +28,9 @@ export const bugClasses = {
   'unacked-past-gap': 'issue 11: after a power cut the file handler kept and learnt a line it never acknowledged that survived past zeroed (unwritten) sectors; the earlier line lost there was written after it',
   'sim-fake-below-record': 'simulator: the fake gateway renumbered a fresh store below the seqs the real gateway knew of its earlier life (a case docs/guarantees.md does not promise); the agent then refused the real gateway for good',
   'flip-unlearnt-line': 'issue 11: a bit flipped while the file handler read its output at recovery made an acknowledged line unreadable (or another seq): not learnt, its resend was written twice',
+  'down-unrecorded-stuck': 'issue 12: an answer that could not be recorded (the gateway\'s settle, the agent\'s answered log) left its message delivered for good in a session that lived on',
+  'down-room-before-recorded': 'issue 12: the gateway freed window room for an answer it had not recorded; the agent answered past its answered log, and after a restart the message reached its consumer twice',
+  'down-requeued-finished': 'issue 12: a message its consumer took (its DOWN_ACK lost with the session) was queued again and then expired or dropped at the gateway: the application is told it never reached the device',
   unknown: 'not classified',
 } as const;
 export type BugClass = keyof typeof bugClasses;
@@ -56,7 +59,13 @@ export function classify(r: RunResult): BugClass | null {
       if (m.includes('after a wipe')) return 'case-3';
       if (m.includes('on a disk that flipped no bit')) return 'case-1-store';
       return 'unknown';
+    case 'down-duplicate':
+      return 'down-room-before-recorded';
+    case 'down-state':
+      if (/ is (expired|dropped) /.test(m)) return 'down-requeued-finished';
+      return 'unknown';
     case 'liveness':
+      if (/downlink: .* unsettled \([^)]*delivered/.test(m)) return 'down-unrecorded-stuck';
       if (m.includes('probe refused')) return 'case-5';
       if (m.includes('phantom')) return 'case-4';
       if (m.includes('stuck in the gateway')) return 'case-12';

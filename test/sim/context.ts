@@ -1,6 +1,7 @@
 /** What every part of one simulated world shares. */
 import type { Log, LogFields } from '../../common/log.js';
 import type { CallOrder } from './checkers.js';
+import type { DownOracle } from './downlink-oracle.js';
 import type { SimDownstream } from './downstream.js';
 import type { Oracle } from './oracle.js';
 import type { Rng } from './rng.js';
@@ -19,6 +20,10 @@ export interface WorldContext {
   /** the long-poll carrier's HTTP path (issue 11) */
   http: SimHttp;
   oracle: Oracle;
+  /** the downlink's oracle (issue 12); null when the run has no downlink */
+  dl: DownOracle | null;
+  /** the downlink's draws, apart from the world's: with the downlink off, a seed runs as before issue 12 */
+  dlRng: Rng;
   order: CallOrder;
   downstream: SimDownstream;
   jitter: TimerJitter;

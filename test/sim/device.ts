@@ -2,10 +2,11 @@
  * A simulated device: its own SimDisk, and on it the real agent (SegmentStore, Link) with a
  * local producer that appends packets. It can be killed (its timers and IO stop dead, its
  * connections reset), lose power (its disk loses what was not synced; peers hear nothing), have
- * its store wiped, and start again on the same disk.
+ * its store wiped, and start again on the same disk. With the downlink on (issue 12) the agent
+ * also runs the real DownlinkInbox with a simulated consumer (downlink-device.ts).
  */
 import { gatewayChoice } from '../../agent/link/gateway-choice.js';
-import { Link, type LinkOptions } from '../../agent/link/link.js';
+import { Link, type LinkDownlink, type LinkOptions } from '../../agent/link/link.js';
 import { longPollDialer } from '../../agent/link/longpoll-client.js';
 import type { Log } from '../../common/log.js';
 import type { Dialer } from '../../protocol/transport.js';
@@ -13,6 +14,7 @@ import { SegmentStore } from '../../agent/store/segment-store.js';
 import type { FullPolicy } from '../../agent/store/store.js';
 import type { WorldContext } from './context.js';
 import { simLog } from './context.js';
+import { DeviceDownlink, type DeviceDownlinkOptions } from './downlink-device.js';
 import { simToken } from './gateway-host.js';
 import { Violation, type AppendRecord } from './oracle.js';
 import type { Rng } from './rng.js';
@@ -40,6 +42,8 @@ export interface DeviceOptions {
   /** a producer tick every this many ms, at most */
   produceEveryMsMax: number;
   link: Omit<LinkOptions, 'agentId'>;
+  /** the downlink's window and consumer (issue 12); absent: the agent takes no downlink */
+  downlink?: DeviceDownlinkOptions;
 }
 
 export type DeviceState = 'off' | 'starting' | 'running';
@@ -55,11 +59,23 @@ export class Device {
   clock: SimClock | null = null;
   store: SegmentStore | null = null;
   link: Link | null = null;
+  /** the downlink's end on this device; null without the downlink */
+  readonly dl: DeviceDownlink | null = null;
   private readonly rng: Rng;
 
   constructor(private readonly w: WorldContext, readonly o: DeviceOptions) {
     this.rng = w.rng.fork(`device ${o.id}`);
     this.disk = new SimDisk({ rng: this.rng.fork('disk').fn });
+    if (o.downlink && w.dl) {
+      const hooks = {
+        crash: (how: 'kill' | 'power', restartMs: number) => {
+          this.kill(how);
+          w.later(restartMs, () => this.start());
+        },
+        crashMidIo: (steps: number, how: 'kill' | 'power', restartMs: number) => this.crashMidIo(steps, how, restartMs),
+      };
+      this.dl = new DeviceDownlink({ ...w, dl: w.dl }, o.id, o.downlink, w.dlRng.fork(`device ${o.id}`), hooks);
+    }
   }
 
   /** the highest seq a resolved append of this lineage got */
@@ -108,6 +124,15 @@ export class Device {
     this.clock = clock;
     const files = this.disk.process(name);
     const log = simLog(w.trace, name);
+    const failed = (err: unknown): void => {
+      if (this.inc !== inc) return;
+      w.trace.event('agent', `${name} failed to start: ${(err as { code?: string }).code ?? (err as Error).message}`);
+      // The process exits: its timers, files and locks go with it.
+      clock.kill();
+      this.disk.kill(name);
+      this.stopped();
+      w.later(1000, () => this.start());
+    };
     SegmentStore.open({
       dir: storeDir, files, clock, log, sync: 'always', segmentBytes: o.segmentBytes, bytesMax: o.bytesMax, fullPolicy: o.fullPolicy, ackFlushMs: o.ackFlushMs,
     }).then(
@@ -115,22 +140,21 @@ export class Device {
         if (this.inc !== inc) return;
         const s = store.stats();
         w.trace.event('agent', `${name} store open: lastSeq ${s.lastSeq} ackedSeq ${s.ackedSeq} backlog ${s.backlogPackets} tailBytesCut ${s.recovery.tailBytesCut} damaged ${s.recovery.damagedSegments}`);
-        this.store = store;
-        this.lastOpen = { lastSeq: s.lastSeq, tailBytesCut: s.recovery.tailBytesCut, highestBefore: this.highestSeq };
-        this.state = 'running';
-        this.link = new Link({ ...o.link, agentId: o.id, token: simToken(o.id) }, { store, dial: this.dialer(clock, log), clock, rng: this.rng.fork(`${name} link`).fn, log });
-        this.link.start();
-        this.produceLater(clock, inc);
+        const run = (downlink: LinkDownlink | undefined): void => {
+          this.store = store;
+          this.lastOpen = { lastSeq: s.lastSeq, tailBytesCut: s.recovery.tailBytesCut, highestBefore: this.highestSeq };
+          this.state = 'running';
+          this.link = new Link({ ...o.link, agentId: o.id, token: simToken(o.id) }, { store, dial: this.dialer(clock, log), clock, rng: this.rng.fork(`${name} link`).fn, log, ...(downlink ? { downlink } : {}) });
+          this.link.start();
+          this.produceLater(clock, inc);
+        };
+        // Without the downlink the agent starts as it did before issue 12 (no step between the store and the link).
+        if (!this.dl) return run(undefined);
+        this.dl.open(clock, files, log, () => this.inc === inc).then((downlink) => {
+          if (this.inc === inc) run(downlink);
+        }, failed);
       },
-      (err: unknown) => {
-        if (this.inc !== inc) return;
-        w.trace.event('agent', `${name} failed to start: ${(err as { code?: string }).code ?? (err as Error).message}`);
-        // The process exits: its timers, files and locks go with it.
-        clock.kill();
-        this.disk.kill(name);
-        this.stopped();
-        w.later(1000, () => this.start());
-      },
+      failed,
     );
   }
 
@@ -196,6 +220,7 @@ export class Device {
     const { w } = this;
     w.trace.event('fault', `${this.procName} ${how === 'kill' ? 'killed' : 'loses power'} (${this.state})`);
     this.countDrops();
+    this.w.dl?.died(this.o.id);
     this.clock?.kill();
     if (how === 'power') this.disk.powerCut();
     else this.disk.kill(this.procName);

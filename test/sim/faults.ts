@@ -4,6 +4,7 @@
  */
 import type { WorldContext } from './context.js';
 import type { Device } from './device.js';
+import type { SimApplication } from './downlink-app.js';
 import { hostileAgentId } from './checkers.js';
 import { FakeGateway } from './fake-gateway.js';
 import { simToken, type GatewayHost } from './gateway-host.js';
@@ -20,6 +21,10 @@ export const faultKinds = [
   // issue 11: the long-poll carrier's HTTP path loses, duplicates or cuts bodies; a proxy cuts
   // held requests early; a firewall drops the TCP tunnel port (agents with a choice fall back)
   'http-loss', 'http-dup', 'http-garble', 'proxy-cut', 'tcp-blocked',
+  // issue 12 (no-ops without the downlink): DOWN_ACKs lost with their connection; a consumer that
+  // answers only at its time-out; the agent crashing around a message with its consumer; the
+  // application queueing a burst that fills a queue
+  'down-ack-loss', 'consumer-hang', 'consumer-crash', 'downlink-burst',
 ] as const;
 export type FaultKind = (typeof faultKinds)[number];
 
@@ -34,6 +39,8 @@ export interface FaultTargets {
   gateway: GatewayHost;
   /** hostile agents started so far (the world stops them when faults stop) */
   hostiles: HostileAgent[];
+  /** the downlink's application; null without the downlink */
+  app: SimApplication | null;
 }
 
 /** Injects one fault of `kind` now, choosing where and for how long from the world's rng. */
@@ -185,10 +192,33 @@ export function inject(w: WorldContext, t: FaultTargets, kind: FaultKind): void 
     }
     case 'hostile-agent': {
       if (t.hostiles.some((h) => h.active)) return;
-      const h = new HostileAgent(w, rng.fork(`hostile ${t.hostiles.length + 1}`), `${hostileAgentId}#${t.hostiles.length + 1}`, t.devices.map((d) => d.id), simToken);
+      const h = new HostileAgent(w, rng.fork(`hostile ${t.hostiles.length + 1}`), `${hostileAgentId}#${t.hostiles.length + 1}`, t.devices.map((d) => d.id), simToken, w.dl ? w.dlRng.fork(`hostile ${t.hostiles.length + 1}`) : null);
       t.hostiles.push(h);
       return h.start(rng.int(1000, 10_000));
     }
+    case 'down-ack-loss': {
+      const dl = device.dl;
+      if (!dl) return;
+      dl.ackLossP = rng.pick([0.2, 0.5, 1]);
+      trace.event('fault', `${device.id}'s DOWN_ACKs lost with their connection (p ${dl.ackLossP})`);
+      return until(500, 8000, () => (dl.ackLossP = 0));
+    }
+    case 'consumer-hang': {
+      const dl = device.dl;
+      if (!dl) return;
+      dl.hangP = rng.pick([0.3, 1]);
+      trace.event('fault', `${device.id}'s consumer hangs (p ${dl.hangP}): it answers at its time-out`);
+      return until(500, 10_000, () => (dl.hangP = 0));
+    }
+    case 'consumer-crash': {
+      const dl = device.dl;
+      if (!dl || device.state === 'off') return;
+      dl.crashArm = { at: rng.pick(['handed', 'verdict', 'record-io', 'recorded'] as const), how: rng.pick(['kill', 'power'] as const), restartMs: rng.int(10, 3000) };
+      trace.event('fault', `${device.id} will crash (${dl.crashArm.how}) around its next message: ${dl.crashArm.at}`);
+      return;
+    }
+    case 'downlink-burst':
+      return t.app?.burst(rng.chance(0.9) ? device.id : hostileAgentId, rng.int(10, 80));
     case 'downstream-slow': {
       w.downstream.mode.latencyMsMax = rng.pick([300, 1500, 6000]);
       w.downstream.mode.latencyMsMin = Math.floor(w.downstream.mode.latencyMsMax / 3);

@@ -4,7 +4,8 @@
  * simulated downstream (one handing over one packet at a time, one pipelining). It can be
  * killed or lose power, and starts again on the same disk. Authentication is on, with the real
  * authenticator (gateway/auth.ts) over a registry of the honest agents and the hostile one, each
- * with its own token (simToken).
+ * with its own token (simToken). With the downlink on (issue 12) the core also gets the
+ * downlink queues, on the same disk, and what the gateway takes off them is told to the oracle.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { AgentEntry, AgentLookup } from '../../gateway/agents.js';
@@ -15,14 +16,20 @@ import { FileHandler } from '../../gateway/handlers/file.js';
 import { longPollSessionLimitsDefault, type LongPollSessionLimits } from '../../gateway/longpoll/limits.js';
 import { LongPollSessions } from '../../gateway/longpoll/sessions.js';
 import type { Handler, HandlerResult } from '../../gateway/handlers/handler.js';
+import type { DownlinkQueueLimits, DownlinkQueues } from '../../gateway/downlink/queue.js';
+import { DownlinkStore } from '../../gateway/downlink/store.js';
+import type { Files } from '../../common/files.js';
+import type { Log } from '../../common/log.js';
 import type { WorldContext } from './context.js';
 import { simLog } from './context.js';
 import { readOutputs, type FileOutput } from './checkers.js';
+import type { DownOracle } from './downlink-oracle.js';
 import type { Rng } from './rng.js';
 import type { SimClock } from './sim-clock.js';
 import { SimDisk } from './sim-disk.js';
 
 export const gatewayDataDir = '/gw/data';
+export const downlinkDir = `${gatewayDataDir}/downlink`;
 
 /** The long-poll listener's limits, its hold scaled to the simulator's seconds-long faults (the agent's time-outs: device.ts). */
 const simLongPollLimits: LongPollSessionLimits = { ...longPollSessionLimitsDefault, holdMs: 5000, sessionIdleMs: 12_000 };
@@ -76,6 +83,8 @@ export interface GatewayHostOptions {
   /** the file handlers' retry-after on a failed write (below the lanes' retryInPlaceMsMax: retried in place) */
   fileRetryAfterMs: number;
   rotateBytes: number;
+  /** the downlink queues' limits (issue 12), and when their file is compacted; absent: no downlink */
+  downlink?: DownlinkQueueLimits & { compactBytes: number };
 }
 
 export type GatewayState = 'off' | 'starting' | 'running';
@@ -88,10 +97,31 @@ export class GatewayHost {
   private clock: SimClock | null = null;
   private sessionIds = 0;
   private readonly rng: Rng;
+  /** the downlink's draws (message ids), apart from the gateway's */
+  private readonly dlRng: Rng | null;
 
   constructor(private readonly w: WorldContext, readonly o: GatewayHostOptions) {
     this.rng = w.rng.fork('gateway');
     this.disk = new SimDisk({ rng: this.rng.fork('disk').fn });
+    this.dlRng = o.downlink && w.dl ? w.dlRng.fork('gateway') : null;
+  }
+
+  /** A message id as the gateway makes them (22 base64url characters), from the seed. */
+  private newId(): string {
+    const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+    let id = '';
+    for (let i = 0; i < 22; i++) id += alphabet[this.dlRng!.int(0, 63)];
+    return id;
+  }
+
+  /** The real downlink queues of one gateway process (on its disk, beside the dispatch log), watched: each take is told to the oracle. */
+  private async openDownlink(clock: SimClock, files: Files, log: Log): Promise<DownlinkQueues | undefined> {
+    const { w, o } = this;
+    const dl = w.dl;
+    if (!o.downlink || !dl) return undefined;
+    const { compactBytes, ...limits } = o.downlink;
+    const queues = await DownlinkStore.open({ dir: downlinkDir, files, clock, log, limits, compactBytes, newId: () => this.newId() });
+    return watchedQueues(queues, dl, clock, w);
   }
 
   /** Kills the gateway (or cuts the power) just before its `steps`-th disk step from now: inside a dispatch record, a rotation, a compaction. */
@@ -142,6 +172,8 @@ export class GatewayHost {
       opened.push(file);
       const rot = await FileHandler.open({ path: fileOutputs[1]!.path, sync: 'always', files, retryAfterMs: o.fileRetryAfterMs, rotateBytes: o.rotateBytes, keep: rotatedKeep });
       opened.push(rot);
+      // Without the downlink the gateway opens as it did before issue 12 (no step more).
+      const downlink = o.downlink ? await this.openDownlink(clock, files, log) : undefined;
       return createGatewayCore({
         clock, log, files, dataDir: gatewayDataDir, limits: o.limits, dispatchLogCompactBytes: o.dispatchLogCompactBytes,
         routes: [
@@ -153,6 +185,7 @@ export class GatewayHost {
         newSessionId: () => `${name}/s${++this.sessionIds}`,
         authenticate: createAuthenticator({ required: true, clientCert: 'off' }, new SimAgents(o.agents)),
         rng: this.rng.fork(`${name} core`).fn,
+        ...(downlink ? { downlink } : {}),
       });
     };
     open().then(
@@ -204,6 +237,30 @@ export class GatewayHost {
     this.core = null;
     this.clock = null;
   }
+}
+
+/** The queues, with every take told to the oracle (the sender puts what it takes in a DOWN frame in the same turn). */
+function watchedQueues(q: DownlinkQueues, dl: DownOracle, clock: SimClock, w: WorldContext): DownlinkQueues {
+  return {
+    enqueue: (agent, m) => q.enqueue(agent, m),
+    get: (agent, id) => q.get(agent, id),
+    list: (agent, opts) => q.list(agent, opts),
+    take: (agent, room) => {
+      const taken = q.take(agent, room);
+      if (taken.length > 0) w.trace.event('downlink', `take for ${agent}: ${taken.map((m) => (m.data as { m?: string }).m ?? m.id).join(',')}`);
+      try {
+        for (const m of taken) dl.taken(agent, m.id, clock.now(), m.expiresAt);
+      } catch (err) {
+        w.fail(err);
+      }
+      return taken;
+    },
+    requeue: (agent, ids) => q.requeue(agent, ids),
+    settle: (agent, results) => q.settle(agent, results),
+    onQueued: (l) => q.onQueued(l),
+    stats: () => q.stats(),
+    close: () => q.close(),
+  };
 }
 
 /** A handler whose calls and outcomes go into the trace. */

@@ -5,9 +5,12 @@
  * dispatch log keeps a gap per packet), seqs out of range, targets with Unicode noncharacters and
  * lone surrogates, a second HELLO, bursts over its credit. Its own ID is registered (an
  * authenticated but hostile agent). The checkers owe it nothing (checkers.ts, hostileAgentId):
- * what they check is that the honest agents' guarantees still hold.
+ * what they check is that the honest agents' guarantees still hold. With the downlink on (issue
+ * 12) it names a downlink window in HELLO (most times), and sends DOWN_ACKs that answer, besides
+ * its own messages, honest agents' messages the gateway has just taken for them, and made-up ids:
+ * none of those may settle anything (the oracle's authority checker).
  */
-import { FrameType, protocolVersion, seqMax, type Frame } from '../../protocol/frames.js';
+import { FrameType, protocolVersion, seqMax, type DownResult, type Frame } from '../../protocol/frames.js';
 import type { Packet } from '../../protocol/packet.js';
 import type { Transport } from '../../protocol/transport.js';
 import { hostileAgentId } from './checkers.js';
@@ -31,13 +34,21 @@ export class HostileAgent {
   /** seqs sent in this session and neither acked nor nacked */
   private readonly inflight = new Set<number>();
   private creditPackets = 0;
+  /** the downlink's clock and draws, apart from the rest: without the downlink it acts as before issue 12 */
+  private readonly dlClock: SimClock | null;
+  /** ids of its own messages it got in DOWN frames */
+  private readonly ownIds: string[] = [];
 
   /**
    * @param victims the honest agents' IDs, whose identity it tries to take
    * @param tokenOf the token registered for an agent ID at the gateway
    */
-  constructor(private readonly w: WorldContext, private readonly rng: Rng, private readonly name: string, private readonly victims: string[], private readonly tokenOf: (agent: string) => string) {
+  constructor(
+    private readonly w: WorldContext, private readonly rng: Rng, private readonly name: string, private readonly victims: string[], private readonly tokenOf: (agent: string) => string,
+    private readonly dlRng: Rng | null = null,
+  ) {
     this.clock = w.time.view(name, rng.fork('clock'), w.jitter);
+    this.dlClock = dlRng ? w.time.view(`${name} downlink`, dlRng.fork('clock'), w.jitter) : null;
   }
 
   get active(): boolean {
@@ -58,6 +69,7 @@ export class HostileAgent {
     this.transport?.close();
     this.transport = null;
     this.clock.kill();
+    this.dlClock?.kill();
   }
 
   private dial(): void {
@@ -78,6 +90,7 @@ export class HostileAgent {
         this.creditPackets = f.creditPackets;
         this.nextSeq = Math.max(this.nextSeq, f.dispatchedSeq + 1);
         this.act(t);
+        this.forge(t);
       } else if (f.t === FrameType.ACK) {
         this.creditPackets = f.creditPackets;
         for (const s of [...this.inflight]) if (s <= f.seq || f.ranges?.some(([a, b]) => s >= a && s <= b)) this.inflight.delete(s);
@@ -85,6 +98,8 @@ export class HostileAgent {
         this.inflight.delete(f.seq);
       } else if (f.t === FrameType.PING) {
         t.send({ t: FrameType.PONG, id: f.id });
+      } else if (f.t === FrameType.DOWN) {
+        for (const m of f.messages) this.ownIds.push(m.id);
       }
     });
     void t.closed.then(() => {
@@ -97,6 +112,37 @@ export class HostileAgent {
 
   /** Its own ID with its token, or an honest agent's ID without the right token; `ackedSeq` often huge. */
   private hello(): Frame {
+    const h = this.helloWithoutWindow();
+    // With the downlink, most HELLOs name a window (so the gateway starts a downlink sender for it).
+    if (h.t === FrameType.HELLO && this.dlRng?.chance(0.8)) return { ...h, downMessagesMax: this.dlRng.int(1, 64), downBytesMax: this.dlRng.int(1, 1 << 20) };
+    return h;
+  }
+
+  /**
+   * DOWN_ACKs every 20-500 ms while the session lasts (with the downlink): results for its own
+   * messages, for honest agents' messages just taken for them, and for made-up ids, accepted or
+   * refused with a code of its own; the oracle is told which ids it named.
+   */
+  private forge(t: Transport): void {
+    const rng = this.dlRng;
+    const dl = this.w.dl;
+    if (!rng || !dl || this.stopped || this.transport !== t) return;
+    const results: DownResult[] = [];
+    const forged: DownResult[] = [];
+    for (let i = rng.int(1, 6); i > 0; i--) {
+      const r = rng.next();
+      const foreign = dl.recentlyTaken(rng);
+      const id = r < 0.3 && this.ownIds.length > 0 ? this.ownIds.shift()! : r < 0.85 && foreign ? foreign : `made-up-${rng.int(0, 1e6)}`;
+      const result: DownResult = rng.chance(0.5) ? { id, ok: true } : { id, ok: false, code: 'HOSTILE_FORGED', reason: 'a hostile agent answers for another' };
+      results.push(result);
+      if (id === foreign) forged.push(result);
+    }
+    dl.forgedResults(forged);
+    t.send({ t: FrameType.DOWN_ACK, results });
+    this.dlClock!.setTimeout(() => this.forge(t), rng.int(20, 500));
+  }
+
+  private helloWithoutWindow(): Frame {
     const ackedSeq = this.rng.pick([0, this.rng.int(0, 200), seqMax, Number.MAX_SAFE_INTEGER]);
     const r = this.rng.next();
     if (r < 0.6 || this.victims.length === 0) return { t: FrameType.HELLO, version: protocolVersion, agent: hostileAgentId, token: this.tokenOf(hostileAgentId), ackedSeq: this.rng.chance(0.7) ? this.rng.int(0, 200) : ackedSeq };

@@ -51,12 +51,19 @@ export const knownBugs: Record<Exclude<BugClass, 'unknown'>, KnownBug> = {
   'unacked-past-gap': { fixed: true, ciWithout: ['gateway-power', 'gateway-crash-mid-io'] },
   // Found by CI's seed run on 1dffcdb: the bit-flips fault at the gateway during the file handler's recovery.
   'flip-unlearnt-line': { fixed: true, ciWithout: ['bit-flips'] },
+  // Issue 12: found by the first runs with the downlink on; the first two fixed at once (sender.ts, inbox.ts).
+  'down-unrecorded-stuck': { fixed: true, ciWithout: [] },
+  'down-room-before-recorded': { fixed: true, ciWithout: [] },
+  // Fixed: a message sent once is ended only by its agent's verdict, never expired nor dropped at the gateway (store.ts).
+  'down-requeued-finished': { fixed: true, ciWithout: [] },
 };
 
 export interface Regression {
   seed: number;
   /** found with agents on HTTP long-poll too (RunOptions.longpoll); absent: every agent on TCP */
   longpoll?: boolean;
+  /** found with the downlink on (RunOptions.downlink); absent: no downlink, as before issue 12 */
+  downlink?: boolean;
   bug: Exclude<BugClass, 'unknown'>;
   faults: FaultKind[];
   precreateFiles?: boolean;
@@ -80,6 +87,16 @@ const faultsAtIssue11: FaultKind[] = [
   'net-cut', 'net-stall', 'net-black-hole', 'net-delay', 'net-half-open', 'net-partition',
   'downstream-fail', 'downstream-slow', 'fake-gateway', 'hostile-agent',
   'http-loss', 'http-dup', 'http-garble', 'proxy-cut', 'tcp-blocked',
+];
+
+/** Every fault kind there was during issue 12, with the downlink's (a seed replays only with the same list). */
+const faultsAtIssue12: FaultKind[] = [
+  'agent-kill', 'agent-power', 'agent-crash-mid-io', 'agent-wipe', 'gateway-kill', 'gateway-power', 'gateway-crash-mid-io',
+  'disk-full', 'disk-eio', 'short-writes', 'bit-flips',
+  'net-cut', 'net-stall', 'net-black-hole', 'net-delay', 'net-half-open', 'net-partition',
+  'downstream-fail', 'downstream-slow', 'fake-gateway', 'hostile-agent',
+  'http-loss', 'http-dup', 'http-garble', 'proxy-cut', 'tcp-blocked',
+  'down-ack-loss', 'consumer-hang', 'consumer-crash', 'downlink-burst',
 ];
 
 /** Every fault kind there was when the campaign ran, before issue 10's (a seed replays only with the same list). */
@@ -127,14 +144,20 @@ export const regressions: Regression[] = [
   { seed: 90023, longpoll: true, bug: 'unacked-past-gap', faults: faultsAtIssue11, found: 'order: a power cut before the fdatasync of a2-23, a2-25, a2-26 (rot/b) left zeros for a2-23 and a2-25 whole after them; recovery learnt a2-25 (never acknowledged), and a2-23\'s resend was written after it' },
   { seed: 2027861267, longpoll: true, bug: 'flip-unlearnt-line', faults: faultsAtIssue11, found: 'exactly-once: a1-2 (file/b) written and acknowledged, then a power cut; recovery read its line with a flipped bit, took it as foreign, and the resend wrote a1-2 again' },
   { seed: 200594, longpoll: true, bug: 'unacked-past-gap', faults: ['gateway-power', 'gateway-crash-mid-io'], found: 'order: a cut before the fdatasync of a2-15..17 (rot/a) left a2-16 whole past a hole; after the restart a2-16 was answered ok unwritten while a2-15 waited, then a2-15 was written after it' },
+  { seed: 300096, longpoll: true, downlink: true, bug: 'down-unrecorded-stuck', faults: faultsAtIssue12, found: 'liveness: a1.37 delivered for good: the gateway\'s disk was full when its DOWN_ACK came, the settle failed, and the sender had already freed its room (never requeued in a session that lived on)' },
+  { seed: 300076, longpoll: true, downlink: true, bug: 'down-unrecorded-stuck', faults: faultsAtIssue12, found: 'liveness: a1.5 delivered for good: the agent\'s disk was full, its verdict could not be recorded, and the inbox never answered it in a session that lived on' },
+  { seed: 300085, longpoll: true, downlink: true, bug: 'down-room-before-recorded', faults: faultsAtIssue12, found: 'down-duplicate: a2.70 handed to its consumer twice: the settle of its ok failed (EIO), the sender freed its room, the agent (window 2, dedupIdsMax 2) answered more messages and forgot it; after a gateway kill it came back as queued' },
+  { seed: 300022, longpoll: true, downlink: true, bug: 'down-requeued-finished', faults: faultsAtIssue12, found: 'down-state: a2.43 taken by its consumer and answered ok; the DOWN_ACK was lost (partition), the message queued again and dropped (drop-oldest): its state says dropped' },
+  { seed: 300031, longpoll: true, downlink: true, bug: 'down-requeued-finished', faults: faultsAtIssue12, found: 'down-state: a1.5 taken by its consumer and answered ok; the DOWN_ACK was lost with the session, the message queued again and expired at the next take: its state says expired' },
 ];
 
 /** The fault kinds and options of CI's seed run: everything, less what unfixed bugs need left out. */
-export function ciRunOptions(): Pick<RunOptions, 'faults' | 'precreateFiles' | 'skipCheckers' | 'longpoll'> {
+export function ciRunOptions(): Pick<RunOptions, 'faults' | 'precreateFiles' | 'skipCheckers' | 'longpoll' | 'downlink'> {
   const open = Object.values(knownBugs).filter((b) => !b.fixed);
   const without = new Set(open.flatMap((b) => b.ciWithout));
   return {
     longpoll: true,
+    downlink: true,
     faults: faultKinds.filter((k) => !without.has(k)),
     precreateFiles: open.some((b) => b.ciPrecreatesFiles),
     skipCheckers: open.flatMap((b) => (b.ciSkipsChecker ? [b.ciSkipsChecker] : [])),

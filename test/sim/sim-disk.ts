@@ -174,6 +174,12 @@ export class SimDisk {
     return node?.kind === 'file' ? Buffer.from(node.current) : undefined;
   }
 
+  /** The file's current size (no copy of its bytes); undefined if there is no such file. */
+  sizeCurrent(path: string): number | undefined {
+    const node = lookup(this.root, path, 'current');
+    return node?.kind === 'file' ? node.current.length : undefined;
+  }
+
   /** Sorted names in a directory (current entries, or durable ones); undefined if it is not a directory. */
   list(dir: string, view: View = 'current'): string[] | undefined {
     const node = lookup(this.root, dir, view);

@@ -22,8 +22,8 @@ t.test('sim - one seed gives one trace: two runs of a seed have the same hash, a
 
 t.test('sim - regression seeds: failing as found while their bug is open, passing once it is fixed', async (t) => {
   for (const r of regressions) {
-    const res = await runSeed({ seed: r.seed, faults: r.faults, precreateFiles: r.precreateFiles ?? false, diskFaultsOn: r.diskFaultsOn ?? 'any', longpoll: r.longpoll ?? false });
-    const replay = `npm run sim -- --from ${r.seed} --seeds 1 --verbose --faults ${r.faults.join(',')}${r.precreateFiles ? ' --precreate' : ''}${r.diskFaultsOn ? ` --disk-faults-on ${r.diskFaultsOn}` : ''}${r.longpoll ? '' : ' --tcp-only'}`;
+    const res = await runSeed({ seed: r.seed, faults: r.faults, precreateFiles: r.precreateFiles ?? false, diskFaultsOn: r.diskFaultsOn ?? 'any', longpoll: r.longpoll ?? false, downlink: r.downlink ?? false });
+    const replay = `npm run sim -- --from ${r.seed} --seeds 1 --verbose --faults ${r.faults.join(',')}${r.precreateFiles ? ' --precreate' : ''}${r.diskFaultsOn ? ` --disk-faults-on ${r.diskFaultsOn}` : ''}${r.longpoll ? '' : ' --tcp-only'}${r.downlink ? '' : ' --no-downlink'}`;
     if (knownBugs[r.bug].fixed) {
       t.ok(res.ok, `seed ${r.seed} (${r.bug}, fixed) passes${res.ok ? '' : `: ${res.violation!.message}; replay: ${replay}`}`);
     } else {
@@ -46,7 +46,7 @@ t.test('sim - 1,000 seeds: no checker fails with the fault kinds whose bugs are 
     if (!r.ok) {
       failed++;
       const skips = (opts.skipCheckers ?? []).map((c) => ` --skip-checker ${c}`).join('');
-      t.fail(`seed ${seed}: ${r.violation!.message} (hash ${r.hash}); replay: npm run sim -- --from ${seed} --seeds 1 --verbose --faults ${opts.faults!.join(',')}${opts.precreateFiles ? ' --precreate' : ''}${skips}`);
+      t.fail(`seed ${seed}: ${r.violation!.message} (hash ${r.hash}); replay: npm run sim -- --from ${seed} --seeds 1 --verbose --faults ${opts.faults!.join(',')}${opts.precreateFiles ? ' --precreate' : ''}${skips}${opts.downlink ? '' : ' --no-downlink'}`);
       if (failed >= 5) break;
     }
   }

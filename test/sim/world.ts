@@ -8,10 +8,18 @@
  * A step: let the real code run until nothing is pending (no setImmediate, hence no microtask:
  * the simulated disk completes its operations through setImmediate), check, then move time to the
  * next timer and fire it. No real time, no Math.random: the same seed gives the same trace.
+ *
+ * With the downlink (issue 12), an application queues messages at the gateway for the agents
+ * during the fault phase, each agent hands them to a simulated consumer, and the downlink's
+ * checkers (downlink-oracle.ts) run as messages move; the liveness phase also waits for every
+ * queued message to settle and one probe per agent to be acked.
  */
-import { checkCredit, checkFileOutput, checkNothingLost, hostileAgentId, rawOutputs, readOutputs, CallOrder } from './checkers.js';
+import { checkCredit, checkFileOutput, checkNothingLost, hostileAgentId, outputBytes, rawOutputs, readOutputs, CallOrder } from './checkers.js';
 import type { DiskFaultsOn, WorldContext } from './context.js';
 import { Device, type DeviceTransport } from './device.js';
+import { SimApplication } from './downlink-app.js';
+import type { DeviceDownlinkOptions } from './downlink-device.js';
+import { DownOracle } from './downlink-oracle.js';
 import { calmDownstream, SimDownstream } from './downstream.js';
 import { faultKinds, inject, type FaultKind } from './faults.js';
 import { downstreamPipelinedInflightMax, fileOutputs, GatewayHost, routeTargets } from './gateway-host.js';
@@ -35,7 +43,7 @@ export interface RunOptions {
   faultPhaseMs?: number;
   /** once faults stop, everything must drain within this much simulated time */
   drainMsMax?: number;
-  /** checkers left out (only 'handler-inflight' can be) */
+  /** checkers left out (only 'handler-inflight' and 'down-state' can be) */
   skipCheckers?: string[];
   /** which disks disk faults may hit (default any) */
   diskFaultsOn?: DiskFaultsOn;
@@ -47,6 +55,12 @@ export interface RunOptions {
    * were. Off: every agent on TCP, as every seed found before issue 11 ran.
    */
   longpoll?: boolean;
+  /**
+   * The downlink (issue 12): an application queues messages for the agents, which hand them to
+   * simulated consumers. Its draws come from an rng of its own, so a seed's world and fault
+   * schedule stay as they were; off: no downlink, every seed runs as before issue 12.
+   */
+  downlink?: boolean;
 }
 
 export interface RunResult {
@@ -60,6 +74,8 @@ export interface RunResult {
   appends: number;
   resolved: number;
   faults: string[];
+  /** the downlink's counts (with the downlink on) */
+  downlink?: DownOracle['counts'];
   /** the latest trace lines (all of them with verbose) */
   tail: string[];
 }
@@ -94,8 +110,11 @@ export async function runSeed(opts: RunOptions): Promise<RunResult> {
   // Long-poll's draws come from an rng of their own: with it off, a seed runs as before issue 11.
   const lpRng = new Rng((seed ^ 0x4c50_4f4c) >>> 0);
   const http = new SimHttp(net, time, lpRng.fork('http'), trace);
+  // So do the downlink's: with it off, a seed runs as before issue 12.
+  const dlRng = new Rng((seed ^ 0x444c_4e4b) >>> 0);
+  const dl = opts.downlink ? new DownOracle(new Set(opts.skipCheckers ?? [])) : null;
   const w: WorldContext = {
-    time, rng: rng.fork('world'), trace, net, http, oracle, order, jitter: { earlyMsMax: 2, lateMsMax: rng.pick([5, 50]) }, fail, diskFaultsOn: opts.diskFaultsOn ?? 'any',
+    time, rng: rng.fork('world'), trace, net, http, oracle, dl, dlRng, order, jitter: { earlyMsMax: 2, lateMsMax: rng.pick([5, 50]) }, fail, diskFaultsOn: opts.diskFaultsOn ?? 'any',
     downstream: null as unknown as SimDownstream,
     later: (delayMs, fn, owner = 'world') => void time.at(time.now() + delayMs, fn, owner),
   };
@@ -110,6 +129,9 @@ export async function runSeed(opts: RunOptions): Promise<RunResult> {
     dispatchLogCompactBytes: rng.pick([1024, 4096, 1 << 20]),
     fileRetryAfterMs: rng.pick([50, 200, 1000]),
     rotateBytes: rng.pick([1024, 4096]),
+    ...(dl ? { downlink: { queueMessagesMax: dlRng.pick([8, 32, 1000]), queueBytesMax: dlRng.pick([16 * 1024, 256 * 1024]), fullPolicy: dlRng.pick(['reject', 'drop-oldest'] as const),
+      // Every final state kept, for the checkers; compacted often, which the simulated disk's cost of a long file asks for anyway.
+      historyMessagesMax: 100_000, compactBytes: dlRng.pick([8 * 1024, 64 * 1024]) } } : {}),
   });
   const allTargets = Object.values(routeTargets).flat();
   const devices = Array.from({ length: rng.int(1, 3) }, (_, i) => {
@@ -124,9 +146,16 @@ export async function runSeed(opts: RunOptions): Promise<RunResult> {
         inflightPacketsMax: rng.int(4, 24), framePacketsMax: rng.int(1, 6), frameBytesMax: 8 * 1024, retryPacketsMax: rng.int(2, 12), retryBytesMax: 16 * 1024,
         reconnectDelayMsMin: 50, reconnectDelayMsMax: 3000, helloTimeoutMs: 2000, pingIntervalMs: 1000, peerTimeoutMs: 4000,
       },
+      ...(dl ? { downlink: downlinkOptions(dlRng) } : {}),
     });
   });
   trace.event('world', `seed ${seed}: ${devices.map((d) => `${d.id} ${d.o.transport} ${d.o.fullPolicy} ${d.o.bytesMax}B [${d.o.targets.join(' ')}]`).join('; ')}`);
+
+  const app = dl ? new SimApplication({ ...w, dl }, dlRng.fork('app'), gateway, devices.map((d) => d.id), { everyMsMax: dlRng.pick([200, 800, 3000]), ttlP: dlRng.pick([0.1, 0.4]) }) : null;
+  if (dl) {
+    const q = gateway.o.downlink!;
+    trace.event('world', `downlink: queues ${q.queueMessagesMax} messages ${q.queueBytesMax}B ${q.fullPolicy} compacted at ${q.compactBytes}B; ${devices.map((d) => `${d.id} window ${d.dl!.o.messagesMax}/${d.dl!.o.bytesMax}B dedup ${d.dl!.o.dedupIdsMax}`).join('; ')}`);
+  }
 
   // Faults at random moments of the fault phase.
   const faultPhaseMs = opts.faultPhaseMs ?? 15_000;
@@ -140,7 +169,7 @@ export async function runSeed(opts: RunOptions): Promise<RunResult> {
     w.later(at, () => {
       injected.push(kind);
       trace.event('fault', kind);
-      inject(w, { devices, gateway, hostiles }, kind);
+      inject(w, { devices, gateway, hostiles, app }, kind);
     }, 'faults');
   }
   if (enabled.has('downstream-fail')) w.downstream.mode.failP = rng.pick([0, 0, 0.02, 0.1]);
@@ -165,8 +194,10 @@ export async function runSeed(opts: RunOptions): Promise<RunResult> {
     for (const d of devices) {
       d.disarm();
       d.producing = false;
+      if (d.dl) Object.assign(d.dl, { calm: true, hangP: 0, ackLossP: 0, crashArm: null });
       d.start();
     }
+    app?.stop();
     // Each store must take an append again (a wedged store refuses them forever).
     for (const d of devices) {
       const probe: Probe = { device: d, done: false, refusal: null };
@@ -194,21 +225,23 @@ export async function runSeed(opts: RunOptions): Promise<RunResult> {
     for (const d of devices) await d.install();
     gateway.start();
     for (const d of devices) d.start();
+    app?.start();
     const livenessDeadline = faultPhaseMs + drainMsMax + time.now();
     for (;;) {
       await settle();
       steps++;
       if (failure) break;
       checkCredit(gateway.core?.sessions.values() ?? [], queuePacketsMax);
-      // After every step in which the gateway's disk changed (its size: the file handler only appends and cuts back).
-      const usedBytes = gateway.disk.usedBytes();
+      // After every step in which the outputs changed (their size: the file handler only appends and cuts back;
+      // not the whole disk's, which the dispatch log and the downlink queues change at most steps).
+      const usedBytes = outputBytes(gateway.disk, fileOutputs);
       if (usedBytes !== checkedBytes) {
         checkedBytes = usedBytes;
         checkFileOutput(readOutputs(gateway.disk, fileOutputs, 'current'), 'current', survivedCutUnacked);
       }
-      if (state.phase === 'liveness' && drained(devices, probes)) break;
-      if (time.now() > livenessDeadline) throw new Violation('liveness', `not drained ${drainMsMax / 60_000} simulated minutes after the faults stopped: ${describeBacklog(devices, probes)}`);
-      if (!time.fireNext()) throw new Violation('liveness', `nothing left to happen and not drained: ${describeBacklog(devices, probes)}`);
+      if (state.phase === 'liveness' && drained(devices, probes) && (!app || downlinkDrained(gateway, app))) break;
+      if (time.now() > livenessDeadline) throw new Violation('liveness', `not drained ${drainMsMax / 60_000} simulated minutes after the faults stopped: ${describeBacklog(devices, probes)}${describeDownlink(gateway, app)}`);
+      if (!time.fireNext()) throw new Violation('liveness', `nothing left to happen and not drained: ${describeBacklog(devices, probes)}${describeDownlink(gateway, app)}`);
     }
     if (!failure) {
       for (const d of devices) d.countDrops();
@@ -217,6 +250,8 @@ export async function runSeed(opts: RunOptions): Promise<RunResult> {
       checkFileOutput(current, 'current', survivedCutUnacked);
       checkFileOutput(durable, 'durable', survivedCutUnacked);
       checkNothingLost(oracle, durable, current, rawOutputs(gateway.disk, fileOutputs), (agent) => devices.find((d) => d.id === agent)!.disk.counts.bitFlips > 0);
+      const queues = gateway.core?.downlink;
+      if (dl && queues) dl.checkSettled((agent, id) => queues.get(agent, id), devices.map((d) => d.id));
     }
   } catch (err) {
     fail(err);
@@ -239,7 +274,37 @@ export async function runSeed(opts: RunOptions): Promise<RunResult> {
   return {
     seed, ok: v === null, ...(v ? { violation: v } : {}), hash, events: trace.events, steps, simMs: time.now() - 1_700_000_000_000,
     appends: all.length, resolved: all.filter((r) => r.state === 'resolved').length, faults: injected, tail: trace.tail(),
+    ...(dl ? { downlink: { ...dl.counts } } : {}),
   };
+}
+
+/** A device's downlink: its window, answered log and consumer, from the downlink's own draws. */
+function downlinkOptions(rng: Rng): DeviceDownlinkOptions {
+  const messagesMax = rng.pick([1, 2, 4, 32]);
+  return {
+    messagesMax, bytesMax: rng.pick([1024, 8 * 1024, 32 * 1024]), dataBytesMax: rng.pick([4096, 16 * 1024]),
+    // The least the config allows (dedupIdsMax >= messagesMax), or room to spare.
+    dedupIdsMax: rng.pick([messagesMax, 4 * messagesMax, 4096]),
+    refuseP: rng.pick([0, 0.1, 0.5]), slowP: rng.pick([0.05, 0.3]), slowMsMax: rng.pick([300, 3000]), timeoutMs: rng.pick([500, 5000]),
+  };
+}
+
+/** Every message queued for the devices settled at the gateway, and every probe acked. */
+function downlinkDrained(gateway: GatewayHost, app: SimApplication): boolean {
+  const q = gateway.core?.downlink;
+  if (gateway.state !== 'running' || !q || !app.probesAcked()) return false;
+  return app.agents.every((a) => q.list(a, { state: 'queued', limit: 1 }).length === 0 && q.list(a, { state: 'delivered', limit: 1 }).length === 0);
+}
+
+function describeDownlink(gateway: GatewayHost, app: SimApplication | null): string {
+  if (!app) return '';
+  const q = gateway.core?.downlink;
+  if (!q) return '; downlink: no gateway';
+  const open = app.agents.map((a) => {
+    const live = [...q.list(a, { state: 'queued' }), ...q.list(a, { state: 'delivered' })];
+    return `${a} ${live.length} unsettled${live.length > 0 ? ` (${live.slice(0, 4).map((m) => `${(m.data as { m?: string }).m ?? m.id} ${m.state}`).join(', ')})` : ''}`;
+  });
+  return `; downlink: ${open.join(', ')}; ${app.describeProbes()}`;
 }
 
 interface Probe {
