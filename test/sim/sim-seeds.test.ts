@@ -1,0 +1,5 @@
+/** The other half of CI's random simulator seeds (sim.test.ts runs the first half, the regressions and determinism). */
+import t from 'tap';
+import { runRandomSeeds } from './ci-seeds.js';
+
+t.test('sim - 500 more seeds: no checker fails with the fault kinds whose bugs are fixed', (t) => runRandomSeeds(t, 500));
