@@ -194,8 +194,7 @@ export class DownlinkSender {
       if (this.closed) return;
       for (const messages of frames) this.deps.send({ t: FrameType.DOWN, messages });
     };
-    const recorded = this.deps.queues.sentRecorded?.();
-    if (!recorded) return send();
+    const recorded = this.deps.queues.sentRecorded();
     this.sending = this.sending.then(() => recorded).then(send, (err: unknown) => {
       // Not recorded: not sent. The session ends; its messages are queued again and go in the next one.
       this.deps.log.error('downlink: could not record messages as sent; ending the session', { agent: this.agent, err });

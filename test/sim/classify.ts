@@ -31,6 +31,8 @@ export const bugClasses = {
   'down-unrecorded-stuck': 'issue 12: an answer that could not be recorded (the gateway\'s settle, the agent\'s answered log) left its message delivered for good in a session that lived on',
   'down-room-before-recorded': 'issue 12: the gateway freed window room for an answer it had not recorded; the agent answered past its answered log, and after a restart the message reached its consumer twice',
   'down-requeued-finished': 'issue 12: a message its consumer took (its DOWN_ACK lost with the session) was queued again and then expired or dropped at the gateway: the application is told it never reached the device',
+  'down-sent-unrecorded': 'issue 12: a DOWN frame went before its messages were durably recorded as sent; after a gateway crash one its consumer took was expired at the gateway',
+  'down-answered-flip': 'issue 12: a bit flipped on read at the answered log\'s recovery cut a durable verdict, and a repeat reached its consumer twice',
   unknown: 'not classified',
 } as const;
 export type BugClass = keyof typeof bugClasses;

@@ -56,6 +56,10 @@ export const knownBugs: Record<Exclude<BugClass, 'unknown'>, KnownBug> = {
   'down-room-before-recorded': { fixed: true, ciWithout: [] },
   // Fixed: a message sent once is ended only by its agent's verdict, never expired nor dropped at the gateway (store.ts).
   'down-requeued-finished': { fixed: true, ciWithout: [] },
+  // Found by the first full CI seed runs after that fix: a DOWN frame went before its messages were recorded as sent.
+  'down-sent-unrecorded': { fixed: true, ciWithout: [] },
+  // A bit flipped on read at the answered log's recovery cut a durable verdict as a torn tail.
+  'down-answered-flip': { fixed: true, ciWithout: [] },
 };
 
 export interface Regression {
@@ -148,6 +152,10 @@ export const regressions: Regression[] = [
   { seed: 300076, longpoll: true, downlink: true, bug: 'down-unrecorded-stuck', faults: faultsAtIssue12, found: 'liveness: a1.5 delivered for good: the agent\'s disk was full, its verdict could not be recorded, and the inbox never answered it in a session that lived on' },
   { seed: 300085, longpoll: true, downlink: true, bug: 'down-room-before-recorded', faults: faultsAtIssue12, found: 'down-duplicate: a2.70 handed to its consumer twice: the settle of its ok failed (EIO), the sender freed its room, the agent (window 2, dedupIdsMax 2) answered more messages and forgot it; after a gateway kill it came back as queued' },
   { seed: 300022, longpoll: true, downlink: true, bug: 'down-requeued-finished', faults: faultsAtIssue12, found: 'down-state: a2.43 taken by its consumer and answered ok; the DOWN_ACK was lost (partition), the message queued again and dropped (drop-oldest): its state says dropped' },
+  { seed: 444252921, longpoll: true, downlink: true, bug: 'down-sent-unrecorded', faults: faultsAtIssue12, found: 'down-state: a1.6 expired at the gateway though its consumer took it: the simulator\'s queue wrapper dropped sentRecorded, so the DOWN went before the sent record, and the gateway was killed in between' },
+  { seed: 1368435707, longpoll: true, downlink: true, bug: 'down-sent-unrecorded', faults: faultsAtIssue12, found: 'down-state: a1.22 expired at the gateway though its consumer took it: the sent record was written lazily and lost in a gateway power cut' },
+  { seed: 1368435623, longpoll: true, downlink: true, bug: 'down-sent-unrecorded', faults: faultsAtIssue12, found: 'down-state: a2.28 expired at the gateway after a2 lost power in the verdict window (checker: excused like a repeat)' },
+  { seed: 1477655837, longpoll: true, downlink: true, bug: 'down-answered-flip', faults: faultsAtIssue12, found: 'down-duplicate: a1.15 handed twice: a bit flip on read at the answered log\'s recovery cut its durable verdict as a torn tail' },
   { seed: 300031, longpoll: true, downlink: true, bug: 'down-requeued-finished', faults: faultsAtIssue12, found: 'down-state: a1.5 taken by its consumer and answered ok; the DOWN_ACK was lost with the session, the message queued again and expired at the next take: its state says expired' },
 ];
 
