@@ -15,7 +15,7 @@ import { cpuMeter } from './lib/cpu.js';
 import { describeProbe, probeSync } from './lib/disk-probe.js';
 import type { LatencyOptions } from './lib/e2e-options.js';
 import { gatewayUrl, longpollTotals, mqttRoute, startAgent, startGateway, withAgentStats, type Carrier, type LongpollTotals } from './lib/ferry-rig.js';
-import { startBroker, startSubscriber } from './lib/mqtt-side.js';
+import { startBroker, startSubscriber, type SubscriberResult } from './lib/mqtt-side.js';
 import { pinnedNode, spawnProc } from './lib/proc.js';
 import type { Distribution } from './lib/stats.js';
 import { formatMarkdown, formatTable } from './lib/table.js';
@@ -39,20 +39,29 @@ export interface Run {
   answer: Distribution;
   /** packets/s the sender achieved over the whole run, and its largest burst in one 1 ms tick */
   achievedRate: number;
+  /** packets/s the subscriber received, first to last arrival (below achievedRate: the path did not keep up, a backlog grew) */
+  receivedRate: number;
   burstMax: number;
   /** CPU % of one vCPU per process over the run */
   cpuPercent: Record<string, number>;
 }
 
-/** Runs the paced sender and the subscriber; returns their reports and the servers' CPU. */
-async function load(o: LatencyOptions, mode: 'ferry' | 'mqtt', dest: string, target: string, sub: Awaited<ReturnType<typeof startSubscriber>>, servers: { name: string; pid: number }[], cleanup: Cleanup): Promise<Omit<Run, 'side' | 'longpoll'>> {
+/** What `load` needs of the options: the rate and the seconds, and where the processes run. */
+export type PacedOptions = Pick<LatencyOptions, 'rate' | 'warmupSeconds' | 'seconds' | 'cpus'>;
+
+/**
+ * Runs the paced sender (clients/paced-sender.ts, `mode`) and waits for it and the subscriber
+ * (started before, expecting every packet); returns their reports and the servers' CPU.
+ * `sender`: further arguments (the api mode's connections) and environment (its token).
+ */
+export async function load(o: PacedOptions, mode: 'ferry' | 'mqtt' | 'api', dest: string, target: string, sub: { result: Promise<SubscriberResult> }, servers: { name: string; pid: number }[], cleanup: Cleanup, sender: { args?: string[]; env?: Record<string, string> } = {}): Promise<Omit<Run, 'side' | 'longpoll'>> {
   const cpu = await cpuMeter(servers);
   const started = Date.now();
-  const args = [mode, dest, String(o.rate), String(o.warmupSeconds), String(o.seconds), target];
-  const sender = spawnProc(`paced-sender ${mode}`, pinnedNode(o.cpus, clientScript('paced-sender'), args), { cleanup });
-  const report = sender.exited.then((exit) => {
-    if (exit.code !== 0) throw new Error(`paced-sender ${mode} exited (${exit.signal ?? exit.code}); output:\n${sender.output().slice(-3000)}`);
-    return JSON.parse(sender.output().trim().split('\n').pop()!) as PacedReport;
+  const args = [mode, dest, String(o.rate), String(o.warmupSeconds), String(o.seconds), target, ...(sender.args ?? [])];
+  const proc = spawnProc(`paced-sender ${mode}`, pinnedNode(o.cpus, clientScript('paced-sender'), args), { cleanup, ...(sender.env ? { env: sender.env } : {}) });
+  const report = proc.exited.then((exit) => {
+    if (exit.code !== 0) throw new Error(`paced-sender ${mode} exited (${exit.signal ?? exit.code}); output:\n${proc.output().slice(-3000)}`);
+    return JSON.parse(proc.output().trim().split('\n').pop()!) as PacedReport;
   });
   // The subscriber gives up 30 s after its last packet; the deadline covers a sender waiting for answers that never come.
   const deadlineMs = (o.warmupSeconds + o.seconds) * 1000 + 120_000;
@@ -65,6 +74,7 @@ async function load(o: LatencyOptions, mode: 'ferry' | 'mqtt', dest: string, tar
   return {
     latency: s.latencyMs!, slowest: s.slowest, answer: p.answerMs, burstMax: p.burstMax, cpuPercent, sent: p.sent,
     achievedRate: (p.sent - 1) / (Number(BigInt(p.lastSendNs) - BigInt(p.firstSendNs)) / 1e9),
+    receivedRate: (s.unique - 1) / (Number(s.lastRecvNs - s.firstRecvNs) / 1e9),
   };
 }
 

@@ -1,21 +1,23 @@
 /**
- * `npm run bench [-- link|store|tunnel|latency|idle|longpoll ...]`: runs ferry and its peer in one run and
- * prints them side by side. Benchmarks: `link` (agent → gateway vs mqtt.js → mosquitto), `store`
+ * `npm run bench [-- link|store|tunnel|latency|idle|longpoll|downlink ...]`: runs ferry and its
+ * peer in one run and prints them side by side. Benchmarks: `link` (agent → gateway vs mqtt.js → mosquitto), `store`
  * (SegmentStore vs better-sqlite3), `tunnel` (agent → gateway → mqtt handler → subscriber vs
  * mqtt.js → mosquitto → subscriber), `latency` (the same at a steady rate), `idle` (gateway RSS
  * per idle agent vs mosquitto per idle client), `longpoll` (HTTP long-poll vs the TCP tunnel:
- * throughput, latency, idle memory); all by default, or those named as arguments or
- * in BENCH_ONLY (comma-separated). Options (env): BENCH_PACKETS, BENCH_CPUS, BENCH_WINDOW,
+ * throughput, latency, idle memory), `downlink` (application → gateway → agent → local
+ * consumer vs mqtt.js → mosquitto → subscriber: latency at steady rates, throughput); all by
+ * default, or those named as arguments or in BENCH_ONLY (comma-separated). Options (env): BENCH_PACKETS, BENCH_CPUS, BENCH_WINDOW,
  * BENCH_ROUNDS, BENCH_CPU_PROF, BENCH_SYNCS, BENCH_STORE_* (bench/README.md), BENCH_TUNNEL_*,
- * BENCH_LATENCY_*, BENCH_IDLE_* (bench/README-e2e.md), BENCH_LONGPOLL_* (bench/README.md).
+ * BENCH_LATENCY_*, BENCH_IDLE_*, BENCH_DOWNLINK_* (bench/README-e2e.md), BENCH_LONGPOLL_* (bench/README.md).
  */
 import { readFile } from 'node:fs/promises';
 import { benchFerryFile } from './ferry-file.js';
 import { benchMqttQos1 } from './mqtt-qos1.js';
+import { benchDownlink } from './downlink.js';
 import { benchIdle } from './idle-agents.js';
 import { benchLatency } from './latency.js';
 import { Cleanup } from './lib/cleanup.js';
-import { idleOptions, latencyOptions, longpollOptions, tunnelOptions } from './lib/e2e-options.js';
+import { downlinkOptions, idleOptions, latencyOptions, longpollOptions, tunnelOptions } from './lib/e2e-options.js';
 import { benchLongpoll } from './longpoll.js';
 import { describeMachine } from './lib/machine.js';
 import { optionsFromEnv, type BenchOptions } from './lib/options.js';
@@ -27,7 +29,7 @@ import { fmt } from './lib/timing.js';
 
 const say = (line = ''): void => void process.stdout.write(`${line}\n`);
 
-const benchmarks = ['link', 'store', 'tunnel', 'latency', 'idle', 'longpoll'] as const;
+const benchmarks = ['link', 'store', 'tunnel', 'latency', 'idle', 'longpoll', 'downlink'] as const;
 type Benchmark = (typeof benchmarks)[number];
 
 /** The benchmarks named on the command line, else in BENCH_ONLY, else all. */
@@ -48,6 +50,7 @@ async function main(o: BenchOptions, only: Benchmark[]): Promise<void> {
     ['latency', () => benchLatency(latencyOptions(o), inRound, say)],
     ['idle', () => benchIdle(idleOptions(o), inRound, say)],
     ['longpoll', () => benchLongpoll(longpollOptions(o), inRound, say)],
+    ['downlink', () => benchDownlink(downlinkOptions(o), inRound, say)],
   ];
   let first = true;
   for (const [name, run] of parts) {

@@ -1,16 +1,22 @@
 /**
- * Open-loop sender for the latency benchmark: RATE packets/s for WARMUP_S + MEASURE_S seconds,
+ * Open-loop sender for the latency benchmarks: RATE packets/s for WARMUP_S + MEASURE_S seconds,
  * whatever the answers do, each stamped with its send time just before it is written:
  * `p000000042-m-SENDNS-xxxx…` (100 bytes; `w` for warm-up packets; SENDNS = process.hrtime in ns,
  * CLOCK_MONOTONIC, comparable with the subscriber's clock on the same machine).
  *   ferry: one connection to the agent's local socket, `{"op":"send",...}` lines; the answer means
  *          the packet is durable at the agent.
  *   mqtt:  mqtt.js 5 `publish` QoS 1; the answer is the PUBACK.
+ *   api:   the gateway's application API (downlink): `POST URL` (…/v1/agents/AGENT/messages) with
+ *          `{"target":TARGET,"data":PAYLOAD}` and `Authorization: Bearer $FERRY_BENCH_TOKEN`, over
+ *          a keep-alive http.Agent of CONNECTIONS sockets (requests beyond them wait in the
+ *          agent's queue, and that wait counts); the answer is the 201 (durable at the gateway).
+ *          Any other status fails the run.
  * Sends are due on a 1 ms timer: each tick sends every packet due by now (usually one), so the
  * schedule does not drift. Prints one JSON report line once every packet was answered.
- * usage: paced-sender ferry|mqtt SOCKET|URL RATE WARMUP_S MEASURE_S TARGET|TOPIC
+ * usage: paced-sender ferry|mqtt|api SOCKET|URL RATE WARMUP_S MEASURE_S TARGET|TOPIC [CONNECTIONS]
  */
 import { readFileSync } from 'node:fs';
+import { Agent, request } from 'node:http';
 import { createConnection } from 'node:net';
 import { connectAsync } from 'mqtt';
 import { distribution, type Distribution } from '../lib/stats.js';
@@ -31,8 +37,8 @@ export interface PacedReport {
   cpuSeconds: number;
 }
 
-const [mode, dest, rateArg, warmArg, measureArg, target] = process.argv.slice(2);
-if ((mode !== 'ferry' && mode !== 'mqtt') || dest === undefined || target === undefined) fail('usage: paced-sender ferry|mqtt SOCKET|URL RATE WARMUP_S MEASURE_S TARGET|TOPIC');
+const [mode, dest, rateArg, warmArg, measureArg, target, connectionsArg] = process.argv.slice(2);
+if ((mode !== 'ferry' && mode !== 'mqtt' && mode !== 'api') || dest === undefined || target === undefined) fail('usage: paced-sender ferry|mqtt|api SOCKET|URL RATE WARMUP_S MEASURE_S TARGET|TOPIC [CONNECTIONS]');
 const rate = intArg(rateArg, 'RATE');
 const warmup = rate * Number(warmArg);
 const total = warmup + rate * intArg(measureArg, 'MEASURE_S');
@@ -104,7 +110,37 @@ async function mqttSink(): Promise<Sink> {
   };
 }
 
-const sink = mode === 'ferry' ? await ferrySink() : await mqttSink();
+/** POSTs to the gateway's application API; one request per packet, answered 201 once the message is durable there. */
+async function apiSink(): Promise<Sink> {
+  const token = process.env.FERRY_BENCH_TOKEN;
+  if (!token) fail('api mode needs FERRY_BENCH_TOKEN (an application token)');
+  const agent = new Agent({ keepAlive: true, maxSockets: intArg(connectionsArg ?? '16', 'CONNECTIONS') });
+  const url = new URL(dest!);
+  const post = (i: number, body: string): void => {
+    const req = request({
+      agent, host: url.hostname, port: url.port, path: url.pathname, method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+    }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (text += c));
+      res.on('end', () => (res.statusCode === 201 ? onAnswer(i) : fail(`POST of packet ${i} answered ${res.statusCode}: ${text.slice(0, 300)}`)));
+    });
+    req.on('error', (err) => fail(`POST of packet ${i}: ${err.message}`));
+    req.end(body);
+  };
+  const targetJson = JSON.stringify(target);
+  return {
+    send(i) {
+      const ns = process.hrtime.bigint();
+      sentNs[i] = ns;
+      post(i, `{"target":${targetJson},"data":"${payload(i, ns)}"}`);
+    },
+    flush() {},
+  };
+}
+
+const sink = mode === 'ferry' ? await ferrySink() : mode === 'mqtt' ? await mqttSink() : await apiSink();
 const cpuStart = process.cpuUsage();
 const t0 = process.hrtime.bigint();
 let burstMax = 0;

@@ -27,8 +27,8 @@ export interface ClientResult {
 /** The compiled client script `name` (dist/bench/clients/NAME.js). */
 export const clientScript = (name: string): string => fileURLToPath(new URL(`../clients/${name}.js`, import.meta.url));
 
-export function runClient(name: string, args: string[], opts: { cpus: string; cleanup: Cleanup }): { proc: Proc; result: Promise<ClientResult> } {
-  const proc = spawnProc(name, pinnedNode(opts.cpus, clientScript(name), args), { cleanup: opts.cleanup });
+export function runClient(name: string, args: string[], opts: { cpus: string; cleanup: Cleanup; env?: Record<string, string> }): { proc: Proc; result: Promise<ClientResult> } {
+  const proc = spawnProc(name, pinnedNode(opts.cpus, clientScript(name), args), { cleanup: opts.cleanup, ...(opts.env ? { env: opts.env } : {}) });
   const result = proc.exited.then(({ code, signal }) => {
     const last = proc.output().trim().split('\n').pop() ?? '';
     if (code !== 0) throw new Error(`${name} exited (${signal ?? code}); output:\n${proc.output().slice(-3000)}`);

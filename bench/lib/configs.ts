@@ -14,13 +14,14 @@ export const agentId = 'bench-agent';
 
 /**
  * An agent with no sources (packets come over its local socket), every append fdatasync'ed.
+ * `yaml`: further top-level lines (e.g. a `downlink:` block).
  * `gateway`: its one gateway URL, tcp://HOST:PORT (the TCP tunnel) or http://HOST:PORT (long-poll only).
  */
-export async function writeAgentConfig(dir: string, opts: { gateway: string; socket: string }): Promise<string> {
+export async function writeAgentConfig(dir: string, opts: { gateway: string; socket: string; yaml?: string[] }): Promise<string> {
   const file = join(dir, 'agent.yaml');
   await writeFile(file, [
     `id: ${agentId}`, `gateway: ${opts.gateway}`, `dataDir: ${join(dir, 'agent')}`, `socket: ${opts.socket}`,
-    'store:', '  sync: always', '',
+    'store:', '  sync: always', ...(opts.yaml ?? []), '',
   ].join('\n'));
   return file;
 }

@@ -69,3 +69,58 @@ export function longpollOptions(base: BenchOptions, env: NodeJS.ProcessEnv = pro
     idle: { ...idleOptions(base, env), agents: int(env, 'BENCH_LONGPOLL_IDLE_SESSIONS', 4000, 60_000) },
   };
 }
+
+export const downlinkParts = ['latency', 'throughput'] as const;
+export type DownlinkPart = (typeof downlinkParts)[number];
+export const downlinkSources = ['api', 'mqtt'] as const;
+/** How the application hands ferry a downlink message: the HTTP API, or the gateway's MQTT subscription (downlink.mqtt). */
+export type DownlinkSource = (typeof downlinkSources)[number];
+
+/** `downlink` (issue 12): application → gateway → agent → local consumer, vs mqtt.js → mosquitto → subscriber. */
+export interface DownlinkOptions extends BenchOptions {
+  /** BENCH_DOWNLINK_PARTS (default all) */
+  parts: DownlinkPart[];
+  /** BENCH_DOWNLINK_CARRIERS (default tcp,longpoll) */
+  carriers: ('tcp' | 'longpoll')[];
+  /** BENCH_DOWNLINK_SOURCES (default api): ferry's ways in; `mqtt` needs the gateway's downlink.mqtt */
+  sources: DownlinkSource[];
+  /** latency: BENCH_DOWNLINK_RATES messages/s (default 100,1000), BENCH_DOWNLINK_SECONDS measured (default 10) after BENCH_DOWNLINK_WARMUP (default 3) */
+  rates: number[];
+  seconds: number;
+  warmupSeconds: number;
+  /** latency: keep-alive connections of the paced poster, BENCH_DOWNLINK_CONNECTIONS (default 16) */
+  connections: number;
+  /** throughput: BENCH_DOWNLINK_MESSAGES (default 20,000) posted with BENCH_DOWNLINK_CONCURRENCY requests in progress (default 64) */
+  messages: number;
+  concurrency: number;
+  /** throughput: the agent's downlink.messagesMax per run, BENCH_DOWNLINK_WINDOWS (default 32,256) */
+  windows: number[];
+  /** BENCH_DOWNLINK_ROUNDS (default 1): every run this many times, the order alternating */
+  downlinkRounds: number;
+}
+
+function list<T extends string>(env: NodeJS.ProcessEnv, name: string, allowed: readonly T[], fallback: readonly T[]): T[] {
+  const raw = env[name] ? env[name]!.split(',').map((p) => p.trim()) : [...fallback];
+  for (const p of raw) if (!(allowed as readonly string[]).includes(p)) throw new Error(`${name}: unknown '${p}' (expected ${allowed.join(', ')})`);
+  return allowed.filter((p) => raw.includes(p));
+}
+
+const ints = (env: NodeJS.ProcessEnv, name: string, fallback: string, max: number): number[] =>
+  (env[name] || fallback).split(',').filter((w) => w.trim() !== '').map((w) => int({ [name]: w.trim() }, name, 1, max));
+
+export function downlinkOptions(base: BenchOptions, env: NodeJS.ProcessEnv = process.env): DownlinkOptions {
+  return {
+    ...base,
+    parts: list(env, 'BENCH_DOWNLINK_PARTS', downlinkParts, downlinkParts),
+    carriers: list(env, 'BENCH_DOWNLINK_CARRIERS', ['tcp', 'longpoll'] as const, ['tcp', 'longpoll']),
+    sources: list(env, 'BENCH_DOWNLINK_SOURCES', downlinkSources, ['api']),
+    rates: ints(env, 'BENCH_DOWNLINK_RATES', '100,1000', 100_000),
+    seconds: int(env, 'BENCH_DOWNLINK_SECONDS', 10, 3600),
+    warmupSeconds: env.BENCH_DOWNLINK_WARMUP === '0' ? 0 : int(env, 'BENCH_DOWNLINK_WARMUP', 3, 600),
+    connections: int(env, 'BENCH_DOWNLINK_CONNECTIONS', 16, 1024),
+    messages: int(env, 'BENCH_DOWNLINK_MESSAGES', 20_000, 1_000_000),
+    concurrency: int(env, 'BENCH_DOWNLINK_CONCURRENCY', 64, 1000),
+    windows: ints(env, 'BENCH_DOWNLINK_WINDOWS', '32,256', 1024),
+    downlinkRounds: int(env, 'BENCH_DOWNLINK_ROUNDS', 1, 20),
+  };
+}

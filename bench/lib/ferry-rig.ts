@@ -55,6 +55,10 @@ export interface GatewaySpec {
   /** `limits:` keys to set; one this build does not know is dropped and named in `dropped` */
   limits?: Record<string, number>;
   logLevel?: 'debug' | 'info' | 'warn' | 'error';
+  /** also serve the application API (`listen.api: 127.0.0.1:0`); its URL is read from 'ferry gateway api listening on URL' */
+  api?: boolean;
+  /** further top-level YAML lines (e.g. a `downlink:` block) */
+  yaml?: string[];
 }
 
 export interface StartedGateway {
@@ -62,6 +66,8 @@ export interface StartedGateway {
   port: number;
   /** the long-poll listener's port (spec.http), else null */
   httpPort: number | null;
+  /** the application API's URL, http://HOST:PORT (spec.api), else null */
+  apiUrl: string | null;
   /** the limits the running gateway was given */
   limits: Record<string, number>;
   /** limit keys this build refused as unknown */
@@ -70,7 +76,7 @@ export interface StartedGateway {
 
 function gatewayYaml(dir: string, spec: GatewaySpec, limits: Record<string, number>): string {
   // Loopback only; bench clients (idle-agents) say HELLO as thousands of unregistered agents: auth stays off, as measured before.
-  const lines = ['listen:', '  tcp: 127.0.0.1:0', ...(spec.http ? ['  http: 127.0.0.1:0'] : []), `dataDir: ${join(dir, 'gateway')}`, 'auth:', '  required: false', 'routes:', ...spec.routes];
+  const lines = ['listen:', '  tcp: 127.0.0.1:0', ...(spec.http ? ['  http: 127.0.0.1:0'] : []), ...(spec.api ? ['  api: 127.0.0.1:0'] : []), `dataDir: ${join(dir, 'gateway')}`, 'auth:', '  required: false', 'routes:', ...spec.routes];
   if (Object.keys(limits).length > 0) {
     // `group.key` names a key of a nested map (limits.longpoll.*).
     const flat = Object.entries(limits).filter(([k]) => !k.includes('.'));
@@ -83,6 +89,7 @@ function gatewayYaml(dir: string, spec: GatewaySpec, limits: Record<string, numb
     for (const [group, kvs] of groups) lines.push(`  ${group}:`, ...kvs.map(([k, v]) => `    ${k}: ${v}`));
   }
   if (spec.logLevel) lines.push('log:', `  level: ${spec.logLevel}`);
+  lines.push(...(spec.yaml ?? []));
   return `${lines.join('\n')}\n`;
 }
 
@@ -99,7 +106,8 @@ export async function startGateway(dir: string, spec: GatewaySpec, o: RigOptions
     const proc = spawnProc('ferry gateway', pinnedNode(o.cpus, ferryBin, ['gateway', '--config', file], profArgs(o, 'gateway')), { cleanup, logFile: logFile(dir, 'gateway') });
     try {
       const m = await proc.waitFor(/ferry gateway listening on [^\s:]+:(\d+)/);
-      return { proc, port: Number(m[1]), httpPort: spec.http ? await httpPortOf(proc, spec) : null, limits, dropped };
+      const apiUrl = spec.api ? (await proc.waitFor(/^ferry gateway api listening on (\S+)$/m))[1]! : null;
+      return { proc, port: Number(m[1]), httpPort: spec.http ? await httpPortOf(proc, spec) : null, apiUrl, limits, dropped };
     } catch (err) {
       await proc.stop();
       await streamsClosed(proc);
@@ -174,11 +182,11 @@ export interface StartedAgent {
 
 /**
  * Starts `ferry agent` (no sources, `store.sync: always`) with `gateway: URL` (gatewayUrl) and
- * waits until its link is connected.
+ * waits until its link is connected. `yaml`: further top-level lines of its configuration.
  */
-export async function startAgent(dir: string, gateway: string, o: RigOptions, cleanup: Cleanup): Promise<StartedAgent> {
+export async function startAgent(dir: string, gateway: string, o: RigOptions, cleanup: Cleanup, yaml: string[] = []): Promise<StartedAgent> {
   const socket = join(dir, 'agent.sock');
-  const config = await writeAgentConfig(dir, { gateway, socket });
+  const config = await writeAgentConfig(dir, { gateway, socket, yaml });
   const proc = spawnProc('ferry agent', pinnedNode(o.cpus, ferryBin, ['agent', '--config', config], profArgs(o, 'agent')), { cleanup, logFile: logFile(dir, 'agent') });
   try {
     await proc.waitFor(/ferry agent running; local socket/);

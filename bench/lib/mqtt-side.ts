@@ -30,15 +30,24 @@ export async function startSubscriber(url: string, filter: string, expected: num
   const args = [url, filter, String(expected), opts.latency ? 'latency' : 'count', String(opts.stallMs ?? 30_000)];
   const proc = spawnProc(`subscriber ${filter}`, pinnedNode(opts.cpus, clientScript('mqtt-subscriber'), args), { cleanup: opts.cleanup });
   await proc.waitFor(/^subscribed$/m);
+  const result = subscriberResult(proc, filter, expected);
+  return { proc, result };
+}
+
+/**
+ * The report a subscriber process (mqtt-subscriber, local-subscriber) prints last; rejects if it
+ * failed, or if a packet is missing, duplicated or foreign. `what`: its subscription, for messages.
+ */
+export function subscriberResult<R extends SubscriberReport>(proc: Proc, what: string, expected: number): Promise<Omit<R, 'firstRecvNs' | 'lastRecvNs'> & { firstRecvNs: bigint; lastRecvNs: bigint }> {
   const result = proc.exited.then(({ code, signal }) => {
     const last = proc.output().trim().split('\n').pop() ?? '';
     if (code !== 0) throw new Error(`subscriber exited (${signal ?? code}); output:\n${proc.output().slice(-3000)}`);
-    const r = JSON.parse(last) as SubscriberReport;
+    const r = JSON.parse(last) as R;
     if (r.missing > 0 || r.duplicates > 0 || r.seqDuplicates > 0 || r.foreign > 0) {
-      throw new Error(`subscriber on ${filter}: ${r.unique} of ${expected} packets, ${r.missing} missing (first: ${r.firstMissing}), ${r.duplicates} duplicated (${r.seqDuplicates} by ferry-seq), ${r.foreign} foreign`);
+      throw new Error(`subscriber on ${what}: ${r.unique} of ${expected} packets, ${r.missing} missing (first: ${r.firstMissing}), ${r.duplicates} duplicated (${r.seqDuplicates} by ferry-seq or message ID), ${r.foreign} foreign`);
     }
     return { ...r, firstRecvNs: BigInt(r.firstRecvNs), lastRecvNs: BigInt(r.lastRecvNs) };
   });
   result.catch(() => undefined);
-  return { proc, result };
+  return result;
 }

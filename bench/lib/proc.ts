@@ -28,8 +28,9 @@ export function pinnedNode(cpus: string, script: string, args: string[], nodeArg
   return ['taskset', ['-c', cpus, process.execPath, ...nodeArgs, script, ...args]];
 }
 
-export function spawnProc(name: string, [cmd, args]: [string, string[]], opts: { cleanup: Cleanup; logFile?: string }): Proc {
-  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+/** `env`: set on top of this process's environment. */
+export function spawnProc(name: string, [cmd, args]: [string, string[]], opts: { cleanup: Cleanup; logFile?: string; env?: Record<string, string> }): Proc {
+  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], ...(opts.env ? { env: { ...process.env, ...opts.env } } : {}) });
   if (child.pid === undefined) throw new Error(`${name}: could not spawn ${cmd}`);
   const log = opts.logFile ? createWriteStream(opts.logFile, { flags: 'a' }) : null;
   let out = '';

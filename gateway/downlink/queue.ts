@@ -109,6 +109,13 @@ export interface DownlinkQueues {
    * become `expired` and are not taken.
    */
   take(agent: string, room: { messages: number; bytes: number; whole: boolean }): TakenMessage[];
+  /**
+   * Resolves once every message `take` returned so far is recorded durably as sent (from then on
+   * only its agent's verdict ends it: see MessageView.sent); a sender sends a DOWN frame only after
+   * it. (Required, not optional: a wrapper that dropped it sent frames before the record, and a
+   * power cut then let the gateway expire a message its consumer had.)
+   */
+  sentRecorded(): Promise<void>;
   /** A session ended: these `delivered` messages are `queued` again, ahead of the rest, in their order. */
   requeue(agent: string, ids: readonly string[]): void;
   /**

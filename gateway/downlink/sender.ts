@@ -34,6 +34,8 @@ export class DownlinkSender {
   private outstandingBytes = 0;
   private closed = false;
   private pumpScheduled = false;
+  /** DOWN frames waiting for their messages to be recorded as sent, in order */
+  private sending: Promise<void> = Promise.resolve();
   private readonly unsubscribe: () => void;
   /** settles in progress (the durable writes of DOWN_ACK results) */
   private settling: Promise<unknown> = Promise.resolve();
@@ -145,6 +147,7 @@ export class DownlinkSender {
       const taken = queues.take(this.agent, { messages: roomMessages, bytes: Math.max(0, Math.min(roomBytes, frameBudget)), whole });
       if (taken.length === 0) return;
       const now = clock.now();
+      const frames: DownMessage[][] = [];
       let frame: DownMessage[] = [];
       let frameBytes = 0;
       const tooLarge: string[] = [];
@@ -161,14 +164,15 @@ export class DownlinkSender {
           continue;
         }
         if (frame.length > 0 && frameBytes + wire > frameBudget) {
-          this.deps.send({ t: FrameType.DOWN, messages: frame });
+          frames.push(frame);
           frame = [];
           frameBytes = 0;
         }
         frame.push(msg);
         frameBytes += wire;
       }
-      if (frame.length > 0) this.deps.send({ t: FrameType.DOWN, messages: frame });
+      if (frame.length > 0) frames.push(frame);
+      this.sendWhenRecorded(frames);
       // A message no frame can carry would come back after every reconnect: it is refused instead.
       if (tooLarge.length > 0) {
         const reason = `encoded, the message is larger than the ${this.deps.frameBytesMax}-byte frame this session carries`;
@@ -176,6 +180,26 @@ export class DownlinkSender {
         this.onAck({ t: FrameType.DOWN_ACK, results: tooLarge.map((id) => ({ id, ok: false, code: ErrorCode.DOWNLINK_INVALID, reason })) });
       }
     }
+  }
+
+  /**
+   * Sends the frames once the queue recorded their messages as sent (DownlinkQueues.sentRecorded):
+   * a message its consumer may have taken must never be expired or dropped at the gateway, also
+   * after a power cut (simulator seeds 1368435623, 1368435707, 1368435863). In take order: each
+   * send waits for the one before.
+   */
+  private sendWhenRecorded(frames: DownMessage[][]): void {
+    if (frames.length === 0) return;
+    const send = (): void => {
+      if (this.closed) return;
+      for (const messages of frames) this.deps.send({ t: FrameType.DOWN, messages });
+    };
+    const recorded = this.deps.queues.sentRecorded();
+    this.sending = this.sending.then(() => recorded).then(send, (err: unknown) => {
+      // Not recorded: not sent. The session ends; its messages are queued again and go in the next one.
+      this.deps.log.error('downlink: could not record messages as sent; ending the session', { agent: this.agent, err });
+      this.deps.bye(ErrorCode.INTERNAL, 'the gateway could not record downlink messages as sent');
+    });
   }
 
   /** Resolves once the DOWN_ACK results received so far are recorded (tests, shutdown). */

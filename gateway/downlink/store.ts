@@ -85,6 +85,8 @@ export class DownlinkStore implements DownlinkQueues {
   private readonly listeners = new Set<(agent: string) => void>();
   private journal!: Journal;
   private closed = false;
+  /** resolves once the `o` records of every take so far are durable */
+  private sentPending: Promise<void> = Promise.resolve();
 
   private constructor(private readonly o: DownlinkStoreOptions, private readonly newId: () => string) {}
 
@@ -187,6 +189,7 @@ export class DownlinkStore implements DownlinkQueues {
     if (!q) return out;
     const now = this.o.clock.now();
     let bytes = 0;
+    const sent: Buffer[] = [];
     while (out.length < room.messages) {
       const m = q.front();
       if (!m || !m.durable) break;
@@ -199,13 +202,19 @@ export class DownlinkStore implements DownlinkQueues {
       q.deliver(m);
       if (!m.sent) {
         m.sent = true;
-        this.journal.append({ bodies: [encodeRecord({ k: 'o', a: q.agent, i: m.id, at: now })], retry: true });
+        sent.push(encodeRecord({ k: 'o', a: q.agent, i: m.id, at: now }));
       }
       bytes += m.bytes;
       out.push({ id: m.id, target: m.target, data: m.data, queuedAt: m.queuedAt, bytes: m.bytes, ...(m.expiresAt !== undefined ? { expiresAt: m.expiresAt } : {}) });
     }
     this.forgetIfEmpty(q);
+    // Durable before the frame goes (the sender waits for sentRecorded): kept for the next write if one fails.
+    if (sent.length > 0) this.sentPending = new Promise((resolve) => this.journal.append({ bodies: sent, retry: true, done: () => resolve() }));
     return out;
+  }
+
+  sentRecorded(): Promise<void> {
+    return this.sentPending;
   }
 
   requeue(agent: string, ids: readonly string[]): void {

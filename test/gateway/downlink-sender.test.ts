@@ -29,6 +29,7 @@ function fakeQueues(count: number) {
     get: () => undefined,
     list: () => [],
     take: (_agent, room) => queued.splice(0, Math.min(room.messages, queued.length)),
+    sentRecorded: () => Promise.resolve(),
     requeue: (_agent, ids) => void requeued.push([...ids]),
     settle: (_agent, results) =>
       new Promise((resolve, reject) => writes.push({ results, resolve: () => resolve({ applied: results.length, ignored: 0 }), reject })),

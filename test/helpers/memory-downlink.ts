@@ -63,6 +63,11 @@ export class MemoryDownlink implements DownlinkQueues {
     return out;
   }
 
+  /** Memory only: nothing to wait for. */
+  sentRecorded(): Promise<void> {
+    return Promise.resolve();
+  }
+
   requeue(agent: string, ids: readonly string[]): void {
     for (const m of this.messages.get(agent) ?? []) if (ids.includes(m.id) && m.state === 'delivered') m.state = 'queued';
   }

@@ -31,8 +31,8 @@ export const bugClasses = {
   'down-unrecorded-stuck': 'issue 12: an answer that could not be recorded (the gateway\'s settle, or the agent\'s answered log) left its message unsettled for good in a session that lived on, and the messages behind it waiting',
   'down-handed-twice': 'issue 12: a message reached its consumer twice with no crash in its window: the gateway freed room for an answer it had not recorded (the agent answered past its answered log), or the agent left a verdict it could not record unanswered and the message came back',
   'down-requeued-finished': 'issue 12: a message its consumer took (its DOWN_ACK lost with the session) was queued again and then expired or dropped at the gateway: the application is told it never reached the device',
-  'down-sent-unrecorded': 'issue 12: a message its agent answered ok was expired or dropped at the gateway after a restart: its sent mark (records.ts o, written lazily) never became durable (the gateway\'s disk was full), so the restarted gateway took it for never sent',
-  'flip-cuts-answered-log': 'issue 12: a bit flipped while the agent read its answered log at open made a durable verdict look torn: it was cut, and its message reached the consumer again',
+  'down-sent-unrecorded': 'issue 12: a DOWN frame went before its messages were durably recorded as sent (records.ts o); after a gateway crash, one its agent had answered ok was expired at the gateway',
+  'down-answered-flip': 'issue 12: a bit flipped on read at the answered log\'s recovery cut a durable verdict, and a repeat reached its consumer twice',
   unknown: 'not classified',
 } as const;
 export type BugClass = keyof typeof bugClasses;
@@ -62,7 +62,7 @@ export function classify(r: RunResult): BugClass | null {
       if (m.includes('on a disk that flipped no bit')) return 'case-1-store';
       return 'unknown';
     case 'down-duplicate':
-      if (m.includes('the answered log lost it') && r.faults.includes('bit-flips')) return 'flip-cuts-answered-log';
+      if (m.includes('the answered log lost it')) return 'down-answered-flip';
       return 'down-handed-twice';
     case 'down-state':
       // down-requeued-finished is fixed (the queue's sent rule); what remains is a sent mark lost.

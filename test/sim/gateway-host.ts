@@ -255,6 +255,7 @@ function watchedQueues(q: DownlinkQueues, dl: DownOracle, clock: SimClock, w: Wo
       }
       return taken;
     },
+    sentRecorded: () => q.sentRecorded(),
     requeue: (agent, ids) => q.requeue(agent, ids),
     settle: (agent, results) => q.settle(agent, results),
     onQueued: (l) => q.onQueued(l),

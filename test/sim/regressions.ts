@@ -56,10 +56,10 @@ export const knownBugs: Record<Exclude<BugClass, 'unknown'>, KnownBug> = {
   'down-handed-twice': { fixed: true, ciWithout: [] },
   // Fixed: a message sent once is ended only by its agent's verdict, never expired nor dropped at the gateway (store.ts).
   'down-requeued-finished': { fixed: true, ciWithout: [] },
-  // Open: gateway/downlink/store.ts writes a message's sent mark (o) lazily, after sending it; a restart before it is durable forgets it.
-  'down-sent-unrecorded': { fixed: false, ciWithout: [], ciSkipsChecker: 'down-state' },
-  // Open: agent/downlink/answered-log.ts reads its file once at open and cuts at the first bad record (the store and the dispatch log read again first).
-  'flip-cuts-answered-log': { fixed: false, ciWithout: ['bit-flips'] },
+  // Found by the first full CI seed runs after that fix: a DOWN frame went before its messages were recorded as sent.
+  'down-sent-unrecorded': { fixed: true, ciWithout: [] },
+  // A bit flipped on read at the answered log's recovery cut a durable verdict as a torn tail.
+  'down-answered-flip': { fixed: true, ciWithout: [] },
 };
 
 export interface Regression {
@@ -155,8 +155,12 @@ export const regressions: Regression[] = [
   { seed: 310018, longpoll: true, downlink: true, bug: 'down-requeued-finished', faults: faultsAtIssue12, found: 'down-state: a2.38 taken by its consumer; its DOWN_ACK lost with the session, it was queued again and expired at the next take: its state says expired' },
   { seed: 310024, longpoll: true, downlink: true, bug: 'down-requeued-finished', faults: faultsAtIssue12, found: 'down-state: a1.31 taken by its consumer and answered ok; the DOWN_ACK was lost with the session, the message queued again and dropped (drop-oldest): its state says dropped' },
   { seed: 311676, longpoll: true, downlink: true, bug: 'down-requeued-finished', faults: faultsAtIssue12, found: 'down-duplicate: a1.10 handed to its consumer twice, no crash: DOWN_ACKs lost with their connections, a1.12 (ttl 20) sent, answered and recorded by the agent, then expired at the gateway; the agent (window 4, dedupIdsMax 4) had answered five messages since a1.10 and forgot it' },
-  { seed: 330039, longpoll: true, downlink: true, bug: 'flip-cuts-answered-log', faults: faultsAtIssue12, found: 'down-duplicate: a1.20 answered ok and recorded; the agent restarted while its disk flipped bits on read, the answered log took a flipped record for a torn tail and cut it, and a1.20 (sent again after gateway restarts) reached its consumer again' },
+  { seed: 330039, longpoll: true, downlink: true, bug: 'down-answered-flip', faults: faultsAtIssue12, found: 'down-duplicate: a1.20 answered ok and recorded; the agent restarted while its disk flipped bits on read, the answered log took a flipped record for a torn tail and cut it, and a1.20 (sent again after gateway restarts) reached its consumer again' },
   { seed: 330760, longpoll: true, downlink: true, bug: 'down-sent-unrecorded', faults: faultsAtIssue12, found: 'down-state: a2.1 (ttl 1000) answered ok and recorded by the agent; every settle failed on the gateway\'s full disk, so did the write of its sent mark; after a gateway kill it looked never sent and expired at the take: its state says expired' },
+  { seed: 444252921, longpoll: true, downlink: true, bug: 'down-sent-unrecorded', faults: faultsAtIssue12, found: 'down-state: a1.6 expired at the gateway though its consumer took it: the simulator\'s queue wrapper dropped sentRecorded, so the DOWN went before the sent record, and the gateway was killed in between' },
+  { seed: 1368435707, longpoll: true, downlink: true, bug: 'down-sent-unrecorded', faults: faultsAtIssue12, found: 'down-state: a1.22 expired at the gateway though its consumer took it: the sent record was written lazily and lost in a gateway power cut' },
+  { seed: 1368435623, longpoll: true, downlink: true, bug: 'down-sent-unrecorded', faults: faultsAtIssue12, found: 'down-state: a2.28 expired at the gateway after a2 lost power in the verdict window (checker: excused like a repeat)' },
+  { seed: 1477655837, longpoll: true, downlink: true, bug: 'down-answered-flip', faults: faultsAtIssue12, found: 'down-duplicate: a1.15 handed twice: a bit flip on read at the answered log\'s recovery cut its durable verdict as a torn tail' },
 ];
 
 /** The fault kinds and options of CI's seed run: everything, less what unfixed bugs need left out. */
