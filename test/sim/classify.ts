@@ -33,6 +33,7 @@ export const bugClasses = {
   'down-requeued-finished': 'issue 12: a message its consumer took (its DOWN_ACK lost with the session) was queued again and then expired or dropped at the gateway: the application is told it never reached the device',
   'down-sent-unrecorded': 'issue 12: a DOWN frame went before its messages were durably recorded as sent (records.ts o); after a gateway crash, one its agent had answered ok was expired at the gateway',
   'down-answered-flip': 'issue 12: a bit flipped on read at the answered log\'s recovery cut a durable verdict, and a repeat reached its consumer twice',
+  'flip-seqs-marks': 'issue 12 campaign (uplink): a bit flipped while the rotating file handler read .NAME.seqs at open made it believe seqs were written: answered ok unwritten',
   unknown: 'not classified',
 } as const;
 export type BugClass = keyof typeof bugClasses;
@@ -41,6 +42,8 @@ export function classify(r: RunResult): BugClass | null {
   const v = r.violation;
   if (!v) return null;
   const m = v.message;
+  // The gateway answered ok unwritten after a read of its marks flipped a bit (not the agent trusting a fake).
+  if (v.checker === 'lost' && m.includes('the file handler answered ok') && r.faults.includes('bit-flips')) return 'flip-seqs-marks';
   // Only a fake gateway names seqs an agent never issued: a loss or a duplicate with one in the run is that.
   if ((v.checker === 'lost' || v.checker === 'exactly-once') && r.faults.includes('fake-gateway')) return 'fake-gateway-trusted';
   switch (v.checker) {
