@@ -75,8 +75,11 @@ t.test('listen - an ack the agent no longer takes (the message timed out) is rep
   const { path, subs } = await api(t);
   const l = listen(['--socket', path, '--target', '#', '--count', '2']);
   await pollUntil(() => subs.stats().subscriptions === 1, 10_000, 'the subscriber');
-  // A time-out far shorter than a process's round trip: the ack comes late and is refused.
-  t.match(await subs.consumer(1).deliver(msg('late')), { ok: false, code: 'DOWNLINK_TIMEOUT' });
+  // The subscriber is stopped (SIGSTOP) while the message waits, so it cannot answer within the
+  // time-out whatever the machine's load; once it runs again its ack comes late and is refused.
+  l.child.kill('SIGSTOP');
+  t.match(await subs.consumer(300).deliver(msg('late')), { ok: false, code: 'DOWNLINK_TIMEOUT' });
+  l.child.kill('SIGCONT');
   await pollUntil(() => l.err().includes('did not take an ack'), 10_000, 'the refused ack to be reported');
   t.same(await subs.consumer(10_000).deliver(msg('next')), { ok: true });
   t.equal(await l.done, 0);
