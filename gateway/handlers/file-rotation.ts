@@ -122,6 +122,21 @@ async function readStable(fh: FileHandle, chunk: Buffer, check: Buffer, pos: num
 }
 
 /**
+ * A whole small file, read until two reads agree: a bit flipped on the way in `.NAME.seqs` could
+ * still parse, and mark seqs written that never were, which are then answered ok unwritten
+ * (simulator seed 331164). Throws if no two reads agree.
+ */
+async function readAgreed(files: Files, p: string): Promise<Buffer> {
+  let prev = await files.readFile(p);
+  for (let attempt = 1; attempt < stableReadAttemptsMax; attempt++) {
+    const next = await files.readFile(p);
+    if (Buffer.compare(next, prev) === 0) return next;
+    prev = next;
+  }
+  throw new Error(`${p} gave different bytes on each of ${stableReadAttemptsMax} reads`);
+}
+
+/**
  * The marks of everything before the current file: `.NAME.seqs` plus a scan of NAME.1 (at most
  * rotateBytes, and it covers a marks file older than the last rename); if the marks file is
  * missing or unreadable, a scan of every rotated file that exists.
@@ -130,7 +145,7 @@ export async function readOlderMarks(files: Files, path: string, keep: number): 
   const marks: SeqMarks = new Map();
   let saved: unknown;
   try {
-    saved = JSON.parse((await files.readFile(seqsPath(path))).toString('utf8'));
+    saved = JSON.parse((await readAgreed(files, seqsPath(path))).toString('utf8'));
   } catch {
     /* missing or damaged: rebuilt from the rotated files */
   }

@@ -113,3 +113,17 @@ t.test('exec - close kills commands still running', async (t) => {
   await c.close();
   t.match(await r, { ok: false, code: 'DOWNLINK_EXEC_FAILED', reason: /killed by SIGKILL/ });
 });
+
+t.test('exec - a background child of a command that exited 0 does not outlive the verdict (found in review)', async (t) => {
+  const dir = await tempDir(t);
+  const pidFile = join(dir, 'pid');
+  let child = 0;
+  t.teardown(() => {
+    if (child > 0 && alive(child)) process.kill(child, 'SIGKILL');
+  });
+  const c = sh(`sleep 300 </dev/null >/dev/null 2>&1 & echo $! > ${pidFile}; exit 0`, 1000);
+  t.same(await c.deliver(msg('x')), { ok: true });
+  child = Number((await readFile(pidFile, 'utf8')).trim());
+  await pollUntil(() => !alive(child), 3000, 'the background sleep to be gone');
+  t.notOk(alive(child), 'its process group went with it');
+});

@@ -60,8 +60,8 @@ export const knownBugs: Record<Exclude<BugClass, 'unknown'>, KnownBug> = {
   'down-sent-unrecorded': { fixed: true, ciWithout: [] },
   // A bit flipped on read at the answered log's recovery cut a durable verdict as a torn tail.
   'down-answered-flip': { fixed: true, ciWithout: [] },
-  // Open, found by the downlink campaign (uplink, gateway/handlers/file-rotation.ts readOlderMarks): `.NAME.seqs` is read once, not until two reads agree.
-  'flip-seqs-marks': { fixed: false, ciWithout: ['bit-flips'] },
+  // Found by the downlink campaign (uplink, gateway/handlers/file-rotation.ts readOlderMarks): `.NAME.seqs` was read once; fixed: read until two reads agree.
+  'flip-seqs-marks': { fixed: true, ciWithout: ['bit-flips'] },
 };
 
 export interface Regression {
