@@ -65,7 +65,7 @@ export function outputBytes(disk: SimDisk, outputs: FileOutput[]): number {
   for (const out of outputs) {
     const dir = out.path.slice(0, out.path.lastIndexOf('/'));
     const name = out.path.slice(out.path.lastIndexOf('/') + 1);
-    for (const f of disk.list(dir) ?? []) if (f === name || f.startsWith(`${name}.`)) sum += disk.sizeCurrent(`${dir}/${f}`) ?? 0;
+    sum += disk.sizeOfFiles(dir, (f) => f === name || f.startsWith(`${name}.`));
   }
   return sum;
 }

@@ -174,10 +174,12 @@ export class SimDisk {
     return node?.kind === 'file' ? Buffer.from(node.current) : undefined;
   }
 
-  /** The file's current size (no copy of its bytes); undefined if there is no such file. */
-  sizeCurrent(path: string): number | undefined {
-    const node = lookup(this.root, path, 'current');
-    return node?.kind === 'file' ? node.current.length : undefined;
+  /** The summed current size of the files in `dir` whose name passes `keep` (no copy of their bytes, one lookup). */
+  sizeOfFiles(dir: string, keep: (name: string) => boolean): number {
+    const node = lookup(this.root, dir, 'current');
+    let sum = 0;
+    if (node?.kind === 'dir') for (const [name, child] of node.current) if (child.kind === 'file' && keep(name)) sum += child.current.length;
+    return sum;
   }
 
   /** Sorted names in a directory (current entries, or durable ones); undefined if it is not a directory. */
