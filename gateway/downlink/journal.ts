@@ -38,6 +38,12 @@ export interface JournalOptions {
   compactGrowthRatio: number;
   recordBodyBytesMax: number;
   ioChunkBytes: number;
+  /**
+   * Calls `fn` a while later: records kept from a failed write (`retry`) are written again then,
+   * even if nothing else is appended (a full queue appends nothing, and a DOWN frame waits for its
+   * sent records: simulator seed 4104022738 stalled for good). Absent: only the next append retries.
+   */
+  later?: (fn: () => void) => void;
 }
 
 export interface JournalEntry {
@@ -56,6 +62,7 @@ export class Journal {
   private pending: JournalEntry[] = [];
   /** `retry` entries of failed batches, written first in the next one */
   private carried: JournalEntry[] = [];
+  private retryArmed = false;
   private flushing: Promise<void> | null = null;
   syncs = 0;
   compactions = 0;
@@ -195,6 +202,13 @@ export class Journal {
         for (const e of batch) {
           if (e.retry) this.carried.push(e);
           else e.done?.(err);
+        }
+        if (this.carried.length > 0 && !this.retryArmed && this.o.later) {
+          this.retryArmed = true;
+          this.o.later(() => {
+            this.retryArmed = false;
+            if (this.carried.length > 0) this.append({ bodies: [] });
+          });
         }
         continue;
       }

@@ -76,6 +76,9 @@ const reasonCharsMax = 1024;
 /** What a message's history record (a snapshot's) adds to its queued record, at most: state, time, code, reason. */
 const historySlackBytes = 2048;
 
+/** Records kept from a failed write are written again this long after, even with nothing new to write. */
+const journalRetryMs = 1000;
+
 const defaultNewId = (): string => randomBytes(16).toString('base64url');
 
 export class DownlinkStore implements DownlinkQueues {
@@ -96,6 +99,7 @@ export class DownlinkStore implements DownlinkQueues {
       dir: o.dir, fileName: 'queue.log', files: o.files ?? realFiles, log: o.log,
       compactBytes: o.compactBytes ?? 8 * 1024 * 1024, compactGrowthRatio: o.compactGrowthRatio ?? 1,
       recordBodyBytesMax: o.recordBodyBytesMax ?? recordBodyBytesMax, ioChunkBytes: o.ioChunkBytes ?? 1024 * 1024,
+      later: (fn) => void o.clock.setTimeout(() => !s.closed && fn(), journalRetryMs),
     }, (body) => {
       const r = decodeRecord(body);
       if (r) applyRecord(s.agents, r, (agent) => new AgentQueue(agent, o.limits.historyMessagesMax, s.tally));

@@ -7,15 +7,24 @@ import type { Test } from 'tap';
 import type { DownlinkQueueLimits, DownlinkQueues, EnqueueResult } from '../../gateway/downlink/queue.js';
 import { downIdPattern } from '../../protocol/frames.js';
 
+/** A clock moved by hand; the queue's one timer (a retry of records kept from a failed write) fires when `advance` passes it. */
 export class ManualClock {
+  private timers: { at: number; fn: () => void }[] = [];
   constructor(public ms = 1_700_000_000_000) {}
   now = (): number => this.ms;
-  setTimeout = (): unknown => {
-    throw new Error('the downlink queue sets no timers');
+  setTimeout = (fn: () => void, ms: number): unknown => {
+    const timer = { at: this.ms + ms, fn };
+    this.timers.push(timer);
+    return timer;
   };
-  clearTimeout = (): void => undefined;
+  clearTimeout = (timer: unknown): void => {
+    this.timers = this.timers.filter((x) => x !== timer);
+  };
   advance(ms: number): void {
     this.ms += ms;
+    const due = this.timers.filter((x) => x.at <= this.ms);
+    this.timers = this.timers.filter((x) => x.at > this.ms);
+    for (const x of due) x.fn();
   }
 }
 

@@ -32,6 +32,7 @@ export const bugClasses = {
   'down-handed-twice': 'issue 12: a message reached its consumer twice with no crash in its window: the gateway freed room for an answer it had not recorded (the agent answered past its answered log), or the agent left a verdict it could not record unanswered and the message came back',
   'down-requeued-finished': 'issue 12: a message its consumer took (its DOWN_ACK lost with the session) was queued again and then expired or dropped at the gateway: the application is told it never reached the device',
   'down-sent-unrecorded': 'issue 12: a DOWN frame went before its messages were durably recorded as sent (records.ts o); after a gateway crash, one its agent had answered ok was expired at the gateway',
+  'down-sent-never-retried': 'issue 12: sent records kept from a failed write were retried only with the next write; with a full queue none came and a DOWN frame waited for ever',
   'down-answered-flip': 'issue 12: a bit flipped on read at the answered log\'s recovery cut a durable verdict, and a repeat reached its consumer twice',
   'flip-seqs-marks': 'issue 12 campaign (uplink): a bit flipped while the rotating file handler read .NAME.seqs at open made it believe seqs were written: answered ok unwritten',
   unknown: 'not classified',

@@ -62,6 +62,8 @@ export const knownBugs: Record<Exclude<BugClass, 'unknown'>, KnownBug> = {
   'down-answered-flip': { fixed: true, ciWithout: [] },
   // Found by the downlink campaign (uplink, gateway/handlers/file-rotation.ts readOlderMarks): `.NAME.seqs` was read once; fixed: read until two reads agree.
   'flip-seqs-marks': { fixed: true, ciWithout: ['bit-flips'] },
+  // CI on 0a13c8c: the queue's sent records failed on a full disk and were retried only with the next write, which never came.
+  'down-sent-never-retried': { fixed: true, ciWithout: [] },
 };
 
 export interface Regression {
@@ -163,6 +165,7 @@ export const regressions: Regression[] = [
   { seed: 1368435707, longpoll: true, downlink: true, bug: 'down-sent-unrecorded', faults: faultsAtIssue12, found: 'down-state: a1.22 expired at the gateway though its consumer took it: the sent record was written lazily and lost in a gateway power cut' },
   { seed: 1368435623, longpoll: true, downlink: true, bug: 'down-sent-unrecorded', faults: faultsAtIssue12, found: 'down-state: a2.28 expired at the gateway after a2 lost power in the verdict window (checker: excused like a repeat)' },
   { seed: 1477655837, longpoll: true, downlink: true, bug: 'down-answered-flip', faults: faultsAtIssue12, found: 'down-duplicate: a1.15 handed twice: a bit flip on read at the answered log\'s recovery cut its durable verdict as a torn tail' },
+  { seed: 4104022738, longpoll: true, downlink: true, bug: 'down-sent-never-retried', faults: faultsAtIssue12, found: 'liveness: a1.85..92 delivered for good: their sent records failed on the gateway\'s full disk, the queue was full so nothing else was written, and the DOWN frame waited for the records for ever' },
   { seed: 331164, longpoll: true, downlink: true, bug: 'flip-seqs-marks', faults: faultsAtIssue12, found: 'lost: a1-24..33 and more (rot/a, rot/b) answered ok unwritten: gw#3 started while its disk flipped bits on read, and the rotating handler read .rot.jsonl.seqs once; a flipped digit marked them written (reading it until two reads agree makes the seed pass)' },
 ];
 
