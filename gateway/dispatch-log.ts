@@ -46,7 +46,8 @@
  */
 import { join } from 'node:path';
 import { Decoder, Encoder } from 'cbor-x';
-import { frameRecord, recordBodyBytesMax, recordHeaderBytes, scanRecords } from '../common/record.js';
+import { frameRecord, recordBodyBytesMax } from '../common/record.js';
+import { scanRecordFile } from '../common/record-file.js';
 import { RangeSet } from '../common/range-set.js';
 import type { SeqRange } from '../protocol/frames.js';
 import { mkdirDurable } from '../common/durable-file.js';
@@ -212,59 +213,15 @@ export class DispatchLog {
     this.fh = fh;
   }
 
-  /**
-   * Reads the file in pieces and learns its valid records; returns where the last one ends. A
-   * record that fails its CRC ends what is read: before that is taken for a torn tail, the piece
-   * is read again, so a bit flipped on the way does not cost the records after it.
-   */
-  private async learn(fh: FileHandle, size: number): Promise<number> {
-    // A piece holds at least one whole record of the largest size a writer writes.
-    const pieceBytes = Math.max(this.opts.ioChunkBytes, recordHeaderBytes + this.opts.recordBodyBytesMax);
-    let off = 0;
-    for (;;) {
-      const len = Math.min(size - off, pieceBytes);
-      if (len === 0) return off;
-      const atEnd = off + len === size;
-      let piece: Buffer = Buffer.alloc(0);
-      let scan = { bodies: [] as Buffer[], validBytes: -1 };
-      for (let attempt = 0; attempt < 3; attempt++) {
-        const buf = await this.readAt(fh, off, len);
-        const again = scanRecords(buf, this.opts.recordBodyBytesMax);
-        if (again.validBytes > scan.validBytes) [scan, piece] = [again, buf];
-        if (scan.validBytes === len || (!atEnd && this.cutByPiece(piece, scan.validBytes))) break;
+  /** Learns the file's valid records (common/record-file.ts: read again before a CRC failure counts); returns where the last one ends. */
+  private learn(fh: FileHandle, size: number): Promise<number> {
+    return scanRecordFile(fh, size, { ...this.opts, what: `dispatch log: ${this.path}` }, (body) => {
+      try {
+        this.apply(cborDecoder.decode(body) as LogRecord);
+      } catch {
+        /* a record that passed its CRC but does not decode was written by another version: skip it */
       }
-      for (const body of scan.bodies) {
-        try {
-          this.apply(cborDecoder.decode(body) as LogRecord);
-        } catch {
-          /* a record that passed its CRC but does not decode was written by another version: skip it */
-        }
-      }
-      off += scan.validBytes;
-      if (scan.validBytes === len) {
-        if (atEnd) return off;
-      } else if (atEnd || !this.cutByPiece(piece, scan.validBytes)) {
-        return off; // damage: from here on it is a torn tail
-      }
-      // Otherwise the next piece starts with the record this one cut short.
-    }
-  }
-
-  /** Whether the scan of `piece` stopped at `at` only because the record there runs past the piece's end. */
-  private cutByPiece(piece: Buffer, at: number): boolean {
-    if (piece.length - at < recordHeaderBytes) return true;
-    const len = piece.readUInt32BE(at);
-    return len <= this.opts.recordBodyBytesMax && at + recordHeaderBytes + len > piece.length;
-  }
-
-  private async readAt(fh: FileHandle, position: number, length: number): Promise<Buffer> {
-    const buf = Buffer.allocUnsafe(length);
-    for (let off = 0; off < length; ) {
-      const n = await fh.read(buf, off, length - off, position + off);
-      if (n === 0) throw Object.assign(new Error(`dispatch log: ${this.path} ended at ${position + off} bytes while read`), { code: 'EIO' });
-      off += n;
-    }
-    return buf;
+    });
   }
 
   /** Drops the handle (closing it quietly): the next batch reopens the file by its path. */

@@ -27,7 +27,8 @@ import { join } from 'node:path';
 import { mkdirDurable } from '../../common/durable-file.js';
 import type { FileHandle, Files } from '../../common/files.js';
 import type { Log } from '../../common/log.js';
-import { frameRecord, recordHeaderBytes, scanRecords } from '../../common/record.js';
+import { frameRecord } from '../../common/record.js';
+import { scanRecordFile } from '../../common/record-file.js';
 
 export interface JournalOptions {
   dir: string;
@@ -129,53 +130,9 @@ export class Journal {
     await fh?.close();
   }
 
-  /**
-   * Reads the file in pieces (each holds at least one record of the largest size) and hands over
-   * its valid records; returns where the last one ends. A record that fails its CRC ends what is
-   * read: before that is taken for a torn tail the piece is read again, so a bit flipped on the
-   * way does not cost the records after it.
-   */
-  private async scan(fh: FileHandle, size: number, learn: (body: Buffer) => void): Promise<number> {
-    const pieceBytes = Math.max(this.o.ioChunkBytes, recordHeaderBytes + this.o.recordBodyBytesMax);
-    let off = 0;
-    for (;;) {
-      const len = Math.min(size - off, pieceBytes);
-      if (len === 0) return off;
-      const atEnd = off + len === size;
-      let piece: Buffer = Buffer.alloc(0);
-      let found = { bodies: [] as Buffer[], validBytes: -1 };
-      for (let attempt = 0; attempt < 3; attempt++) {
-        const buf = await this.readAt(fh, off, len);
-        const again = scanRecords(buf, this.o.recordBodyBytesMax);
-        if (again.validBytes > found.validBytes) [found, piece] = [again, buf];
-        if (found.validBytes === len || (!atEnd && this.cutByPiece(piece, found.validBytes))) break;
-      }
-      for (const body of found.bodies) learn(body);
-      off += found.validBytes;
-      if (found.validBytes === len) {
-        if (atEnd) return off;
-      } else if (atEnd || !this.cutByPiece(piece, found.validBytes)) {
-        return off; // damage: from here on it is a torn tail
-      }
-      // Otherwise the next piece starts with the record this one cut short.
-    }
-  }
-
-  /** Whether the scan of `piece` stopped at `at` only because the record there runs past the piece's end. */
-  private cutByPiece(piece: Buffer, at: number): boolean {
-    if (piece.length - at < recordHeaderBytes) return true;
-    const len = piece.readUInt32BE(at);
-    return len <= this.o.recordBodyBytesMax && at + recordHeaderBytes + len > piece.length;
-  }
-
-  private async readAt(fh: FileHandle, position: number, length: number): Promise<Buffer> {
-    const buf = Buffer.allocUnsafe(length);
-    for (let off = 0; off < length; ) {
-      const n = await fh.read(buf, off, length - off, position + off);
-      if (n === 0) throw Object.assign(new Error(`downlink queue: ${this.path} ended at ${position + off} bytes while read`), { code: 'EIO' });
-      off += n;
-    }
-    return buf;
+  /** Hands over the file's valid records (common/record-file.ts: read again before a CRC failure counts); returns where the last one ends. */
+  private scan(fh: FileHandle, size: number, learn: (body: Buffer) => void): Promise<number> {
+    return scanRecordFile(fh, size, { ...this.o, what: `downlink queue: ${this.path}` }, learn);
   }
 
   private async flushLoop(): Promise<void> {
