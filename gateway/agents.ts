@@ -9,18 +9,13 @@ import { timingSafeEqual } from 'node:crypto';
 import type { Log } from '../common/log.js';
 import { ErrorCode, FerryError } from '../protocol/errors.js';
 import { agentIdPattern as idsAgentIdPattern, agentIdRule } from '../protocol/ids.js';
-import { hashToken, newToken, RegistryFile, tokenHashPattern } from './registry-file.js';
+import { hashToken, newToken, parseRegistry, RegistryFile, registryFileVersion, tokenHashPattern, type RegistryEntryBase } from './registry-file.js';
 
 export { hashToken, newToken } from './registry-file.js';
 
-export interface AgentEntry {
+/** `tokenHash` (`sha256:<64 hex>`, absent once revoked), `revoked`, `addedAt`/`revokedAt` (ms since the epoch) */
+export interface AgentEntry extends RegistryEntryBase {
   id: string;
-  /** `sha256:<64 hex>`; absent once revoked */
-  tokenHash?: string;
-  revoked: boolean;
-  /** ms since the epoch */
-  addedAt: number;
-  revokedAt?: number;
 }
 
 /** What authentication needs from the registry. */
@@ -35,41 +30,14 @@ export const agentsFileName = 'agents.json';
 export const agentsLockName = 'agents.lock';
 /** The one definition of an agent ID (protocol/ids.ts). */
 export const agentIdPattern = idsAgentIdPattern;
-const hashPattern = tokenHashPattern;
-const fileVersion = 1;
 
 /** Parses the registry file's text; anything unexpected is CONFIG_INVALID naming the file and the entry. */
 export function parseAgents(text: string, path: string): Map<string, AgentEntry> {
-  const bad = (what: string): never => {
-    throw new FerryError(ErrorCode.CONFIG_INVALID, `${path}: ${what} (the agent registry is damaged and no command changes it until it is repaired: fix it by hand, restore it from a backup, or move it aside and register the agents again with \`ferry gateway add-agent\`; a running gateway keeps the copy it last loaded)`);
-  };
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (err) {
-    return bad(`not valid JSON: ${(err as Error).message}`);
-  }
-  const doc = value as { version?: unknown; agents?: unknown };
-  if (typeof doc !== 'object' || doc === null || doc.version !== fileVersion || !Array.isArray(doc.agents)) {
-    return bad(`expected {"version": ${fileVersion}, "agents": [...]}`);
-  }
-  const agents = new Map<string, AgentEntry>();
-  for (const [i, raw] of (doc.agents as unknown[]).entries()) {
-    const e = raw as Record<string, unknown>;
-    if (typeof e !== 'object' || e === null) bad(`agents[${i}]: not an object`);
-    if (typeof e.id !== 'string' || !agentIdPattern.test(e.id)) bad(`agents[${i}].id: an agent ID expected`);
-    if (e.tokenHash !== undefined && (typeof e.tokenHash !== 'string' || !hashPattern.test(e.tokenHash))) bad(`agents[${i}].tokenHash: sha256:<64 hex digits> expected`);
-    if (typeof e.revoked !== 'boolean') bad(`agents[${i}].revoked: true or false expected`);
-    if (typeof e.addedAt !== 'number') bad(`agents[${i}].addedAt: a time in ms expected`);
-    if (e.revokedAt !== undefined && typeof e.revokedAt !== 'number') bad(`agents[${i}].revokedAt: a time in ms expected`);
-    const id = e.id as string;
-    if (agents.has(id)) bad(`agents[${i}].id: ${id} is listed twice`);
-    const entry: AgentEntry = { id, revoked: e.revoked as boolean, addedAt: e.addedAt as number };
-    if (e.tokenHash !== undefined) entry.tokenHash = e.tokenHash as string;
-    if (e.revokedAt !== undefined) entry.revokedAt = e.revokedAt as number;
-    agents.set(id, entry);
-  }
-  return agents;
+  return parseRegistry(text, path, {
+    key: 'agents', nameKey: 'id', nameRule: 'an agent ID', namePattern: agentIdPattern,
+    damaged: 'the agent registry is damaged and no command changes it until it is repaired: fix it by hand, restore it from a backup, or move it aside and register the agents again with `ferry gateway add-agent`',
+    entry: (base, id) => ({ id, ...base }),
+  });
 }
 
 export interface RegistryOptions {
@@ -110,7 +78,7 @@ export class AgentRegistry implements AgentLookup {
     const file = await RegistryFile.open<AgentEntry>({
       dataDir, fileName: agentsFileName, lockName: agentsLockName, what: 'agent registry',
       parse: parseAgents,
-      serialize: (agents) => ({ version: fileVersion, agents: [...agents.values()] }),
+      serialize: (agents) => ({ version: registryFileVersion, agents: [...agents.values()] }),
       onReloaded: (before, next) => registry?.reloaded(before, next),
       ...(opts.log ? { log: opts.log } : {}),
       ...(opts.watchIntervalMs !== undefined ? { watchIntervalMs: opts.watchIntervalMs } : {}),
@@ -131,7 +99,7 @@ export class AgentRegistry implements AgentLookup {
 
   verifyToken(id: string, token: string): boolean {
     const stored = this.file.entries.get(id)?.tokenHash;
-    if (stored === undefined || !hashPattern.test(stored)) return false;
+    if (stored === undefined || !tokenHashPattern.test(stored)) return false;
     const a = Buffer.from(hashToken(token), 'latin1');
     const b = Buffer.from(stored, 'latin1');
     return a.length === b.length && timingSafeEqual(a, b);

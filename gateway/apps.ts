@@ -13,18 +13,13 @@
 import type { Log } from '../common/log.js';
 import { ErrorCode, FerryError } from '../protocol/errors.js';
 import { agentIdPattern, agentIdRule } from '../protocol/ids.js';
-import { hashToken, newToken, RegistryFile, tokenHashPattern } from './registry-file.js';
+import { hashToken, newToken, parseRegistry, RegistryFile, registryFileVersion, type RegistryEntryBase } from './registry-file.js';
 
-export interface AppEntry {
+/** `tokenHash` (`sha256:<64 hex>`, absent once revoked), `revoked`, `addedAt`/`revokedAt` (ms since the epoch) */
+export interface AppEntry extends RegistryEntryBase {
   name: string;
-  /** `sha256:<64 hex>`; absent once revoked */
-  tokenHash?: string;
-  revoked: boolean;
   /** the agents it may reach; absent: every agent */
   agents?: string[];
-  /** ms since the epoch */
-  addedAt: number;
-  revokedAt?: number;
 }
 
 /** What the API needs from the registry. */
@@ -38,7 +33,6 @@ export const appsLockName = 'apps.lock';
 /** An application's name follows the agent ID rule (protocol/ids.ts): it names the app in logs and in `from`. */
 export const appNamePattern = agentIdPattern;
 export const appNameRule = agentIdRule;
-const fileVersion = 1;
 
 /** Whether `app` may reach `agent`. */
 export function appMayReach(app: Pick<AppEntry, 'agents'>, agent: string): boolean {
@@ -47,38 +41,15 @@ export function appMayReach(app: Pick<AppEntry, 'agents'>, agent: string): boole
 
 /** Parses the registry file's text; anything unexpected is CONFIG_INVALID naming the file and the entry. */
 export function parseApps(text: string, path: string): Map<string, AppEntry> {
-  const bad = (what: string): never => {
-    throw new FerryError(ErrorCode.CONFIG_INVALID, `${path}: ${what} (the application registry is damaged and no command changes it until it is repaired: fix it by hand, restore it from a backup, or move it aside and add the applications again with \`ferry gateway add-app\`; a running gateway keeps the copy it last loaded)`);
-  };
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (err) {
-    return bad(`not valid JSON: ${(err as Error).message}`);
-  }
-  const doc = value as { version?: unknown; apps?: unknown };
-  if (typeof doc !== 'object' || doc === null || doc.version !== fileVersion || !Array.isArray(doc.apps)) {
-    return bad(`expected {"version": ${fileVersion}, "apps": [...]}`);
-  }
-  const apps = new Map<string, AppEntry>();
-  for (const [i, raw] of (doc.apps as unknown[]).entries()) {
-    const e = raw as Record<string, unknown>;
-    if (typeof e !== 'object' || e === null) bad(`apps[${i}]: not an object`);
-    if (typeof e.name !== 'string' || !appNamePattern.test(e.name)) bad(`apps[${i}].name: an application name expected (${appNameRule})`);
-    if (e.tokenHash !== undefined && (typeof e.tokenHash !== 'string' || !tokenHashPattern.test(e.tokenHash))) bad(`apps[${i}].tokenHash: sha256:<64 hex digits> expected`);
-    if (typeof e.revoked !== 'boolean') bad(`apps[${i}].revoked: true or false expected`);
-    if (e.agents !== undefined && (!Array.isArray(e.agents) || e.agents.some((a) => typeof a !== 'string' || !agentIdPattern.test(a)))) bad(`apps[${i}].agents: a list of agent IDs expected`);
-    if (typeof e.addedAt !== 'number') bad(`apps[${i}].addedAt: a time in ms expected`);
-    if (e.revokedAt !== undefined && typeof e.revokedAt !== 'number') bad(`apps[${i}].revokedAt: a time in ms expected`);
-    const name = e.name as string;
-    if (apps.has(name)) bad(`apps[${i}].name: ${name} is listed twice`);
-    const entry: AppEntry = { name, revoked: e.revoked as boolean, addedAt: e.addedAt as number };
-    if (e.tokenHash !== undefined) entry.tokenHash = e.tokenHash as string;
-    if (e.agents !== undefined) entry.agents = [...(e.agents as string[])];
-    if (e.revokedAt !== undefined) entry.revokedAt = e.revokedAt as number;
-    apps.set(name, entry);
-  }
-  return apps;
+  return parseRegistry(text, path, {
+    key: 'apps', nameKey: 'name', nameRule: `an application name (${appNameRule})`, namePattern: appNamePattern,
+    damaged: 'the application registry is damaged and no command changes it until it is repaired: fix it by hand, restore it from a backup, or move it aside and add the applications again with `ferry gateway add-app`',
+    entry: (base, name, raw, bad) => {
+      const { agents } = raw;
+      if (agents !== undefined && (!Array.isArray(agents) || agents.some((a) => typeof a !== 'string' || !agentIdPattern.test(a)))) bad('agents: a list of agent IDs expected');
+      return { name, ...base, ...(agents !== undefined ? { agents: [...(agents as string[])] } : {}) };
+    },
+  });
 }
 
 export interface AppRegistryOptions {
@@ -109,7 +80,7 @@ export class AppRegistry implements AppLookup {
     const file = await RegistryFile.open<AppEntry>({
       dataDir, fileName: appsFileName, lockName: appsLockName, what: 'application registry',
       parse: parseApps,
-      serialize: (apps) => ({ version: fileVersion, apps: [...apps.values()] }),
+      serialize: (apps) => ({ version: registryFileVersion, apps: [...apps.values()] }),
       onReloaded: (before, next) => registry?.reloaded(before, next),
       ...(opts.log ? { log: opts.log } : {}),
       ...(opts.watchIntervalMs !== undefined ? { watchIntervalMs: opts.watchIntervalMs } : {}),

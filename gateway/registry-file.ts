@@ -29,6 +29,59 @@ import { ErrorCode, FerryError } from '../protocol/errors.js';
 
 export const tokenHashPattern = /^sha256:[0-9a-f]{64}$/;
 
+/** What every registry entry holds besides its name: the token's hash, and whether and when it was added and revoked. */
+export interface RegistryEntryBase {
+  tokenHash?: string;
+  revoked: boolean;
+  addedAt: number;
+  revokedAt?: number;
+}
+
+/**
+ * Parses a registry file's text `{"version": 1, KEY: [...]}` into entries by name. Each raw entry
+ * is checked for the common fields here and handed, with its name, to `entry` for its own; anything
+ * unexpected is CONFIG_INVALID naming the file, the entry and `what` to do about it.
+ */
+export function parseRegistry<E extends RegistryEntryBase>(
+  text: string, path: string,
+  o: { key: string; nameKey: string; nameRule: string; namePattern: RegExp; damaged: string; entry(base: RegistryEntryBase, name: string, raw: Record<string, unknown>, bad: (what: string) => never): E },
+): Map<string, E> {
+  const bad = (what: string): never => {
+    throw new FerryError(ErrorCode.CONFIG_INVALID, `${path}: ${what} (${o.damaged}; a running gateway keeps the copy it last loaded)`);
+  };
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    return bad(`not valid JSON: ${(err as Error).message}`);
+  }
+  const doc = value as Record<string, unknown> | null;
+  if (typeof doc !== 'object' || doc === null || doc.version !== registryFileVersion || !Array.isArray(doc[o.key])) {
+    return bad(`expected {"version": ${registryFileVersion}, "${o.key}": [...]}`);
+  }
+  const out = new Map<string, E>();
+  for (const [i, raw] of (doc[o.key] as unknown[]).entries()) {
+    const at = `${o.key}[${i}]`;
+    const e = raw as Record<string, unknown>;
+    if (typeof e !== 'object' || e === null) bad(`${at}: not an object`);
+    const name = e[o.nameKey];
+    if (typeof name !== 'string' || !o.namePattern.test(name)) bad(`${at}.${o.nameKey}: ${o.nameRule} expected`);
+    if (e.tokenHash !== undefined && (typeof e.tokenHash !== 'string' || !tokenHashPattern.test(e.tokenHash))) bad(`${at}.tokenHash: sha256:<64 hex digits> expected`);
+    if (typeof e.revoked !== 'boolean') bad(`${at}.revoked: true or false expected`);
+    if (typeof e.addedAt !== 'number') bad(`${at}.addedAt: a time in ms expected`);
+    if (e.revokedAt !== undefined && typeof e.revokedAt !== 'number') bad(`${at}.revokedAt: a time in ms expected`);
+    if (out.has(name as string)) bad(`${at}.${o.nameKey}: ${name as string} is listed twice`);
+    const base: RegistryEntryBase = { revoked: e.revoked as boolean, addedAt: e.addedAt as number };
+    if (e.tokenHash !== undefined) base.tokenHash = e.tokenHash as string;
+    if (e.revokedAt !== undefined) base.revokedAt = e.revokedAt as number;
+    out.set(name as string, o.entry(base, name as string, e, (what) => bad(`${at}.${what}`)));
+  }
+  return out;
+}
+
+/** The version both registry files carry. */
+export const registryFileVersion = 1;
+
 export function newToken(): string {
   return randomBytes(32).toString('base64url');
 }

@@ -13,7 +13,7 @@
  */
 import type { PacketData } from '../../protocol/packet.js';
 import type { MessageState } from './queue.js';
-import type { FinalState } from './records.js';
+import type { FinalState } from './queue.js';
 
 export interface Msg {
   id: string;

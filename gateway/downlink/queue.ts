@@ -20,7 +20,12 @@ import type { PacketData } from '../../protocol/packet.js';
 export type MessageState = 'queued' | 'delivered' | 'acked' | 'rejected' | 'expired' | 'dropped';
 export const messageStates: readonly MessageState[] = ['queued', 'delivered', 'acked', 'rejected', 'expired', 'dropped'];
 /** States a message never leaves. */
-export const finalStates: ReadonlySet<MessageState> = new Set(['acked', 'rejected', 'expired', 'dropped']);
+export type FinalState = 'acked' | 'rejected' | 'expired' | 'dropped';
+const finalStates: ReadonlySet<string> = new Set<FinalState>(['acked', 'rejected', 'expired', 'dropped']);
+
+export function isFinalState(s: string): s is FinalState {
+  return finalStates.has(s);
+}
 
 export interface NewMessage {
   target: string;

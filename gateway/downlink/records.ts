@@ -14,10 +14,8 @@
  */
 import { Decoder, Encoder } from 'cbor-x';
 import type { PacketData } from '../../protocol/packet.js';
-import type { MessageState } from './queue.js';
+import { isFinalState, type FinalState } from './queue.js';
 
-export type FinalState = 'acked' | 'rejected' | 'expired' | 'dropped';
-const finalStateSet: ReadonlySet<string> = new Set<FinalState>(['acked', 'rejected', 'expired', 'dropped']);
 
 export interface QueuedRecord {
   k: 'q';
@@ -67,9 +65,6 @@ export function encodeRecord(r: QueueRecord): Buffer {
   return cbor.encode(r);
 }
 
-export function isFinalState(s: MessageState | string): s is FinalState {
-  return finalStateSet.has(s);
-}
 
 const isStr = (v: unknown): v is string => typeof v === 'string';
 const isNum = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);

@@ -7,7 +7,8 @@
  */
 import { packetCreditBytes } from '../../protocol/packet.js';
 import type { AgentQueue, Msg } from './agent-queue.js';
-import { isFinalState, type QueuedRecord, type QueueRecord } from './records.js';
+import { isFinalState } from './queue.js';
+import type { QueuedRecord, QueueRecord } from './records.js';
 
 export function queuedRecord(m: Msg): QueuedRecord {
   return {

@@ -48,8 +48,8 @@ import { downIdPattern, type DownResult } from '../../protocol/frames.js';
 import { packetCreditBytes } from '../../protocol/packet.js';
 import { AgentQueue, type Msg, type Tally } from './agent-queue.js';
 import { Journal } from './journal.js';
-import type { DownlinkQueueLimits, DownlinkQueues, DownlinkStats, EnqueueResult, MessageState, MessageView, NewMessage, TakenMessage } from './queue.js';
-import { decodeRecord, encodeRecord, isFinalState, type FinalState } from './records.js';
+import { isFinalState, type DownlinkQueueLimits, type DownlinkQueues, type DownlinkStats, type EnqueueResult, type FinalState, type MessageState, type MessageView, type NewMessage, type TakenMessage } from './queue.js';
+import { decodeRecord, encodeRecord } from './records.js';
 import { applyRecord, queuedRecord, snapshotRecords } from './recovery.js';
 
 export interface DownlinkStoreOptions {
