@@ -8,8 +8,7 @@
  * queue to hold every message, so QUEUE_FULL means it did not).
  * usage: api-poster URL MESSAGES CONCURRENCY TARGET
  */
-import { Agent, request } from 'node:http';
-import { fail, intArg, payload, report, startCpu } from './common.js';
+import { apiPoster, fail, intArg, payload, report, startCpu } from './common.js';
 
 const [dest, messagesArg, concurrencyArg, target] = process.argv.slice(2);
 if (dest === undefined || target === undefined) fail('usage: api-poster URL MESSAGES CONCURRENCY TARGET');
@@ -18,25 +17,11 @@ const concurrency = intArg(concurrencyArg, 'CONCURRENCY');
 const token = process.env.FERRY_BENCH_TOKEN;
 if (!token) fail('needs FERRY_BENCH_TOKEN (an application token)');
 
-const url = new URL(dest);
-const agent = new Agent({ keepAlive: true, maxSockets: concurrency });
+const api = apiPoster(dest, token, concurrency);
 const targetJson = JSON.stringify(target);
 
 function post(i: number): Promise<void> {
-  const body = `{"target":${targetJson},"data":"${payload(i)}"}`;
-  return new Promise((resolve, reject) => {
-    const req = request({
-      agent, host: url.hostname, port: url.port, path: url.pathname, method: 'POST',
-      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
-    }, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (text += c));
-      res.on('end', () => (res.statusCode === 201 ? resolve() : reject(new Error(`POST of message ${i} answered ${res.statusCode}: ${text.slice(0, 300)}`))));
-    });
-    req.on('error', reject);
-    req.end(body);
-  });
+  return api.post(`message ${i}`, `{"target":${targetJson},"data":"${payload(i)}"}`);
 }
 
 let next = 0;
@@ -51,4 +36,4 @@ const worker = async (): Promise<void> => {
 };
 await Promise.all(Array.from({ length: Math.min(concurrency, messages) }, worker)).catch((err: Error) => fail(`after ${acked} answers: ${err.message}`));
 report({ firstSendNs, lastAckNs: process.hrtime.bigint(), acked });
-agent.destroy();
+api.close();

@@ -1,5 +1,6 @@
 /** Shared by the load clients: arguments, the 100-byte payloads, the final report line. */
 import { readFileSync } from 'node:fs';
+import { Agent, request } from 'node:http';
 import type { ClientReport } from '../lib/client.js';
 
 export const payloadBytes = 100;
@@ -33,4 +34,28 @@ export function report(r: { firstSendNs: bigint; lastAckNs: bigint; acked: numbe
 export function fail(message: string): never {
   process.stderr.write(`${message}\n`);
   process.exit(1);
+}
+
+/**
+ * POSTs bodies to the gateway's application API at `dest` (its messages URL) with an application
+ * token over `maxSockets` keep-alive connections; each resolves on 201 (the message is durable
+ * there) and rejects with the status and body otherwise.
+ */
+export function apiPoster(dest: string, token: string, maxSockets: number): { post(what: string, body: string): Promise<void>; close(): void } {
+  const agent = new Agent({ keepAlive: true, maxSockets });
+  const url = new URL(dest);
+  const post = (what: string, body: string): Promise<void> => new Promise((resolve, reject) => {
+    const req = request({
+      agent, host: url.hostname, port: url.port, path: url.pathname, method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+    }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (text += c));
+      res.on('end', () => (res.statusCode === 201 ? resolve() : reject(new Error(`POST of ${what} answered ${res.statusCode}: ${text.slice(0, 300)}`))));
+    });
+    req.on('error', (err) => reject(new Error(`POST of ${what}: ${err.message}`)));
+    req.end(body);
+  });
+  return { post, close: () => agent.destroy() };
 }

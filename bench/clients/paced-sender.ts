@@ -16,11 +16,10 @@
  * usage: paced-sender ferry|mqtt|api SOCKET|URL RATE WARMUP_S MEASURE_S TARGET|TOPIC [CONNECTIONS]
  */
 import { readFileSync } from 'node:fs';
-import { Agent, request } from 'node:http';
 import { createConnection } from 'node:net';
 import { connectAsync } from 'mqtt';
 import { distribution, type Distribution } from '../lib/stats.js';
-import { fail, intArg } from './common.js';
+import { apiPoster, fail, intArg } from './common.js';
 
 export interface PacedReport {
   sent: number;
@@ -114,20 +113,9 @@ async function mqttSink(): Promise<Sink> {
 async function apiSink(): Promise<Sink> {
   const token = process.env.FERRY_BENCH_TOKEN;
   if (!token) fail('api mode needs FERRY_BENCH_TOKEN (an application token)');
-  const agent = new Agent({ keepAlive: true, maxSockets: intArg(connectionsArg ?? '16', 'CONNECTIONS') });
-  const url = new URL(dest!);
+  const api = apiPoster(dest!, token, intArg(connectionsArg ?? '16', 'CONNECTIONS'));
   const post = (i: number, body: string): void => {
-    const req = request({
-      agent, host: url.hostname, port: url.port, path: url.pathname, method: 'POST',
-      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
-    }, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (text += c));
-      res.on('end', () => (res.statusCode === 201 ? onAnswer(i) : fail(`POST of packet ${i} answered ${res.statusCode}: ${text.slice(0, 300)}`)));
-    });
-    req.on('error', (err) => fail(`POST of packet ${i}: ${err.message}`));
-    req.end(body);
+    api.post(`packet ${i}`, body).then(() => onAnswer(i), (err: Error) => fail(err.message));
   };
   const targetJson = JSON.stringify(target);
   return {
