@@ -173,3 +173,18 @@ t.test('mqtt source - a broker down at start is retried with back-off until it i
   await src.close(60_000);
   t.ok(Date.now() - started < 30_000, `closed in ${Date.now() - started} ms with the broker gone, not after its grace`);
 });
+
+t.test('mqtt source - a retained message is not replayed when the gateway subscribes (an old command would run again after every reconnect)', async (t) => {
+  const m = await broker(t);
+  const pub = await publisher(t, m.url);
+  await pub.publishAsync('ferry/down/pi-9/cmd', 'reboot', { qos: 1, retain: true });
+  const queues = new MemoryDownlink();
+  const { src } = source(t, m.url, queues);
+  await subscribed(src);
+  // A message published after the subscription arrives; the retained one before it never does.
+  await waitFor('a message published after the subscription', async () => {
+    await pub.publishAsync('ferry/down/pi-9/after', '1', { qos: 1 });
+    return queues.list('pi-9').some((x) => x.target === 'after') ? true : undefined;
+  });
+  t.same(queues.list('pi-9').filter((x) => x.target === 'cmd'), [], 'the retained command was not queued');
+});
