@@ -328,3 +328,26 @@ t.test('downlink-store - an onQueued listener that throws does not stop the othe
   t.ok((await q.enqueue('y', { target: 't', data: 1 })).ok);
   await q.close();
 });
+
+t.test('downlink-store - sent records kept from a failed write are written a second later, with nothing else to write (CI seed 4104022738)', async (t) => {
+  const disk = new SimDisk({ rng: new Rng(5).fn });
+  const clock = new ManualClock();
+  const q = await DownlinkStore.open({ dir, files: disk.process('gw'), clock, log: silentLog, limits: limitsDefault });
+  t.teardown(() => q.close());
+  idOf(await q.enqueue('x', { target: 'a', data: 1 }));
+  const turns = async (): Promise<void> => {
+    for (let i = 0; i < 50; i++) await new Promise((r) => setImmediate(r));
+  };
+  disk.faults.writeEioP = 1;
+  t.equal(q.take('x', room).length, 1, 'taken: its sent record is written');
+  let recorded = false;
+  void q.sentRecorded().then(() => (recorded = true));
+  await turns();
+  t.notOk(recorded, 'not recorded while the disk fails');
+  disk.faults.writeEioP = 0;
+  await turns();
+  t.notOk(recorded, 'nothing else is written, so nothing carries it yet');
+  clock.advance(1000);
+  await turns();
+  t.ok(recorded, 'a second later the kept record is written on its own, and the DOWN frame may go');
+});
