@@ -7,6 +7,7 @@ import { checkPacket, dataDepthMaxDefault, type PacketLimits } from '../protocol
 import type { PacketData } from '../protocol/packet.js';
 import { refuseReasonCharsMax, type LocalSubscribers, type SubscriberConn } from './downlink/local-subscribers.js';
 import { LocalClient, type LocalClientLimits } from './local-client.js';
+import type { LocalResponse } from './local-request.js';
 
 /**
  * The agent's local API: newline-delimited JSON over a Unix socket, for other programs on the
@@ -37,17 +38,8 @@ import { LocalClient, type LocalClientLimits } from './local-client.js';
  * `socketGid`, one group may connect: anyone who can connect can submit packets, take downlink
  * messages and requeue dead letters).
  */
-export type LocalRequest =
-  | { op: 'send'; target: string; data: PacketData; ttlMs?: number; priority?: number }
-  | { op: 'stats' }
-  | { op: 'deadLetters' }
-  | { op: 'requeueDeadLetters' }
-  | { op: 'subscribe'; target: string }
-  | { op: 'ack'; id: string }
-  | { op: 'refuse'; id: string; reason: string };
-export type LocalResponse =
-  | { ok: true; seq?: number; stats?: unknown; deadLetters?: unknown[]; requeued?: number }
-  | { ok: false; code: string; message: string };
+export type { LocalRequest, LocalResponse } from './local-request.js';
+export { localRequest } from './local-request.js';
 
 export interface LocalApiHandlers {
   send(target: string, data: PacketData, extra?: { ttlMs?: number; priority?: number }): Promise<number>;
@@ -225,34 +217,4 @@ function checkInt(v: unknown, name: string, min: number, max: number): number {
     throw new FerryError(ErrorCode.LOCAL_REQUEST_INVALID, `${name} must be an integer from ${min} to ${max}`);
   }
   return v;
-}
-
-/** Client side: one request, one response. Throws AGENT_UNREACHABLE if no agent listens. */
-export async function localRequest(socketPath: string, req: LocalRequest, timeoutMs = 10_000): Promise<LocalResponse> {
-  return new Promise((resolve, reject) => {
-    const c = createConnection(socketPath);
-    let buf = '';
-    const timer = setTimeout(() => {
-      c.destroy();
-      reject(new FerryError(ErrorCode.AGENT_UNREACHABLE, `no answer from the agent on ${socketPath} within ${timeoutMs} ms`));
-    }, timeoutMs);
-    c.setEncoding('utf8');
-    c.once('connect', () => c.write(`${JSON.stringify(req)}\n`));
-    c.on('data', (chunk: string) => {
-      buf += chunk;
-      const nl = buf.indexOf('\n');
-      if (nl < 0) return;
-      clearTimeout(timer);
-      c.end();
-      try {
-        resolve(JSON.parse(buf.slice(0, nl)) as LocalResponse);
-      } catch (err) {
-        reject(err);
-      }
-    });
-    c.once('error', (err: NodeJS.ErrnoException) => {
-      clearTimeout(timer);
-      reject(new FerryError(ErrorCode.AGENT_UNREACHABLE, `no agent listening on ${socketPath} (${err.code ?? err.message})`, { cause: err }));
-    });
-  });
 }

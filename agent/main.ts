@@ -5,7 +5,7 @@ import { realClock, type Clock } from '../common/clock.js';
 import { createLog, type Log } from '../common/log.js';
 import { ensurePrivateDir } from '../common/private-dir.js';
 import { agentLimits, loadProfile } from '../hw/index.js';
-import { gatewayUrls, isLongPollUrl, isSecureUrl, type AgentConfig } from './config.js';
+import { gatewayUrls, isLongPollUrl, isSecureUrl, socketPathOf, type AgentConfig } from './config.js';
 import { gatewayChoice, type GatewayCandidate } from './link/gateway-choice.js';
 import { httpPost, type HttpPost } from './link/http-post.js';
 import { Link } from './link/link.js';
@@ -61,11 +61,11 @@ export interface AgentStats {
   downlink: InboxStats & { subscriptions: number };
 }
 
+/** Kept here too: callers found the socket path next to the agent. */
+export { socketPathOf } from './config.js';
 export const storeDir = (config: AgentConfig): string => join(config.dataDir, 'store');
 /** Where the answered-message record lives (answered.log). */
 export const downlinkDir = (config: AgentConfig): string => join(config.dataDir, 'downlink');
-/** The local API's socket: `socket`, else DATADIR/agent.sock. */
-export const socketPathOf = (config: AgentConfig): string => config.socket ?? join(config.dataDir, 'agent.sock');
 
 export async function runAgent(config: AgentConfig, opts: { log?: Log } = {}): Promise<RunningAgent> {
   const log = opts.log ?? createLog({ level: config.log.level, base: { agent: config.id } });
