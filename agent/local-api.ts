@@ -7,7 +7,8 @@ import { checkPacket, dataDepthMaxDefault, type PacketLimits } from '../protocol
 import type { PacketData } from '../protocol/packet.js';
 import { refuseReasonCharsMax, type LocalSubscribers, type SubscriberConn } from './downlink/local-subscribers.js';
 import { LocalClient, type LocalClientLimits } from './local-client.js';
-import type { LocalResponse } from './local-request.js';
+import { localLineBytesMax, type LocalResponse } from './local-request.js';
+import type { SendVerdict } from './ack-waiters.js';
 
 /**
  * The agent's local API: newline-delimited JSON over a Unix socket, for other programs on the
@@ -18,6 +19,9 @@ import type { LocalResponse } from './local-request.js';
  *   {"op":"stats"}                            ->  {"ok":true,"stats":{...}}
  *   {"op":"deadLetters"}                      ->  {"ok":true,"deadLetters":[{packet,code,message}]}
  *   {"op":"requeueDeadLetters"}               ->  {"ok":true,"requeued":N}
+ *   {"op":"waitAcked","seq":N,"timeoutMs":MS} ->  {"ok":true,"acked":true}   once the gateway acked seq N,
+ *     or {"ok":true,"acked":false,"refusal":{"code":C,"message":M}} once it refused it for good (a dead
+ *     letter); at once if that happened already; SEND_WAIT_TIMEOUT after MS (agent/ack-waiters.ts)
  * A failure is {"ok":false,"code":CODE,"message":...}. A line over the limit closes the connection.
  * A client that does not read its replies is paused, then ended (agent/local-client.ts).
  *
@@ -46,11 +50,13 @@ export interface LocalApiHandlers {
   stats(): unknown;
   deadLetters?(): Promise<unknown[]>;
   requeueDeadLetters?(): Promise<number>;
+  /** the gateway's verdict on a seq (agent/ack-waiters.ts); absent: waitAcked is an unknown op */
+  waitAcked?(seq: number, timeoutMs: number): Promise<SendVerdict>;
   /** downlink subscribers; absent: subscribe/ack/refuse are unknown ops */
   subscribers?: LocalSubscribers;
 }
 
-export const localLineBytesMax = 256 * 1024;
+export { localLineBytesMax };
 const connectionsMax = 64;
 
 /** Per client; far above what `ferry send` or a script that reads its answers ever queues. */
@@ -191,6 +197,10 @@ async function handle(line: string, handlers: LocalApiHandlers, limits: PacketLi
     if (r.op === 'stats') return { ok: true, stats: handlers.stats() };
     if (r.op === 'deadLetters' && handlers.deadLetters) return { ok: true, deadLetters: await handlers.deadLetters() };
     if (r.op === 'requeueDeadLetters' && handlers.requeueDeadLetters) return { ok: true, requeued: await handlers.requeueDeadLetters() };
+    if (r.op === 'waitAcked' && handlers.waitAcked) {
+      const v = await handlers.waitAcked(checkInt(r.seq, 'seq', 1, Number.MAX_SAFE_INTEGER), checkInt(r.timeoutMs, 'timeoutMs', 1, 0xffffffff));
+      return v.acked ? { ok: true, acked: true } : { ok: true, acked: false, refusal: v.refusal };
+    }
     const subs = handlers.subscribers;
     if (subs && r.op === 'subscribe') {
       subs.subscribe(conn, r.target);
