@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import { z } from 'zod';
 import { agentIdPattern, agentIdRule } from '../protocol/ids.js';
 import { checkTarget, dataBytesMaxDefault } from '../protocol/packet.js';
@@ -155,6 +156,9 @@ export const agentConfigSchema = z.strictObject({
 export type AgentConfig = z.output<typeof agentConfigSchema>;
 
 /** The gateway URLs in order of preference (one, or the list). */
+/** The local API's Unix socket: `socket`, else DATADIR/agent.sock. */
+export const socketPathOf = (config: Pick<AgentConfig, 'socket' | 'dataDir'>): string => config.socket ?? join(config.dataDir, 'agent.sock');
+
 export function gatewayUrls(c: { gateway: string | readonly string[] }): string[] {
   return typeof c.gateway === 'string' ? [c.gateway] : [...c.gateway];
 }

@@ -2,10 +2,11 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { realClock, type Clock } from '../common/clock.js';
+import { ErrorCode, FerryError } from '../protocol/errors.js';
 import { createLog, type Log } from '../common/log.js';
 import { ensurePrivateDir } from '../common/private-dir.js';
 import { agentLimits, loadProfile } from '../hw/index.js';
-import { gatewayUrls, isLongPollUrl, isSecureUrl, type AgentConfig } from './config.js';
+import { gatewayUrls, isLongPollUrl, isSecureUrl, socketPathOf, type AgentConfig } from './config.js';
 import { gatewayChoice, type GatewayCandidate } from './link/gateway-choice.js';
 import { httpPost, type HttpPost } from './link/http-post.js';
 import { Link } from './link/link.js';
@@ -13,6 +14,8 @@ import { longPollDialer } from './link/longpoll-client.js';
 import { tcpDialer } from './link/tcp.js';
 import { loadTlsFiles } from '../protocol/tls-files.js';
 import { startLocalApi, type LocalApiServer } from './local-api.js';
+import { AckWaiters, ackWaitersLimitsDefault } from './ack-waiters.js';
+import { watchAcks } from './ack-watch-store.js';
 import { groupId } from './socket-group.js';
 import { createRule, type Rule } from './rules.js';
 import { SerialSource } from './sources/serial-source.js';
@@ -61,11 +64,11 @@ export interface AgentStats {
   downlink: InboxStats & { subscriptions: number };
 }
 
+/** Kept here too: callers found the socket path next to the agent. */
+export { socketPathOf } from './config.js';
 export const storeDir = (config: AgentConfig): string => join(config.dataDir, 'store');
 /** Where the answered-message record lives (answered.log). */
 export const downlinkDir = (config: AgentConfig): string => join(config.dataDir, 'downlink');
-/** The local API's socket: `socket`, else DATADIR/agent.sock. */
-export const socketPathOf = (config: AgentConfig): string => config.socket ?? join(config.dataDir, 'agent.sock');
 
 export async function runAgent(config: AgentConfig, opts: { log?: Log } = {}): Promise<RunningAgent> {
   const log = opts.log ?? createLog({ level: config.log.level, base: { agent: config.id } });
@@ -113,9 +116,14 @@ export async function runAgent(config: AgentConfig, opts: { log?: Log } = {}): P
 
   const downlink = downlinkOf(config, sources, answered, { clock, log });
   const { inbox, subscribers } = downlink;
+  // `ferry send --wait`: the link's acks and dead letters answer local clients waiting for a seq.
+  const waiters = new AckWaiters(ackWaitersLimitsDefault, {
+    clock, lastSeq: () => store.highestIssuedSeq(), isDone: (seq) => store.isDone(seq),
+    refusalOf: async (seq) => (await store.deadLetters()).find((d) => d.packet.seq === seq),
+  });
   const link = new Link(
     { agentId: config.id, ...(config.token ? { token: config.token } : {}), inflightPacketsMax, retryPacketsMax: config.link.retryPacketsMax ?? inflightPacketsMax, ...config.link },
-    { store, dial, clock, rng: Math.random, log, downlink: inbox },
+    { store: watchAcks(store, waiters), dial, clock, rng: Math.random, log, downlink: inbox },
   );
   const tick = setInterval(() => {
     const now = clock.now();
@@ -145,6 +153,7 @@ export async function runAgent(config: AgentConfig, opts: { log?: Log } = {}): P
       stats,
       deadLetters: async () => (await store.deadLetters()).map((d) => ({ ...d, packet: { ...d.packet, data: dataToJson(d.packet.data) } })),
       requeueDeadLetters: () => store.requeueDeadLetters(),
+      waitAcked: (seq, timeoutMs) => waiters.wait(seq, timeoutMs),
       subscribers,
     },
     { log, dataBytesMax: config.dataBytesMax, ...(socketGid !== undefined ? { socketGid } : {}) },
@@ -162,6 +171,7 @@ export async function runAgent(config: AgentConfig, opts: { log?: Log } = {}): P
       const closed = new Promise<void>((r) => server.close(() => r()));
       choice?.stop();
       await link.stop();
+      waiters.failAll(new FerryError(ErrorCode.SHUTDOWN, 'the agent is stopping; the packet stays queued'));
       // The message with its consumer is answered and recorded first (its DOWN_ACK is not sent:
       // the gateway sends it again and it is answered from the record); so the consumers, the
       // serial devices and the subscribers' connections stay until then.

@@ -453,6 +453,11 @@ export class SegmentStore implements PacketStore {
     this.markAcksDirty();
   }
 
+  /** Acked, dead-lettered or dropped (`ferry send --wait` asks before it waits). */
+  isDone(seq: number): boolean {
+    return this.acks.isDone(seq);
+  }
+
   async ackOne(seq: number, to = seq): Promise<void> {
     if (this.closed) throw closedError();
     if (seq > this.lastSeq) return;
