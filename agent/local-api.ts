@@ -15,6 +15,7 @@ import { LocalClient, type LocalClientLimits } from './local-client.js';
  *   {"op":"send","target":"t","data":<JSON>}  ->  {"ok":true,"seq":N}   (after the packet is durable)
  *     optional "ttlMs" (expire if not delivered this long after now) and "priority" (0-255)
  *   {"op":"stats"}                            ->  {"ok":true,"stats":{...}}
+ *   {"op":"status"}                           ->  {"ok":true,"status":{...}}   (agent/status.ts, for `ferry status`)
  *   {"op":"deadLetters"}                      ->  {"ok":true,"deadLetters":[{packet,code,message}]}
  *   {"op":"requeueDeadLetters"}               ->  {"ok":true,"requeued":N}
  * A failure is {"ok":false,"code":CODE,"message":...}. A line over the limit closes the connection.
@@ -40,18 +41,21 @@ import { LocalClient, type LocalClientLimits } from './local-client.js';
 export type LocalRequest =
   | { op: 'send'; target: string; data: PacketData; ttlMs?: number; priority?: number }
   | { op: 'stats' }
+  | { op: 'status' }
   | { op: 'deadLetters' }
   | { op: 'requeueDeadLetters' }
   | { op: 'subscribe'; target: string }
   | { op: 'ack'; id: string }
   | { op: 'refuse'; id: string; reason: string };
 export type LocalResponse =
-  | { ok: true; seq?: number; stats?: unknown; deadLetters?: unknown[]; requeued?: number }
+  | { ok: true; seq?: number; stats?: unknown; status?: unknown; deadLetters?: unknown[]; requeued?: number }
   | { ok: false; code: string; message: string };
 
 export interface LocalApiHandlers {
   send(target: string, data: PacketData, extra?: { ttlMs?: number; priority?: number }): Promise<number>;
   stats(): unknown;
+  /** what `ferry status` shows; absent: status is an unknown op */
+  status?(): Promise<unknown>;
   deadLetters?(): Promise<unknown[]>;
   requeueDeadLetters?(): Promise<number>;
   /** downlink subscribers; absent: subscribe/ack/refuse are unknown ops */
@@ -197,6 +201,7 @@ async function handle(line: string, handlers: LocalApiHandlers, limits: PacketLi
       return { ok: true, seq: await handlers.send(target, data, extra) };
     }
     if (r.op === 'stats') return { ok: true, stats: handlers.stats() };
+    if (r.op === 'status' && handlers.status) return { ok: true, status: await handlers.status() };
     if (r.op === 'deadLetters' && handlers.deadLetters) return { ok: true, deadLetters: await handlers.deadLetters() };
     if (r.op === 'requeueDeadLetters' && handlers.requeueDeadLetters) return { ok: true, requeued: await handlers.requeueDeadLetters() };
     const subs = handlers.subscribers;

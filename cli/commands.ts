@@ -106,7 +106,8 @@ const agent: Command = {
   --requeue-dead-letters
                     put every dead letter back in the queue (new seqs) and exit
 
-Prints "ferry agent running; local socket PATH" once started. Stops on SIGINT/SIGTERM and then
+Prints "ferry agent metrics on http://HOST:PORT/metrics" when metrics.listen is set, then
+"ferry agent running; local socket PATH" once started. Stops on SIGINT/SIGTERM and then
 prints "ferry agent stopped; lastSeq N ackedSeq M backlog B".
 `,
   async run(args) {
@@ -120,6 +121,7 @@ prints "ferry agent stopped; lastSeq N ackedSeq M backlog B".
     ]);
     if (f['dead-letters'] || f['requeue-dead-letters']) return deadLetterCommand(config, f['requeue-dead-letters'] === true);
     const a = await runAgent(config);
+    if (a.metricsUrl !== null) process.stdout.write(`ferry agent metrics on ${a.metricsUrl}\n`);
     process.stdout.write(`ferry agent running; local socket ${a.socketPath}\n`);
     return untilSignal(async () => {
       await a.stop();
@@ -243,6 +245,27 @@ const listen: Command = {
   run: async (args) => (await import('./listen.js')).runListen(args),
 };
 
+const status: Command = {
+  summary: 'show what a running agent (or gateway) is doing: link, backlog, store, sources, rates',
+  help: `usage: ferry status (--config AGENT_CONFIG | --socket PATH) [--json] [--timeout-ms MS]
+       ferry status (--gateway URL | --config GATEWAY_CONFIG) [--json]
+
+  --config FILE     an agent's configuration: its local socket is asked; a gateway's
+                    configuration (it has routes or listen): its admin endpoint is asked
+  --socket PATH     the agent's local socket
+  --gateway URL     the gateway's admin endpoint (listen.admin), e.g. http://127.0.0.1:7990
+  --json            the same data as JSON, for scripts
+  --timeout-ms MS   how long to wait for the agent's answer (default 5000)
+
+For an agent: link state and transport, RTT, backlog (packets, bytes, oldest age), in flight,
+retrying, dead letters, store use against capacity, drops by reason, sources and their state,
+downlink, and the rate over the last minute (docs/operations.md). Exits 0; 3 when no agent
+answers on the socket (not running) with a message naming the socket.
+`,
+  // Loaded when it runs: asking a socket needs none of the agent's own code.
+  run: async (args) => (await import('./status.js')).runStatus(args),
+};
+
 const demo: Command = {
   summary: 'run gateway, simulator and agent together; kill and restart them; check every packet arrived once',
   help: `usage: ferry demo [--duration-s S] [--rate HZ] [--keep DIR]
@@ -263,4 +286,4 @@ once and in order. Needs socat (installed by scripts/bootstrap.sh, which npm run
   },
 };
 
-export const commands: Record<string, Command> = { gateway, agent, sim, send, listen, demo };
+export const commands: Record<string, Command> = { gateway, agent, sim, send, listen, status, demo };
