@@ -78,12 +78,10 @@ function reply(res: ServerResponse, code: number, text: string): void {
 /** The agent's metrics (docs/operations.md, "Agent metrics"); returns the commit histogram. */
 function defineMetrics(registry: Registry, now: () => AgentStatus | null): Histogram {
   const registers = [registry];
-  const gauge = (name: string, help: string, value: (s: AgentStatus) => number | null): void => {
+  const gauge = (name: string, help: string, value: (s: AgentStatus) => number): void => {
     new Gauge({ name, help, registers, collect() {
       const s = now();
-      const v = s ? value(s) : null;
-      if (v === null) this.reset();
-      else this.set(v);
+      if (s) this.set(value(s));
     } });
   };
   /** A counter the agent keeps itself (since start): set to it at each scrape. */
@@ -103,14 +101,14 @@ function defineMetrics(registry: Registry, now: () => AgentStatus | null): Histo
   };
   gauge('ferry_agent_backlog_packets', 'Packets stored and neither acked nor dropped', (s) => s.backlog.packets);
   gauge('ferry_agent_backlog_bytes', 'Bytes of the store segments that hold backlog packets (an upper bound)', (s) => s.backlog.bytes);
-  gauge('ferry_agent_oldest_packet_age_seconds', 'Age of the oldest backlog packet (absent with no backlog)', (s) => (s.backlog.oldestAgeMs === null ? null : s.backlog.oldestAgeMs / 1000));
+  gauge('ferry_agent_oldest_packet_age_seconds', 'Age of the oldest backlog packet; 0 with no backlog', (s) => (s.backlog.oldestAgeMs ?? 0) / 1000);
   gauge('ferry_agent_in_flight_packets', 'Packets sent and not yet acked', (s) => s.inflight);
   gauge('ferry_agent_retrying_packets', 'Packets the gateway refused for now, waiting to be sent again', (s) => s.retrying);
   gauge('ferry_agent_dead_letters', 'Packets the gateway rejected for good, kept as dead letters', (s) => s.deadLetters);
   gauge('ferry_agent_store_used_bytes', 'Bytes the store files take', (s) => s.store.usedBytes);
   gauge('ferry_agent_store_capacity_bytes', 'The store capacity (store.bytesMax or the profile)', (s) => s.store.capacityBytes);
   gauge('ferry_agent_link_up', '1 while a session with the gateway is open', (s) => (s.link.up ? 1 : 0));
-  gauge('ferry_agent_rtt_seconds', 'Round trip of the last PING to the gateway (absent before one)', (s) => (s.link.rttMs === null ? null : s.link.rttMs / 1000));
+  gauge('ferry_agent_rtt_seconds', 'Round trip of the last PING to the gateway; NaN before one was answered', (s) => (s.link.rttMs === null ? Number.NaN : s.link.rttMs / 1000));
   counter('ferry_agent_stored_total', 'Packets stored durably since start', (s) => s.totals.stored);
   counter('ferry_agent_acked_total', 'Packets acked by the gateway since start', (s) => s.totals.acked);
   counter('ferry_agent_reconnects_total', 'Sessions opened after the first since start', (s) => Math.max(0, s.link.connects - 1));
