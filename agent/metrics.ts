@@ -108,7 +108,7 @@ function defineMetrics(registry: Registry, now: () => AgentStatus | null): Histo
   gauge('ferry_agent_store_used_bytes', 'Bytes the store files take', (s) => s.store.usedBytes);
   gauge('ferry_agent_store_capacity_bytes', 'The store capacity (store.bytesMax or the profile)', (s) => s.store.capacityBytes);
   gauge('ferry_agent_link_up', '1 while a session with the gateway is open', (s) => (s.link.up ? 1 : 0));
-  gauge('ferry_agent_rtt_seconds', 'Round trip of the last PING to the gateway; 0 before one was answered', (s) => (s.link.rttMs ?? 0) / 1000);
+  gauge('ferry_agent_rtt_seconds', 'Round trip of the last PING to the gateway; NaN before one was answered', (s) => (s.link.rttMs === null ? Number.NaN : s.link.rttMs / 1000));
   counter('ferry_agent_stored_total', 'Packets stored durably since start', (s) => s.totals.stored);
   counter('ferry_agent_acked_total', 'Packets acked by the gateway since start', (s) => s.totals.acked);
   counter('ferry_agent_reconnects_total', 'Sessions opened after the first since start', (s) => Math.max(0, s.link.connects - 1));

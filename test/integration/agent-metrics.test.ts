@@ -7,8 +7,11 @@ import { stopProcess } from '../../cli/proc.js';
 import { runFerry } from '../helpers/cli-run.js';
 import { makeRig, waitFor } from '../helpers/ferry.js';
 
-/** `name{labels} value` or `name value`: the text exposition format's sample line. */
-const sampleLine = /^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*"(,[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*")*\})? (-?[0-9.e+-]+|NaN|[+-]Inf)$/;
+/**
+ * `name{labels} value` or `name value`: the text exposition format's sample line. Prometheus reads
+ * the value with Go's ParseFloat, which takes NaN in any case; prom-client writes `Nan`.
+ */
+const sampleLine = /^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*"(,[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*")*\})? (-?[0-9.e+-]+|[Nn]a[Nn]|[+-]Inf)$/;
 
 async function scrape(url: string): Promise<Map<string, number>> {
   const res = await fetch(url);

@@ -63,9 +63,19 @@ t.test('ferry status - shows the backlog while the gateway is down, then the lin
   t.match(gone.stderr, `agent not running: no socket at ${rig.socket} [AGENT_UNREACHABLE]`, 'says so, naming the socket');
 });
 
-t.test('ferry status - a gateway config goes to the gateway status, a socket nobody listens on is "not running"', async (t) => {
-  const rig = await makeRig({ agentId: 'status-2', serial: false });
+t.test('ferry status - a missing serial device shows as retrying with why; a gateway config goes to the gateway status', async (t) => {
+  // The rig's source names a device that exists only once the simulator runs: it is not started.
+  const rig = await makeRig({ agentId: 'status-2' });
   t.teardown(() => rig.cleanup());
+  await rig.start('agent');
+  const src = await waitFor('the source retrying', async () => {
+    const s = JSON.parse((await runFerry(['status', '--socket', rig.socket, '--json'])).stdout) as AgentStatus;
+    return s.sources[0]?.state === 'retrying' ? s.sources[0] : undefined;
+  });
+  t.match(src, { name: 'sensor', path: rig.device, lines: 0 });
+  t.match(src.error, /no such file|ENOENT|cannot open/i, `the error says why: ${src.error}`);
+  const readable = await runFerry(['status', '--socket', rig.socket]);
+  t.match(readable.stdout, /^sources\s+sensor  retrying \(.+\)  0 lines/m, 'readable: the source and its state');
   const gw = await runFerry(['status', '--config', join(rig.dir, 'gateway.yaml')]);
   t.not(gw.code, 0);
   t.match(gw.stderr, /gateway status/, 'a gateway config is handed to the gateway status');
