@@ -5,7 +5,6 @@
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { parse as parseYamlText } from 'yaml';
 import { localRequest } from '../agent/local-api.js';
 import type { AgentStatus } from '../agent/status.js';
 import { ErrorCode, FerryError, isFerryError } from '../protocol/errors.js';
@@ -15,7 +14,7 @@ import { formatAgentStatus } from './status-format.js';
 export const exitNotRunning = 3;
 
 export async function runStatus(args: string[]): Promise<number> {
-  if (isGatewayStatus(args)) return (await import('./status-gateway.js')).runGatewayStatus(args);
+  if (await isGatewayStatus(args)) return (await import('./status-gateway.js')).runGatewayStatus(args);
   let f;
   try {
     f = parseArgs({ args, options: { config: { type: 'string' }, socket: { type: 'string' }, json: { type: 'boolean' }, 'timeout-ms': { type: 'string' } }, strict: true }).values;
@@ -55,7 +54,7 @@ async function agentSocketOf(configPath: string): Promise<string> {
 }
 
 /** `--gateway`, or a config file with a gateway's keys (`routes` or `listen`, and no `gateway`). */
-function isGatewayStatus(args: string[]): boolean {
+async function isGatewayStatus(args: string[]): Promise<boolean> {
   if (args.some((a) => a === '--gateway' || a.startsWith('--gateway='))) return true;
   const i = args.findIndex((a) => a === '--config' || a.startsWith('--config='));
   if (i < 0) return false;
@@ -63,7 +62,8 @@ function isGatewayStatus(args: string[]): boolean {
   if (path === undefined) return false;
   let doc: unknown;
   try {
-    doc = parseYamlText(readFileSync(path, 'utf8'));
+    // Loaded only here: `--socket` needs no YAML parser.
+    doc = (await import('yaml')).parse(readFileSync(path, 'utf8'));
   } catch {
     return false; // unreadable or not YAML: the agent path says what is wrong with it
   }
