@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { agentIdPattern, agentIdRule } from '../protocol/ids.js';
 import { checkTarget, dataBytesMaxDefault } from '../protocol/packet.js';
 import { compilePattern } from '../protocol/pattern.js';
+import { isLoopbackHost } from '../common/loopback.js';
 
 /** The same rule packets are held to, checked at load so a bad rule target fails at start. */
 const target = z.string().superRefine((s, ctx) => {
@@ -139,6 +140,13 @@ export const agentConfigSchema = z.strictObject({
   /** how often time-driven rules (heartbeat) are evaluated */
   tickMs: positiveInt.default(50),
   log: z.strictObject({ level: z.enum(['debug', 'info', 'warn', 'error']).default('info') }).prefault({}),
+  /** Prometheus metrics (GET /metrics, docs/operations.md); off unless `listen` is given */
+  metrics: z.strictObject({
+    /** HOST:PORT, or a PORT alone (host 127.0.0.1); port 0 picks a free one */
+    listen: z.union([z.number().int().min(0), z.string().regex(/^(.+:)?\d+$/, 'HOST:PORT or PORT, e.g. 127.0.0.1:9464')]).optional(),
+    /** a host other than loopback is refused unless this is true: the metrics carry no secrets, but name targets and rates */
+    allowRemote: z.boolean().default(false),
+  }).prefault({}),
 }).superRefine((c, ctx) => {
   const urls = gatewayUrls(c);
   if (c.tls !== undefined && !urls.some(isSecureUrl)) ctx.addIssue({ code: 'custom', path: ['tls'], message: 'tls settings need a tls:// or https:// gateway URL' });
@@ -150,15 +158,20 @@ export const agentConfigSchema = z.strictObject({
   c.downlink.routes.forEach((r, i) => {
     if (r.to === 'serial' && !sourceNames.includes(r.source)) ctx.addIssue({ code: 'custom', path: ['downlink', 'routes', i, 'source'], message: `no serial source named ${r.source} (sources: ${sourceNames.join(', ') || 'none'})` });
   });
+  const m = metricsListen(c);
+  if (m && m.port > 65_535) ctx.addIssue({ code: 'custom', path: ['metrics', 'listen'], message: `port ${m.port} is out of range (0-65535)` });
+  if (m && !c.metrics.allowRemote && !isLoopbackHost(m.host)) {
+    ctx.addIssue({ code: 'custom', path: ['metrics', 'listen'], message: `${m.host} is not a loopback address: bind to 127.0.0.1, or add metrics.allowRemote: true` });
+  }
   if (c.tls !== undefined && (c.tls.cert === undefined) !== (c.tls.key === undefined)) ctx.addIssue({ code: 'custom', path: ['tls'], message: 'tls.cert and tls.key go together: give both or neither' });
 });
 
 export type AgentConfig = z.output<typeof agentConfigSchema>;
 
-/** The gateway URLs in order of preference (one, or the list). */
 /** The local API's Unix socket: `socket`, else DATADIR/agent.sock. */
 export const socketPathOf = (config: Pick<AgentConfig, 'socket' | 'dataDir'>): string => config.socket ?? join(config.dataDir, 'agent.sock');
 
+/** The gateway URLs in order of preference (one, or the list). */
 export function gatewayUrls(c: { gateway: string | readonly string[] }): string[] {
   return typeof c.gateway === 'string' ? [c.gateway] : [...c.gateway];
 }
@@ -172,3 +185,13 @@ export function isSecureUrl(url: string): boolean {
 export function isLongPollUrl(url: string): boolean {
   return url.startsWith('http://') || url.startsWith('https://');
 }
+
+/** Where the metrics server listens, or null when it is off. */
+export function metricsListen(c: { metrics: { listen?: number | string | undefined } }): { host: string; port: number } | null {
+  const l = c.metrics.listen;
+  if (l === undefined) return null;
+  if (typeof l === 'number') return { host: '127.0.0.1', port: l };
+  const i = l.lastIndexOf(':');
+  return i < 0 ? { host: '127.0.0.1', port: Number(l) } : { host: l.slice(0, i), port: Number(l.slice(i + 1)) };
+}
+

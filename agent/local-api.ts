@@ -17,6 +17,7 @@ import type { SendVerdict } from './ack-waiters.js';
  *   {"op":"send","target":"t","data":<JSON>}  ->  {"ok":true,"seq":N}   (after the packet is durable)
  *     optional "ttlMs" (expire if not delivered this long after now) and "priority" (0-255)
  *   {"op":"stats"}                            ->  {"ok":true,"stats":{...}}
+ *   {"op":"status"}                           ->  {"ok":true,"status":{...}}   (agent/status.ts, for `ferry status`)
  *   {"op":"deadLetters"}                      ->  {"ok":true,"deadLetters":[{packet,code,message}]}
  *   {"op":"requeueDeadLetters"}               ->  {"ok":true,"requeued":N}
  *   {"op":"waitAcked","seq":N,"timeoutMs":MS} ->  {"ok":true,"acked":true}   once the gateway acked seq N,
@@ -48,6 +49,8 @@ export { localRequest } from './local-request.js';
 export interface LocalApiHandlers {
   send(target: string, data: PacketData, extra?: { ttlMs?: number; priority?: number }): Promise<number>;
   stats(): unknown;
+  /** what `ferry status` shows; absent: status is an unknown op */
+  status?(): Promise<unknown>;
   deadLetters?(): Promise<unknown[]>;
   requeueDeadLetters?(): Promise<number>;
   /** the gateway's verdict on a seq (agent/ack-waiters.ts); absent: waitAcked is an unknown op */
@@ -195,6 +198,7 @@ async function handle(line: string, handlers: LocalApiHandlers, limits: PacketLi
       return { ok: true, seq: await handlers.send(target, data, extra) };
     }
     if (r.op === 'stats') return { ok: true, stats: handlers.stats() };
+    if (r.op === 'status' && handlers.status) return { ok: true, status: await handlers.status() };
     if (r.op === 'deadLetters' && handlers.deadLetters) return { ok: true, deadLetters: await handlers.deadLetters() };
     if (r.op === 'requeueDeadLetters' && handlers.requeueDeadLetters) return { ok: true, requeued: await handlers.requeueDeadLetters() };
     if (r.op === 'waitAcked' && handlers.waitAcked) {

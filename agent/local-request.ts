@@ -12,6 +12,7 @@ export const localLineBytesMax = 256 * 1024;
 export type LocalRequest =
   | { op: 'send'; target: string; data: PacketData; ttlMs?: number; priority?: number }
   | { op: 'stats' }
+  | { op: 'status' }
   | { op: 'deadLetters' }
   | { op: 'requeueDeadLetters' }
   | { op: 'waitAcked'; seq: number; timeoutMs: number }
@@ -19,7 +20,7 @@ export type LocalRequest =
   | { op: 'ack'; id: string }
   | { op: 'refuse'; id: string; reason: string };
 export type LocalResponse =
-  | { ok: true; seq?: number; stats?: unknown; deadLetters?: unknown[]; requeued?: number; acked?: boolean; refusal?: { code: string; message: string } }
+  | { ok: true; seq?: number; stats?: unknown; status?: unknown; deadLetters?: unknown[]; requeued?: number; acked?: boolean; refusal?: { code: string; message: string } }
   | { ok: false; code: string; message: string };
 
 export interface LocalSession {

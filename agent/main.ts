@@ -6,7 +6,7 @@ import { ErrorCode, FerryError } from '../protocol/errors.js';
 import { createLog, type Log } from '../common/log.js';
 import { ensurePrivateDir } from '../common/private-dir.js';
 import { agentLimits, loadProfile } from '../hw/index.js';
-import { gatewayUrls, isLongPollUrl, isSecureUrl, socketPathOf, type AgentConfig } from './config.js';
+import { gatewayUrls, isLongPollUrl, isSecureUrl, metricsListen, socketPathOf, type AgentConfig } from './config.js';
 import { gatewayChoice, type GatewayCandidate } from './link/gateway-choice.js';
 import { httpPost, type HttpPost } from './link/http-post.js';
 import { Link } from './link/link.js';
@@ -29,10 +29,16 @@ import { realFiles } from '../common/real-files.js';
 import { dataDepthMaxDefault } from '../protocol/limits.js';
 import { dataToJson, type NewPacket } from '../protocol/packet.js';
 import type { StoreStats } from './store/store.js';
+import type { AgentMetrics } from './metrics.js';
+import { RateWindow } from './rate-window.js';
+import { agentStatus, type AgentStatus } from './status.js';
 
 export interface RunningAgent {
   socketPath: string;
+  /** http://HOST:PORT/metrics when metrics.listen is set */
+  metricsUrl: string | null;
   stats(): AgentStats;
+  status(): Promise<AgentStatus>;
   stop(): Promise<void>;
 }
 
@@ -69,6 +75,8 @@ export { socketPathOf } from './config.js';
 export const storeDir = (config: AgentConfig): string => join(config.dataDir, 'store');
 /** Where the answered-message record lives (answered.log). */
 export const downlinkDir = (config: AgentConfig): string => join(config.dataDir, 'downlink');
+/** `ferry status` shows rates over this window, from samples of the counters taken every bucket. */
+const rateWindow = { windowMs: 60_000, bucketMs: 10_000 };
 
 export async function runAgent(config: AgentConfig, opts: { log?: Log } = {}): Promise<RunningAgent> {
   const log = opts.log ?? createLog({ level: config.log.level, base: { agent: config.id } });
@@ -88,10 +96,14 @@ export async function runAgent(config: AgentConfig, opts: { log?: Log } = {}): P
   const segmentBytes = config.store.segmentBytes ?? limits?.segmentBytes ?? 4 * 2 ** 20;
   // Resolved before anything is created: an unknown group stops the start.
   const socketGid = config.socketGroup === undefined ? undefined : groupId(config.socketGroup, () => readFileSync('/etc/group', 'utf8'));
+  // Bound before anything is created: a port in use stops the start here. prom-client is loaded only now.
+  const listen = metricsListen(config);
+  const metrics: AgentMetrics | null = listen ? await (await import('./metrics.js')).startAgentMetrics(listen) : null;
   await ensurePrivateDir(config.dataDir, log);
   const store = await SegmentStore.open({
     dir: storeDir(config), sync: config.store.sync, batchWindowMs: config.store.batchWindowMs,
     bytesMax: storeBytesMax, segmentBytes, fullPolicy: config.store.fullPolicy, log,
+    ...(metrics ? { onCommit: metrics.observeCommit } : {}),
   });
   const answered = await DurableAnsweredLog.open({ dir: downlinkDir(config), files: realFiles, idsMax: config.downlink.dedupIdsMax, log });
   // One dialer per gateway URL: the TCP tunnel, or the HTTP long-poll carrier through the proxy the environment names.
@@ -145,12 +157,34 @@ export async function runAgent(config: AgentConfig, opts: { log?: Log } = {}): P
     };
   };
 
+  const rates = { stored: new RateWindow(clock, rateWindow), acked: new RateWindow(clock, rateWindow) };
+  const sampleRates = (): { overS: number; storedPerS: number; ackedPerS: number } => {
+    const s = store.stats();
+    const stored = rates.stored.perSecond(s.appended);
+    return { overS: Math.round(stored.overS), storedPerS: stored.perSecond, ackedPerS: rates.acked.perSecond(s.acked).perSecond };
+  };
+  sampleRates();
+  const rateTimer = setInterval(sampleRates, rateWindow.bucketMs).unref();
+  const status = async (): Promise<AgentStatus> => {
+    const oldest = await store.oldestBacklog();
+    const l = link.stats();
+    return agentStatus({
+      agent: config.id, nowMs: clock.now(), link: l, gatewayUrl: l.state === 'connected' ? (choice?.currentUrl() ?? urls[0]!) : null,
+      store: store.stats(), backlogBytes: store.backlogBytes(), oldestTs: oldest?.ts ?? null, capacityBytes: storeBytesMax,
+      sources: sources.map((src, i) => ({ name: src.name, path: config.sources[i]!.path, stats: src.stats() })),
+      downlink: { ...inbox.stats(), subscriptions: subscribers.stats().subscriptions, routes: config.downlink.routes.map((r) => ({ match: r.match, to: r.to })) },
+      rate: sampleRates(),
+    });
+  };
+  metrics?.attach(status);
+
   const socketPath = socketPathOf(config);
   const server: LocalApiServer = await startLocalApi(
     socketPath,
     {
       send: async (target, data, extra) => (await store.append({ target, data, ts: clock.now(), ...extra })).seq,
       stats,
+      status,
       deadLetters: async () => (await store.deadLetters()).map((d) => ({ ...d, packet: { ...d.packet, data: dataToJson(d.packet.data) } })),
       requeueDeadLetters: () => store.requeueDeadLetters(),
       waitAcked: (seq, timeoutMs) => waiters.wait(seq, timeoutMs),
@@ -164,9 +198,13 @@ export async function runAgent(config: AgentConfig, opts: { log?: Log } = {}): P
 
   return {
     socketPath,
+    metricsUrl: metrics?.url ?? null,
     stats,
+    status,
     async stop() {
       clearInterval(tick);
+      clearInterval(rateTimer);
+      await metrics?.close();
       // No new local clients; those connected (subscribers) stay until the inbox is done.
       const closed = new Promise<void>((r) => server.close(() => r()));
       choice?.stop();

@@ -27,7 +27,8 @@ export const command: Command = {
   --requeue-dead-letters
                     put every dead letter back in the queue (new seqs) and exit
 
-Prints "ferry agent running; local socket PATH" once started. Stops on SIGINT/SIGTERM and then
+Prints "ferry agent metrics on http://HOST:PORT/metrics" when metrics.listen is set, then
+"ferry agent running; local socket PATH" once started. Stops on SIGINT/SIGTERM and then
 prints "ferry agent stopped; lastSeq N ackedSeq M backlog B".
 `,
   async run(args) {
@@ -41,6 +42,7 @@ prints "ferry agent stopped; lastSeq N ackedSeq M backlog B".
     ]);
     if (f['dead-letters'] || f['requeue-dead-letters']) return deadLetterCommand(config, f['requeue-dead-letters'] === true);
     const a = await runAgent(config);
+    if (a.metricsUrl !== null) process.stdout.write(`ferry agent metrics on ${a.metricsUrl}\n`);
     process.stdout.write(`ferry agent running; local socket ${a.socketPath}\n`);
     return untilSignal(async () => {
       await a.stop();

@@ -11,6 +11,7 @@ export const commands: Record<string, CommandEntry> = {
   sim: { summary: 'simulate a microcontroller on a pseudo-terminal, writing sensor readings', load: () => import('./cmd-sim.js') },
   send: { summary: 'hand one packet to the running agent; prints its seq once stored (--wait: once the gateway acked it)', load: () => import('./cmd-send.js') },
   listen: { summary: 'take downlink messages for a target from the running agent; prints each as a JSON line and acks it', load: () => import('./cmd-listen.js') },
+  status: { summary: 'show what a running agent (or gateway) is doing: link, backlog, store, sources, rates', load: () => import('./cmd-status.js') },
   demo: { summary: 'run gateway, simulator and agent together; kill and restart them; check every packet arrived once', load: () => import('./cmd-demo.js') },
   version: { summary: 'print the version (also ferry --version, -V)', load: () => import('./cmd-version.js') },
   help: { summary: 'print this list, or a command\'s options (ferry help COMMAND)', load: () => import('./cmd-help.js') },

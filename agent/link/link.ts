@@ -69,6 +69,10 @@ export interface LinkStats {
   retries: number;
   connects: number;
   rttMs: number | null;
+  /** NACKs received, by code (those with retry-after too) */
+  nacked: Record<string, number>;
+  /** why the last session or dial ended, while backing off; else null */
+  error: string | null;
 }
 
 /** Why a session ended, and how long the gateway asked us to stay away. */
@@ -107,6 +111,7 @@ export class Link extends EventEmitter<{ status: [LinkStatus] }> {
   private retryTimer: unknown = null;
   private byeRetryAfterMs = 0;
   private counters = { deadLetters: 0, retries: 0, connects: 0 };
+  private readonly nacked: Record<string, number> = {};
   private liveness: Liveness | null = null;
   private wakeBackoff: (() => void) | null = null;
   private running: Promise<void> | null = null;
@@ -146,6 +151,7 @@ export class Link extends EventEmitter<{ status: [LinkStatus] }> {
     return {
       state: this.status.state, inflightPackets: this.inflight.size, retryPackets: this.retry.size,
       creditPackets: this.inflight.creditPackets, creditBytes: this.inflight.creditBytes, ...this.counters, rttMs: this.liveness?.rttMs ?? null,
+      nacked: { ...this.nacked }, error: this.status.state === 'backoff' ? this.status.error : null,
     };
   }
 
@@ -352,6 +358,7 @@ export class Link extends EventEmitter<{ status: [LinkStatus] }> {
   private onNack(f: NackFrame): void {
     const entry = this.inflight.take(f.seq);
     if (!entry) return;
+    this.nacked[f.code] = (this.nacked[f.code] ?? 0) + 1;
     if (f.retryAfterMs !== undefined) {
       // Refused for now: keep it and offer it again when due; the session and other targets go on.
       this.counters.retries++;
