@@ -38,7 +38,7 @@ prints "ferry agent stopped; lastSeq N ackedSeq M backlog B".
     const config = loadConfig(f.config, agentConfigSchema, [
       { path: ['gateway'], value: f.gateway }, { path: ['dataDir'], value: f['data-dir'] },
       { path: ['profile'], value: f.profile }, { path: ['id'], value: f.id },
-    ]);
+    ], 'agent');
     if (f['dead-letters'] || f['requeue-dead-letters']) return deadLetterCommand(config, f['requeue-dead-letters'] === true);
     const a = await runAgent(config);
     process.stdout.write(`ferry agent running; local socket ${a.socketPath}\n`);
