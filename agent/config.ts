@@ -4,6 +4,7 @@ import { agentIdPattern, agentIdRule } from '../protocol/ids.js';
 import { checkTarget, dataBytesMaxDefault } from '../protocol/packet.js';
 import { compilePattern } from '../protocol/pattern.js';
 import { isLoopbackHost } from '../common/loopback.js';
+import { hostPortProblem } from '../common/host-port.js';
 
 /** The same rule packets are held to, checked at load so a bad rule target fails at start. */
 const target = z.string().superRefine((s, ctx) => {
@@ -17,7 +18,10 @@ const positiveInt = z.number().int().positive();
 
 /** tcp:// and tls:// are the TCP tunnel; http:// and https:// the HTTP long-poll carrier. */
 export const gatewayUrlPattern = /^(tcp|tls|http|https):\/\/[^/:]+:\d+$/;
-const gatewayUrl = z.string().regex(gatewayUrlPattern, 'a URL like tcp://HOST:PORT, tls://HOST:PORT, http://HOST:PORT or https://HOST:PORT');
+const gatewayUrl = z.string().regex(gatewayUrlPattern, 'a URL like tcp://HOST:PORT, tls://HOST:PORT, http://HOST:PORT or https://HOST:PORT').superRefine((u, ctx) => {
+  const problem = hostPortProblem(u.slice(u.indexOf('://') + 3), 1);
+  if (problem !== null) ctx.addIssue({ code: 'custom', message: problem });
+});
 const gateway = z.union([gatewayUrl, z.array(gatewayUrl).min(1, 'a non-empty list of gateway URLs')], {
   error: (issue) => (issue.input === undefined ? 'missing; expected string (a gateway URL) or a list of them' : 'expected a gateway URL (tcp://, tls://, http:// or https://HOST:PORT) or a non-empty list of them'),
 });

@@ -39,7 +39,7 @@ prints "ferry agent stopped; lastSeq N ackedSeq M backlog B".
     const config = loadConfig(f.config, agentConfigSchema, [
       { path: ['gateway'], value: f.gateway }, { path: ['dataDir'], value: f['data-dir'] },
       { path: ['profile'], value: f.profile }, { path: ['id'], value: f.id },
-    ]);
+    ], 'agent');
     if (f['dead-letters'] || f['requeue-dead-letters']) return deadLetterCommand(config, f['requeue-dead-letters'] === true);
     const a = await runAgent(config);
     if (a.metricsUrl !== null) process.stdout.write(`ferry agent metrics on ${a.metricsUrl}\n`);

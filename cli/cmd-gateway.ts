@@ -36,7 +36,7 @@ Stops on SIGINT/SIGTERM.
       { path: ['listen', 'tcp'], value: f.listen },
       { path: ['listen', 'tls'], value: f['listen-tls'] },
       { path: ['dataDir'], value: f['data-dir'] },
-    ]);
+    ], 'gateway');
     const gw = await runGateway(config);
     if (config.listen.tcp !== undefined) process.stdout.write(`ferry gateway listening on ${hostOf(config.listen.tcp)}:${gw.ports.tcp}\n`);
     if (config.listen.tls !== undefined) process.stdout.write(`ferry gateway listening on tls://${hostOf(config.listen.tls)}:${gw.ports.tls}\n`);

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /** The `ferry` command: one binary, a subcommand per role, each loaded only when it runs (cli/commands.ts). */
-import { isFerryError } from '../protocol/errors.js';
+import { ErrorCode, isFerryError } from '../protocol/errors.js';
 import { commands } from './commands.js';
 import { usage } from './usage.js';
 
@@ -36,6 +36,7 @@ main(process.argv.slice(2)).then(
     } else {
       process.stderr.write(`ferry: ${(err as Error)?.stack ?? String(err)}\n`);
     }
-    process.exit(1);
+    // A command run without what it needs is a usage error (2), like an unknown command.
+    process.exit(isFerryError(err, ErrorCode.CONFIG_MISSING) ? 2 : 1);
   },
 );

@@ -4,9 +4,15 @@ import { compilePattern } from './routes.js';
 import { unauthenticatedRemoteProblem } from './auth-posture.js';
 import { logSummaryIntervalMsDefault } from './log-summary.js';
 import { gatewayLingerMsDefault, holdMsDefault } from '../protocol/longpoll/hold-policy.js';
+import { hostPortProblem } from '../common/host-port.js';
 
 const positiveInt = z.number().int().positive();
-const hostPort = z.string().regex(/^[^:]+:\d+$/, 'HOST:PORT, e.g. 127.0.0.1:7800');
+const hostPort = z.string().regex(/^[^:]+:\d+$/, 'HOST:PORT, e.g. 127.0.0.1:7800').superRefine((s, ctx) => {
+  const problem = hostPortProblem(s, 0);
+  if (problem !== null) ctx.addIssue({ code: 'custom', message: problem });
+});
+/** An MQTT broker URL, parsed as a URL here so a bad port or host fails at load, not at the first connect. */
+const mqttUrl = z.string().regex(/^mqtts?:\/\/.+/, 'a URL like mqtt://HOST:PORT').refine((u) => URL.canParse(u), 'not a valid URL (a port is 1 to 65535)');
 const pattern = z.string().min(1).superRefine((p, ctx) => {
   try {
     compilePattern(p);
@@ -29,7 +35,7 @@ const mqttRoute = z.strictObject({
   match: pattern,
   handler: z.literal('mqtt'),
   /** credentials in it still work (a warning at start): they belong in username and password/passwordFile */
-  url: z.string().regex(/^mqtts?:\/\/.+/, 'a URL like mqtt://HOST:PORT'),
+  url: mqttUrl,
   topic: z.string().min(1).default('ferry/{agent}/{target}'),
   qos: z.union([z.literal(0), z.literal(1), z.literal(2)]).default(1),
   publishTimeoutMs: positiveInt.default(5000),
@@ -169,7 +175,7 @@ export const gatewayConfigSchema = z.strictObject({
     historyMessagesMax: z.number().int().min(0).max(1_000_000).default(1000),
     /** an MQTT subscription that queues what is published under it: the rest of the topic after the agent ID is the target */
     mqtt: z.strictObject({
-      url: z.string().regex(/^mqtts?:\/\/.+/, 'a URL like mqtt://HOST:PORT'),
+      url: mqttUrl,
       /** must hold {agent} as a whole level and end in /#, e.g. ferry/down/{agent}/# */
       topic: z.string().default('ferry/down/{agent}/#').refine((t) => /^([^+#{}]+\/)*\{agent\}\/#$/.test(t), 'a topic with {agent} as a whole level, ending in /#, e.g. ferry/down/{agent}/#'),
       qos: z.union([z.literal(1), z.literal(2)]).default(1),

@@ -6,7 +6,7 @@ import { createLog, type Log } from '../common/log.js';
 import { redactUrl, scrubbingLog, secretScrubber } from '../common/redact.js';
 import { ensurePrivateDir } from '../common/private-dir.js';
 import { loadTlsFiles } from '../protocol/tls-files.js';
-import { ErrorCode } from '../protocol/errors.js';
+import { ErrorCode, FerryError, isFerryError } from '../protocol/errors.js';
 import type { GatewayConfig, RouteConfig } from './config.js';
 import { FileHandler } from './handlers/file.js';
 import type { Handler } from './handlers/handler.js';
@@ -16,6 +16,7 @@ import { AgentRegistry } from './agents.js';
 import { createAuthenticator, recheck } from './auth.js';
 import { authWarnings, hostOf } from './auth-posture.js';
 import { listen } from './listener.js';
+import { checkListenAddresses } from './listen-check.js';
 import { Admission } from './admission.js';
 import { listenHttp, type HttpListener } from './longpoll/http-listener.js';
 import { channelLimitsFor } from './longpoll/limits.js';
@@ -74,11 +75,21 @@ async function createHandler(route: RouteConfig, log: Log, floorOf: (agent: stri
   }
 }
 
+/** A handler that cannot start stops the gateway with an error naming its route (`routes[N]`). */
+function routeStartError(route: RouteConfig, i: number, err: unknown): FerryError {
+  const message = err instanceof Error ? err.message : String(err);
+  if (isFerryError(err)) return new FerryError(err.code, `routes[${i}]: ${message}`, { cause: err });
+  const errno = (err as NodeJS.ErrnoException).code;
+  return new FerryError(ErrorCode.CONFIG_INVALID, `routes[${i}]: ${route.handler} handler: ${message}${errno !== undefined ? ` (${errno})` : ''}`, { cause: err });
+}
+
 /**
  * Starts the gateway holding its dataDir's lock, taken before anything in the directory is opened
  * and released when the gateway stops or fails to start (DATA_DIR_LOCKED while another runs).
  */
 export async function runGateway(config: GatewayConfig, opts: { log?: Log } = {}): Promise<RunningGateway> {
+  // Before the dataDir exists: an address that cannot be bound must not leave one behind.
+  await checkListenAddresses(config.listen);
   const lock = await lockDataDir(realFiles, config.dataDir);
   try {
     const gw = await startGateway(config, opts);
@@ -136,7 +147,9 @@ async function startGateway(config: GatewayConfig, opts: { log?: Log }): Promise
 
   // The file handler forgets marks below the dispatch floor; the dispatch log opens with the core, just after.
   const floorOf = (agent: string): number => core?.dispatchLog.floor(agent) ?? 0;
-  const handlers = await Promise.all(config.routes.map((r, i) => createHandler(r, log, floorOf, credentials[i])));
+  const handlers = await Promise.all(config.routes.map((r, i) => createHandler(r, log, floorOf, credentials[i]).catch((err: unknown) => {
+    throw routeStartError(r, i, err);
+  })));
   const { limits } = config;
   // One summary for the listener's refusals and the sessions' ends: strangers cannot flood the log.
   const summary = new LogSummary({ log, clock, intervalMs: config.log.summaryIntervalMs });

@@ -64,7 +64,6 @@ t.test('gateway agents CLI - add, list, issue-token, revoke; only hashes on disk
 t.test('gateway agents CLI - mistakes get a clear message and CONFIG_INVALID', async (t) => {
   const { config } = await setup(t);
   const cases: [string[], RegExp][] = [
-    [['gateway', 'issue-token', '--config', config, '--agent', 'ghost'], /agent ghost is not registered; `ferry gateway add-agent` registers it/],
     [['gateway', 'add-agent', '--config', config], /--agent ID is required/],
     [['gateway', 'add-agent', '--config', config, '--agent', 'a b'], /'a b' is not an agent ID/],
     [['gateway', 'add-agent', '--agent', 'pi-1'], /--config FILE is required/],
