@@ -73,7 +73,7 @@ t.test('gateway admin - a token is needed when one is set: 401 without it, 200 w
   const tokenFile = join(rig.dir, 'admin.token');
   const token = 'x'.repeat(8) + 'Secret-Token-1234';
   await writeFile(tokenFile, `${token}\n`);
-  await writeFile(join(rig.dir, 'gateway.yaml'), `${await import('node:fs/promises').then((f) => f.readFile(join(rig.dir, 'gateway.yaml'), 'utf8'))}admin:\n  tokenFile: ${tokenFile}\n`);
+  await writeFile(join(rig.dir, 'gateway.yaml'), `${await readFile(join(rig.dir, 'gateway.yaml'), 'utf8')}admin:\n  tokenFile: ${tokenFile}\n`);
   const gw = await rig.start('gateway');
   const url = await adminUrlOf(gw);
   const without = await fetch(`${url}/status`);
