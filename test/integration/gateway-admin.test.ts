@@ -5,6 +5,21 @@ import { join } from 'node:path';
 import { runFerry } from '../helpers/cli-run.js';
 import { makeRig, waitFor } from '../helpers/ferry.js';
 import { adminUrlOf, getStatus } from '../helpers/admin.js';
+import { runGatewayStatus } from '../../cli/status-gateway.js';
+import { freePort } from '../helpers/free-port.js';
+
+/** What `ferry status --gateway …` prints (run in this process, stdout captured). */
+async function statusOutput(args: string[]): Promise<string> {
+  let out = '';
+  const write = process.stdout.write.bind(process.stdout);
+  process.stdout.write = ((chunk: string) => ((out += chunk), true)) as typeof process.stdout.write;
+  try {
+    await runGatewayStatus(args);
+  } finally {
+    process.stdout.write = write;
+  }
+  return out;
+}
 
 /** One sample line of the Prometheus text format: name{labels} value. */
 const sampleLine = /^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*",?)*\})? (-?[0-9.e+-]+|NaN|\+Inf|-Inf)$/;
@@ -59,6 +74,14 @@ t.test('gateway admin - /status shows the agent live; /metrics parses and its co
   t.equal(h.buckets.length, 360, 'an hour of 10 s buckets');
   t.ok(h.buckets.some((b) => b.dispatched > 0), 'the history holds the dispatches');
 
+  const text = await statusOutput(['--gateway', url]);
+  t.match(text, /^agents: 1 connected, 0 disconnected$/m, 'ferry status: the agents line');
+  t.match(text, /^  adm-1  connected  tcp 127\.0\.0\.1  since \d+s ago.* reconnects 0  backlog \d+ packets/m, 'ferry status: the agent with transport, address and backlog');
+  t.match(text, /^  #  file  ok  [\d.]+\/s \(\d+ dispatched\)/m, 'ferry status: the route, its handler and health');
+  const json = JSON.parse(await statusOutput(['--gateway', url, '--json'])) as { agents: { id: string }[] };
+  t.same(json.agents.map((x) => x.id), ['adm-1'], 'ferry status --json: the same data');
+  await t.rejects(runGatewayStatus(['--gateway', `http://127.0.0.1:${await freePort()}`]), { code: 'ADMIN_UNREACHABLE' }, 'nothing listening: ADMIN_UNREACHABLE');
+
   const notFound = await fetch(`${url}/nope`);
   t.equal(notFound.status, 404);
   t.same(await notFound.json(), { code: 'ADMIN_NOT_FOUND', message: 'no /nope here: try /, /status, /history or /metrics' }, 'a refusal is JSON { code, message }');
@@ -84,6 +107,8 @@ t.test('gateway admin - a token is needed when one is set: 401 without it, 200 w
   const right = await fetch(`${url}/status`, { headers: { authorization: `Bearer ${token}` } });
   t.equal(right.status, 200, 'the token: 200');
   t.equal(((await right.json()) as { role: string }).role, 'gateway');
+  await t.rejects(runGatewayStatus(['--gateway', url]), { code: 'ADMIN_AUTH_FAILED' }, 'ferry status without the token: ADMIN_AUTH_FAILED');
+  t.match(await statusOutput(['--gateway', url, '--token-file', tokenFile]), /^gateway: up /, 'ferry status --token-file: the summary');
 });
 
 t.test('gateway admin - a non-loopback admin without a token is refused at load, naming the key', async (t) => {
