@@ -22,7 +22,8 @@ ${appSubcommandsHelp}
 Prints "ferry gateway listening on HOST:PORT" for the plaintext listener,
 "ferry gateway listening on tls://HOST:PORT" for the TLS one, and http:// or https://HOST:PORT
 for the long-poll ones (listen.http, listen.https) once it accepts agents, then
-"ferry gateway api listening on http(s)://HOST:PORT" for the application API (listen.api).
+"ferry gateway api listening on http(s)://HOST:PORT" for the application API (listen.api), and
+"ferry gateway admin listening on http://HOST:PORT" for the admin endpoint (listen.admin: status page, /status, /metrics).
 Stops on SIGINT/SIGTERM.
 `,
   async run(args) {
@@ -43,6 +44,7 @@ Stops on SIGINT/SIGTERM.
     if (config.listen.http !== undefined) process.stdout.write(`ferry gateway listening on http://${hostOf(config.listen.http)}:${gw.ports.http}\n`);
     if (config.listen.https !== undefined) process.stdout.write(`ferry gateway listening on https://${hostOf(config.listen.https)}:${gw.ports.https}\n`);
     if (gw.apiUrl !== undefined) process.stdout.write(`ferry gateway api listening on ${gw.apiUrl}\n`);
+    if (gw.adminUrl !== undefined) process.stdout.write(`ferry gateway admin listening on ${gw.adminUrl}\n`);
     return untilSignal(() => gw.stop());
   },
 };

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { dataDepthMaxCeiling, dataDepthMaxDefault, packetLimitsDefault } from '../protocol/limits.js';
 import { compilePattern } from './routes.js';
-import { unauthenticatedRemoteProblem } from './auth-posture.js';
+import { hostOf, isLoopbackHost, unauthenticatedRemoteProblem } from './auth-posture.js';
 import { logSummaryIntervalMsDefault } from './log-summary.js';
 import { gatewayLingerMsDefault, holdMsDefault } from '../protocol/longpoll/hold-policy.js';
 import { hostPortProblem } from '../common/host-port.js';
@@ -82,6 +82,8 @@ export const gatewayConfigSchema = z.strictObject({
     https: hostPort.optional(),
     /** HOST:PORT for the application API (downlink: POST/GET /v1/agents/{id}/messages); HTTPS when `tls` is given */
     api: hostPort.optional(),
+    /** HOST:PORT for the admin endpoint (GET /status, /metrics, /history, and the status page at /); false: none. Off loopback it needs admin.tokenFile */
+    admin: z.union([hostPort, z.literal(false)]).default('127.0.0.1:7990'),
     }).refine((l) => l.tcp !== undefined || l.tls !== undefined || l.http !== undefined || l.https !== undefined, 'give at least one of listen.tcp, listen.tls, listen.http and listen.https'),
   /** PEM files for the TLS listener, read and checked at start; `ca` makes the gateway ask agents for a client certificate */
   tls: z.strictObject({
@@ -186,6 +188,17 @@ export const gatewayConfigSchema = z.strictObject({
       passwordFile: z.string().min(1).optional(),
     }).refine((r) => r.password === undefined || r.passwordFile === undefined, { path: ['passwordFile'], message: 'give password or passwordFile, not both' }).optional(),
   }).prefault({}),
+  /** the admin endpoint (listen.admin): docs/operations.md */
+  admin: z.strictObject({
+    /** a file holding the bearer token (read at start, a trailing newline dropped); needed when listen.admin is not a loopback address */
+    tokenFile: z.string().min(1).optional(),
+    /** a request whose headers did not all arrive within this is answered 408 and closed */
+    requestTimeoutMs: positiveInt.max(600_000).default(10_000),
+    /** request headers larger than this are refused (431) */
+    headersBytesMax: positiveInt.min(1024).max(65_536).default(8192),
+    /** connections open at once to the admin endpoint */
+    connectionsMax: positiveInt.max(10_000).default(64),
+  }).prefault({}),
   log: z.strictObject({
     level: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
     /** refused connections, failed HELLOs and ended sessions: the first of a code is logged whole, then at most one summary line per this long */
@@ -199,6 +212,9 @@ export const gatewayConfigSchema = z.strictObject({
   if (lp.lingerMs > lp.holdMs) ctx.addIssue({ code: 'custom', path: ['limits', 'longpoll', 'lingerMs'], message: 'must not exceed limits.longpoll.holdMs' });
   // The agent waits up to its response time-out (hold + 10 s) before it asks again: a session must outlive that wait.
   if (lp.sessionIdleMs <= lp.holdMs + 10_000) ctx.addIssue({ code: 'custom', path: ['limits', 'longpoll', 'sessionIdleMs'], message: 'must exceed limits.longpoll.holdMs + 10000 (the agent\'s response time-out)' });
+  if (c.listen.admin !== false && !isLoopbackHost(hostOf(c.listen.admin)) && c.admin.tokenFile === undefined) {
+    ctx.addIssue({ code: 'custom', path: ['admin', 'tokenFile'], message: `listen.admin ${c.listen.admin} is reachable from other hosts: give admin.tokenFile (a bearer token), or bind listen.admin to 127.0.0.1` });
+  }
   const unauthenticatedRemote = unauthenticatedRemoteProblem(c);
   if (unauthenticatedRemote !== null) ctx.addIssue({ code: 'custom', path: ['auth', 'required'], message: unauthenticatedRemote });
   if (c.auth.clientCert === 'require' && (c.tls?.ca === undefined || (c.listen.tls === undefined && c.listen.https === undefined))) {

@@ -9,9 +9,9 @@ import { createServer } from 'node:net';
 import { bind } from './listener.js';
 
 /** Binds each `listen.KEY` address on a bare server and closes it again; rejects with the first LISTEN_FAILED. */
-export async function checkListenAddresses(listen: Readonly<Record<string, string | undefined>>): Promise<void> {
+export async function checkListenAddresses(listen: Readonly<Record<string, string | false | undefined>>): Promise<void> {
   for (const [key, hostPort] of Object.entries(listen)) {
-    if (hostPort === undefined) continue;
+    if (hostPort === undefined || hostPort === false) continue;
     const server = createServer();
     try {
       await bind(server, hostPort, `listen.${key}`);

@@ -31,12 +31,16 @@ import { DownlinkStore } from './downlink/store.js';
 import { credentialsFromUrl } from './handlers/mqtt.js';
 import type { DownlinkStats } from './downlink/queue.js';
 import { startIntake, type Intake, type IntakeStats } from './downlink/intake.js';
+import { startAdmin, type Admin } from './admin/index.js';
+import { statusQueuesMax } from './admin/status.js';
 
 export interface RunningGateway {
   /** the port actually bound (useful with port 0): the plaintext one, else the TLS one, else the HTTP(S) long-poll one */
   port: number;
-  /** every port bound (`api`: the application API, listen.api) */
-  ports: { tcp?: number; tls?: number; http?: number; https?: number; api?: number };
+  /** every port bound (`api`: the application API, listen.api; `admin`: listen.admin) */
+  ports: { tcp?: number; tls?: number; http?: number; https?: number; api?: number; admin?: number };
+  /** the admin endpoint's `http://HOST:PORT`, unless listen.admin is false */
+  adminUrl?: string;
   /** the application API's `http://HOST:PORT` or `https://HOST:PORT`, when listen.api is set */
   apiUrl?: string;
   stats(): {
@@ -115,7 +119,24 @@ async function startGateway(config: GatewayConfig, opts: { log?: Log }): Promise
   const downlinkMqtt = config.downlink.mqtt ? mqttCredentials(config.downlink.mqtt, 'downlink.mqtt', (p) => readFileSync(p, 'utf8')) : undefined;
   const downlinkSecret = downlinkMqtt?.password ?? (config.downlink.mqtt ? credentialsFromUrl(config.downlink.mqtt.url).password : undefined);
   const secrets = [...routeSecrets(config.routes, credentials), ...(downlinkSecret !== undefined ? [downlinkSecret, encodeURIComponent(downlinkSecret)] : [])];
-  const log = scrubbingLog(opts.log ?? createLog({ level: config.log.level, base: { role: 'gateway' } }), secretScrubber(secrets));
+  const scrub = secretScrubber(secrets);
+  const log = scrubbingLog(opts.log ?? createLog({ level: config.log.level, base: { role: 'gateway' } }), scrub);
+  // The admin port is bound first: a taken one (LISTEN_FAILED) stops the start before agents can connect.
+  const admin = await startAdmin({ config, log, redact: scrub, now: () => realClock.now() });
+  try {
+    const gw = await startServing(config, log, admin, { credentials, downlinkMqtt });
+    return { ...gw, async stop() { try { await gw.stop(); } finally { await admin?.close(); } } };
+  } catch (err) {
+    await admin?.close();
+    throw err;
+  }
+}
+
+/** The gateway behind its admin endpoint: data dir, registry, handlers, core, listeners, intake. */
+async function startServing(
+  config: GatewayConfig, log: Log, admin: Admin | undefined,
+  { credentials, downlinkMqtt }: { credentials: (MqttCredentials | undefined)[]; downlinkMqtt: MqttCredentials | undefined },
+): Promise<RunningGateway> {
   config.routes.forEach((r, i) => {
     if (r.handler === 'mqtt' && credentials[i]?.inUrl) log.warn(`gateway: routes[${i}].url carries credentials; they belong in its username and password (or passwordFile) keys`, { url: redactUrl(r.url) });
   });
@@ -159,6 +180,7 @@ async function startGateway(config: GatewayConfig, opts: { log?: Log }): Promise
     clock, log, dataDir: config.dataDir, limits, authenticate, logSummary: summary,
     routes: config.routes.map((r, i) => ({ match: r.match, handler: handlers[i]! })),
     newSessionId: randomUUID, rng: Math.random, downlink,
+    ...(admin ? { observer: admin.observer, stopwatch: () => { const t0 = performance.now(); return () => (performance.now() - t0) / 1000; } } : {}),
   });
   core = gw;
 
@@ -215,13 +237,25 @@ async function startGateway(config: GatewayConfig, opts: { log?: Log }): Promise
     await gw.close();
     throw err;
   }
-  const ports: RunningGateway['ports'] = { ...listener.ports, ...longpoll?.http.ports, ...(intake.api ? { api: intake.api.port } : {}) };
+  const ports: RunningGateway['ports'] = { ...listener.ports, ...longpoll?.http.ports, ...(intake.api ? { api: intake.api.port } : {}), ...(admin ? { admin: admin.port } : {}) };
+  admin?.attach({
+    listeners: () => (['tcp', 'tls', 'http', 'https', 'api', 'admin'] as const).flatMap((kind) => {
+      const hostPort = config.listen[kind];
+      const port = ports[kind];
+      return typeof hostPort === 'string' && port !== undefined ? [{ kind, address: hostOf(hostPort), port }] : [];
+    }),
+    downlink: () => ({ ...downlink.stats(), queues: downlink.queues(statusQueuesMax) }),
+    totals: () => {
+      const { sessions, dispatched, rejected, duplicates, retried } = gw.stats();
+      return { sessions, dispatched, rejected, duplicates, retried };
+    },
+  });
   log.info('gateway: listening', {
     tcp: config.listen.tcp !== undefined ? `${hostOf(config.listen.tcp)}:${ports.tcp}` : null,
     tls: config.listen.tls !== undefined ? `${hostOf(config.listen.tls)}:${ports.tls}` : null,
     http: config.listen.http !== undefined ? `${hostOf(config.listen.http)}:${ports.http}` : null,
     https: config.listen.https !== undefined ? `${hostOf(config.listen.https)}:${ports.https}` : null,
-    api: intake.api?.url ?? null, downlinkMqtt: config.downlink.mqtt ? redactUrl(config.downlink.mqtt.url) : null,
+    api: intake.api?.url ?? null, admin: admin?.url ?? null, downlinkMqtt: config.downlink.mqtt ? redactUrl(config.downlink.mqtt.url) : null,
     clientCerts: tlsFiles?.ca !== undefined, authRequired: config.auth.required, routes: config.routes.length, agentsKnown: agents.list().length,
   });
 
@@ -229,6 +263,7 @@ async function startGateway(config: GatewayConfig, opts: { log?: Log }): Promise
     port: (ports.tcp ?? ports.tls ?? ports.http ?? ports.https)!,
     ports,
     ...(intake.api ? { apiUrl: intake.api.url } : {}),
+    ...(admin ? { adminUrl: admin.url } : {}),
     stats: () => {
       const l = listener.stats();
       const dl = { downlink: { ...downlink.stats(), ...intake.stats() } };

@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import type { Clock } from '../../common/clock.js';
 import type { Log } from '../../common/log.js';
 import { ErrorCode, FerryError } from '../../protocol/errors.js';
-import { FrameType, protocolVersion, seqRenumberTopMax, type AckFrame, type DownFrame, type Frame, type NackFrame, type SeqRange, type WelcomeFrame } from '../../protocol/frames.js';
+import { FrameType, protocolVersion, seqRenumberTopMax, type AckFrame, type DownFrame, type Frame, type NackFrame, type PingFrame, type SeqRange, type WelcomeFrame } from '../../protocol/frames.js';
 import { dataFrameOverheadBytes } from '../../protocol/codec.js';
 import { packetCreditBytes, type Packet } from '../../protocol/packet.js';
 import type { Dialer, Transport } from '../../protocol/transport.js';
@@ -197,6 +197,14 @@ export class Link extends EventEmitter<{ status: [LinkStatus] }> {
     }
   }
 
+  /** What a PING tells the gateway: the store's durable ack point, and the backlog for the gateway's status. */
+  private pingState(): Pick<PingFrame, 'ackedSeq' | 'backlogPackets' | 'backlogBytes' | 'oldestAgeMs'> {
+    const s = this.deps.store.stats();
+    const times = [this.inflight.oldestTs(), this.retry.oldestTs()].filter((x): x is number => x !== undefined);
+    const oldestAgeMs = times.length > 0 ? Math.max(0, this.deps.clock.now() - Math.min(...times)) : undefined;
+    return { ackedSeq: s.durableAckedSeq, backlogPackets: s.backlogPackets, backlogBytes: s.storeBytes, ...(oldestAgeMs !== undefined ? { oldestAgeMs } : {}) };
+  }
+
   /** One session on one transport; resolves with why it ended. */
   private async runSession(t: Transport): Promise<SessionEnd> {
     const { clock } = this.deps;
@@ -207,7 +215,7 @@ export class Link extends EventEmitter<{ status: [LinkStatus] }> {
     let opened = false;
     let welcomed = false;
     const liveness = new Liveness(clock, this.opts.peerTimeoutMs, {
-      ping: (id) => t.send({ t: FrameType.PING, id, ackedSeq: this.deps.store.stats().durableAckedSeq }),
+      ping: (id) => t.send({ t: FrameType.PING, id, ...this.pingState() }),
       dead: () => t.close(new FerryError(ErrorCode.PEER_TIMEOUT, `nothing from gateway for ${this.opts.peerTimeoutMs} ms`)),
     });
     this.liveness = liveness;

@@ -17,7 +17,7 @@ async function setup(t: Test): Promise<{ config: string; dataDir: string }> {
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   const dataDir = join(dir, 'gw');
   const config = join(dir, 'gateway.yaml');
-  await writeFile(config, ['listen:', '  tcp: 127.0.0.1:0', `dataDir: ${dataDir}`, 'routes:', '  - match: "#"', '    handler: file', `    path: ${join(dir, 'out.jsonl')}`, ''].join('\n'));
+  await writeFile(config, ['listen:', '  tcp: 127.0.0.1:0', '  admin: 127.0.0.1:0', `dataDir: ${dataDir}`, 'routes:', '  - match: "#"', '    handler: file', `    path: ${join(dir, 'out.jsonl')}`, ''].join('\n'));
   return { config, dataDir };
 }
 

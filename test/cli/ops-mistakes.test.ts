@@ -25,7 +25,9 @@ async function tempDir(t: Test): Promise<string> {
 async function gatewayConfig(dir: string, listen: string[], routes?: string[]): Promise<string> {
   const file = join(dir, 'gateway.yaml');
   const r = routes ?? ['  - match: "#"', '    handler: file', `    path: ${join(dir, 'out.jsonl')}`];
-  await writeFile(file, ['listen:', ...listen.map((l) => `  ${l}`), `dataDir: ${join(dir, 'gw')}`, 'routes:', ...r, ''].join('\n'));
+  // admin on a free port: the default 7990 would be taken by whichever test runs beside this one
+  const lines = listen.some((l) => l.startsWith('admin:')) ? listen : [...listen, 'admin: 127.0.0.1:0'];
+  await writeFile(file, ['listen:', ...lines.map((l) => `  ${l}`), `dataDir: ${join(dir, 'gw')}`, 'routes:', ...r, ''].join('\n'));
   return file;
 }
 

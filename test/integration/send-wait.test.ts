@@ -8,7 +8,7 @@ import { makeRig, waitFor, type Rig } from '../helpers/ferry.js';
 
 /** Only good/# has a route: anything else is refused by the gateway (UNKNOWN_TARGET, permanent). */
 async function goodOnlyGateway(rig: Rig): Promise<void> {
-  await writeFile(join(rig.dir, 'gateway.yaml'), `listen:\n  tcp: 127.0.0.1:${rig.port}\ndataDir: ${join(rig.dir, 'gw')}\nroutes:\n  - match: "good/#"\n    handler: file\n    path: ${rig.received}\n`);
+  await writeFile(join(rig.dir, 'gateway.yaml'), `listen:\n  tcp: 127.0.0.1:${rig.port}\n  admin: 127.0.0.1:0\ndataDir: ${join(rig.dir, 'gw')}\nroutes:\n  - match: "good/#"\n    handler: file\n    path: ${rig.received}\n`);
 }
 
 t.test('send --wait - prints acked once the gateway acked; a refused packet prints its NACK code and exits 3', async (t) => {
