@@ -78,7 +78,7 @@ t.test('ferry status - a missing serial device shows as retrying with why; a gat
   t.match(readable.stdout, /^sources\s+sensor  retrying \(.+\)  0 lines/m, 'readable: the source and its state');
   const gw = await runFerry(['status', '--config', join(rig.dir, 'gateway.yaml')]);
   t.not(gw.code, 0);
-  t.match(gw.stderr, /gateway status/, 'a gateway config is handed to the gateway status');
+  t.match(gw.stderr, /gateway's admin endpoint .*\[ADMIN_UNREACHABLE\]/, 'a gateway config is handed to the gateway status (which asks listen.admin)');
   const none = await runFerry(['status']);
   t.equal(none.code, 1);
   t.match(none.stderr, /give --config AGENT_CONFIG or --socket PATH/);
