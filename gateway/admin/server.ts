@@ -6,10 +6,11 @@
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import { ErrorCode, FerryError } from '../../protocol/errors.js';
+import { ErrorCode } from '../../protocol/errors.js';
 import type { Log } from '../../common/log.js';
 import { hostOf } from '../auth-posture.js';
 import { bearerMatches } from './token.js';
+import { bind } from '../listener.js';
 
 export interface AdminLimits {
   requestTimeoutMs: number;
@@ -86,7 +87,7 @@ async function serve(o: AdminServerOptions, req: IncomingMessage, res: ServerRes
 }
 
 /** Binds listen.admin; rejects with LISTEN_FAILED naming the key when the address cannot be had. */
-export function listenAdmin(o: AdminServerOptions): Promise<AdminServer> {
+export async function listenAdmin(o: AdminServerOptions): Promise<AdminServer> {
   const { limits } = o;
   const server = createServer({ maxHeaderSize: limits.headersBytesMax, requestTimeout: limits.requestTimeoutMs, headersTimeout: limits.requestTimeoutMs }, (req, res) => {
     serve(o, req, res).catch((err: unknown) => {
@@ -102,22 +103,14 @@ export function listenAdmin(o: AdminServerOptions): Promise<AdminServer> {
     refuseRaw(socket, 400, 'Bad Request', ErrorCode.ADMIN_REQUEST_INVALID, 'not an HTTP request the admin endpoint reads');
   });
   const host = hostOf(o.hostPort);
-  const port = Number(o.hostPort.slice(o.hostPort.lastIndexOf(':') + 1));
-  return new Promise((resolve, reject) => {
-    server.once('error', (err: NodeJS.ErrnoException) => {
-      reject(new FerryError(ErrorCode.LISTEN_FAILED, `listen.admin ${o.hostPort}: ${err.code === 'EADDRINUSE' ? 'the address is in use by another process' : err.message} (${err.code ?? 'error'})`, { cause: err }));
-    });
-    server.listen(port, host.replace(/^\[(.*)\]$/, '$1'), () => {
-      const bound = (server.address() as { port: number }).port;
-      const shownHost = host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
-      resolve({
-        port: bound,
-        url: `http://${shownHost}:${bound}`,
-        close: () => new Promise<void>((done) => {
-          server.close(() => done());
-          server.closeAllConnections();
-        }),
-      });
-    });
-  });
+  const bound = await bind(server, o.hostPort, 'listen.admin');
+  const shownHost = host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
+  return {
+    port: bound,
+    url: `http://${shownHost}:${bound}`,
+    close: () => new Promise<void>((done) => {
+      server.close(() => done());
+      server.closeAllConnections();
+    }),
+  };
 }

@@ -135,6 +135,6 @@ t.test('gateway admin - a taken admin port is LISTEN_FAILED naming listen.admin'
   await writeFile(yaml, text.replace('  admin: 127.0.0.1:0\n', `  admin: 127.0.0.1:${taken}\n`));
   const r = await runFerry(['gateway', '--config', yaml]);
   t.equal(r.code, 1, 'the gateway does not start');
-  t.match(r.stderr, new RegExp(`listen\\.admin 127\\.0\\.0\\.1:${taken}: the address is in use .*\\[LISTEN_FAILED\\]`), 'LISTEN_FAILED naming the key and the address');
+  t.match(r.stderr, new RegExp(`listen\\.admin 127\\.0\\.0\\.1:${taken}: cannot listen: the address is in use .*\\[LISTEN_FAILED\\]`), 'LISTEN_FAILED naming the key and the address');
   t.notMatch(r.stdout, /ferry gateway listening/, 'no listener was announced');
 });
