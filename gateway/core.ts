@@ -12,6 +12,8 @@ import type { GatewayConfig } from './config.js';
 import { DispatchLog } from './dispatch-log.js';
 import type { Handler } from './handlers/handler.js';
 import { Router } from './routes.js';
+import { RouteTrouble } from './route-trouble.js';
+import type { StuckLog } from '../common/stuck-log.js';
 import { Session, type SessionDeps } from './session.js';
 import type { DownlinkQueues } from './downlink/queue.js';
 
@@ -41,6 +43,8 @@ export interface GatewayCoreOptions {
   rng: () => number;
   /** the downlink queues (opened by the caller, closed by the core); absent: no downlink */
   downlink?: DownlinkQueues;
+  /** where routes' repeated failures are logged (once, then summaries); absent: a line per failure */
+  stuck?: StuckLog;
 }
 
 export interface GatewayCoreStats {
@@ -89,6 +93,7 @@ export async function createGatewayCore(o: GatewayCoreOptions): Promise<GatewayC
     ...(o.authenticate ? { authenticate: o.authenticate } : {}),
     ...(o.logSummary ? { summary: o.logSummary } : {}),
     ...(o.downlink ? { downlink: o.downlink } : {}),
+    ...(o.stuck ? { trouble: new RouteTrouble(o.stuck, o.routes) } : {}),
     register(agent, s) {
       const older = sessions.get(agent);
       if (!older && sessions.size >= limits.agentsMax) {

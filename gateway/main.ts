@@ -10,7 +10,9 @@ import { ErrorCode } from '../protocol/errors.js';
 import type { GatewayConfig, RouteConfig } from './config.js';
 import { FileHandler } from './handlers/file.js';
 import type { Handler } from './handlers/handler.js';
-import { createMqttHandler } from './handlers/mqtt.js';
+import { createMqttHandler, type MqttHandlerOptions } from './handlers/mqtt.js';
+import { StuckLog } from '../common/stuck-log.js';
+import { routeScope } from './route-trouble.js';
 import { createGatewayCore, type GatewayCore } from './core.js';
 import { AgentRegistry } from './agents.js';
 import { createAuthenticator, recheck } from './auth.js';
@@ -50,7 +52,7 @@ export interface RunningGateway {
   stop(): Promise<void>;
 }
 
-async function createHandler(route: RouteConfig, log: Log, floorOf: (agent: string) => number, credentials: MqttCredentials | undefined): Promise<Handler> {
+async function createHandler(route: RouteConfig, log: Log, floorOf: (agent: string) => number, credentials: MqttCredentials | undefined, backend: MqttHandlerOptions['backend']): Promise<Handler> {
   switch (route.handler) {
     case 'file':
       return FileHandler.open({ path: route.path, sync: route.sync, rotateBytes: route.rotateBytes, keep: route.keep, floorOf });
@@ -60,6 +62,7 @@ async function createHandler(route: RouteConfig, log: Log, floorOf: (agent: stri
         ...(credentials?.username !== undefined && { username: credentials.username }),
         ...(credentials?.password !== undefined && { password: credentials.password }),
         log: (msg, fields) => log.info(msg, fields as Record<string, unknown>),
+        backend,
       });
     // Loaded on first use: only a gateway with such a route loads node:https or a user's module.
     case 'webhook': {
@@ -104,7 +107,7 @@ async function startGateway(config: GatewayConfig, opts: { log?: Log }): Promise
   const downlinkMqtt = config.downlink.mqtt ? mqttCredentials(config.downlink.mqtt, 'downlink.mqtt', (p) => readFileSync(p, 'utf8')) : undefined;
   const downlinkSecret = downlinkMqtt?.password ?? (config.downlink.mqtt ? credentialsFromUrl(config.downlink.mqtt.url).password : undefined);
   const secrets = [...routeSecrets(config.routes, credentials), ...(downlinkSecret !== undefined ? [downlinkSecret, encodeURIComponent(downlinkSecret)] : [])];
-  const log = scrubbingLog(opts.log ?? createLog({ level: config.log.level, base: { role: 'gateway' } }), secretScrubber(secrets));
+  const log = scrubbingLog(opts.log ?? createLog({ level: config.log.level, format: config.log.format, base: { role: 'gateway' } }), secretScrubber(secrets));
   config.routes.forEach((r, i) => {
     if (r.handler === 'mqtt' && credentials[i]?.inUrl) log.warn(`gateway: routes[${i}].url carries credentials; they belong in its username and password (or passwordFile) keys`, { url: redactUrl(r.url) });
   });
@@ -136,14 +139,20 @@ async function startGateway(config: GatewayConfig, opts: { log?: Log }): Promise
 
   // The file handler forgets marks below the dispatch floor; the dispatch log opens with the core, just after.
   const floorOf = (agent: string): number => core?.dispatchLog.floor(agent) ?? 0;
-  const handlers = await Promise.all(config.routes.map((r, i) => createHandler(r, log, floorOf, credentials[i])));
+  // A route whose backend or dispatch keeps failing is one stuck cause: logged once, then summarised.
+  const stuck = new StuckLog({ log, clock, summaryIntervalMs: config.log.stuckSummaryIntervalMs });
+  const backendOf = (r: RouteConfig, i: number): MqttHandlerOptions['backend'] => ({
+    down: (code, error) => stuck.fail(routeScope(i), code, { msg: 'mqtt handler: cannot connect to the broker', fields: { route: i, match: r.match, url: r.handler === 'mqtt' ? redactUrl(r.url) : undefined, error } }),
+    up: () => stuck.clear(routeScope(i)),
+  });
+  const handlers = await Promise.all(config.routes.map((r, i) => createHandler(r, log, floorOf, credentials[i], backendOf(r, i))));
   const { limits } = config;
   // One summary for the listener's refusals and the sessions' ends: strangers cannot flood the log.
   const summary = new LogSummary({ log, clock, intervalMs: config.log.summaryIntervalMs });
   // The downlink queues are always open: messages queued before a restart are delivered whether or not the API is still configured.
   const downlink = await DownlinkStore.open({ dir: join(config.dataDir, 'downlink'), clock, log, limits: config.downlink });
   const gw = await createGatewayCore({
-    clock, log, dataDir: config.dataDir, limits, authenticate, logSummary: summary,
+    clock, log, dataDir: config.dataDir, limits, authenticate, logSummary: summary, stuck,
     routes: config.routes.map((r, i) => ({ match: r.match, handler: handlers[i]! })),
     newSessionId: randomUUID, rng: Math.random, downlink,
   });
@@ -240,6 +249,7 @@ async function startGateway(config: GatewayConfig, opts: { log?: Log }): Promise
       }
       await gw.close();
       summary.close();
+      stuck.close();
     },
   };
 }
