@@ -5,7 +5,12 @@
  * `format: 'pretty'` (or `auto` on a terminal) prints them for people through pino-pretty.
  */
 import { createRequire } from 'node:module';
-import { pino, type DestinationStream, type Logger } from 'pino';
+import type { DestinationStream, Logger, pino as Pino } from 'pino';
+
+// pino and pino-pretty are loaded when a logger is made, not when this module is imported: the
+// config schemas and the store import this module, and `ferry send` should not pay ~100 ms for pino.
+const require = createRequire(import.meta.url);
+const loadPino = (): typeof Pino => (require('pino') as { pino: typeof Pino }).pino;
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 export type LogFields = Record<string, unknown>;
@@ -40,6 +45,7 @@ export function createLog(opts: LogOptions = {}): Log {
   const now = opts.now ?? Date.now;
   const format = opts.format ?? 'auto';
   const pretty = format === 'pretty' || (format === 'auto' && (opts.isTty ?? process.stderr.isTTY === true));
+  const pino = loadPino();
   const logger = pino({
     level: opts.level ?? 'info',
     base: null,
@@ -47,7 +53,7 @@ export function createLog(opts: LogOptions = {}): Log {
     formatters: { level: (label) => ({ level: label }) },
     // `safe` shapes errors already; pino's own `err` serializer would add a type and a stack.
     serializers: { err: (e: unknown) => e },
-  }, streamOf(opts.write, pretty));
+  }, streamOf(opts.write, pretty, pino));
   const top = wrap(logger);
   return opts.base && Object.keys(opts.base).length > 0 ? top.child(opts.base) : top;
 }
@@ -56,21 +62,20 @@ export function createLog(opts: LogOptions = {}): Log {
  * Lines go out synchronously (fd 2, sync): a line logged before a SIGKILL is not lost in a buffer,
  * and stderr keeps its order with stdout. Pretty lines are rendered in the same call.
  */
-function streamOf(write: ((line: string) => void) | undefined, pretty: boolean): DestinationStream {
-  const out: (line: string) => void = write ?? stderrWriter();
+function streamOf(write: ((line: string) => void) | undefined, pretty: boolean, pino: typeof Pino): DestinationStream {
+  const out: (line: string) => void = write ?? stderrWriter(pino);
   if (!pretty) return { write: out };
   const render = prettyRenderer();
   return { write: (line: string) => out(render(line)) };
 }
 
-function stderrWriter(): (line: string) => void {
+function stderrWriter(pino: typeof Pino): (line: string) => void {
   const dest = pino.destination({ fd: 2, sync: true });
   return (line) => void dest.write(line);
 }
 
 /** pino-pretty is loaded only when used: it costs start-up time a device logging JSON need not pay. */
 function prettyRenderer(): (line: string) => string {
-  const require = createRequire(import.meta.url);
   const { prettyFactory } = require('pino-pretty') as typeof import('pino-pretty');
   return prettyFactory({ colorize: process.stderr.isTTY === true, translateTime: 'SYS:HH:MM:ss.l', singleLine: true });
 }
