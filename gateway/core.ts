@@ -16,6 +16,8 @@ import { RouteTrouble } from './route-trouble.js';
 import type { StuckLog } from '../common/stuck-log.js';
 import { Session, type SessionDeps } from './session.js';
 import type { DownlinkQueues } from './downlink/queue.js';
+import type { GatewayObserver } from './admin/observer.js';
+import { observedHandler, type Stopwatch } from './admin/observed-handler.js';
 
 /** The limits the core applies (the listener's own limits stay with the listener). */
 export type CoreLimits = Pick<
@@ -45,6 +47,10 @@ export interface GatewayCoreOptions {
   downlink?: DownlinkQueues;
   /** where routes' repeated failures are logged (once, then summaries); absent: a line per failure */
   stuck?: StuckLog;
+  /** told of sessions, packets, PINGs, handler verdicts and dispatch log commits (status, metrics); absent: nobody watches */
+  observer?: GatewayObserver;
+  /** times handler calls for the observer; default: the clock, in whole ms */
+  stopwatch?: Stopwatch;
 }
 
 export interface GatewayCoreStats {
@@ -73,10 +79,17 @@ export interface GatewayCore {
 export async function createGatewayCore(o: GatewayCoreOptions): Promise<GatewayCore> {
   const { clock, log, limits } = o;
   const sessions = new Map<string, Session>();
+  const { observer } = o;
   const dispatchLog = await DispatchLog.open(o.dataDir, log, {
-    ...(o.files ? { files: o.files } : {}), ...(o.dispatchLogCompactBytes !== undefined ? { compactBytes: o.dispatchLogCompactBytes } : {}),
+    ...(o.files ? { files: o.files } : {}), ...(observer ? { commitTimer: () => observer.commitTimer() } : {}), ...(o.dispatchLogCompactBytes !== undefined ? { compactBytes: o.dispatchLogCompactBytes } : {}),
   });
-  const router = new Router(o.routes);
+  const stopwatch: Stopwatch = o.stopwatch ?? (() => {
+    const t0 = clock.now();
+    return () => (clock.now() - t0) / 1000;
+  });
+  // A route is named by its pattern in the status and the metrics (`route` label).
+  const routed = observer ? o.routes.map((r) => ({ match: r.match, handler: observedHandler(r.handler, r.match, observer, stopwatch) })) : o.routes;
+  const router = new Router(routed);
   const counters = { dispatched: 0, rejected: 0, duplicates: 0, retried: 0 };
   const inDispatch: SessionDeps['inDispatch'] = new Map();
   const sessionOptions = {
@@ -93,7 +106,9 @@ export async function createGatewayCore(o: GatewayCoreOptions): Promise<GatewayC
     ...(o.authenticate ? { authenticate: o.authenticate } : {}),
     ...(o.logSummary ? { summary: o.logSummary } : {}),
     ...(o.downlink ? { downlink: o.downlink } : {}),
-    ...(o.stuck ? { trouble: new RouteTrouble(o.stuck, o.routes) } : {}),
+    // Keyed by the handlers sessions see (observed ones, when watched).
+    ...(o.stuck ? { trouble: new RouteTrouble(o.stuck, routed) } : {}),
+    ...(observer ? { observer } : {}),
     register(agent, s) {
       const older = sessions.get(agent);
       if (!older && sessions.size >= limits.agentsMax) {

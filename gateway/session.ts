@@ -17,6 +17,7 @@ import type { RouteTrouble } from './route-trouble.js';
 import type { Router } from './routes.js';
 import type { DownlinkQueues } from './downlink/queue.js';
 import { DownlinkSender } from './downlink/sender.js';
+import { transportKind, type GatewayObserver } from './admin/observer.js';
 
 export interface SessionOptions {
   helloTimeoutMs: number;
@@ -74,6 +75,8 @@ export interface SessionDeps {
   downlink?: DownlinkQueues;
   /** where a route's repeated failures are logged (once, then summaries, then cleared); absent: a line per failure */
   trouble?: RouteTrouble;
+  /** told of this session's start and end, its packets and PINGs (status, metrics) */
+  observer?: GatewayObserver;
 }
 
 /** The body of a frame the transport takes when it names no limit of its own (the agent's default decoder limit). */
@@ -88,6 +91,8 @@ const downFrameBytesMaxDefault = 1024 * 1024;
  */
 export class Session {
   agent: string | null = null;
+  /** the session ID told in WELCOME, once the agent is admitted */
+  private sessionId = '';
   /** How the agent proved who it is (set with `agent`; absent without authenticate): checked again when the registry changes. */
   credential: Credential | undefined = undefined;
   private readonly lanes = new Map<string, Lane>();
@@ -131,7 +136,10 @@ export class Session {
       if (this.timer !== null) deps.clock.clearTimeout(this.timer);
       if (this.shedTimer !== null) deps.clock.clearTimeout(this.shedTimer);
       this.downlink?.close();
-      if (this.agent) deps.unregister(this.agent, this);
+      if (this.agent) {
+        deps.unregister(this.agent, this);
+        deps.observer?.sessionClosed(this.agent, this.sessionId);
+      }
       if (err) this.note('info', 'session: closed', (err as FerryError).code ?? 'UNKNOWN', { agent: this.agent, address: this.t.peer?.address, error: err.message });
     });
   }
@@ -172,6 +180,7 @@ export class Session {
     }
     switch (f.t) {
       case FrameType.DATA:
+        this.deps.observer?.packetsReceived(this.agent, f.packets.length);
         for (const p of f.packets) {
           if (this.closed) return;
           this.onPacket(p);
@@ -179,6 +188,7 @@ export class Session {
         return;
       case FrameType.PING:
         if (f.ackedSeq !== undefined) this.agentLetGo(f.ackedSeq);
+        this.deps.observer?.pinged(this.agent, { ...(f.backlogPackets !== undefined ? { backlogPackets: f.backlogPackets } : {}), ...(f.backlogBytes !== undefined ? { backlogBytes: f.backlogBytes } : {}), ...(f.oldestAgeMs !== undefined ? { oldestAgeMs: f.oldestAgeMs } : {}) });
         return this.t.send({ t: FrameType.PONG, id: f.id });
       case FrameType.PONG:
         return;
@@ -212,6 +222,8 @@ export class Session {
     this.credential = auth.credential;
     this.raiseFloor(h.ackedSeq);
     const session = this.deps.newSessionId();
+    this.sessionId = session;
+    this.deps.observer?.sessionOpened({ agent: h.agent, session, transport: transportKind(this.t.peer), address: this.t.peer?.address });
     const dispatchedSeq = dispatchLog.floor(h.agent);
     const ranges = dispatchLog.ranges(h.agent, ackRangesMax);
     log.info('session: agent connected', { agent: h.agent, session, dispatchedSeq, gaps: dispatchLog.gaps(h.agent), agentAckedSeq: h.ackedSeq });

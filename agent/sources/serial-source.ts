@@ -26,6 +26,8 @@ export interface SourceStats {
   open: boolean;
   /** `ok ...`/`err ...` lines read (answers to downlink commands, never readings) */
   answers: number;
+  /** why the device is not open, while waiting to reopen it; else null */
+  error: string | null;
 }
 
 /** Who hears the device's answers to a command (agent/downlink/serial-consumer.ts); one at a time. */
@@ -59,6 +61,7 @@ export class SerialSource {
   /** opens that failed since the device was last open: the back-off's exponent */
   private failures = 0;
   private readonly stuck: StuckLog;
+  private lastError: string | null = null;
 
   constructor(
     private readonly config: SerialSourceConfig,
@@ -103,7 +106,8 @@ export class SerialSource {
   }
 
   stats(): SourceStats {
-    return { ...this.counters, open: this.port?.isOpen ?? false };
+    const open = this.port?.isOpen ?? false;
+    return { ...this.counters, open, error: open ? null : this.lastError };
   }
 
   async stop(): Promise<void> {
@@ -130,6 +134,7 @@ export class SerialSource {
     const retry = (why: string): void => {
       if (retried || this.stopped) return;
       retried = true;
+      this.lastError = why;
       if (this.port === port) this.port = null;
       const { reopenDelayMs } = this.config;
       const delayMs = backoffDelayMs(this.failures++, reopenDelayMs, Math.max(reopenDelayMs, this.config.reopenDelayMsMax ?? 30_000), this.deps.rng ?? Math.random);
