@@ -3,6 +3,8 @@ import { z } from 'zod';
 import { agentIdPattern, agentIdRule } from '../protocol/ids.js';
 import { checkTarget, dataBytesMaxDefault } from '../protocol/packet.js';
 import { compilePattern } from '../protocol/pattern.js';
+import { logFormats } from '../common/log.js';
+import { stuckSummaryIntervalMsDefault } from '../common/stuck-log.js';
 import { isLoopbackHost } from '../common/loopback.js';
 import { hostPortProblem } from '../common/host-port.js';
 
@@ -33,8 +35,10 @@ const serialSource = z.strictObject({
   path: z.string().min(1),
   baudRate: positiveInt.default(115200),
   format: z.enum(['kv', 'json']).default('kv'),
+  /** the first wait before the device is opened again; each failed open doubles it (with jitter) up to reopenDelayMsMax */
   reopenDelayMs: positiveInt.default(1000),
-});
+  reopenDelayMsMax: positiveInt.default(30_000),
+}).refine((s) => s.reopenDelayMsMax >= s.reopenDelayMs, { path: ['reopenDelayMsMax'], message: 'must be at least reopenDelayMs' });
 
 const rule = z.discriminatedUnion('kind', [
   z.strictObject({ kind: z.literal('threshold'), key: z.string().min(1), above: z.number(), hysteresis: z.number().nonnegative().default(0), target }),
@@ -143,7 +147,12 @@ export const agentConfigSchema = z.strictObject({
   rules: z.array(rule).default([]),
   /** how often time-driven rules (heartbeat) are evaluated */
   tickMs: positiveInt.default(50),
-  log: z.strictObject({ level: z.enum(['debug', 'info', 'warn', 'error']).default('info') }).prefault({}),
+  log: z.strictObject({
+    level: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
+    format: z.enum(logFormats).default('auto'),
+    /** a failure that repeats (gateway unreachable, device missing): logged once, then at most one summary line per this long */
+    stuckSummaryIntervalMs: positiveInt.min(100).default(stuckSummaryIntervalMsDefault),
+  }).prefault({}),
   /** Prometheus metrics (GET /metrics, docs/operations.md); off unless `listen` is given */
   metrics: z.strictObject({
     /** HOST:PORT, or a PORT alone (host 127.0.0.1); port 0 picks a free one */

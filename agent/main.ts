@@ -19,6 +19,7 @@ import { watchAcks } from './ack-watch-store.js';
 import { groupId } from './socket-group.js';
 import { createRule, type Rule } from './rules.js';
 import { SerialSource } from './sources/serial-source.js';
+import { StuckLog } from '../common/stuck-log.js';
 import { SegmentStore } from './store/segment-store.js';
 import { DurableAnsweredLog } from './downlink/answered-log.js';
 import { DownlinkInbox, type InboxStats } from './downlink/inbox.js';
@@ -79,8 +80,10 @@ export const downlinkDir = (config: AgentConfig): string => join(config.dataDir,
 const rateWindow = { windowMs: 60_000, bucketMs: 10_000 };
 
 export async function runAgent(config: AgentConfig, opts: { log?: Log } = {}): Promise<RunningAgent> {
-  const log = opts.log ?? createLog({ level: config.log.level, base: { agent: config.id } });
+  const log = opts.log ?? createLog({ level: config.log.level, format: config.log.format, base: { agent: config.id } });
   const clock = realClock;
+  // Failures that repeat (gateway unreachable, device missing) are logged once, then summarised.
+  const stuck = new StuckLog({ log, clock, summaryIntervalMs: config.log.stuckSummaryIntervalMs });
   const limits = config.profile ? agentLimits(loadProfile(config.profile)) : null;
   const storeBytesMax = config.store.bytesMax ?? limits?.storeBytesMax ?? 256 * 2 ** 20;
   const inflightPacketsMax = config.link.inflightPacketsMax ?? limits?.inflightPacketsMax ?? 1024;
@@ -123,7 +126,7 @@ export async function runAgent(config: AgentConfig, opts: { log?: Log } = {}): P
   };
   const rules: Rule[] = config.rules.map(createRule);
   const sources = config.sources.map(
-    (s) => new SerialSource(s, { clock, log, onReading: (r) => { const now = clock.now(); for (const rule of rules) produce(rule.onReading(r, now)); } }),
+    (s) => new SerialSource(s, { clock, log, stuck, onReading: (r) => { const now = clock.now(); for (const rule of rules) produce(rule.onReading(r, now)); } }),
   );
 
   const downlink = downlinkOf(config, sources, answered, { clock, log });
@@ -135,7 +138,7 @@ export async function runAgent(config: AgentConfig, opts: { log?: Log } = {}): P
   });
   const link = new Link(
     { agentId: config.id, ...(config.token ? { token: config.token } : {}), inflightPacketsMax, retryPacketsMax: config.link.retryPacketsMax ?? inflightPacketsMax, ...config.link },
-    { store: watchAcks(store, waiters), dial, clock, rng: Math.random, log, downlink: inbox },
+    { store: watchAcks(store, waiters), dial, clock, rng: Math.random, log, stuck, downlink: inbox },
   );
   const tick = setInterval(() => {
     const now = clock.now();
@@ -215,6 +218,7 @@ export async function runAgent(config: AgentConfig, opts: { log?: Log } = {}): P
       // serial devices and the subscribers' connections stay until then.
       await downlink.close();
       await Promise.all(sources.map((s) => s.stop()));
+      stuck.close();
       server.endClients();
       await closed;
       for (const p of posts) p.close();

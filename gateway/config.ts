@@ -3,6 +3,8 @@ import { dataDepthMaxCeiling, dataDepthMaxDefault, packetLimitsDefault } from '.
 import { compilePattern } from './routes.js';
 import { hostOf, isLoopbackHost, unauthenticatedRemoteProblem } from './auth-posture.js';
 import { logSummaryIntervalMsDefault } from './log-summary.js';
+import { logFormats } from '../common/log.js';
+import { stuckSummaryIntervalMsDefault } from '../common/stuck-log.js';
 import { gatewayLingerMsDefault, holdMsDefault } from '../protocol/longpoll/hold-policy.js';
 import { hostPortProblem } from '../common/host-port.js';
 
@@ -203,6 +205,9 @@ export const gatewayConfigSchema = z.strictObject({
     level: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
     /** refused connections, failed HELLOs and ended sessions: the first of a code is logged whole, then at most one summary line per this long */
     summaryIntervalMs: positiveInt.min(100).default(logSummaryIntervalMsDefault),
+    format: z.enum(logFormats).default('auto'),
+    /** a failure that repeats (a route's backend down): logged once, then at most one summary line per this long */
+    stuckSummaryIntervalMs: positiveInt.min(100).default(stuckSummaryIntervalMsDefault),
   }).prefault({}),
 }).superRefine((c, ctx) => {
   if (c.limits.writeQueueBytesHigh >= c.limits.writeQueueBytesMax) ctx.addIssue({ code: 'custom', path: ['limits', 'writeQueueBytesHigh'], message: 'must be below limits.writeQueueBytesMax' });

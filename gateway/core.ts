@@ -12,6 +12,8 @@ import type { GatewayConfig } from './config.js';
 import { DispatchLog } from './dispatch-log.js';
 import type { Handler } from './handlers/handler.js';
 import { Router } from './routes.js';
+import { RouteTrouble } from './route-trouble.js';
+import type { StuckLog } from '../common/stuck-log.js';
 import { Session, type SessionDeps } from './session.js';
 import type { DownlinkQueues } from './downlink/queue.js';
 import type { GatewayObserver } from './admin/observer.js';
@@ -43,6 +45,8 @@ export interface GatewayCoreOptions {
   rng: () => number;
   /** the downlink queues (opened by the caller, closed by the core); absent: no downlink */
   downlink?: DownlinkQueues;
+  /** where routes' repeated failures are logged (once, then summaries); absent: a line per failure */
+  stuck?: StuckLog;
   /** told of sessions, packets, PINGs, handler verdicts and dispatch log commits (status, metrics); absent: nobody watches */
   observer?: GatewayObserver;
   /** times handler calls for the observer; default: the clock, in whole ms */
@@ -84,7 +88,8 @@ export async function createGatewayCore(o: GatewayCoreOptions): Promise<GatewayC
     return () => (clock.now() - t0) / 1000;
   });
   // A route is named by its pattern in the status and the metrics (`route` label).
-  const router = new Router(observer ? o.routes.map((r) => ({ match: r.match, handler: observedHandler(r.handler, r.match, observer, stopwatch) })) : o.routes);
+  const routed = observer ? o.routes.map((r) => ({ match: r.match, handler: observedHandler(r.handler, r.match, observer, stopwatch) })) : o.routes;
+  const router = new Router(routed);
   const counters = { dispatched: 0, rejected: 0, duplicates: 0, retried: 0 };
   const inDispatch: SessionDeps['inDispatch'] = new Map();
   const sessionOptions = {
@@ -101,6 +106,8 @@ export async function createGatewayCore(o: GatewayCoreOptions): Promise<GatewayC
     ...(o.authenticate ? { authenticate: o.authenticate } : {}),
     ...(o.logSummary ? { summary: o.logSummary } : {}),
     ...(o.downlink ? { downlink: o.downlink } : {}),
+    // Keyed by the handlers sessions see (observed ones, when watched).
+    ...(o.stuck ? { trouble: new RouteTrouble(o.stuck, routed) } : {}),
     ...(observer ? { observer } : {}),
     register(agent, s) {
       const older = sessions.get(agent);

@@ -10,7 +10,9 @@ import { ErrorCode, FerryError, isFerryError } from '../protocol/errors.js';
 import type { GatewayConfig, RouteConfig } from './config.js';
 import { FileHandler } from './handlers/file.js';
 import type { Handler } from './handlers/handler.js';
-import { createMqttHandler } from './handlers/mqtt.js';
+import { createMqttHandler, type MqttHandlerOptions } from './handlers/mqtt.js';
+import { StuckLog } from '../common/stuck-log.js';
+import { routeScope } from './route-trouble.js';
 import { createGatewayCore, type GatewayCore } from './core.js';
 import { AgentRegistry } from './agents.js';
 import { createAuthenticator, recheck } from './auth.js';
@@ -55,7 +57,7 @@ export interface RunningGateway {
   stop(): Promise<void>;
 }
 
-async function createHandler(route: RouteConfig, log: Log, floorOf: (agent: string) => number, credentials: MqttCredentials | undefined): Promise<Handler> {
+async function createHandler(route: RouteConfig, log: Log, floorOf: (agent: string) => number, credentials: MqttCredentials | undefined, backend: MqttHandlerOptions['backend']): Promise<Handler> {
   switch (route.handler) {
     case 'file':
       return FileHandler.open({ path: route.path, sync: route.sync, rotateBytes: route.rotateBytes, keep: route.keep, floorOf });
@@ -65,6 +67,7 @@ async function createHandler(route: RouteConfig, log: Log, floorOf: (agent: stri
         ...(credentials?.username !== undefined && { username: credentials.username }),
         ...(credentials?.password !== undefined && { password: credentials.password }),
         log: (msg, fields) => log.info(msg, fields as Record<string, unknown>),
+        backend,
       });
     // Loaded on first use: only a gateway with such a route loads node:https or a user's module.
     case 'webhook': {
@@ -120,7 +123,7 @@ async function startGateway(config: GatewayConfig, opts: { log?: Log }): Promise
   const downlinkSecret = downlinkMqtt?.password ?? (config.downlink.mqtt ? credentialsFromUrl(config.downlink.mqtt.url).password : undefined);
   const secrets = [...routeSecrets(config.routes, credentials), ...(downlinkSecret !== undefined ? [downlinkSecret, encodeURIComponent(downlinkSecret)] : [])];
   const scrub = secretScrubber(secrets);
-  const log = scrubbingLog(opts.log ?? createLog({ level: config.log.level, base: { role: 'gateway' } }), scrub);
+  const log = scrubbingLog(opts.log ?? createLog({ level: config.log.level, format: config.log.format, base: { role: 'gateway' } }), scrub);
   // The admin port is bound first: a taken one (LISTEN_FAILED) stops the start before agents can connect.
   const admin = await startAdmin({ config, log, redact: scrub, now: () => realClock.now() });
   try {
@@ -168,7 +171,13 @@ async function startServing(
 
   // The file handler forgets marks below the dispatch floor; the dispatch log opens with the core, just after.
   const floorOf = (agent: string): number => core?.dispatchLog.floor(agent) ?? 0;
-  const handlers = await Promise.all(config.routes.map((r, i) => createHandler(r, log, floorOf, credentials[i]).catch((err: unknown) => {
+  // A route whose backend or dispatch keeps failing is one stuck cause: logged once, then summarised.
+  const stuck = new StuckLog({ log, clock, summaryIntervalMs: config.log.stuckSummaryIntervalMs });
+  const backendOf = (r: RouteConfig, i: number): MqttHandlerOptions['backend'] => ({
+    down: (code, error) => stuck.fail(routeScope(i), code, { msg: 'mqtt handler: cannot connect to the broker', fields: { route: i, match: r.match, url: r.handler === 'mqtt' ? redactUrl(r.url) : undefined, error } }),
+    up: () => stuck.clear(routeScope(i)),
+  });
+  const handlers = await Promise.all(config.routes.map((r, i) => createHandler(r, log, floorOf, credentials[i], backendOf(r, i)).catch((err: unknown) => {
     throw routeStartError(r, i, err);
   })));
   const { limits } = config;
@@ -177,7 +186,7 @@ async function startServing(
   // The downlink queues are always open: messages queued before a restart are delivered whether or not the API is still configured.
   const downlink = await DownlinkStore.open({ dir: join(config.dataDir, 'downlink'), clock, log, limits: config.downlink });
   const gw = await createGatewayCore({
-    clock, log, dataDir: config.dataDir, limits, authenticate, logSummary: summary,
+    clock, log, dataDir: config.dataDir, limits, authenticate, logSummary: summary, stuck,
     routes: config.routes.map((r, i) => ({ match: r.match, handler: handlers[i]! })),
     newSessionId: randomUUID, rng: Math.random, downlink,
     ...(admin ? { observer: admin.observer, stopwatch: () => { const t0 = performance.now(); return () => (performance.now() - t0) / 1000; } } : {}),
@@ -288,6 +297,7 @@ async function startServing(
       }
       await gw.close();
       summary.close();
+      stuck.close();
     },
   };
 }

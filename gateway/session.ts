@@ -13,6 +13,7 @@ import type { DispatchLog } from './dispatch-log.js';
 import type { DispatchPacket, Handler, HandlerResult } from './handlers/handler.js';
 import { Lane, type LaneItem, type LaneOptions, type LaneRefusal } from './lane.js';
 import type { LogSummary } from './log-summary.js';
+import type { RouteTrouble } from './route-trouble.js';
 import type { Router } from './routes.js';
 import type { DownlinkQueues } from './downlink/queue.js';
 import { DownlinkSender } from './downlink/sender.js';
@@ -72,6 +73,8 @@ export interface SessionDeps {
   summary?: LogSummary;
   /** the downlink queues; absent: no DOWN is ever sent */
   downlink?: DownlinkQueues;
+  /** where a route's repeated failures are logged (once, then summaries, then cleared); absent: a line per failure */
+  trouble?: RouteTrouble;
   /** told of this session's start and end, its packets and PINGs (status, metrics) */
   observer?: GatewayObserver;
 }
@@ -399,7 +402,11 @@ export class Session {
   /** Runs the handler; a failure's message is replaced by what the agent may be told, and kept for the log. */
   private handled(handler: Handler, p: DispatchPacket): Promise<HandlerResult> {
     return handle(handler, p).then((r) => {
-      if (r.ok) return r;
+      if (r.ok) {
+        this.deps.trouble?.delivered(handler);
+        return r;
+      }
+      if (r.retryable) this.deps.trouble?.failed(handler, p, r, r.message);
       const told: HandlerResult = { ...r, message: agentMessage(String(handler.kind), p.target, r.code, r.retryable) };
       this.causes.set(told, r.message);
       return told;
@@ -417,7 +424,8 @@ export class Session {
       this.deps.log.warn('session: handler rejected the packet for good; agent keeps it as a dead letter', { agent: this.agent, seq, target, code: r.code, cause });
       return this.reject(item, r.code, r.message);
     }
-    this.deps.log.warn('session: handler failed; agent retries later', { agent: this.agent, seq, target, code: r.code, retryAfterMs: r.retryAfterMs, cause });
+    // A handler's own failure was counted as its route's trouble already (RouteTrouble).
+    if (!(this.deps.trouble && this.causes.has(r))) this.deps.log.warn('session: handler failed; agent retries later', { agent: this.agent, seq, target, code: r.code, retryAfterMs: r.retryAfterMs, cause });
     this.refuse(item, r);
   }
 

@@ -7,6 +7,7 @@ import { dataFrameOverheadBytes } from '../../protocol/codec.js';
 import { packetCreditBytes, type Packet } from '../../protocol/packet.js';
 import type { Dialer, Transport } from '../../protocol/transport.js';
 import type { PacketStore } from '../store/store.js';
+import type { StuckLog } from '../../common/stuck-log.js';
 import { backoffDelayMs } from './backoff.js';
 import { GatewayLimits } from './gateway-limits.js';
 import { Liveness } from './liveness.js';
@@ -50,7 +51,12 @@ export interface LinkDeps {
   log: Log;
   /** absent: the agent takes no downlink (HELLO names no window, a DOWN breaks the protocol) */
   downlink?: LinkDownlink;
+  /** where failed dials are logged: once, then summaries, then when a session opens; absent: a line each */
+  stuck?: StuckLog;
 }
+
+/** The stuck-cause scope of failed dials (common/stuck-log.ts). */
+const dialScope = 'link';
 
 export type LinkStatus =
   | { state: 'connecting' }
@@ -184,7 +190,10 @@ export class Link extends EventEmitter<{ status: [LinkStatus] }> {
       // retry cannot fix soon (credentials, TLS set-up, version) waits the longest back-off at once.
       const refused = code !== undefined && (code.startsWith('AUTH_') || code.startsWith('TLS_') || code === ErrorCode.PROTOCOL_VERSION);
       const delayMs = Math.max(backoffMs, end.retryAfterMs, refused ? this.opts.reconnectDelayMsMax : 0);
-      this.deps.log.info('link: disconnected; reconnecting', { delayMs, error: error?.message, code });
+      const fields = { delayMs, error: error?.message, code };
+      // A gateway that cannot be reached is one cause, however many dials fail; a session that ends is news each time.
+      if (this.deps.stuck && !end.opened) this.deps.stuck.fail(dialScope, code ?? 'UNKNOWN', { msg: 'link: disconnected; reconnecting', fields });
+      else this.deps.log.info('link: disconnected; reconnecting', fields);
       this.setStatus({ state: 'backoff', delayMs, error: error?.message ?? 'closed' });
       await new Promise<void>((resolve) => {
         const h = this.deps.clock.setTimeout(resolve, delayMs);
@@ -327,6 +336,7 @@ export class Link extends EventEmitter<{ status: [LinkStatus] }> {
     this.resetSessionState();
     this.sentSeq = store.stats().ackedSeq;
     this.inflight.setCredit(w.creditPackets, w.creditBytes);
+    this.deps.stuck?.clear(dialScope);
     log.info('link: session open', { session: w.session, dispatchedSeq: w.dispatchedSeq, gaps: w.ranges?.length ?? 0, backlog: store.stats().backlogPackets });
     this.setStatus({ state: 'connected', session: w.session });
     this.pump();

@@ -2,6 +2,8 @@ import { SerialPort } from 'serialport';
 import { LineSplitter } from './line-splitter.js';
 import type { Clock } from '../../common/clock.js';
 import type { Log } from '../../common/log.js';
+import { StuckLog, stuckSummaryIntervalMsDefault } from '../../common/stuck-log.js';
+import { backoffDelayMs } from '../link/backoff.js';
 import { ErrorCode, isFerryError } from '../../protocol/errors.js';
 import { lineBytesMax, parseLine, type Reading } from './line-parser.js';
 
@@ -11,7 +13,10 @@ export interface SerialSourceConfig {
   path: string;
   baudRate: number;
   format: 'kv' | 'json';
+  /** the first wait before opening the device again; it doubles (with jitter) per failed open */
   reopenDelayMs: number;
+  /** the longest wait between opens (default 30000, never below reopenDelayMs) */
+  reopenDelayMsMax?: number;
 }
 
 export interface SourceStats {
@@ -38,7 +43,9 @@ export const answerLinePattern = /^(ok|err)(\s|$)/;
 
 /**
  * Reads text lines from a serial device with the serialport package. Survives the device going
- * away (unplugged, simulator restarted): it closes, waits `reopenDelayMs`, and opens it again.
+ * away (unplugged, simulator restarted): it closes, waits, and opens it again; each failed open
+ * doubles the wait (with jitter) from `reopenDelayMs` up to `reopenDelayMsMax`. A device that
+ * stays away is one stuck cause in the log (common/stuck-log.ts), not a line per attempt.
  * Bad lines are counted and dropped; a line longer than the limit is cut off and dropped.
  *
  * Downlink commands go the other way (`write`): a line `ok ...` or `err ...` from the device is
@@ -51,12 +58,23 @@ export class SerialSource {
   private readonly counters = { readings: 0, invalidLines: 0, opens: 0, answers: 0 };
   private listener: AnswerListener | null = null;
   private lastWarnMs = 0;
+  /** opens that failed since the device was last open: the back-off's exponent */
+  private failures = 0;
+  private readonly stuck: StuckLog;
   private lastError: string | null = null;
 
   constructor(
     private readonly config: SerialSourceConfig,
-    private readonly deps: { clock: Clock; log: Log; onReading: (r: Reading) => void },
-  ) {}
+    private readonly deps: {
+      clock: Clock; log: Log; onReading: (r: Reading) => void;
+      /** the back-off's jitter, in [0, 1) (default Math.random) */
+      rng?: () => number;
+      /** the agent's stuck-cause log; absent: one of the source's own */
+      stuck?: StuckLog;
+    },
+  ) {
+    this.stuck = deps.stuck ?? new StuckLog({ log: deps.log, clock: deps.clock, summaryIntervalMs: stuckSummaryIntervalMsDefault });
+  }
 
   start(): void {
     this.open();
@@ -95,6 +113,7 @@ export class SerialSource {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.reopenTimer !== null) this.deps.clock.clearTimeout(this.reopenTimer);
+    if (this.deps.stuck === undefined) this.stuck.close();
     const port = this.port;
     this.port = null;
     if (port?.isOpen) await new Promise<void>((r) => port.close(() => r()));
@@ -117,11 +136,13 @@ export class SerialSource {
       retried = true;
       this.lastError = why;
       if (this.port === port) this.port = null;
-      log.warn('serial: device unavailable; will reopen', { path: this.config.path, why, delayMs: this.config.reopenDelayMs });
+      const { reopenDelayMs } = this.config;
+      const delayMs = backoffDelayMs(this.failures++, reopenDelayMs, Math.max(reopenDelayMs, this.config.reopenDelayMsMax ?? 30_000), this.deps.rng ?? Math.random);
+      this.stuck.fail(this.stuckScope, ErrorCode.SERIAL_DEVICE_UNAVAILABLE, { msg: 'serial: device unavailable; will reopen', fields: { path: this.config.path, error: why, delayMs } });
       this.reopenTimer = this.deps.clock.setTimeout(() => {
         this.reopenTimer = null;
         this.open();
-      }, this.config.reopenDelayMs);
+      }, delayMs);
     };
     port.on('close', () => {
       this.listener?.closed();
@@ -138,8 +159,14 @@ export class SerialSource {
         return;
       }
       this.counters.opens++;
+      this.failures = 0;
+      this.stuck.clear(this.stuckScope);
       log.info('serial: device open', { path: this.config.path });
     });
+  }
+
+  private get stuckScope(): string {
+    return `serial ${this.config.path}`;
   }
 
   private onLine(line: string): void {

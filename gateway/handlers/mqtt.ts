@@ -38,6 +38,12 @@ export interface MqttHandlerOptions {
   username?: string;
   password?: string;
   log?: (msg: string, fields?: object) => void;
+  /**
+   * Told of each failed connection attempt (the error's code, e.g. ECONNREFUSED, and its scrubbed
+   * message) and of each connection made: the gateway logs a broker that stays down as one stuck
+   * cause. Absent: a changed error message is logged through `log`.
+   */
+  backend?: { down(code: string, message: string): void; up(): void };
 }
 
 export interface MqttHandlerDeps {
@@ -168,6 +174,7 @@ interface Settings {
   closeTimeoutMs: number;
   inflightMax: number;
   log: (msg: string, fields?: object) => void;
+  backend: MqttHandlerOptions['backend'];
 }
 
 /**
@@ -224,6 +231,7 @@ function settingsFrom(opts: MqttHandlerOptions): { settings: Settings; clientOpt
     closeTimeoutMs: positive('closeTimeoutMs', opts.closeTimeoutMs, 2000),
     inflightMax,
     log: opts.log ?? (() => {}),
+    backend: opts.backend,
   };
   const clientOpts: IClientOptions = {
     protocolVersion: 5,
@@ -284,7 +292,8 @@ class MqttPublisher implements MqttHandler {
     this.inflightMax = s.inflightMax;
     client.on('connect', (connack?: IConnackPacket) => this.onConnect(connack));
     client.on('close', () => this.onClose());
-    client.on('error', (err) => {
+    client.on('error', (err: Error & { code?: unknown }) => {
+      if (this.s.backend) return this.s.backend.down(typeof err.code === 'string' || typeof err.code === 'number' ? String(err.code) : ErrorCode.HANDLER_FAILED, this.s.scrub(err.message));
       if (err.message === this.lastError) return;
       this.lastError = err.message;
       this.s.log('mqtt handler: client error', { url: this.s.shownUrl, error: this.s.scrub(err.message) });
@@ -413,6 +422,7 @@ class MqttPublisher implements MqttHandler {
     this.state = 'connected';
     this.packetBytesMax = connack?.properties?.maximumPacketSize ?? mqttPacketBytesMax;
     this.lastError = '';
+    this.s.backend?.up();
     this.s.log('mqtt handler: connected', { url: this.s.shownUrl });
     this.pump();
   }
