@@ -132,7 +132,7 @@ export async function listenApi(o: ApiOptions): Promise<ApiServer> {
     if (!appMayReach(app, route.agent)) {
       return refuse(req, res, refusal(403, ErrorCode.API_FORBIDDEN, `application ${app.name} may not reach agent ${route.agent}`), { close: true, fields });
     }
-    if (route.op === 'post') return post(req, res, app, route.agent, fields);
+    if (route.op === 'post') return post(req, res, token!, app, route.agent, fields);
     answerGet(req, res, route, fields);
   };
 
@@ -146,7 +146,7 @@ export async function listenApi(o: ApiOptions): Promise<ApiServer> {
     send(res, 200, viewJson(m));
   };
 
-  const post = (req: IncomingMessage, res: ServerResponse, app: AppEntry, agent: string, fields: LogFields): void => {
+  const post = (req: IncomingMessage, res: ServerResponse, token: string, app: AppEntry, agent: string, fields: LogFields): void => {
     if (!o.agentKnown(agent)) {
       return refuse(req, res, refusal(404, ErrorCode.API_AGENT_UNKNOWN, `agent ${agent} is not known to this gateway (\`ferry gateway add-agent\` registers it)`), { close: true, fields });
     }
@@ -183,6 +183,11 @@ export async function listenApi(o: ApiOptions): Promise<ApiServer> {
       if (done) return;
       done = true;
       clearTimeout(timer);
+      // The token again: a revocation while the body streamed in (up to requestTimeoutMs) must not let this message in (issue 10 case 8).
+      const still = o.apps.byToken(token);
+      if (!still || !appMayReach(still, agent)) {
+        return refuse(req, res, refusal(401, ErrorCode.API_AUTH_FAILED, 'the token is not an active application\'s (revoked while the request was sent)'), { headers: { 'www-authenticate': 'Bearer realm="ferry"' }, close: true, fields });
+      }
       const parsed = parseMessageBody(Buffer.concat(chunks), limits);
       if (!('accepted' in parsed)) return refuse(req, res, parsed, { fields });
       queues.enqueue(agent, { ...parsed.accepted, from: app.name }).then(
