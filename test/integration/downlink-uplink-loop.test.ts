@@ -1,6 +1,7 @@
 /**
- * Security review (new surface: the downlink MQTT subscription, against issue 10's "one agent
- * cannot hurt another"). With the documented defaults on one broker — an uplink mqtt route with
+ * The gateway's own uplink never feeds its own downlink (docs/security.md, hostile agent; found by
+ * the security review of the downlink MQTT subscription against issue 10's "one agent cannot hurt
+ * another"). With the documented defaults on one broker — an uplink mqtt route with
  * topic `ferry/{agent}/{target}` (gateway/config.ts, examples/gateway.yaml) and `downlink.mqtt`
  * subscribed to `ferry/down/{agent}/#` — the uplink namespace of the agent whose ID is `down` IS
  * the downlink namespace of every agent. That agent's packet with target `victim/cmd/reboot` is
@@ -9,7 +10,9 @@
  * `--agents` limits, and on the device it reaches the `exec` / `local` / `serial` consumer routed
  * for `cmd/#`. With `auth.required: false` (allowed on loopback) any stranger can say HELLO as
  * `down`; with auth on it takes a registered agent of that name (or any agent, with an uplink
- * template such as `ferry/{target}`). Expected: no uplink packet becomes a downlink message.
+ * template such as `ferry/{target}`). Expected: no uplink packet becomes a downlink message; the
+ * packet is NACKed for good (HANDLER_REJECTED), and the gateway warned at start that the route's
+ * template reaches the subscription on the same broker.
  */
 import t from 'tap';
 import { join } from 'node:path';
@@ -34,7 +37,7 @@ t.test('downlink mqtt - an agent\'s uplink packet does not become a downlink mes
   await registry.add('victim');
   registry.close();
   const token = await addApp(gatewayDataDir(rig.dir), 'reader');
-  await rig.start('gateway');
+  const gateway = await rig.start('gateway');
   // Let the gateway's subscription settle.
   await sleep(1500);
 
@@ -44,6 +47,10 @@ t.test('downlink mqtt - an agent\'s uplink packet does not become a downlink mes
   // Its ACK: the packet was published.
   const deadline = Date.now() + 10_000;
   while (Date.now() < deadline && !hostile.frames.some((f) => f.t === FrameType.ACK || f.t === FrameType.NACK)) await sleep(50);
+  const nack = hostile.frames.find((f) => f.t === FrameType.NACK);
+  t.match(nack, { seq: 1, code: 'HANDLER_REJECTED' }, `the packet is refused for good: ${JSON.stringify(hostile.frames.filter((f) => f.t !== FrameType.WELCOME))}`);
+  t.notOk('retryAfterMs' in (nack ?? {}), 'not retryable');
+  t.match(gateway.output(), /routes\[0\]\.topic \\"ferry\/\{agent\}\/\{target\}\\" can render topics under the downlink subscription \\"ferry\/down\/\+\/#\\"/, 'the start warned that the route reaches the subscription');
   await sleep(1500);
 
   const r = await apiCall(rig.apiPort!, token, 'GET', '/v1/agents/victim/messages?limit=100');
