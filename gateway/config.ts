@@ -3,6 +3,7 @@ import { dataDepthMaxCeiling, dataDepthMaxDefault, packetLimitsDefault } from '.
 import { compilePattern } from './routes.js';
 import { unauthenticatedRemoteProblem } from './auth-posture.js';
 import { logSummaryIntervalMsDefault } from './log-summary.js';
+import { apiSocketDefaults } from './downlink/api.js';
 import { gatewayLingerMsDefault, holdMsDefault } from '../protocol/longpoll/hold-policy.js';
 
 const positiveInt = z.number().int().positive();
@@ -153,6 +154,12 @@ export const gatewayConfigSchema = z.strictObject({
       requestTimeoutMs: positiveInt.default(10_000),
       /** requests in progress at once, at most; beyond it 503 with Retry-After */
       requestsInFlightMax: positiveInt.default(1000),
+      /** sockets open on listen.api at once; one past it is closed at accept */
+      connectionsMax: positiveInt.default(apiSocketDefaults.connectionsMax),
+      /** sockets one remote address may hold on listen.api; one past it is closed at accept, before a TLS handshake */
+      socketsPerAddressMax: positiveInt.default(apiSocketDefaults.socketsPerAddressMax),
+      /** an idle keep-alive socket is closed after this long */
+      keepAliveTimeoutMs: positiveInt.default(apiSocketDefaults.keepAliveTimeoutMs),
     }).prefault({}),
   }).prefault({}),
   /** messages from applications to agents: docs/downlink.md */

@@ -1,10 +1,9 @@
 /**
- * Security review (issue 10 case 8 on a new surface): `ferry gateway revoke-app` while the
- * application has a POST in progress. The API checks the token when the headers arrive
- * (gateway/downlink/api.ts onRequest) and never again: a client that sends its headers, then
- * trickles the body for up to limits.api.requestTimeoutMs (10 s by default), has its message
- * queued after its token was revoked, and gets 201. Issue 10 case 8 asked that a revocation end
- * what the old credential holds; here it should be checked again once the body is in (401).
+ * `ferry gateway revoke-app` while the application has a POST in progress: the API checks the token
+ * when the headers arrive and again once the body is in (gateway/downlink/api.ts post), so a client
+ * that trickles its body for up to limits.api.requestTimeoutMs after its token was revoked gets 401
+ * and nothing is queued. Found by the security review (issue 10 case 8 on a new surface: a
+ * revocation ends what the old credential holds); fixed in 256dcff.
  */
 import t from 'tap';
 import { request } from 'node:http';
