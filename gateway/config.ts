@@ -5,6 +5,7 @@ import { hostOf, isLoopbackHost, unauthenticatedRemoteProblem } from './auth-pos
 import { logSummaryIntervalMsDefault } from './log-summary.js';
 import { logFormats } from '../common/log.js';
 import { stuckSummaryIntervalMsDefault } from '../common/stuck-log.js';
+import { apiSocketDefaults } from './downlink/api.js';
 import { gatewayLingerMsDefault, holdMsDefault } from '../protocol/longpoll/hold-policy.js';
 import { hostPortProblem } from '../common/host-port.js';
 
@@ -163,6 +164,12 @@ export const gatewayConfigSchema = z.strictObject({
       requestTimeoutMs: positiveInt.default(10_000),
       /** requests in progress at once, at most; beyond it 503 with Retry-After */
       requestsInFlightMax: positiveInt.default(1000),
+      /** sockets open on listen.api at once; one past it is closed at accept */
+      connectionsMax: positiveInt.default(apiSocketDefaults.connectionsMax),
+      /** sockets one remote address may hold on listen.api; one past it is closed at accept, before a TLS handshake */
+      socketsPerAddressMax: positiveInt.default(apiSocketDefaults.socketsPerAddressMax),
+      /** an idle keep-alive socket is closed after this long */
+      keepAliveTimeoutMs: positiveInt.default(apiSocketDefaults.keepAliveTimeoutMs),
     }).prefault({}),
   }).prefault({}),
   /** messages from applications to agents: docs/downlink.md */

@@ -31,6 +31,8 @@ import { mqttCredentials, routeSecrets, type MqttCredentials } from './route-sec
 import { join } from 'node:path';
 import { DownlinkStore } from './downlink/store.js';
 import { credentialsFromUrl } from './handlers/mqtt.js';
+import { uplinkReachesDownlink } from './handlers/topic-filter.js';
+import { downlinkTopic } from './downlink/mqtt-message.js';
 import type { DownlinkStats } from './downlink/queue.js';
 import { startIntake, type Intake, type IntakeStats } from './downlink/intake.js';
 import { startAdmin, type Admin } from './admin/index.js';
@@ -57,13 +59,13 @@ export interface RunningGateway {
   stop(): Promise<void>;
 }
 
-async function createHandler(route: RouteConfig, log: Log, floorOf: (agent: string) => number, credentials: MqttCredentials | undefined, backend: MqttHandlerOptions['backend']): Promise<Handler> {
+async function createHandler(route: RouteConfig, log: Log, floorOf: (agent: string) => number, credentials: MqttCredentials | undefined, backend: MqttHandlerOptions['backend'], reservedFilters: readonly string[]): Promise<Handler> {
   switch (route.handler) {
     case 'file':
       return FileHandler.open({ path: route.path, sync: route.sync, rotateBytes: route.rotateBytes, keep: route.keep, floorOf });
     case 'mqtt':
       return createMqttHandler({
-        url: route.url, topic: route.topic, qos: route.qos, publishTimeoutMs: route.publishTimeoutMs, inflightMax: route.inflightMax,
+        url: route.url, topic: route.topic, qos: route.qos, publishTimeoutMs: route.publishTimeoutMs, inflightMax: route.inflightMax, reservedFilters,
         ...(credentials?.username !== undefined && { username: credentials.username }),
         ...(credentials?.password !== undefined && { password: credentials.password }),
         log: (msg, fields) => log.info(msg, fields as Record<string, unknown>),
@@ -171,13 +173,20 @@ async function startServing(
 
   // The file handler forgets marks below the dispatch floor; the dispatch log opens with the core, just after.
   const floorOf = (agent: string): number => core?.dispatchLog.floor(agent) ?? 0;
+  // The gateway's own uplink never publishes where its downlink subscription listens (one agent's packet would be another's command).
+  const downlinkFilter = config.downlink.mqtt ? downlinkTopic(config.downlink.mqtt.topic).filter : undefined;
+  if (config.downlink.mqtt && downlinkFilter !== undefined) {
+    const mqttRoutes = config.routes.flatMap((r, index) => (r.handler === 'mqtt' ? [{ index, url: r.url, topic: r.topic }] : []));
+    for (const w of uplinkReachesDownlink(mqttRoutes, { url: config.downlink.mqtt.url, filter: downlinkFilter })) log.warn(w);
+  }
+  const reservedFilters = downlinkFilter !== undefined ? [downlinkFilter] : [];
   // A route whose backend or dispatch keeps failing is one stuck cause: logged once, then summarised.
   const stuck = new StuckLog({ log, clock, summaryIntervalMs: config.log.stuckSummaryIntervalMs });
   const backendOf = (r: RouteConfig, i: number): MqttHandlerOptions['backend'] => ({
     down: (code, error) => stuck.fail(routeScope(i), code, { msg: 'mqtt handler: cannot connect to the broker', fields: { route: i, match: r.match, url: r.handler === 'mqtt' ? redactUrl(r.url) : undefined, error } }),
     up: () => stuck.clear(routeScope(i)),
   });
-  const handlers = await Promise.all(config.routes.map((r, i) => createHandler(r, log, floorOf, credentials[i], backendOf(r, i)).catch((err: unknown) => {
+  const handlers = await Promise.all(config.routes.map((r, i) => createHandler(r, log, floorOf, credentials[i], backendOf(r, i), reservedFilters).catch((err: unknown) => {
     throw routeStartError(r, i, err);
   })));
   const { limits } = config;

@@ -253,6 +253,7 @@ export class Session {
         if (!this.closed) this.t.send(f);
       },
       bye: (code, reason) => this.bye(code, reason),
+      note: (level, msg, code, fields) => this.note(level, msg, code, fields),
       frameBytesMax: this.t.frameBytesMax ?? downFrameBytesMaxDefault,
     });
   }
@@ -421,11 +422,12 @@ export class Session {
     const { seq, target } = item.packet;
     const cause = this.causes.get(r) ?? r.message;
     if (!r.retryable) {
-      this.deps.log.warn('session: handler rejected the packet for good; agent keeps it as a dead letter', { agent: this.agent, seq, target, code: r.code, cause });
+      // A summary, not a line per packet: an agent can send any number of packets a handler refuses.
+      this.note('warn', 'session: handler rejected the packet for good; agent keeps it as a dead letter', r.code, { agent: this.agent, seq, target, cause });
       return this.reject(item, r.code, r.message);
     }
     // A handler's own failure was counted as its route's trouble already (RouteTrouble).
-    if (!(this.deps.trouble && this.causes.has(r))) this.deps.log.warn('session: handler failed; agent retries later', { agent: this.agent, seq, target, code: r.code, retryAfterMs: r.retryAfterMs, cause });
+    if (!(this.deps.trouble && this.causes.has(r))) this.note('warn', 'session: handler failed; agent retries later', r.code, { agent: this.agent, seq, target, retryAfterMs: r.retryAfterMs, cause });
     this.refuse(item, r);
   }
 

@@ -15,6 +15,9 @@
  *   429 QUEUE_FULL                  the agent's queue is full (fullPolicy reject);
  *   503 STORE_IO                    the queue could not write the message: nothing was queued;
  *   201 {id, state: "queued"}       only once `enqueue` resolved, i.e. the message is durable.
+ * Sockets are admitted at accept, before any TLS handshake (gateway/socket-gate.ts): at most
+ * `socketsPerAddressMax` per address and `connectionsMax` in all, one past either closed at once;
+ * a silent socket (and an HTTPS handshake) is closed after `requestTimeoutMs`.
  * Every error body is JSON {code, message}; no message repeats the token. A refusal that comes
  * before the body was read closes the connection (its unread body would be the next request).
  * Refusals are logged through the gateway's LogSummary: a flood of bad requests costs a bounded
@@ -30,6 +33,7 @@ import { agentIdPattern } from '../../protocol/ids.js';
 import type { TlsFiles } from '../../protocol/tls-files.js';
 import { appMayReach, type AppEntry, type AppLookup } from '../apps.js';
 import { bind } from '../listener.js';
+import { SocketGate } from '../socket-gate.js';
 import type { LogSummary } from '../log-summary.js';
 import { bearerToken, isJsonContentType, isMessageId, matchRoute, parseMessageBody, type ApiRoute } from './api-request.js';
 import { refusal, type MessageLimits, type Refusal } from './message-rules.js';
@@ -42,7 +46,20 @@ export interface ApiLimits extends MessageLimits {
   requestTimeoutMs: number;
   /** requests in progress at once; beyond it 503 */
   requestsInFlightMax: number;
+  /** sockets open at once, at most; one past it is closed at accept (default apiSocketDefaults) */
+  connectionsMax?: number;
+  /** sockets one remote address may hold; one past it is closed at accept, before a TLS handshake */
+  socketsPerAddressMax?: number;
+  /** an idle keep-alive socket is closed after this long */
+  keepAliveTimeoutMs?: number;
 }
+
+/**
+ * The API's socket limits by default (config `limits.api`). Sockets are counted at accept, before
+ * any TLS handshake: without a bound, one address held 600 of 600 silent sockets. A silent socket
+ * is closed after `requestTimeoutMs` (node's headersTimeout; on HTTPS the handshake too).
+ */
+export const apiSocketDefaults = { connectionsMax: 1000, socketsPerAddressMax: 64, keepAliveTimeoutMs: 30_000 } as const;
 
 export interface ApiOptions {
   /** HOST:PORT */
@@ -97,7 +114,10 @@ export async function listenApi(o: ApiOptions): Promise<ApiServer> {
   const { limits, queues } = o;
   const counts = { requests: 0, inFlight: 0, queued: 0 };
   const refused: Record<string, number> = {};
-  const sockets = new Set<Socket>();
+  const gate = new SocketGate<Socket>({
+    connectionsMax: limits.connectionsMax ?? apiSocketDefaults.connectionsMax,
+    socketsPerAddressMax: limits.socketsPerAddressMax ?? apiSocketDefaults.socketsPerAddressMax,
+  });
 
   const refuse = (req: IncomingMessage, res: ServerResponse, r: Refusal, extra: { headers?: Record<string, string | number>; close?: boolean; fields?: LogFields } = {}): void => {
     refused[r.code] = (refused[r.code] ?? 0) + 1;
@@ -132,7 +152,7 @@ export async function listenApi(o: ApiOptions): Promise<ApiServer> {
     if (!appMayReach(app, route.agent)) {
       return refuse(req, res, refusal(403, ErrorCode.API_FORBIDDEN, `application ${app.name} may not reach agent ${route.agent}`), { close: true, fields });
     }
-    if (route.op === 'post') return post(req, res, app, route.agent, fields);
+    if (route.op === 'post') return post(req, res, token!, app, route.agent, fields);
     answerGet(req, res, route, fields);
   };
 
@@ -146,7 +166,7 @@ export async function listenApi(o: ApiOptions): Promise<ApiServer> {
     send(res, 200, viewJson(m));
   };
 
-  const post = (req: IncomingMessage, res: ServerResponse, app: AppEntry, agent: string, fields: LogFields): void => {
+  const post = (req: IncomingMessage, res: ServerResponse, token: string, app: AppEntry, agent: string, fields: LogFields): void => {
     if (!o.agentKnown(agent)) {
       return refuse(req, res, refusal(404, ErrorCode.API_AGENT_UNKNOWN, `agent ${agent} is not known to this gateway (\`ferry gateway add-agent\` registers it)`), { close: true, fields });
     }
@@ -183,6 +203,11 @@ export async function listenApi(o: ApiOptions): Promise<ApiServer> {
       if (done) return;
       done = true;
       clearTimeout(timer);
+      // The token again: a revocation while the body streamed in (up to requestTimeoutMs) must not let this message in (issue 10 case 8).
+      const still = o.apps.byToken(token);
+      if (!still || !appMayReach(still, agent)) {
+        return refuse(req, res, refusal(401, ErrorCode.API_AUTH_FAILED, 'the token is not an active application\'s (revoked while the request was sent)'), { headers: { 'www-authenticate': 'Bearer realm="ferry"' }, close: true, fields });
+      }
       const parsed = parseMessageBody(Buffer.concat(chunks), limits);
       if (!('accepted' in parsed)) return refuse(req, res, parsed, { fields });
       queues.enqueue(agent, { ...parsed.accepted, from: app.name }).then(
@@ -201,7 +226,8 @@ export async function listenApi(o: ApiOptions): Promise<ApiServer> {
 
   const serverOptions = {
     keepAlive: true,
-    keepAliveTimeout: 30_000,
+    keepAliveTimeout: limits.keepAliveTimeoutMs ?? apiSocketDefaults.keepAliveTimeoutMs,
+    // Also a silent socket's time-out: node counts it from the connection when no request began.
     headersTimeout: limits.requestTimeoutMs,
     // A backstop behind the body timer; node checks it only while a request is being received.
     requestTimeout: limits.requestTimeoutMs + 1000,
@@ -209,11 +235,16 @@ export async function listenApi(o: ApiOptions): Promise<ApiServer> {
     maxHeaderSize: 16 * 1024,
   };
   const tls = o.tlsFiles?.cert !== undefined && o.tlsFiles.key !== undefined;
-  const server: Server = tls ? createHttpsServer({ ...serverOptions, cert: o.tlsFiles!.cert, key: o.tlsFiles!.key }, onRequest) : createServer(serverOptions, onRequest);
+  // node's default handshakeTimeout is 120 s: a silent TLS socket would outlive every other bound.
+  const server: Server = tls ? createHttpsServer({ ...serverOptions, handshakeTimeout: limits.requestTimeoutMs, cert: o.tlsFiles!.cert, key: o.tlsFiles!.key }, onRequest) : createServer(serverOptions, onRequest);
   server.on('connection', (socket: Socket) => {
     socket.on('error', () => undefined);
-    sockets.add(socket);
-    socket.once('close', () => sockets.delete(socket));
+    const past = gate.admit(socket);
+    if (past === null) return;
+    // Counted, and logged as a summary: a stranger can cause any number of these.
+    const code = past === 'socketsPerAddressMax' ? ErrorCode.CONNECTIONS_PER_ADDRESS : ErrorCode.GATEWAY_BUSY;
+    refused[code] = (refused[code] ?? 0) + 1;
+    o.summary.note('info', `api: socket closed at accept (limits.api.${past})`, code, { address: socket.remoteAddress ?? 'unknown' });
   });
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
     // Malformed request line or headers, headers too large, or too slow: node's own checks, answered in JSON.

@@ -20,6 +20,11 @@ export interface DownlinkWindow {
 /** A DOWN frame's body besides its messages: the map, `t`, the `messages` key and the array header. */
 const frameOverheadBytes = 32;
 
+/** Ignored DOWN_ACK results a session may send before it is ended: more than its window ever allowed (at least 16). */
+export function ignoredResultsMax(window: DownlinkWindow): number {
+  return Math.max(16, window.messages);
+}
+
 /** A write of DOWN_ACK results that failed is tried again after this. */
 export const settleRetryMs = 1000;
 
@@ -39,6 +44,10 @@ export class DownlinkSender {
   private readonly unsubscribe: () => void;
   /** settles in progress (the durable writes of DOWN_ACK results) */
   private settling: Promise<unknown> = Promise.resolve();
+  /** DOWN_ACK results naming no message this session has outstanding, so far */
+  private ignoredResults = 0;
+  /** the session was ended for them (BYE sent): later DOWN_ACKs are not read */
+  private ended = false;
 
   constructor(
     private readonly agent: string,
@@ -50,6 +59,8 @@ export class DownlinkSender {
       bye(code: ErrorCode, reason: string): void;
       /** the largest frame body the transport carries (the DOWN frames are split to fit) */
       frameBytesMax: number;
+      /** logs an event an agent can repeat at will (the gateway's LogSummary); absent: one log line each */
+      note?(level: 'info' | 'warn', msg: string, code: string, fields: Record<string, unknown>): void;
     },
   ) {
     this.unsubscribe = deps.queues.onQueued((a) => {
@@ -64,7 +75,7 @@ export class DownlinkSender {
   }
 
   onAck(f: DownAckFrame): void {
-    if (this.closed) return;
+    if (this.closed || this.ended) return;
     let taken = 0;
     for (const r of f.results) {
       // Only what this session sent to this agent can be answered here, once; anything else is ignored by the queue too.
@@ -73,8 +84,26 @@ export class DownlinkSender {
       taken++;
     }
     const ignored = f.results.length - taken;
-    if (ignored > 0) this.deps.log.warn('downlink: DOWN_ACK names messages this session did not send; ignored', { agent: this.agent, ignored });
+    if (ignored > 0) this.ignore(ignored);
     this.writeAnswers();
+  }
+
+  /**
+   * Results for messages this session never sent (or answered twice) change nothing, but cost a
+   * log line each and take no credit: an agent could make the gateway log as fast as it sends
+   * 30-byte frames (10,000 frames were 1.56 MB). They are logged as a summary, and past more than
+   * the window ever allowed (an honest agent answers only what this session sent it, once) the
+   * session ends with PROTOCOL_STATE.
+   */
+  private ignore(n: number): void {
+    this.ignoredResults += n;
+    const fields = { agent: this.agent, ignored: n, ignoredTotal: this.ignoredResults };
+    const msg = 'downlink: DOWN_ACK names messages this session did not send; ignored';
+    if (this.deps.note) this.deps.note('warn', msg, ErrorCode.PROTOCOL_STATE, fields);
+    else this.deps.log.warn(msg, fields);
+    if (this.ignoredResults <= ignoredResultsMax(this.window)) return;
+    this.ended = true; // no more DOWN_ACKs are read; close() gives the session's messages back as usual
+    this.deps.bye(ErrorCode.PROTOCOL_STATE, `DOWN_ACK named ${this.ignoredResults} messages this session did not send or had answered already (more than its window of ${this.window.messages})`);
   }
 
   /**

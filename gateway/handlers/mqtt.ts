@@ -5,6 +5,7 @@ import { charProblem } from '../../protocol/ids.js';
 import { bytesAsBase64, type PacketData } from '../../protocol/packet.js';
 import type { DispatchPacket, Handler, HandlerResult } from './handler.js';
 import { fillTemplate } from './template.js';
+import { topicMatchesFilter } from './topic-filter.js';
 
 export interface MqttHandlerOptions {
   /**
@@ -34,6 +35,13 @@ export interface MqttHandlerOptions {
   /** How long `close()` waits for in-flight publishes and the broker's goodbye before it forces (default 2000). */
   closeTimeoutMs?: number;
   clientId?: string;
+  /**
+   * Topic filters this handler never publishes to: the gateway's own downlink subscription
+   * (`downlink.mqtt`, e.g. `ferry/down/+/#`). A packet whose topic one of them matches is refused
+   * for good (HANDLER_REJECTED), whichever broker the route names (another URL may reach the same
+   * broker, or a bridge to it): the gateway's own uplink must never become a downlink message.
+   */
+  reservedFilters?: readonly string[];
   /** Credentials for the broker's CONNECT; not both these and credentials in `url`. */
   username?: string;
   password?: string;
@@ -173,6 +181,7 @@ interface Settings {
   retryAfterMs: number;
   closeTimeoutMs: number;
   inflightMax: number;
+  reservedFilters: readonly string[];
   log: (msg: string, fields?: object) => void;
   backend: MqttHandlerOptions['backend'];
 }
@@ -230,6 +239,7 @@ function settingsFrom(opts: MqttHandlerOptions): { settings: Settings; clientOpt
     retryAfterMs: positive('retryAfterMs', opts.retryAfterMs, 1000),
     closeTimeoutMs: positive('closeTimeoutMs', opts.closeTimeoutMs, 2000),
     inflightMax,
+    reservedFilters: opts.reservedFilters ?? [],
     log: opts.log ?? (() => {}),
     backend: opts.backend,
   };
@@ -253,7 +263,8 @@ function settingsFrom(opts: MqttHandlerOptions): { settings: Settings; clientOpt
  * permanent HANDLER_FAILED when the packet can never be published (a topic, agent ID or target
  * that breaks MQTT's rules, a packet over the broker's Maximum Packet Size, data with no JSON
  * form), and a permanent HANDLER_REJECTED when the broker refuses the one publish for good (its
- * PUBACK reason code). Whatever mosquitto would treat as a malformed packet is caught before it is
+ * PUBACK reason code) or the topic lies under the gateway's own downlink subscription
+ * (`reservedFilters`). Whatever mosquitto would treat as a malformed packet is caught before it is
  * sent: a malformed packet ends the connection every agent's packets share. A publish that failed is withdrawn from mqtt.js, so mqtt.js does not send it
  * again on reconnect behind the agent's own retry. The packet identity travels in user properties
  * `ferry-agent`, `ferry-seq`, `ferry-target`, `ferry-ts` for consumers to de-duplicate.
@@ -313,6 +324,10 @@ class MqttPublisher implements MqttHandler {
     const topic = renderTopic(this.s.topic, packet.agent, packet.target);
     const problem = topicProblem(topic) ?? stringProblem(packet.agent, 'the agent ID') ?? stringProblem(packet.target, 'the target');
     if (problem !== undefined) return Promise.resolve(this.permanent(`cannot publish: ${problem}`));
+    const reserved = this.s.reservedFilters.find((f) => topicMatchesFilter(f, topic));
+    if (reserved !== undefined) {
+      return Promise.resolve({ ok: false, retryable: false, code: ErrorCode.HANDLER_REJECTED, message: `cannot publish to "${topic}": the gateway's downlink subscription (${reserved}) listens there, and an uplink packet must not become a downlink message` });
+    }
     let encoded: { payload: Buffer; json: boolean };
     try {
       encoded = encodePayload(packet.data);

@@ -26,6 +26,7 @@ import { subjectCN, type TlsFiles } from '../../protocol/tls-files.js';
 import type { PeerInfo } from '../../protocol/transport.js';
 import { Admission } from '../admission.js';
 import { bind } from '../listener.js';
+import { SocketGate } from '../socket-gate.js';
 import { refusalReply, type LongPollReply, type LongPollSessions } from './sessions.js';
 
 export interface HttpListenLimits {
@@ -95,8 +96,7 @@ export async function listenHttp(opts: HttpListenOptions): Promise<HttpListener>
     { connectionsPerAddressMax: Number.MAX_SAFE_INTEGER, sessionsPerSecondMax: limits.requestsPerSecondMax, sessionsPerAddressPerSecondMax: limits.requestsPerAddressPerSecondMax },
     { now: opts.now ?? Date.now, rng: opts.rng ?? Math.random },
   );
-  const sockets = new Set<Socket>();
-  const perAddress = new Map<string, number>();
+  const gate = new SocketGate<Socket>(limits);
 
   /** Refuses before the body is read: the socket is not reused (its unread body would be the next request). */
   const refuseEarly = (res: ServerResponse, code: string, message: string, status?: number, retryAfterMs?: number): void => {
@@ -180,21 +180,7 @@ export async function listenHttp(opts: HttpListenOptions): Promise<HttpListener>
 
   const onConnection = (socket: Socket): void => {
     socket.on('error', () => undefined);
-    const address = socket.remoteAddress ?? 'unknown';
-    const n = perAddress.get(address) ?? 0;
-    if (sockets.size >= limits.connectionsMax || n >= limits.socketsPerAddressMax) {
-      note('socketsMax');
-      socket.destroy();
-      return;
-    }
-    sockets.add(socket);
-    perAddress.set(address, n + 1);
-    socket.once('close', () => {
-      sockets.delete(socket);
-      const left = (perAddress.get(address) ?? 1) - 1;
-      if (left <= 0) perAddress.delete(address);
-      else perAddress.set(address, left);
-    });
+    if (gate.admit(socket) !== null) note('socketsMax');
   };
 
   const serverOptions = {
@@ -243,7 +229,7 @@ export async function listenHttp(opts: HttpListenOptions): Promise<HttpListener>
 
   return {
     ports,
-    stats: () => ({ connections: sockets.size, refused: { ...refused } }),
+    stats: () => ({ connections: gate.sockets.size, refused: { ...refused } }),
     async close(graceMs = 1000) {
       const closed = servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
       for (const s of servers) s.closeIdleConnections();

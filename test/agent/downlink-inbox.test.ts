@@ -222,6 +222,20 @@ t.test('inbox - no route: DOWNLINK_NO_ROUTE; too large: DOWNLINK_INVALID; neithe
   t.same(consumer.handed, []);
 });
 
+t.test('inbox - a target that breaks the shared ID rule (protocol/ids.ts) is refused with DOWNLINK_INVALID before any route or consumer', async (t) => {
+  const consumer = fakeConsumer(() => ({ ok: true }));
+  const inbox = inboxWith(consumer, new MemoryAnsweredLog(100), fakeClock(), { ...opts, messagesMax: 16 });
+  const s = fakeSession();
+  inbox.open(s);
+  // Each would reach an exec consumer's FERRY_TARGET, a serial line or a local subscriber unchecked.
+  const bad = ['cmd/x\uFFFF', 'cmd/\uFDD0', 'cmd/a\u0000b', 'cmd/\u001b[2J', 'cmd/\uD800', 'cmd/+', 'cmd/#', '..', '.', '', `cmd/${'x'.repeat(300)}`];
+  inbox.onDown(down(...bad.map((target, i) => m(`bad${i}`, { target })), m('good', { target: 'cmd/ok' })));
+  await until(() => s.results().length === bad.length + 1, 'answers');
+  t.same(s.results().slice(0, bad.length).map((r) => (r.ok ? 'ok' : r.code)), bad.map(() => 'DOWNLINK_INVALID'), 'every bad target refused with DOWNLINK_INVALID');
+  t.match(s.results()[bad.length], { id: 'good', ok: true }, 'a good message behind them still goes through');
+  t.same(consumer.handed.map((x) => x.target), ['cmd/ok'], 'no bad target reached the consumer');
+});
+
 t.test('inbox - a message with its consumer when the session ends is recorded; sent again meanwhile, it is answered from the record', async (t) => {
   const consumer = fakeConsumer();
   const inbox = inboxWith(consumer);

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { localRequest } from '../../agent/local-api.js';
 import { runFerry } from '../helpers/cli-run.js';
 import { makeRig, waitFor } from '../helpers/ferry.js';
+import { postMessage, waitState } from '../helpers/downlink-api.js';
 
 /** Every path under `root`, itself included. */
 async function walk(root: string): Promise<string[]> {
@@ -18,12 +19,12 @@ async function walk(root: string): Promise<string[]> {
   return out;
 }
 
-t.test('file modes - with umask 000, the data dirs, store, dead letters, agents.json, file output and the socket are not open to others', async (t) => {
+t.test('file modes - with umask 000, the data dirs, store, dead letters, agents.json, apps.json, the downlink queue and answered log, file output and the socket are not open to others', async (t) => {
   const umask = process.umask(0);
   t.teardown(() => { process.umask(umask); });
   const daemonGid = 1; // Debian's `daemon` group; the test runs as root, which may chown to it
   const rig = await makeRig({
-    serial: false,
+    serial: false, api: true,
     gatewayYaml: 'auth:\n  required: true\nlimits:\n  packetBytesMax: 100\n',
     agentYaml: `socketGroup: ${daemonGid}`,
   });
@@ -41,7 +42,13 @@ t.test('file modes - with umask 000, the data dirs, store, dead letters, agents.
   // The rig registered it-agent; the CLI (under umask 000 too) rewrites agents.json for another.
   const added = await runFerry(['gateway', 'add-agent', '--config', join(rig.dir, 'gateway.yaml'), '--agent', 'other-agent']);
   t.equal(added.code, 0, `add-agent ran ${added.stderr}`);
+  // And apps.json, for the application API.
+  const app = await runFerry(['gateway', 'add-app', 'ops', '--config', join(rig.dir, 'gateway.yaml')]);
+  t.equal(app.code, 0, `add-app ran ${app.stderr}`);
   const agent = await rig.start('agent');
+  // A downlink message the agent answers (no route takes it): the gateway's queue log and the agent's answered log are written.
+  const id = await postMessage(rig.apiPort!, app.stdout.trim(), 'it-agent', { target: 'nowhere/cmd', data: 'x' });
+  t.match(await waitState(rig.apiPort!, app.stdout.trim(), 'it-agent', id, ['acked', 'rejected']), { state: 'rejected', code: 'DOWNLINK_NO_ROUTE' }, 'the agent answered the downlink message');
   for (let i = 0; i < 3; i++) t.match(await localRequest(rig.socket, { op: 'send', target: 'a/b', data: { i } }), { ok: true });
   t.match(await localRequest(rig.socket, { op: 'send', target: 'a/b', data: 'x'.repeat(200) }), { ok: true }, 'over the gateway packetBytesMax: a dead letter');
   await waitFor('three lines delivered and one dead letter', async () => {
@@ -57,7 +64,7 @@ t.test('file modes - with umask 000, the data dirs, store, dead letters, agents.
 
   const paths = [...(await walk(join(rig.dir, 'gw'))), ...(await walk(join(rig.dir, 'agent'))), ...(await walk(out))].filter((p) => p !== rig.socket);
   const names = paths.map((p) => p.slice(rig.dir.length + 1));
-  for (const expected of ['gw/agents.json', 'gw/LOCK', 'agent/store', 'agent/store/dead-letters.log', 'out/sub/received.jsonl']) {
+  for (const expected of ['gw/agents.json', 'gw/apps.json', 'gw/downlink/queue.log', 'agent/downlink/answered.log', 'gw/LOCK', 'agent/store', 'agent/store/dead-letters.log', 'out/sub/received.jsonl']) {
     t.ok(names.includes(expected), `${expected} was created`);
   }
   t.ok(names.some((n) => /^agent\/store\/.*\.seg$|^agent\/store\/\d+/.test(n)), `a store segment was created (${names.filter((n) => n.startsWith('agent/store/')).join(', ')})`);
@@ -75,6 +82,10 @@ t.test('file modes - with umask 000, the data dirs, store, dead letters, agents.
   t.equal((await lstat(join(out, 'sub', 'received.jsonl'))).mode & 0o777, 0o640, 'file handler output 0640');
   t.equal((await lstat(join(out, 'sub'))).mode & 0o777, 0o750, 'and its directory 0750');
   t.equal((await lstat(join(rig.dir, 'gw', 'agents.json'))).mode & 0o777, 0o600, 'agents.json 0600');
+  t.equal((await lstat(join(rig.dir, 'gw', 'apps.json'))).mode & 0o777, 0o600, 'apps.json 0600 (application token hashes)');
+  for (const log of ['gw/downlink/queue.log', 'agent/downlink/answered.log']) {
+    t.equal((await lstat(join(rig.dir, log))).mode & 0o137, 0, `${log} is not open to others nor group-writable (${((await lstat(join(rig.dir, log))).mode & 0o777).toString(8)})`);
+  }
   t.equal((await lstat(join(rig.dir, 'gw'))).mode & 0o777, 0o700, 'the gateway dataDir 0700');
   void gateway;
 });
