@@ -24,7 +24,7 @@ t.test('gateway log - 500 packets a handler rejects for good cost a bounded numb
   const raw: string[] = [];
   const nowhere = 'mqtt://127.0.0.1:1';
   const gw = await runGateway(gatewayConfigSchema.parse({
-    listen: { tcp: '127.0.0.1:0' }, dataDir,
+    listen: { tcp: '127.0.0.1:0', admin: '127.0.0.1:0' }, dataDir,
     routes: [{ match: '#', handler: 'mqtt', url: nowhere, topic: 'ferry/{target}' }],
     downlink: { mqtt: { url: nowhere } },
     log: { summaryIntervalMs: 60_000 },
