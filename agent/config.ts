@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { shutdownTimeoutMsDefault, shutdownTimeoutMsMax } from '../common/shutdown.js';
 import { agentIdPattern, agentIdRule } from '../protocol/ids.js';
 import { checkTarget, dataBytesMaxDefault } from '../protocol/packet.js';
 import { compilePattern } from '../protocol/pattern.js';
@@ -137,6 +138,8 @@ export const agentConfigSchema = z.strictObject({
   rules: z.array(rule).default([]),
   /** how often time-driven rules (heartbeat) are evaluated */
   tickMs: positiveInt.default(50),
+  /** on SIGTERM, how long the agent waits for the gateway to ack the packets it already sent before it stops anyway (docs/operations.md) */
+  shutdownTimeoutMs: positiveInt.max(shutdownTimeoutMsMax).default(shutdownTimeoutMsDefault),
   log: z.strictObject({ level: z.enum(['debug', 'info', 'warn', 'error']).default('info') }).prefault({}),
 }).superRefine((c, ctx) => {
   const urls = gatewayUrls(c);

@@ -26,10 +26,17 @@ import { realFiles } from '../common/real-files.js';
 import { dataDepthMaxDefault } from '../protocol/limits.js';
 import { dataToJson, type NewPacket } from '../protocol/packet.js';
 import type { StoreStats } from './store/store.js';
+import { ErrorCode, FerryError } from '../protocol/errors.js';
+import { within } from '../common/shutdown.js';
 
 export interface RunningAgent {
   socketPath: string;
   stats(): AgentStats;
+  /**
+   * Stops: takes no new packet (sources' readings and ticks are dropped, the local API refuses
+   * sends with AGENT_STOPPING), waits at most `shutdownTimeoutMs` for the gateway to ack what was
+   * sent, then closes the link, the consumers and the store (flushed). Unacked packets stay stored.
+   */
   stop(): Promise<void>;
 }
 
@@ -103,7 +110,10 @@ export async function runAgent(config: AgentConfig, opts: { log?: Log } = {}): P
   });
   const choice = candidates.length > 1 ? gatewayChoice(candidates, { fallbackAfterMs: config.link.fallbackAfterMs, probeIntervalMs: config.link.probeIntervalMs, clock, log }) : undefined;
   const dial = choice ?? candidates[0]!.dial;
+  let stopping = false;
   const produce = (packets: NewPacket[]): void => {
+    // Stopping: readings are no longer turned into packets (the sources stay open for the downlink until the end).
+    if (stopping) return;
     for (const p of packets) store.append(p).catch((err: unknown) => log.warn('agent: packet not stored', { target: p.target, err }));
   };
   const rules: Rule[] = config.rules.map(createRule);
@@ -141,7 +151,10 @@ export async function runAgent(config: AgentConfig, opts: { log?: Log } = {}): P
   const server: LocalApiServer = await startLocalApi(
     socketPath,
     {
-      send: async (target, data, extra) => (await store.append({ target, data, ts: clock.now(), ...extra })).seq,
+      send: async (target, data, extra) => {
+        if (stopping) throw new FerryError(ErrorCode.AGENT_STOPPING, 'the agent is stopping; send again once it runs');
+        return (await store.append({ target, data, ts: clock.now(), ...extra })).seq;
+      },
       stats,
       deadLetters: async () => (await store.deadLetters()).map((d) => ({ ...d, packet: { ...d.packet, data: dataToJson(d.packet.data) } })),
       requeueDeadLetters: () => store.requeueDeadLetters(),
@@ -157,9 +170,13 @@ export async function runAgent(config: AgentConfig, opts: { log?: Log } = {}): P
     socketPath,
     stats,
     async stop() {
+      stopping = true;
       clearInterval(tick);
       // No new local clients; those connected (subscribers) stay until the inbox is done.
       const closed = new Promise<void>((r) => server.close(() => r()));
+      const drained = await within(link.drain(), config.shutdownTimeoutMs, clock);
+      const left = link.stats().inflightPackets;
+      if (!drained && left > 0) log.warn('agent: stopping with packets sent and not acked after shutdownTimeoutMs; they stay in the store and are sent again after the next start', { inflight: left, shutdownTimeoutMs: config.shutdownTimeoutMs });
       choice?.stop();
       await link.stop();
       // The message with its consumer is answered and recorded first (its DOWN_ACK is not sent:

@@ -14,6 +14,7 @@ import { loadYamlFile } from '../hw/yaml-file.js';
 import { ErrorCode, FerryError, isFerryError } from '../protocol/errors.js';
 import { checkTarget, dataToJson } from '../protocol/packet.js';
 import { loadConfig } from './load-config.js';
+import { closeGraceMs } from '../common/shutdown.js';
 import { runDemo } from './demo.js';
 
 export interface Command {
@@ -38,12 +39,22 @@ const num = (v: string | undefined, flag: string): number | undefined => {
   return n;
 };
 
-/** Runs until SIGINT/SIGTERM, then stops gracefully. */
-function untilSignal(stop: () => Promise<void>): Promise<number> {
+/**
+ * Runs until SIGINT/SIGTERM, then stops gracefully. A second signal, or `forceAfterMs` after the
+ * first, exits 0 at once: what is durable stays (unacked packets are kept and sent again).
+ */
+function untilSignal(stop: () => Promise<void>, forceAfterMs?: number): Promise<number> {
   return new Promise((resolve) => {
+    const force = (why: string): void => {
+      process.stderr.write(`ferry: ${why}; exiting now with what is durable (unacked packets are sent again after the next start)\n`);
+      process.exit(0);
+    };
     const onSignal = (): void => {
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
+      process.once('SIGINT', () => force('a second signal while stopping'));
+      process.once('SIGTERM', () => force('a second signal while stopping'));
+      if (forceAfterMs !== undefined) setTimeout(() => force(`stopping took longer than ${forceAfterMs} ms`), forceAfterMs).unref();
       stop().then(() => resolve(0), () => resolve(1));
     };
     process.on('SIGINT', onSignal);
@@ -65,7 +76,10 @@ Prints "ferry gateway listening on HOST:PORT" for the plaintext listener,
 "ferry gateway listening on tls://HOST:PORT" for the TLS one, and http:// or https://HOST:PORT
 for the long-poll ones (listen.http, listen.https) once it accepts agents, then
 "ferry gateway api listening on http(s)://HOST:PORT" for the application API (listen.api).
-Stops on SIGINT/SIGTERM.
+Stops on SIGINT/SIGTERM: takes nothing new, lets handlers finish and ack what they hold (at most
+shutdownTimeoutMs), exits 0; a second signal exits at once. SIGHUP re-reads the configuration:
+routes and the agent and application registries change live, sessions stay; an invalid file is
+refused (logged) and the running configuration stays (docs/operations.md).
 `,
   async run(args) {
     if (isAgentSubcommand(args[0])) return runAgentSubcommand(args[0], args.slice(1));
@@ -74,18 +88,25 @@ Stops on SIGINT/SIGTERM.
       throw new FerryError(ErrorCode.CONFIG_INVALID, `gateway: unknown subcommand '${args[0]}' (known: ${[...agentSubcommands, ...appSubcommands].join(', ')}; without one, ferry gateway runs the gateway)`);
     }
     const f = flags(args, { config: { type: 'string' }, listen: { type: 'string' }, 'listen-tls': { type: 'string' }, 'data-dir': { type: 'string' } });
-    const config = loadConfig(f.config, gatewayConfigSchema, [
+    const overrides = [
       { path: ['listen', 'tcp'], value: f.listen },
       { path: ['listen', 'tls'], value: f['listen-tls'] },
       { path: ['dataDir'], value: f['data-dir'] },
-    ]);
+    ];
+    const config = loadConfig(f.config, gatewayConfigSchema, overrides);
     const gw = await runGateway(config);
+    // SIGHUP re-reads the file (the same flags apply); the gateway logs what it did or refused.
+    const onHup = (): void => void gw.reload(() => loadConfig(f.config, gatewayConfigSchema, overrides));
+    process.on('SIGHUP', onHup);
     if (config.listen.tcp !== undefined) process.stdout.write(`ferry gateway listening on ${hostOf(config.listen.tcp)}:${gw.ports.tcp}\n`);
     if (config.listen.tls !== undefined) process.stdout.write(`ferry gateway listening on tls://${hostOf(config.listen.tls)}:${gw.ports.tls}\n`);
     if (config.listen.http !== undefined) process.stdout.write(`ferry gateway listening on http://${hostOf(config.listen.http)}:${gw.ports.http}\n`);
     if (config.listen.https !== undefined) process.stdout.write(`ferry gateway listening on https://${hostOf(config.listen.https)}:${gw.ports.https}\n`);
     if (gw.apiUrl !== undefined) process.stdout.write(`ferry gateway api listening on ${gw.apiUrl}\n`);
-    return untilSignal(() => gw.stop());
+    return untilSignal(() => {
+      process.off('SIGHUP', onHup);
+      return gw.stop();
+    }, config.shutdownTimeoutMs + closeGraceMs);
   },
 };
 
@@ -106,8 +127,9 @@ const agent: Command = {
   --requeue-dead-letters
                     put every dead letter back in the queue (new seqs) and exit
 
-Prints "ferry agent running; local socket PATH" once started. Stops on SIGINT/SIGTERM and then
-prints "ferry agent stopped; lastSeq N ackedSeq M backlog B".
+Prints "ferry agent running; local socket PATH" once started. Stops on SIGINT/SIGTERM (sends
+nothing new, waits at most shutdownTimeoutMs for the gateway's acks; a second signal exits at once)
+and then prints "ferry agent stopped; lastSeq N ackedSeq M backlog B".
 `,
   async run(args) {
     const f = flags(args, {
@@ -125,7 +147,7 @@ prints "ferry agent stopped; lastSeq N ackedSeq M backlog B".
       await a.stop();
       const s = a.stats();
       process.stdout.write(`ferry agent stopped; lastSeq ${s.lastSeq} ackedSeq ${s.ackedSeq} backlog ${s.backlog}\n`);
-    });
+    }, config.shutdownTimeoutMs + closeGraceMs);
   },
 };
 

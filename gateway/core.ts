@@ -11,8 +11,9 @@ import type { Transport } from '../protocol/transport.js';
 import type { GatewayConfig } from './config.js';
 import { DispatchLog } from './dispatch-log.js';
 import type { Handler } from './handlers/handler.js';
-import { Router } from './routes.js';
+import { RouteTable } from './route-table.js';
 import { Session, type SessionDeps } from './session.js';
+import { within } from '../common/shutdown.js';
 import type { DownlinkQueues } from './downlink/queue.js';
 
 /** The limits the core applies (the listener's own limits stay with the listener). */
@@ -62,6 +63,14 @@ export interface GatewayCore {
   stats(): GatewayCoreStats;
   /** Ends every session with a BYE. */
   byeAll(code: ErrorCode, reason: string): void;
+  /** New packets go to these routes from now on; the old handlers close once the packets they hold are done (SIGHUP). */
+  replaceRoutes(routes: { match: string; handler: Handler }[]): void;
+  /**
+   * Stops taking work (a new transport gets BYE SHUTDOWN, a new packet NACK SHUTDOWN) and waits,
+   * at most `timeoutMs`, for the packets in handlers to be recorded and acked. Resolves with how
+   * many were still in a handler at the end (0: all done).
+   */
+  drain(timeoutMs: number): Promise<{ inHandlers: number }>;
   /** Ends every session, then closes the handlers and the dispatch log. */
   close(): Promise<void>;
 }
@@ -72,7 +81,9 @@ export async function createGatewayCore(o: GatewayCoreOptions): Promise<GatewayC
   const dispatchLog = await DispatchLog.open(o.dataDir, log, {
     ...(o.files ? { files: o.files } : {}), ...(o.dispatchLogCompactBytes !== undefined ? { compactBytes: o.dispatchLogCompactBytes } : {}),
   });
-  const router = new Router(o.routes);
+  // Sessions look the router up per packet, so a reload reaches sessions already open.
+  const routes = new RouteTable(o.routes, { clock, log, inUse: (h) => [...sessions.values()].some((s) => s.holds(h)) });
+  let draining = false;
   const counters = { dispatched: 0, rejected: 0, duplicates: 0, retried: 0 };
   const inDispatch: SessionDeps['inDispatch'] = new Map();
   const sessionOptions = {
@@ -84,7 +95,7 @@ export async function createGatewayCore(o: GatewayCoreOptions): Promise<GatewayC
     ...(limits.frameBytesMax !== undefined ? { frameBytesMax: limits.frameBytesMax } : {}),
   };
   const deps: SessionDeps = {
-    clock, log, dispatchLog, router, counters, inDispatch,
+    clock, log, dispatchLog, router: routes.router, counters, inDispatch,
     newSessionId: o.newSessionId,
     ...(o.authenticate ? { authenticate: o.authenticate } : {}),
     ...(o.logSummary ? { summary: o.logSummary } : {}),
@@ -107,15 +118,29 @@ export async function createGatewayCore(o: GatewayCoreOptions): Promise<GatewayC
     for (const s of sessions.values()) s.bye(code, reason);
   };
   return {
-    accept: (t) => new Session(t, sessionOptions, deps),
+    accept: (t) => {
+      const s = new Session(t, sessionOptions, deps);
+      if (draining) s.bye(ErrorCode.SHUTDOWN, 'gateway stopping');
+      return s;
+    },
     sessions,
     dispatchLog,
     downlink: o.downlink,
     stats: () => ({ sessions: sessions.size, ...counters, logSyncs: dispatchLog.syncs }),
     byeAll,
+    replaceRoutes(next) {
+      routes.replace(next);
+      deps.router = routes.router;
+    },
+    async drain(timeoutMs) {
+      draining = true;
+      // Sessions that said no HELLO yet are not in `sessions`; they hold no packets either.
+      await within(Promise.all([...sessions.values()].map((s) => s.drain())), timeoutMs, clock);
+      return { inHandlers: [...sessions.values()].reduce((n, s) => n + s.inHandlers, 0) };
+    },
     async close() {
       byeAll(ErrorCode.SHUTDOWN, 'gateway stopping');
-      await Promise.all(o.routes.map((r) => r.handler.close()));
+      await routes.close();
       await dispatchLog.close();
       await o.downlink?.close();
     },

@@ -30,6 +30,7 @@ import { DownlinkStore } from './downlink/store.js';
 import { credentialsFromUrl } from './handlers/mqtt.js';
 import type { DownlinkStats } from './downlink/queue.js';
 import { startIntake, type Intake, type IntakeStats } from './downlink/intake.js';
+import { reloadGateway, type ReloadOutcome } from './reload.js';
 
 export interface RunningGateway {
   /** the port actually bound (useful with port 0): the plaintext one, else the TLS one, else the HTTP(S) long-poll one */
@@ -47,7 +48,25 @@ export interface RunningGateway {
     /** the downlink queues, and what came in through the API and the MQTT subscription */
     downlink: DownlinkStats & IntakeStats;
   };
+  /**
+   * Stops: takes no new connection, packet or downlink message, lets the handlers finish what
+   * they hold (acking it) for at most `shutdownTimeoutMs`, then ends the sessions and closes the
+   * handlers, the dispatch log and the queues.
+   */
   stop(): Promise<void>;
+  /** SIGHUP: applies the routes and the registries that `load()` and the data dir now hold (gateway/reload.ts). */
+  reload(load: () => GatewayConfig): Promise<ReloadOutcome>;
+}
+
+/** Makes every route's handler; if one fails, those already made are closed and the error names the route. */
+async function openHandlers(routes: readonly RouteConfig[], log: Log, floorOf: (agent: string) => number, credentials: readonly (MqttCredentials | undefined)[]): Promise<Handler[]> {
+  const made = await Promise.allSettled(routes.map((r, i) => createHandler(r, log, floorOf, credentials[i])));
+  const failed = made.findIndex((m) => m.status === 'rejected');
+  if (failed < 0) return made.map((m) => (m as PromiseFulfilledResult<Handler>).value);
+  await Promise.all(made.map((m) => (m.status === 'fulfilled' ? m.value.close().catch(() => undefined) : undefined)));
+  const err = (made[failed] as PromiseRejectedResult).reason as Error & { code?: string };
+  const named = new Error(`routes[${failed}] (${routes[failed]!.match} -> ${routes[failed]!.handler}): ${err?.message ?? String(err)}`, { cause: err });
+  throw Object.assign(named, { code: err?.code ?? ErrorCode.CONFIG_INVALID });
 }
 
 async function createHandler(route: RouteConfig, log: Log, floorOf: (agent: string) => number, credentials: MqttCredentials | undefined): Promise<Handler> {
@@ -100,11 +119,14 @@ export async function runGateway(config: GatewayConfig, opts: { log?: Log } = {}
 
 async function startGateway(config: GatewayConfig, opts: { log?: Log }): Promise<RunningGateway> {
   // Password files are read before anything opens; every secret the routes hold is kept out of the log.
-  const credentials = config.routes.map((r, i) => (r.handler === 'mqtt' ? mqttCredentials(r, `routes[${i}]`, (p) => readFileSync(p, 'utf8')) : undefined));
+  const credentialsOf = (routes: readonly RouteConfig[]) => routes.map((r, i) => (r.handler === 'mqtt' ? mqttCredentials(r, `routes[${i}]`, (p) => readFileSync(p, 'utf8')) : undefined));
+  const credentials = credentialsOf(config.routes);
   const downlinkMqtt = config.downlink.mqtt ? mqttCredentials(config.downlink.mqtt, 'downlink.mqtt', (p) => readFileSync(p, 'utf8')) : undefined;
   const downlinkSecret = downlinkMqtt?.password ?? (config.downlink.mqtt ? credentialsFromUrl(config.downlink.mqtt.url).password : undefined);
   const secrets = [...routeSecrets(config.routes, credentials), ...(downlinkSecret !== undefined ? [downlinkSecret, encodeURIComponent(downlinkSecret)] : [])];
-  const log = scrubbingLog(opts.log ?? createLog({ level: config.log.level, base: { role: 'gateway' } }), secretScrubber(secrets));
+  // A reload may bring new secrets: the scrubber is swapped, the log stays the same object.
+  let scrub = secretScrubber(secrets);
+  const log = scrubbingLog(opts.log ?? createLog({ level: config.log.level, base: { role: 'gateway' } }), (text) => scrub(text));
   config.routes.forEach((r, i) => {
     if (r.handler === 'mqtt' && credentials[i]?.inUrl) log.warn(`gateway: routes[${i}].url carries credentials; they belong in its username and password (or passwordFile) keys`, { url: redactUrl(r.url) });
   });
@@ -136,7 +158,7 @@ async function startGateway(config: GatewayConfig, opts: { log?: Log }): Promise
 
   // The file handler forgets marks below the dispatch floor; the dispatch log opens with the core, just after.
   const floorOf = (agent: string): number => core?.dispatchLog.floor(agent) ?? 0;
-  const handlers = await Promise.all(config.routes.map((r, i) => createHandler(r, log, floorOf, credentials[i])));
+  const handlers = await openHandlers(config.routes, log, floorOf, credentials);
   const { limits } = config;
   // One summary for the listener's refusals and the sessions' ends: strangers cannot flood the log.
   const summary = new LogSummary({ log, clock, intervalMs: config.log.summaryIntervalMs });
@@ -202,6 +224,9 @@ async function startGateway(config: GatewayConfig, opts: { log?: Log }): Promise
     await gw.close();
     throw err;
   }
+  let stopping = false;
+  let running = config;
+  let reloads: Promise<void> = Promise.resolve();
   const ports: RunningGateway['ports'] = { ...listener.ports, ...longpoll?.http.ports, ...(intake.api ? { api: intake.api.port } : {}) };
   log.info('gateway: listening', {
     tcp: config.listen.tcp !== undefined ? `${hostOf(config.listen.tcp)}:${ports.tcp}` : null,
@@ -225,10 +250,18 @@ async function startGateway(config: GatewayConfig, opts: { log?: Log }): Promise
       return { ...gw.stats(), ...l, longpoll: { ...s, connections: h.connections, refused: { ...h.refused, ...s.refused } }, ...dl };
     },
     async stop() {
+      stopping = true;
       agents.close();
       // No new downlink messages from here on; one being queued finishes and is answered first.
       await intake.close();
+      // No new connections; those open stay until the handlers finished what they hold and it is acked.
       const closed = listener.close();
+      const { inHandlers } = await gw.drain(config.shutdownTimeoutMs);
+      if (inHandlers > 0) {
+        log.warn('gateway: stopping with packets still in handlers after shutdownTimeoutMs; they are not acked and the agents send them again', { inHandlers, shutdownTimeoutMs: config.shutdownTimeoutMs });
+      } else {
+        log.info('gateway: drained; every packet handed to a handler is recorded and acked');
+      }
       gw.byeAll(ErrorCode.SHUTDOWN, 'gateway stopping');
       // The BYEs go out in the held requests' answers; then every session ends and the sockets close.
       longpoll?.sessions.close();
@@ -240,6 +273,29 @@ async function startGateway(config: GatewayConfig, opts: { log?: Log }): Promise
       }
       await gw.close();
       summary.close();
+    },
+    reload(load) {
+      // One reload at a time, in the order the signals came; none once stopping.
+      const next = reloads.then(async (): Promise<ReloadOutcome> => {
+        if (stopping) return { ok: false, code: ErrorCode.SHUTDOWN, error: 'the gateway is stopping' };
+        const outcome = await reloadGateway(running, {
+          log, load,
+          openHandlers: async (routes) => {
+            const creds = credentialsOf(routes);
+            scrub = secretScrubber([...secrets, ...routeSecrets(routes, creds)]);
+            return openHandlers(routes, log, floorOf, creds);
+          },
+          replaceRoutes: (routes) => gw.replaceRoutes(routes),
+          reloadRegistries: async () => {
+            await agents.reload();
+            await intake.reload();
+          },
+        });
+        if (outcome.ok) running = outcome.config;
+        return outcome;
+      });
+      reloads = next.then(() => undefined);
+      return next;
     },
   };
 }
