@@ -172,11 +172,12 @@ export async function runAgent(config: AgentConfig, opts: { log?: Log } = {}): P
     async stop() {
       stopping = true;
       clearInterval(tick);
-      // No new local clients; those connected (subscribers) stay until the inbox is done.
-      const closed = new Promise<void>((r) => server.close(() => r()));
+      // While the link drains the local API still answers: a send is refused with AGENT_STOPPING, stats still work.
       const drained = await within(link.drain(), config.shutdownTimeoutMs, clock);
       const left = link.stats().inflightPackets;
       if (!drained && left > 0) log.warn('agent: stopping with packets sent and not acked after shutdownTimeoutMs; they stay in the store and are sent again after the next start', { inflight: left, shutdownTimeoutMs: config.shutdownTimeoutMs });
+      // No new local clients; those connected (subscribers) stay until the inbox is done.
+      const closed = new Promise<void>((r) => server.close(() => r()));
       choice?.stop();
       await link.stop();
       // The message with its consumer is answered and recorded first (its DOWN_ACK is not sent:
