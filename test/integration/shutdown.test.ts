@@ -9,14 +9,38 @@ import { localRequest } from '../../agent/local-api.js';
 import { makeRig, sleep, waitFor, type Rig } from '../helpers/ferry.js';
 import { startSlowHook, type SlowHook } from '../helpers/slow-hook.js';
 
+type Test = Parameters<Parameters<typeof t.test>[0]>[0];
+
 const targets = ['a/1', 'a/2', 'a/3', 'a/4'];
 
-async function hookRig(hook: SlowHook, gatewayYaml: string): Promise<Rig> {
-  return makeRig({
+/**
+ * A gateway (webhook route to `hook`, answering after `delayMs`) and an agent, both running,
+ * `perTarget` packets sent to each target, and at least `pendingMin` of them waiting at the hook.
+ */
+async function running(t: Test, o: { delayMs: number; gatewayYaml: string; perTarget: number; pendingMin: number }) {
+  const hook = await startSlowHook(o.delayMs);
+  t.teardown(() => hook.close());
+  const rig = await makeRig({
     agentId: 'stopper', serial: false,
     routes: ['  - match: "#"', '    handler: webhook', `    url: ${hook.url}`, '    concurrency: 2', '    timeoutMs: 60000', ''].join('\n'),
-    gatewayYaml,
+    gatewayYaml: o.gatewayYaml,
   });
+  t.teardown(() => rig.cleanup());
+  const gw = await rig.start('gateway');
+  await rig.start('agent');
+  const sent = await sendAll(rig, o.perTarget);
+  await waitFor('dispatches waiting at the webhook', async () => (hook.pending() >= o.pendingMin ? true : undefined));
+  return { hook, rig, gw, sent };
+}
+
+/** Starts the gateway again with a quick webhook and waits until the agent's backlog is delivered. */
+async function restartAndDeliver(rig: Rig, hook: SlowHook): Promise<void> {
+  hook.delayMs = 10;
+  await rig.start('gateway');
+  await waitFor('the backlog delivered after the restart', async () => {
+    const st = await rig.agentStats();
+    return st && st.backlog === 0 && st.inflight === 0 ? true : undefined;
+  }, 30_000);
 }
 
 /** Sends `perTarget` packets to each target, round-robin; returns their seqs. */
@@ -35,14 +59,7 @@ async function sendAll(rig: Rig, perTarget: number): Promise<number[]> {
 const dupes = (xs: number[]): number[] => xs.filter((x, i) => xs.indexOf(x) !== i);
 
 t.test('shutdown - gateway SIGTERM finishes the dispatches in flight, acks them and exits 0; nothing is delivered twice', async (t) => {
-  const hook = await startSlowHook(1000);
-  t.teardown(() => hook.close());
-  const rig = await hookRig(hook, 'shutdownTimeoutMs: 8000\n');
-  t.teardown(() => rig.cleanup());
-  const gw = await rig.start('gateway');
-  await rig.start('agent');
-  const sent = await sendAll(rig, 3);
-  await waitFor('dispatches in flight at the webhook', async () => (hook.pending() >= 2 ? true : undefined));
+  const { hook, rig, gw, sent } = await running(t, { delayMs: 1000, gatewayYaml: 'shutdownTimeoutMs: 8000\n', perTarget: 3, pendingMin: 2 });
   const arrivedAtSignal = hook.arrived.length;
   gw.kill('SIGTERM');
   const exit = await gw.exited;
@@ -58,47 +75,23 @@ t.test('shutdown - gateway SIGTERM finishes the dispatches in flight, acks them 
   t.equal(s.acked, arrivedBeforeRestart.length, `every packet the handler received was acked to the agent (${s.acked} acked, ${arrivedBeforeRestart.length} received)`);
   t.ok(s.backlog > 0, `the rest is still in the agent's store (backlog ${s.backlog})`);
 
-  hook.delayMs = 10;
-  await rig.start('gateway');
-  await waitFor('every packet delivered after the restart', async () => {
-    const st = await rig.agentStats();
-    return st && st.backlog === 0 && st.inflight === 0 ? true : undefined;
-  }, 30_000);
+  await restartAndDeliver(rig, hook);
   t.same(dupes(hook.arrived), [], 'no packet reached the webhook twice');
   t.same([...hook.arrived].sort((a, b) => a - b), sent, 'every packet reached the webhook');
 });
 
 t.test('shutdown - past shutdownTimeoutMs the gateway exits 0 with a warning, and the packet is delivered after the restart', async (t) => {
-  const hook = await startSlowHook(Infinity);
-  t.teardown(() => hook.close());
-  const rig = await hookRig(hook, 'shutdownTimeoutMs: 500\n');
-  t.teardown(() => rig.cleanup());
-  const gw = await rig.start('gateway');
-  await rig.start('agent');
-  const sent = await sendAll(rig, 1);
-  await waitFor('a dispatch hanging at the webhook', async () => (hook.pending() >= 1 ? true : undefined));
+  const { hook, rig, gw, sent } = await running(t, { delayMs: Infinity, gatewayYaml: 'shutdownTimeoutMs: 500\n', perTarget: 1, pendingMin: 1 });
   gw.kill('SIGTERM');
   const exit = await gw.exited;
   t.equal(exit.code, 0, 'the gateway exited 0');
   t.match(gw.output(), /still in handlers after shutdownTimeoutMs.*"inHandlers":[1-9]/, 'it warned what was left');
-  hook.delayMs = 10;
-  await rig.start('gateway');
-  await waitFor('the hung packets delivered after the restart', async () => {
-    const st = await rig.agentStats();
-    return st && st.backlog === 0 && st.inflight === 0 ? true : undefined;
-  }, 30_000);
+  await restartAndDeliver(rig, hook);
   t.same([...new Set(hook.answered)].sort((a, b) => a - b), sent, 'every packet was answered once it could be');
 });
 
 t.test('shutdown - a second SIGTERM stops the gateway at once, exit 0', async (t) => {
-  const hook = await startSlowHook(Infinity);
-  t.teardown(() => hook.close());
-  const rig = await hookRig(hook, 'shutdownTimeoutMs: 600000\n');
-  t.teardown(() => rig.cleanup());
-  const gw = await rig.start('gateway');
-  await rig.start('agent');
-  await sendAll(rig, 1);
-  await waitFor('a dispatch hanging at the webhook', async () => (hook.pending() >= 1 ? true : undefined));
+  const { gw } = await running(t, { delayMs: Infinity, gatewayYaml: 'shutdownTimeoutMs: 600000\n', perTarget: 1, pendingMin: 1 });
   gw.kill('SIGTERM');
   await sleep(300);
   t.equal(gw.child.exitCode, null, 'the first SIGTERM waits for the hanging dispatch');
