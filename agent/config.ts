@@ -1,8 +1,11 @@
+import { join } from 'node:path';
 import { z } from 'zod';
 import { shutdownTimeoutMsDefault, shutdownTimeoutMsMax } from '../common/shutdown.js';
 import { agentIdPattern, agentIdRule } from '../protocol/ids.js';
 import { checkTarget, dataBytesMaxDefault } from '../protocol/packet.js';
 import { compilePattern } from '../protocol/pattern.js';
+import { isLoopbackHost } from '../common/loopback.js';
+import { hostPortProblem } from '../common/host-port.js';
 
 /** The same rule packets are held to, checked at load so a bad rule target fails at start. */
 const target = z.string().superRefine((s, ctx) => {
@@ -16,7 +19,10 @@ const positiveInt = z.number().int().positive();
 
 /** tcp:// and tls:// are the TCP tunnel; http:// and https:// the HTTP long-poll carrier. */
 export const gatewayUrlPattern = /^(tcp|tls|http|https):\/\/[^/:]+:\d+$/;
-const gatewayUrl = z.string().regex(gatewayUrlPattern, 'a URL like tcp://HOST:PORT, tls://HOST:PORT, http://HOST:PORT or https://HOST:PORT');
+const gatewayUrl = z.string().regex(gatewayUrlPattern, 'a URL like tcp://HOST:PORT, tls://HOST:PORT, http://HOST:PORT or https://HOST:PORT').superRefine((u, ctx) => {
+  const problem = hostPortProblem(u.slice(u.indexOf('://') + 3), 1);
+  if (problem !== null) ctx.addIssue({ code: 'custom', message: problem });
+});
 const gateway = z.union([gatewayUrl, z.array(gatewayUrl).min(1, 'a non-empty list of gateway URLs')], {
   error: (issue) => (issue.input === undefined ? 'missing; expected string (a gateway URL) or a list of them' : 'expected a gateway URL (tcp://, tls://, http:// or https://HOST:PORT) or a non-empty list of them'),
 });
@@ -141,6 +147,13 @@ export const agentConfigSchema = z.strictObject({
   /** on SIGTERM, how long the agent waits for the gateway to ack the packets it already sent before it stops anyway (docs/operations.md) */
   shutdownTimeoutMs: positiveInt.max(shutdownTimeoutMsMax).default(shutdownTimeoutMsDefault),
   log: z.strictObject({ level: z.enum(['debug', 'info', 'warn', 'error']).default('info') }).prefault({}),
+  /** Prometheus metrics (GET /metrics, docs/operations.md); off unless `listen` is given */
+  metrics: z.strictObject({
+    /** HOST:PORT, or a PORT alone (host 127.0.0.1); port 0 picks a free one */
+    listen: z.union([z.number().int().min(0), z.string().regex(/^(.+:)?\d+$/, 'HOST:PORT or PORT, e.g. 127.0.0.1:9464')]).optional(),
+    /** a host other than loopback is refused unless this is true: the metrics carry no secrets, but name targets and rates */
+    allowRemote: z.boolean().default(false),
+  }).prefault({}),
 }).superRefine((c, ctx) => {
   const urls = gatewayUrls(c);
   if (c.tls !== undefined && !urls.some(isSecureUrl)) ctx.addIssue({ code: 'custom', path: ['tls'], message: 'tls settings need a tls:// or https:// gateway URL' });
@@ -152,10 +165,18 @@ export const agentConfigSchema = z.strictObject({
   c.downlink.routes.forEach((r, i) => {
     if (r.to === 'serial' && !sourceNames.includes(r.source)) ctx.addIssue({ code: 'custom', path: ['downlink', 'routes', i, 'source'], message: `no serial source named ${r.source} (sources: ${sourceNames.join(', ') || 'none'})` });
   });
+  const m = metricsListen(c);
+  if (m && m.port > 65_535) ctx.addIssue({ code: 'custom', path: ['metrics', 'listen'], message: `port ${m.port} is out of range (0-65535)` });
+  if (m && !c.metrics.allowRemote && !isLoopbackHost(m.host)) {
+    ctx.addIssue({ code: 'custom', path: ['metrics', 'listen'], message: `${m.host} is not a loopback address: bind to 127.0.0.1, or add metrics.allowRemote: true` });
+  }
   if (c.tls !== undefined && (c.tls.cert === undefined) !== (c.tls.key === undefined)) ctx.addIssue({ code: 'custom', path: ['tls'], message: 'tls.cert and tls.key go together: give both or neither' });
 });
 
 export type AgentConfig = z.output<typeof agentConfigSchema>;
+
+/** The local API's Unix socket: `socket`, else DATADIR/agent.sock. */
+export const socketPathOf = (config: Pick<AgentConfig, 'socket' | 'dataDir'>): string => config.socket ?? join(config.dataDir, 'agent.sock');
 
 /** The gateway URLs in order of preference (one, or the list). */
 export function gatewayUrls(c: { gateway: string | readonly string[] }): string[] {
@@ -171,3 +192,13 @@ export function isSecureUrl(url: string): boolean {
 export function isLongPollUrl(url: string): boolean {
   return url.startsWith('http://') || url.startsWith('https://');
 }
+
+/** Where the metrics server listens, or null when it is off. */
+export function metricsListen(c: { metrics: { listen?: number | string | undefined } }): { host: string; port: number } | null {
+  const l = c.metrics.listen;
+  if (l === undefined) return null;
+  if (typeof l === 'number') return { host: '127.0.0.1', port: l };
+  const i = l.lastIndexOf(':');
+  return i < 0 ? { host: '127.0.0.1', port: Number(l) } : { host: l.slice(0, i), port: Number(l.slice(i + 1)) };
+}
+

@@ -7,6 +7,8 @@ import { checkPacket, dataDepthMaxDefault, type PacketLimits } from '../protocol
 import type { PacketData } from '../protocol/packet.js';
 import { refuseReasonCharsMax, type LocalSubscribers, type SubscriberConn } from './downlink/local-subscribers.js';
 import { LocalClient, type LocalClientLimits } from './local-client.js';
+import { localLineBytesMax, type LocalResponse } from './local-request.js';
+import type { SendVerdict } from './ack-waiters.js';
 
 /**
  * The agent's local API: newline-delimited JSON over a Unix socket, for other programs on the
@@ -15,8 +17,12 @@ import { LocalClient, type LocalClientLimits } from './local-client.js';
  *   {"op":"send","target":"t","data":<JSON>}  ->  {"ok":true,"seq":N}   (after the packet is durable)
  *     optional "ttlMs" (expire if not delivered this long after now) and "priority" (0-255)
  *   {"op":"stats"}                            ->  {"ok":true,"stats":{...}}
+ *   {"op":"status"}                           ->  {"ok":true,"status":{...}}   (agent/status.ts, for `ferry status`)
  *   {"op":"deadLetters"}                      ->  {"ok":true,"deadLetters":[{packet,code,message}]}
  *   {"op":"requeueDeadLetters"}               ->  {"ok":true,"requeued":N}
+ *   {"op":"waitAcked","seq":N,"timeoutMs":MS} ->  {"ok":true,"acked":true}   once the gateway acked seq N,
+ *     or {"ok":true,"acked":false,"refusal":{"code":C,"message":M}} once it refused it for good (a dead
+ *     letter); at once if that happened already; SEND_WAIT_TIMEOUT after MS (agent/ack-waiters.ts)
  * A failure is {"ok":false,"code":CODE,"message":...}. A line over the limit closes the connection.
  * A client that does not read its replies is paused, then ended (agent/local-client.ts).
  *
@@ -37,28 +43,23 @@ import { LocalClient, type LocalClientLimits } from './local-client.js';
  * `socketGid`, one group may connect: anyone who can connect can submit packets, take downlink
  * messages and requeue dead letters).
  */
-export type LocalRequest =
-  | { op: 'send'; target: string; data: PacketData; ttlMs?: number; priority?: number }
-  | { op: 'stats' }
-  | { op: 'deadLetters' }
-  | { op: 'requeueDeadLetters' }
-  | { op: 'subscribe'; target: string }
-  | { op: 'ack'; id: string }
-  | { op: 'refuse'; id: string; reason: string };
-export type LocalResponse =
-  | { ok: true; seq?: number; stats?: unknown; deadLetters?: unknown[]; requeued?: number }
-  | { ok: false; code: string; message: string };
+export type { LocalRequest, LocalResponse } from './local-request.js';
+export { localRequest } from './local-request.js';
 
 export interface LocalApiHandlers {
   send(target: string, data: PacketData, extra?: { ttlMs?: number; priority?: number }): Promise<number>;
   stats(): unknown;
+  /** what `ferry status` shows; absent: status is an unknown op */
+  status?(): Promise<unknown>;
   deadLetters?(): Promise<unknown[]>;
   requeueDeadLetters?(): Promise<number>;
+  /** the gateway's verdict on a seq (agent/ack-waiters.ts); absent: waitAcked is an unknown op */
+  waitAcked?(seq: number, timeoutMs: number): Promise<SendVerdict>;
   /** downlink subscribers; absent: subscribe/ack/refuse are unknown ops */
   subscribers?: LocalSubscribers;
 }
 
-export const localLineBytesMax = 256 * 1024;
+export { localLineBytesMax };
 const connectionsMax = 64;
 
 /** Per client; far above what `ferry send` or a script that reads its answers ever queues. */
@@ -197,8 +198,13 @@ async function handle(line: string, handlers: LocalApiHandlers, limits: PacketLi
       return { ok: true, seq: await handlers.send(target, data, extra) };
     }
     if (r.op === 'stats') return { ok: true, stats: handlers.stats() };
+    if (r.op === 'status' && handlers.status) return { ok: true, status: await handlers.status() };
     if (r.op === 'deadLetters' && handlers.deadLetters) return { ok: true, deadLetters: await handlers.deadLetters() };
     if (r.op === 'requeueDeadLetters' && handlers.requeueDeadLetters) return { ok: true, requeued: await handlers.requeueDeadLetters() };
+    if (r.op === 'waitAcked' && handlers.waitAcked) {
+      const v = await handlers.waitAcked(checkInt(r.seq, 'seq', 1, Number.MAX_SAFE_INTEGER), checkInt(r.timeoutMs, 'timeoutMs', 1, 0xffffffff));
+      return v.acked ? { ok: true, acked: true } : { ok: true, acked: false, refusal: v.refusal };
+    }
     const subs = handlers.subscribers;
     if (subs && r.op === 'subscribe') {
       subs.subscribe(conn, r.target);
@@ -225,34 +231,4 @@ function checkInt(v: unknown, name: string, min: number, max: number): number {
     throw new FerryError(ErrorCode.LOCAL_REQUEST_INVALID, `${name} must be an integer from ${min} to ${max}`);
   }
   return v;
-}
-
-/** Client side: one request, one response. Throws AGENT_UNREACHABLE if no agent listens. */
-export async function localRequest(socketPath: string, req: LocalRequest, timeoutMs = 10_000): Promise<LocalResponse> {
-  return new Promise((resolve, reject) => {
-    const c = createConnection(socketPath);
-    let buf = '';
-    const timer = setTimeout(() => {
-      c.destroy();
-      reject(new FerryError(ErrorCode.AGENT_UNREACHABLE, `no answer from the agent on ${socketPath} within ${timeoutMs} ms`));
-    }, timeoutMs);
-    c.setEncoding('utf8');
-    c.once('connect', () => c.write(`${JSON.stringify(req)}\n`));
-    c.on('data', (chunk: string) => {
-      buf += chunk;
-      const nl = buf.indexOf('\n');
-      if (nl < 0) return;
-      clearTimeout(timer);
-      c.end();
-      try {
-        resolve(JSON.parse(buf.slice(0, nl)) as LocalResponse);
-      } catch (err) {
-        reject(err);
-      }
-    });
-    c.once('error', (err: NodeJS.ErrnoException) => {
-      clearTimeout(timer);
-      reject(new FerryError(ErrorCode.AGENT_UNREACHABLE, `no agent listening on ${socketPath} (${err.code ?? err.message})`, { cause: err }));
-    });
-  });
 }

@@ -2,10 +2,11 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { realClock, type Clock } from '../common/clock.js';
+import { ErrorCode, FerryError } from '../protocol/errors.js';
 import { createLog, type Log } from '../common/log.js';
 import { ensurePrivateDir } from '../common/private-dir.js';
 import { agentLimits, loadProfile } from '../hw/index.js';
-import { gatewayUrls, isLongPollUrl, isSecureUrl, type AgentConfig } from './config.js';
+import { gatewayUrls, isLongPollUrl, isSecureUrl, metricsListen, socketPathOf, type AgentConfig } from './config.js';
 import { gatewayChoice, type GatewayCandidate } from './link/gateway-choice.js';
 import { httpPost, type HttpPost } from './link/http-post.js';
 import { Link } from './link/link.js';
@@ -13,6 +14,8 @@ import { longPollDialer } from './link/longpoll-client.js';
 import { tcpDialer } from './link/tcp.js';
 import { loadTlsFiles } from '../protocol/tls-files.js';
 import { startLocalApi, type LocalApiServer } from './local-api.js';
+import { AckWaiters, ackWaitersLimitsDefault } from './ack-waiters.js';
+import { watchAcks } from './ack-watch-store.js';
 import { groupId } from './socket-group.js';
 import { createRule, type Rule } from './rules.js';
 import { SerialSource } from './sources/serial-source.js';
@@ -26,12 +29,17 @@ import { realFiles } from '../common/real-files.js';
 import { dataDepthMaxDefault } from '../protocol/limits.js';
 import { dataToJson, type NewPacket } from '../protocol/packet.js';
 import type { StoreStats } from './store/store.js';
-import { ErrorCode, FerryError } from '../protocol/errors.js';
 import { within } from '../common/shutdown.js';
+import type { AgentMetrics } from './metrics.js';
+import { RateWindow } from './rate-window.js';
+import { agentStatus, type AgentStatus } from './status.js';
 
 export interface RunningAgent {
   socketPath: string;
+  /** http://HOST:PORT/metrics when metrics.listen is set */
+  metricsUrl: string | null;
   stats(): AgentStats;
+  status(): Promise<AgentStatus>;
   /**
    * Stops: takes no new packet (sources' readings and ticks are dropped, the local API refuses
    * sends with AGENT_STOPPING), waits at most `shutdownTimeoutMs` for the gateway to ack what was
@@ -68,11 +76,13 @@ export interface AgentStats {
   downlink: InboxStats & { subscriptions: number };
 }
 
+/** Kept here too: callers found the socket path next to the agent. */
+export { socketPathOf } from './config.js';
 export const storeDir = (config: AgentConfig): string => join(config.dataDir, 'store');
 /** Where the answered-message record lives (answered.log). */
 export const downlinkDir = (config: AgentConfig): string => join(config.dataDir, 'downlink');
-/** The local API's socket: `socket`, else DATADIR/agent.sock. */
-export const socketPathOf = (config: AgentConfig): string => config.socket ?? join(config.dataDir, 'agent.sock');
+/** `ferry status` shows rates over this window, from samples of the counters taken every bucket. */
+const rateWindow = { windowMs: 60_000, bucketMs: 10_000 };
 
 export async function runAgent(config: AgentConfig, opts: { log?: Log } = {}): Promise<RunningAgent> {
   const log = opts.log ?? createLog({ level: config.log.level, base: { agent: config.id } });
@@ -92,10 +102,14 @@ export async function runAgent(config: AgentConfig, opts: { log?: Log } = {}): P
   const segmentBytes = config.store.segmentBytes ?? limits?.segmentBytes ?? 4 * 2 ** 20;
   // Resolved before anything is created: an unknown group stops the start.
   const socketGid = config.socketGroup === undefined ? undefined : groupId(config.socketGroup, () => readFileSync('/etc/group', 'utf8'));
+  // Bound before anything is created: a port in use stops the start here. prom-client is loaded only now.
+  const listen = metricsListen(config);
+  const metrics: AgentMetrics | null = listen ? await (await import('./metrics.js')).startAgentMetrics(listen) : null;
   await ensurePrivateDir(config.dataDir, log);
   const store = await SegmentStore.open({
     dir: storeDir(config), sync: config.store.sync, batchWindowMs: config.store.batchWindowMs,
     bytesMax: storeBytesMax, segmentBytes, fullPolicy: config.store.fullPolicy, log,
+    ...(metrics ? { onCommit: metrics.observeCommit } : {}),
   });
   const answered = await DurableAnsweredLog.open({ dir: downlinkDir(config), files: realFiles, idsMax: config.downlink.dedupIdsMax, log });
   // One dialer per gateway URL: the TCP tunnel, or the HTTP long-poll carrier through the proxy the environment names.
@@ -123,9 +137,14 @@ export async function runAgent(config: AgentConfig, opts: { log?: Log } = {}): P
 
   const downlink = downlinkOf(config, sources, answered, { clock, log });
   const { inbox, subscribers } = downlink;
+  // `ferry send --wait`: the link's acks and dead letters answer local clients waiting for a seq.
+  const waiters = new AckWaiters(ackWaitersLimitsDefault, {
+    clock, lastSeq: () => store.highestIssuedSeq(), isDone: (seq) => store.isDone(seq),
+    refusalOf: async (seq) => (await store.deadLetters()).find((d) => d.packet.seq === seq),
+  });
   const link = new Link(
     { agentId: config.id, ...(config.token ? { token: config.token } : {}), inflightPacketsMax, retryPacketsMax: config.link.retryPacketsMax ?? inflightPacketsMax, ...config.link },
-    { store, dial, clock, rng: Math.random, log, downlink: inbox },
+    { store: watchAcks(store, waiters), dial, clock, rng: Math.random, log, downlink: inbox },
   );
   const tick = setInterval(() => {
     const now = clock.now();
@@ -147,6 +166,27 @@ export async function runAgent(config: AgentConfig, opts: { log?: Log } = {}): P
     };
   };
 
+  const rates = { stored: new RateWindow(clock, rateWindow), acked: new RateWindow(clock, rateWindow) };
+  const sampleRates = (): { overS: number; storedPerS: number; ackedPerS: number } => {
+    const s = store.stats();
+    const stored = rates.stored.perSecond(s.appended);
+    return { overS: Math.round(stored.overS), storedPerS: stored.perSecond, ackedPerS: rates.acked.perSecond(s.acked).perSecond };
+  };
+  sampleRates();
+  const rateTimer = setInterval(sampleRates, rateWindow.bucketMs).unref();
+  const status = async (): Promise<AgentStatus> => {
+    const oldest = await store.oldestBacklog();
+    const l = link.stats();
+    return agentStatus({
+      agent: config.id, nowMs: clock.now(), link: l, gatewayUrl: l.state === 'connected' ? (choice?.currentUrl() ?? urls[0]!) : null,
+      store: store.stats(), backlogBytes: store.backlogBytes(), oldestTs: oldest?.ts ?? null, capacityBytes: storeBytesMax,
+      sources: sources.map((src, i) => ({ name: src.name, path: config.sources[i]!.path, stats: src.stats() })),
+      downlink: { ...inbox.stats(), subscriptions: subscribers.stats().subscriptions, routes: config.downlink.routes.map((r) => ({ match: r.match, to: r.to })) },
+      rate: sampleRates(),
+    });
+  };
+  metrics?.attach(status);
+
   const socketPath = socketPathOf(config);
   const server: LocalApiServer = await startLocalApi(
     socketPath,
@@ -156,8 +196,10 @@ export async function runAgent(config: AgentConfig, opts: { log?: Log } = {}): P
         return (await store.append({ target, data, ts: clock.now(), ...extra })).seq;
       },
       stats,
+      status,
       deadLetters: async () => (await store.deadLetters()).map((d) => ({ ...d, packet: { ...d.packet, data: dataToJson(d.packet.data) } })),
       requeueDeadLetters: () => store.requeueDeadLetters(),
+      waitAcked: (seq, timeoutMs) => waiters.wait(seq, timeoutMs),
       subscribers,
     },
     { log, dataBytesMax: config.dataBytesMax, ...(socketGid !== undefined ? { socketGid } : {}) },
@@ -168,7 +210,9 @@ export async function runAgent(config: AgentConfig, opts: { log?: Log } = {}): P
 
   return {
     socketPath,
+    metricsUrl: metrics?.url ?? null,
     stats,
+    status,
     async stop() {
       stopping = true;
       clearInterval(tick);
@@ -176,10 +220,13 @@ export async function runAgent(config: AgentConfig, opts: { log?: Log } = {}): P
       const drained = await within(link.drain(), config.shutdownTimeoutMs, clock);
       const left = link.stats().inflightPackets;
       if (!drained && left > 0) log.warn('agent: stopping with packets sent and not acked after shutdownTimeoutMs; they stay in the store and are sent again after the next start', { inflight: left, shutdownTimeoutMs: config.shutdownTimeoutMs });
+      clearInterval(rateTimer);
+      await metrics?.close();
       // No new local clients; those connected (subscribers) stay until the inbox is done.
       const closed = new Promise<void>((r) => server.close(() => r()));
       choice?.stop();
       await link.stop();
+      waiters.failAll(new FerryError(ErrorCode.SHUTDOWN, 'the agent is stopping; the packet stays queued'));
       // The message with its consumer is answered and recorded first (its DOWN_ACK is not sent:
       // the gateway sends it again and it is answered from the record); so the consumers, the
       // serial devices and the subscribers' connections stay until then.

@@ -53,7 +53,7 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
   const socket = join(dir, 'agent.sock');
   // The gateway authenticates agents (the default): register the demo's agent and give it its token.
   const token = await registerAgent(join(dir, 'gateway'), agentId);
-  await writeFile(join(dir, 'gateway.yaml'), `listen:\n  tcp: 127.0.0.1:${port}\ndataDir: ${join(dir, 'gateway')}\nroutes:\n  - match: "#"\n    handler: file\n    path: ${received}\n`);
+  await writeFile(join(dir, 'gateway.yaml'), `listen:\n  tcp: 127.0.0.1:${port}\n  admin: 127.0.0.1:0\ndataDir: ${join(dir, 'gateway')}\nroutes:\n  - match: "#"\n    handler: file\n    path: ${received}\n`);
   await writeFile(join(dir, 'sim.yaml'), `link: ${device}\nrateHz: ${opts.rateHz}\nwaveform:\n  kind: sine\n  baseline: 20\n  amplitude: 5\n  periodMs: 8000\n  noise: 0.2\n`);
   await writeFile(join(dir, 'agent.yaml'), [
     `id: ${agentId}`, `token: ${JSON.stringify(token)}`, `gateway: tcp://127.0.0.1:${port}`, `dataDir: ${join(dir, 'agent')}`, `socket: ${socket}`, 'profile: pi-zero-2w',

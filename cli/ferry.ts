@@ -1,28 +1,25 @@
 #!/usr/bin/env node
-/** The `ferry` command: one binary, a subcommand per role. */
-import { isFerryError } from '../protocol/errors.js';
+/** The `ferry` command: one binary, a subcommand per role, each loaded only when it runs (cli/commands.ts). */
+import { ErrorCode, isFerryError } from '../protocol/errors.js';
 import { commands } from './commands.js';
+import { usage } from './usage.js';
 
-const usage = `ferry: store-and-forward messaging for small Linux devices
-
-usage: ferry <command> [options]   (ferry <command> --help for its options)
-
-commands:
-${Object.entries(commands).map(([name, c]) => `  ${name.padEnd(9)}${c.summary}`).join('\n')}
-`;
+const aliases: Record<string, string> = { '--help': 'help', '-h': 'help', '--version': 'version', '-V': 'version' };
 
 async function main(argv: string[]): Promise<number> {
-  const [name, ...rest] = argv;
-  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
-    process.stdout.write(usage);
-    return name === undefined ? 2 : 0;
-  }
-  const command = commands[name];
-  if (!command) {
-    process.stderr.write(`ferry: unknown command '${name}'\n\n${usage}`);
+  const [given, ...rest] = argv;
+  if (given === undefined) {
+    process.stdout.write(usage());
     return 2;
   }
-  if (rest.includes('--help') || rest.includes('-h')) {
+  const name = aliases[given] ?? given;
+  const entry = commands[name];
+  if (!entry) {
+    process.stderr.write(`ferry: unknown command '${given}'\n\n${usage()}`);
+    return 2;
+  }
+  const { command } = await entry.load();
+  if (name !== 'help' && (rest.includes('--help') || rest.includes('-h'))) {
     process.stdout.write(command.help);
     return 0;
   }
@@ -39,6 +36,7 @@ main(process.argv.slice(2)).then(
     } else {
       process.stderr.write(`ferry: ${(err as Error)?.stack ?? String(err)}\n`);
     }
-    process.exit(1);
+    // A command run without what it needs is a usage error (2), like an unknown command.
+    process.exit(isFerryError(err, ErrorCode.CONFIG_MISSING) ? 2 : 1);
   },
 );

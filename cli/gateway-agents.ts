@@ -15,7 +15,7 @@ export function isAgentSubcommand(s: string | undefined): s is AgentSubcommand {
 
 export const agentSubcommandsHelp = `       ferry gateway add-agent --config FILE --agent ID
        ferry gateway issue-token --config FILE --agent ID
-       ferry gateway revoke-agent --config FILE --agent ID
+       ferry gateway revoke-agent --config FILE --agent ID   (or the ID as the one argument)
        ferry gateway list-agents --config FILE
 
   add-agent         registers agent ID in DATADIR/agents.json and prints its new token (once:
@@ -24,8 +24,9 @@ export const agentSubcommandsHelp = `       ferry gateway add-agent --config FIL
                     a running gateway ends a session opened with it (within a second)
   revoke-agent      revokes agent ID: its token is forgotten and a running gateway ends its
                     session (within a second) and refuses it from then on with AUTH_REVOKED,
-                    its client certificate too; an ID that is not registered (an agent with
-                    only a certificate) is recorded as revoked
+                    its client certificate too; an ID that is not registered is recorded as
+                    revoked when the gateway accepts client certificates (tls.ca), else it is
+                    refused with AGENT_UNKNOWN (exit 1)
   list-agents       one line per agent: ID, active or revoked, when added and revoked (no hashes)
   --agent ID        the agent's ID (its \`id\` setting)
                     (--data-dir DIR works here too: the registry is DIR/agents.json)
@@ -42,12 +43,17 @@ function line(e: AgentEntry): string {
 export async function runAgentSubcommand(sub: AgentSubcommand, args: string[]): Promise<number> {
   let f: { config?: string | undefined; 'data-dir'?: string | undefined; agent?: string | undefined };
   try {
-    f = parseArgs({ args, options: { config: { type: 'string' }, 'data-dir': { type: 'string' }, agent: { type: 'string' } }, strict: true, allowPositionals: false }).values;
+    const parsed = parseArgs({ args, options: { config: { type: 'string' }, 'data-dir': { type: 'string' }, agent: { type: 'string' } }, strict: true, allowPositionals: true });
+    f = parsed.values;
+    // The ID may also come as the one positional (`revoke-agent pi-7`), as application names do.
+    if (parsed.positionals.length > 1 || (parsed.positionals.length === 1 && f.agent !== undefined)) throw new Error('give the agent ID once: --agent ID or as the one argument');
+    if (parsed.positionals.length === 1) f.agent = parsed.positionals[0];
   } catch (err) {
     throw new FerryError(ErrorCode.CONFIG_INVALID, `gateway ${sub}: ${(err as Error).message}`);
   }
   if (f.config === undefined && f['data-dir'] === undefined) throw new FerryError(ErrorCode.CONFIG_INVALID, `gateway ${sub}: --config FILE is required (the registry lives in its dataDir)`);
-  const dataDir = f['data-dir'] ?? loadConfig(f.config, gatewayConfigSchema, []).dataDir;
+  const config = f.config !== undefined ? loadConfig(f.config, gatewayConfigSchema, []) : undefined;
+  const dataDir = f['data-dir'] ?? config!.dataDir;
   const needsAgent = sub !== 'list-agents';
   if (needsAgent && f.agent === undefined) throw new FerryError(ErrorCode.CONFIG_INVALID, `gateway ${sub}: --agent ID is required`);
   if (!needsAgent && f.agent !== undefined) throw new FerryError(ErrorCode.CONFIG_INVALID, `gateway ${sub}: takes no --agent`);
@@ -68,7 +74,9 @@ export async function runAgentSubcommand(sub: AgentSubcommand, args: string[]): 
       return 0;
     }
     case 'revoke-agent': {
-      const outcome = await registry.revoke(agent);
+      // Only a client certificate lets an unregistered agent in: without one possible, an unknown ID is a mistake.
+      const certificates = config === undefined || (config.tls?.ca !== undefined && config.auth.clientCert !== 'off');
+      const outcome = await registry.revoke(agent, { unregistered: certificates ? 'record' : 'refuse' });
       if (outcome === 'unregistered') {
         process.stderr.write(`ferry: agent ${agent} was not registered; it is recorded as revoked, so a client certificate for it is refused from now on (\`ferry gateway add-agent\` registers it again)\n`);
       }

@@ -3,12 +3,13 @@
  * (agent/local-api.ts). Prints each message as one JSON line `{"id","target","data","ts"}` on
  * stdout and acks it only once the line is written (a reader that takes stdout from a pipe has
  * it before the agent hears the ack). Runs until SIGINT/SIGTERM, or until `--count N` messages
- * were printed and acked. Loaded only when the command runs, so other commands start lean.
+ * were printed and acked. Loaded only when the command runs (cli/commands.ts), so other commands start lean.
  */
 import { createConnection, type Socket } from 'node:net';
 import { parseArgs } from 'node:util';
 import { ErrorCode, FerryError } from '../protocol/errors.js';
 import { LineSplitter } from '../agent/sources/line-splitter.js';
+import { agentSocketPath } from './agent-socket.js';
 
 /** Lines from the agent: one response per request, and pushed messages (docs/downlink.md). */
 const agentLineBytesMax = 2 * 1024 * 1024;
@@ -23,13 +24,7 @@ export async function runListen(args: string[]): Promise<number> {
   if (f.target === undefined) throw new FerryError(ErrorCode.LOCAL_REQUEST_INVALID, '--target is required');
   const count = f.count === undefined ? undefined : Number(f.count);
   if (count !== undefined && (!Number.isSafeInteger(count) || count < 1)) throw new FerryError(ErrorCode.CONFIG_INVALID, `--count: expected a positive integer, got '${f.count}'`);
-  let socketPath = f.socket;
-  if (socketPath === undefined) {
-    if (f.config === undefined) throw new FerryError(ErrorCode.LOCAL_REQUEST_INVALID, 'give --socket PATH or --config AGENT_CONFIG');
-    const [{ loadYamlFile }, { agentConfigSchema }, { socketPathOf }] = await Promise.all([import('../hw/yaml-file.js'), import('../agent/config.js'), import('../agent/main.js')]);
-    socketPath = socketPathOf(loadYamlFile(f.config, agentConfigSchema));
-  }
-  return listen(socketPath, f.target, count);
+  return listen(await agentSocketPath(f), f.target, count);
 }
 
 function listen(socketPath: string, target: string, count: number | undefined): Promise<number> {

@@ -44,6 +44,11 @@ export function isTmpNameOf(base: string, name: string): boolean {
  */
 export async function mkdirDurable(files: Files, dir: string): Promise<void> {
   await files.mkdir(dir);
+  await syncDirChain(files, dir);
+}
+
+/** fsyncs `dir` and every directory above it (see mkdirDurable). */
+export async function syncDirChain(files: Files, dir: string): Promise<void> {
   for (let d = dir; ; d = dirname(d)) {
     await files.syncDir(d);
     if (dirname(d) === d) break;

@@ -137,7 +137,7 @@ export class AgentRegistry implements AgentLookup {
   issueToken(id: string): Promise<string> {
     return this.change(id, (agents) => {
       const e = agents.get(id);
-      if (!e) throw new FerryError(ErrorCode.CONFIG_INVALID, `agent ${id} is not registered; \`ferry gateway add-agent\` registers it`);
+      if (!e) throw new FerryError(ErrorCode.AGENT_UNKNOWN, `agent ${id} is not registered; \`ferry gateway add-agent\` registers it (\`list-agents\` lists those that are)`);
       if (e.revoked) throw new FerryError(ErrorCode.CONFIG_INVALID, `agent ${id} is revoked; \`ferry gateway add-agent\` registers it again`);
       const token = newToken();
       e.tokenHash = hashToken(token);
@@ -149,11 +149,16 @@ export class AgentRegistry implements AgentLookup {
    * Revokes `id`: its token is forgotten and its session ended. An ID that is not registered gets
    * a revoked entry all the same: an agent that authenticates by client certificate alone has no
    * entry, and must be revocable. Returns 'revoked', 'already' (it was), or 'unregistered'
-   * (a new revoked entry: refused from now on, whatever its credentials).
+   * (a new revoked entry: refused from now on, whatever its credentials). With `unregistered:
+   * 'refuse'` (no client certificate can authenticate anyone, so an unknown ID is a typo) such
+   * an ID is AGENT_UNKNOWN instead and nothing is written.
    */
-  revoke(id: string): Promise<'revoked' | 'already' | 'unregistered'> {
+  revoke(id: string, opts: { unregistered?: 'record' | 'refuse' } = {}): Promise<'revoked' | 'already' | 'unregistered'> {
     return this.change(id, (agents, now) => {
       const e = agents.get(id);
+      if (!e && opts.unregistered === 'refuse') {
+        throw new FerryError(ErrorCode.AGENT_UNKNOWN, `agent ${id} is not registered, and without tls.ca no unregistered agent can authenticate: nothing to revoke (\`ferry gateway list-agents\` lists the registered ones)`);
+      }
       if (!e) {
         agents.set(id, { id, revoked: true, addedAt: now, revokedAt: now });
         return 'unregistered';

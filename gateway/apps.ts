@@ -134,7 +134,7 @@ export class AppRegistry implements AppLookup {
   revoke(name: string): Promise<'revoked' | 'already'> {
     return this.change(name, (apps, now) => {
       const e = apps.get(name);
-      if (!e) throw new FerryError(ErrorCode.CONFIG_INVALID, `application ${name} is not added; \`ferry gateway apps\` lists the applications`);
+      if (!e) throw new FerryError(ErrorCode.APP_UNKNOWN, `application ${name} is not added; \`ferry gateway apps\` lists the applications`);
       if (e.revoked) return 'already';
       e.revoked = true;
       e.revokedAt = now;

@@ -4,22 +4,15 @@
  * (deliver packets in its name, move its dispatch floor); that is acceptable only where the only
  * clients are on this host, so a non-loopback listener needs a second, explicit key.
  */
-import { isIP } from 'node:net';
+import { isLoopbackHost } from '../common/loopback.js';
+
+// Shared with the agent's metrics listener; kept exported here for the gateway's callers.
+export { isLoopbackHost };
 
 /** The part of the gateway configuration this module reads. */
 export interface AuthPosture {
   listen: { tcp?: string | undefined; tls?: string | undefined; http?: string | undefined; https?: string | undefined };
   auth: { required: boolean; allowUnauthenticatedRemote: boolean };
-}
-
-/** `localhost`, 127.0.0.0/8, ::1 (also bracketed, or as an IPv4-mapped 127.x address). */
-export function isLoopbackHost(host: string): boolean {
-  const h = host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host;
-  if (h.toLowerCase() === 'localhost') return true;
-  if (isIP(h) === 4) return h.split('.')[0] === '127';
-  if (isIP(h) !== 6) return false; // a name other than localhost may resolve anywhere
-  const n = new URL(`http://[${h}]/`).hostname; // normalised: [::1], [::ffff:7f00:1]
-  return n === '[::1]' || /^\[::ffff:7f[0-9a-f]{2}:[0-9a-f]{1,4}\]$/.test(n);
 }
 
 /** The host of a `HOST:PORT` listen setting. */

@@ -2,12 +2,18 @@ import { z } from 'zod';
 import { shutdownTimeoutMsDefault, shutdownTimeoutMsMax } from '../common/shutdown.js';
 import { dataDepthMaxCeiling, dataDepthMaxDefault, packetLimitsDefault } from '../protocol/limits.js';
 import { compilePattern } from './routes.js';
-import { unauthenticatedRemoteProblem } from './auth-posture.js';
+import { hostOf, isLoopbackHost, unauthenticatedRemoteProblem } from './auth-posture.js';
 import { logSummaryIntervalMsDefault } from './log-summary.js';
 import { gatewayLingerMsDefault, holdMsDefault } from '../protocol/longpoll/hold-policy.js';
+import { hostPortProblem } from '../common/host-port.js';
 
 const positiveInt = z.number().int().positive();
-const hostPort = z.string().regex(/^[^:]+:\d+$/, 'HOST:PORT, e.g. 127.0.0.1:7800');
+const hostPort = z.string().regex(/^[^:]+:\d+$/, 'HOST:PORT, e.g. 127.0.0.1:7800').superRefine((s, ctx) => {
+  const problem = hostPortProblem(s, 0);
+  if (problem !== null) ctx.addIssue({ code: 'custom', message: problem });
+});
+/** An MQTT broker URL, parsed as a URL here so a bad port or host fails at load, not at the first connect. */
+const mqttUrl = z.string().regex(/^mqtts?:\/\/.+/, 'a URL like mqtt://HOST:PORT').refine((u) => URL.canParse(u), 'not a valid URL (a port is 1 to 65535)');
 const pattern = z.string().min(1).superRefine((p, ctx) => {
   try {
     compilePattern(p);
@@ -30,7 +36,7 @@ const mqttRoute = z.strictObject({
   match: pattern,
   handler: z.literal('mqtt'),
   /** credentials in it still work (a warning at start): they belong in username and password/passwordFile */
-  url: z.string().regex(/^mqtts?:\/\/.+/, 'a URL like mqtt://HOST:PORT'),
+  url: mqttUrl,
   topic: z.string().min(1).default('ferry/{agent}/{target}'),
   qos: z.union([z.literal(0), z.literal(1), z.literal(2)]).default(1),
   publishTimeoutMs: positiveInt.default(5000),
@@ -77,6 +83,8 @@ export const gatewayConfigSchema = z.strictObject({
     https: hostPort.optional(),
     /** HOST:PORT for the application API (downlink: POST/GET /v1/agents/{id}/messages); HTTPS when `tls` is given */
     api: hostPort.optional(),
+    /** HOST:PORT for the admin endpoint (GET /status, /metrics, /history, and the status page at /); false: none. Off loopback it needs admin.tokenFile */
+    admin: z.union([hostPort, z.literal(false)]).default('127.0.0.1:7990'),
     }).refine((l) => l.tcp !== undefined || l.tls !== undefined || l.http !== undefined || l.https !== undefined, 'give at least one of listen.tcp, listen.tls, listen.http and listen.https'),
   /** PEM files for the TLS listener, read and checked at start; `ca` makes the gateway ask agents for a client certificate */
   tls: z.strictObject({
@@ -172,7 +180,7 @@ export const gatewayConfigSchema = z.strictObject({
     historyMessagesMax: z.number().int().min(0).max(1_000_000).default(1000),
     /** an MQTT subscription that queues what is published under it: the rest of the topic after the agent ID is the target */
     mqtt: z.strictObject({
-      url: z.string().regex(/^mqtts?:\/\/.+/, 'a URL like mqtt://HOST:PORT'),
+      url: mqttUrl,
       /** must hold {agent} as a whole level and end in /#, e.g. ferry/down/{agent}/# */
       topic: z.string().default('ferry/down/{agent}/#').refine((t) => /^([^+#{}]+\/)*\{agent\}\/#$/.test(t), 'a topic with {agent} as a whole level, ending in /#, e.g. ferry/down/{agent}/#'),
       qos: z.union([z.literal(1), z.literal(2)]).default(1),
@@ -182,6 +190,17 @@ export const gatewayConfigSchema = z.strictObject({
       password: z.string().min(1).optional(),
       passwordFile: z.string().min(1).optional(),
     }).refine((r) => r.password === undefined || r.passwordFile === undefined, { path: ['passwordFile'], message: 'give password or passwordFile, not both' }).optional(),
+  }).prefault({}),
+  /** the admin endpoint (listen.admin): docs/operations.md */
+  admin: z.strictObject({
+    /** a file holding the bearer token (read at start, a trailing newline dropped); needed when listen.admin is not a loopback address */
+    tokenFile: z.string().min(1).optional(),
+    /** a request whose headers did not all arrive within this is answered 408 and closed */
+    requestTimeoutMs: positiveInt.max(600_000).default(10_000),
+    /** request headers larger than this are refused (431) */
+    headersBytesMax: positiveInt.min(1024).max(65_536).default(8192),
+    /** connections open at once to the admin endpoint */
+    connectionsMax: positiveInt.max(10_000).default(64),
   }).prefault({}),
   log: z.strictObject({
     level: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
@@ -196,6 +215,9 @@ export const gatewayConfigSchema = z.strictObject({
   if (lp.lingerMs > lp.holdMs) ctx.addIssue({ code: 'custom', path: ['limits', 'longpoll', 'lingerMs'], message: 'must not exceed limits.longpoll.holdMs' });
   // The agent waits up to its response time-out (hold + 10 s) before it asks again: a session must outlive that wait.
   if (lp.sessionIdleMs <= lp.holdMs + 10_000) ctx.addIssue({ code: 'custom', path: ['limits', 'longpoll', 'sessionIdleMs'], message: 'must exceed limits.longpoll.holdMs + 10000 (the agent\'s response time-out)' });
+  if (c.listen.admin !== false && !isLoopbackHost(hostOf(c.listen.admin)) && c.admin.tokenFile === undefined) {
+    ctx.addIssue({ code: 'custom', path: ['admin', 'tokenFile'], message: `listen.admin ${c.listen.admin} is reachable from other hosts: give admin.tokenFile (a bearer token), or bind listen.admin to 127.0.0.1` });
+  }
   const unauthenticatedRemote = unauthenticatedRemoteProblem(c);
   if (unauthenticatedRemote !== null) ctx.addIssue({ code: 'custom', path: ['auth', 'required'], message: unauthenticatedRemote });
   if (c.auth.clientCert === 'require' && (c.tls?.ca === undefined || (c.listen.tls === undefined && c.listen.https === undefined))) {

@@ -15,6 +15,8 @@ import { RouteTable } from './route-table.js';
 import { Session, type SessionDeps } from './session.js';
 import { within } from '../common/shutdown.js';
 import type { DownlinkQueues } from './downlink/queue.js';
+import type { GatewayObserver } from './admin/observer.js';
+import { observedHandler, type Stopwatch } from './admin/observed-handler.js';
 
 /** The limits the core applies (the listener's own limits stay with the listener). */
 export type CoreLimits = Pick<
@@ -42,6 +44,10 @@ export interface GatewayCoreOptions {
   rng: () => number;
   /** the downlink queues (opened by the caller, closed by the core); absent: no downlink */
   downlink?: DownlinkQueues;
+  /** told of sessions, packets, PINGs, handler verdicts and dispatch log commits (status, metrics); absent: nobody watches */
+  observer?: GatewayObserver;
+  /** times handler calls for the observer; default: the clock, in whole ms */
+  stopwatch?: Stopwatch;
 }
 
 export interface GatewayCoreStats {
@@ -78,11 +84,18 @@ export interface GatewayCore {
 export async function createGatewayCore(o: GatewayCoreOptions): Promise<GatewayCore> {
   const { clock, log, limits } = o;
   const sessions = new Map<string, Session>();
+  const { observer } = o;
   const dispatchLog = await DispatchLog.open(o.dataDir, log, {
-    ...(o.files ? { files: o.files } : {}), ...(o.dispatchLogCompactBytes !== undefined ? { compactBytes: o.dispatchLogCompactBytes } : {}),
+    ...(o.files ? { files: o.files } : {}), ...(observer ? { commitTimer: () => observer.commitTimer() } : {}), ...(o.dispatchLogCompactBytes !== undefined ? { compactBytes: o.dispatchLogCompactBytes } : {}),
   });
+  const stopwatch: Stopwatch = o.stopwatch ?? (() => {
+    const t0 = clock.now();
+    return () => (clock.now() - t0) / 1000;
+  });
+  // A route is named by its pattern in the status and the metrics (`route` label).
+  const observed = (rs: { match: string; handler: Handler }[]) => (observer ? rs.map((r) => ({ match: r.match, handler: observedHandler(r.handler, r.match, observer, stopwatch) })) : rs);
   // Sessions look the router up per packet, so a reload reaches sessions already open.
-  const routes = new RouteTable(o.routes, { clock, log, inUse: (h) => [...sessions.values()].some((s) => s.holds(h)) });
+  const routes = new RouteTable(observed(o.routes), { clock, log, inUse: (h) => [...sessions.values()].some((s) => s.holds(h)) });
   let draining = false;
   const counters = { dispatched: 0, rejected: 0, duplicates: 0, retried: 0 };
   const inDispatch: SessionDeps['inDispatch'] = new Map();
@@ -100,6 +113,7 @@ export async function createGatewayCore(o: GatewayCoreOptions): Promise<GatewayC
     ...(o.authenticate ? { authenticate: o.authenticate } : {}),
     ...(o.logSummary ? { summary: o.logSummary } : {}),
     ...(o.downlink ? { downlink: o.downlink } : {}),
+    ...(observer ? { observer } : {}),
     register(agent, s) {
       const older = sessions.get(agent);
       if (!older && sessions.size >= limits.agentsMax) {
@@ -129,7 +143,7 @@ export async function createGatewayCore(o: GatewayCoreOptions): Promise<GatewayC
     stats: () => ({ sessions: sessions.size, ...counters, logSyncs: dispatchLog.syncs }),
     byeAll,
     replaceRoutes(next) {
-      routes.replace(next);
+      routes.replace(observed(next));
       deps.router = routes.router;
     },
     async drain(timeoutMs) {

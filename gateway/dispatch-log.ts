@@ -140,6 +140,8 @@ export interface DispatchLogOptions {
   rangesPerAgentMax?: number;
   /** where the log lives; default realFiles */
   files?: Files;
+  /** starts timing one durable write (a group commit); the returned function ends it (the metrics' commit histogram) */
+  commitTimer?: () => () => void;
 }
 
 /** Whether the session may dispatch a packet (see "Bounds" above). */
@@ -170,9 +172,10 @@ export class DispatchLog {
 
   private constructor(
     private readonly dir: string,
-    private readonly opts: Required<Omit<DispatchLogOptions, 'files'>>,
+    private readonly opts: Required<Omit<DispatchLogOptions, 'files' | 'commitTimer'>>,
     private readonly log: Log,
     private readonly files: Files,
+    private readonly commitTimer: (() => () => void) | undefined,
   ) {}
 
   static async open(dir: string, log: Log, opts: DispatchLogOptions = {}): Promise<DispatchLog> {
@@ -180,7 +183,7 @@ export class DispatchLog {
     const d = new DispatchLog(dir, {
       compactBytes: opts.compactBytes ?? 8 * 1024 * 1024, compactGrowthRatio: opts.compactGrowthRatio ?? 1, agentsMax: opts.agentsMax ?? 100_000,
       rangesPerAgentMax: opts.rangesPerAgentMax ?? 4096, recordBodyBytesMax: opts.recordBodyBytesMax ?? recordBodyBytesMax, ioChunkBytes: opts.ioChunkBytes ?? 1024 * 1024,
-    }, log, files);
+    }, log, files, opts.commitTimer);
     await mkdirDurable(files, dir);
     await d.reopen();
     return d;
@@ -414,9 +417,11 @@ export class DispatchLog {
   private async append(buf: Buffer): Promise<void> {
     if (!this.fh) await this.reopen();
     const fh = this.fh!;
+    const timed = this.commitTimer?.();
     try {
       // O_DSYNC: each write returns once its bytes are durable.
       await fh.writeAll(buf, null);
+      timed?.();
     } catch (err) {
       await fh.truncate(this.fileBytes).catch((cutErr: unknown) => {
         this.log.error('dispatch log: could not cut a failed write; reopening before the next one', { err: cutErr });

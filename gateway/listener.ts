@@ -18,7 +18,8 @@ import { createServer, type AddressInfo, type Server, type Socket } from 'node:n
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import type { Log } from '../common/log.js';
 import { encodeFrame } from '../protocol/codec.js';
-import { ErrorCode, type ErrorCode as Code } from '../protocol/errors.js';
+import { ErrorCode, FerryError, type ErrorCode as Code } from '../protocol/errors.js';
+import { splitHostPort } from '../common/host-port.js';
 import { FrameType } from '../protocol/frames.js';
 import { helloFrameBytesMax } from '../protocol/limits.js';
 import { SocketTransport, type WriteLimits } from '../protocol/socket-transport.js';
@@ -84,18 +85,29 @@ interface Pending {
 
 const tlsHandshakeByte = 0x16;
 
-export function splitHostPort(hostPort: string): { host: string; port: number } {
-  const i = hostPort.lastIndexOf(':');
-  return { host: hostPort.slice(0, i), port: Number(hostPort.slice(i + 1)) };
-}
+/** Why a listen failed, in words, by errno (the errno itself is kept in the message). */
+const listenFailures: Record<string, string> = {
+  EADDRINUSE: 'the address is in use (another process listens there)',
+  EACCES: 'permission denied (a port below 1024 needs root or CAP_NET_BIND_SERVICE)',
+  EADDRNOTAVAIL: 'the address is not one of this host\'s',
+  ENOTFOUND: 'the host name does not resolve',
+  EAI_AGAIN: 'the host name could not be resolved now',
+};
 
-/** Listens on HOST:PORT (port 0: any free one); resolves with the port bound. */
-export function bind(server: Server, hostPort: string): Promise<number> {
+/**
+ * Listens on HOST:PORT (port 0: any free one); resolves with the port bound. A failure is
+ * LISTEN_FAILED naming `key` (the setting, e.g. listen.tcp) and the address.
+ */
+export function bind(server: Server, hostPort: string, key: string): Promise<number> {
   const { host, port } = splitHostPort(hostPort);
   return new Promise((resolve, reject) => {
-    server.once('error', reject);
+    const fail = (err: NodeJS.ErrnoException): void => {
+      const code = err.code ?? 'unknown';
+      reject(new FerryError(ErrorCode.LISTEN_FAILED, `${key} ${hostPort}: cannot listen: ${listenFailures[code] ?? err.message} (${code})`, { cause: err }));
+    };
+    server.once('error', fail);
     server.listen(port, host, () => {
-      server.off('error', reject);
+      server.off('error', fail);
       resolve((server.address() as AddressInfo).port);
     });
   });
@@ -189,7 +201,7 @@ export async function listen(opts: ListenOptions, onTransport: (t: Transport) =>
       handOver(p, socket, { address: p.address, tls: false }, p.admit);
     });
     servers.push(server);
-    ports.tcp = await bind(server, opts.tcp);
+    ports.tcp = await bind(server, opts.tcp, 'listen.tcp');
   }
 
   if (opts.tls !== undefined) {
@@ -256,7 +268,7 @@ export async function listen(opts: ListenOptions, onTransport: (t: Transport) =>
       });
     });
     servers.push(server);
-    ports.tls = await bind(server, opts.tls);
+    ports.tls = await bind(server, opts.tls, 'listen.tls');
   }
 
   return {

@@ -6,7 +6,7 @@ import { createLog, type Log } from '../common/log.js';
 import { redactUrl, scrubbingLog, secretScrubber } from '../common/redact.js';
 import { ensurePrivateDir } from '../common/private-dir.js';
 import { loadTlsFiles } from '../protocol/tls-files.js';
-import { ErrorCode } from '../protocol/errors.js';
+import { ErrorCode, FerryError, isFerryError } from '../protocol/errors.js';
 import type { GatewayConfig, RouteConfig } from './config.js';
 import { FileHandler } from './handlers/file.js';
 import type { Handler } from './handlers/handler.js';
@@ -16,6 +16,7 @@ import { AgentRegistry } from './agents.js';
 import { createAuthenticator, recheck } from './auth.js';
 import { authWarnings, hostOf } from './auth-posture.js';
 import { listen } from './listener.js';
+import { checkListenAddresses } from './listen-check.js';
 import { Admission } from './admission.js';
 import { listenHttp, type HttpListener } from './longpoll/http-listener.js';
 import { channelLimitsFor } from './longpoll/limits.js';
@@ -31,12 +32,16 @@ import { credentialsFromUrl } from './handlers/mqtt.js';
 import type { DownlinkStats } from './downlink/queue.js';
 import { startIntake, type Intake, type IntakeStats } from './downlink/intake.js';
 import { reloadGateway, type ReloadOutcome } from './reload.js';
+import { startAdmin, type Admin } from './admin/index.js';
+import { statusQueuesMax } from './admin/status.js';
 
 export interface RunningGateway {
   /** the port actually bound (useful with port 0): the plaintext one, else the TLS one, else the HTTP(S) long-poll one */
   port: number;
-  /** every port bound (`api`: the application API, listen.api) */
-  ports: { tcp?: number; tls?: number; http?: number; https?: number; api?: number };
+  /** every port bound (`api`: the application API, listen.api; `admin`: listen.admin) */
+  ports: { tcp?: number; tls?: number; http?: number; https?: number; api?: number; admin?: number };
+  /** the admin endpoint's `http://HOST:PORT`, unless listen.admin is false */
+  adminUrl?: string;
   /** the application API's `http://HOST:PORT` or `https://HOST:PORT`, when listen.api is set */
   apiUrl?: string;
   stats(): {
@@ -58,15 +63,17 @@ export interface RunningGateway {
   reload(load: () => GatewayConfig): Promise<ReloadOutcome>;
 }
 
+/** The MQTT routes' credentials (password files read now), by route index. */
+const credentialsOf = (routes: readonly RouteConfig[]): (MqttCredentials | undefined)[] =>
+  routes.map((r, i) => (r.handler === 'mqtt' ? mqttCredentials(r, `routes[${i}]`, (p) => readFileSync(p, 'utf8')) : undefined));
+
 /** Makes every route's handler; if one fails, those already made are closed and the error names the route. */
 async function openHandlers(routes: readonly RouteConfig[], log: Log, floorOf: (agent: string) => number, credentials: readonly (MqttCredentials | undefined)[]): Promise<Handler[]> {
   const made = await Promise.allSettled(routes.map((r, i) => createHandler(r, log, floorOf, credentials[i])));
   const failed = made.findIndex((m) => m.status === 'rejected');
   if (failed < 0) return made.map((m) => (m as PromiseFulfilledResult<Handler>).value);
   await Promise.all(made.map((m) => (m.status === 'fulfilled' ? m.value.close().catch(() => undefined) : undefined)));
-  const err = (made[failed] as PromiseRejectedResult).reason as Error & { code?: string };
-  const named = new Error(`routes[${failed}] (${routes[failed]!.match} -> ${routes[failed]!.handler}): ${err?.message ?? String(err)}`, { cause: err });
-  throw Object.assign(named, { code: err?.code ?? ErrorCode.CONFIG_INVALID });
+  throw routeStartError(routes[failed]!, failed, (made[failed] as PromiseRejectedResult).reason);
 }
 
 async function createHandler(route: RouteConfig, log: Log, floorOf: (agent: string) => number, credentials: MqttCredentials | undefined): Promise<Handler> {
@@ -93,11 +100,21 @@ async function createHandler(route: RouteConfig, log: Log, floorOf: (agent: stri
   }
 }
 
+/** A handler that cannot start stops the gateway with an error naming its route (`routes[N]`). */
+function routeStartError(route: RouteConfig, i: number, err: unknown): FerryError {
+  const message = err instanceof Error ? err.message : String(err);
+  if (isFerryError(err)) return new FerryError(err.code, `routes[${i}]: ${message}`, { cause: err });
+  const errno = (err as NodeJS.ErrnoException).code;
+  return new FerryError(ErrorCode.CONFIG_INVALID, `routes[${i}]: ${route.handler} handler: ${message}${errno !== undefined ? ` (${errno})` : ''}`, { cause: err });
+}
+
 /**
  * Starts the gateway holding its dataDir's lock, taken before anything in the directory is opened
  * and released when the gateway stops or fails to start (DATA_DIR_LOCKED while another runs).
  */
 export async function runGateway(config: GatewayConfig, opts: { log?: Log } = {}): Promise<RunningGateway> {
+  // Before the dataDir exists: an address that cannot be bound must not leave one behind.
+  await checkListenAddresses(config.listen);
   const lock = await lockDataDir(realFiles, config.dataDir);
   try {
     const gw = await startGateway(config, opts);
@@ -119,14 +136,33 @@ export async function runGateway(config: GatewayConfig, opts: { log?: Log } = {}
 
 async function startGateway(config: GatewayConfig, opts: { log?: Log }): Promise<RunningGateway> {
   // Password files are read before anything opens; every secret the routes hold is kept out of the log.
-  const credentialsOf = (routes: readonly RouteConfig[]) => routes.map((r, i) => (r.handler === 'mqtt' ? mqttCredentials(r, `routes[${i}]`, (p) => readFileSync(p, 'utf8')) : undefined));
   const credentials = credentialsOf(config.routes);
   const downlinkMqtt = config.downlink.mqtt ? mqttCredentials(config.downlink.mqtt, 'downlink.mqtt', (p) => readFileSync(p, 'utf8')) : undefined;
   const downlinkSecret = downlinkMqtt?.password ?? (config.downlink.mqtt ? credentialsFromUrl(config.downlink.mqtt.url).password : undefined);
   const secrets = [...routeSecrets(config.routes, credentials), ...(downlinkSecret !== undefined ? [downlinkSecret, encodeURIComponent(downlinkSecret)] : [])];
-  // A reload may bring new secrets: the scrubber is swapped, the log stays the same object.
-  let scrub = secretScrubber(secrets);
-  const log = scrubbingLog(opts.log ?? createLog({ level: config.log.level, base: { role: 'gateway' } }), (text) => scrub(text));
+  // A reload may bring new secrets: the scrubber is swapped behind one function (the log and the admin keep it).
+  let current = secretScrubber(secrets);
+  const scrub = (text: string): string => current(text);
+  const log = scrubbingLog(opts.log ?? createLog({ level: config.log.level, base: { role: 'gateway' } }), scrub);
+  const rescrub = (more: string[]): void => {
+    current = secretScrubber([...secrets, ...more]);
+  };
+  // The admin port is bound first: a taken one (LISTEN_FAILED) stops the start before agents can connect.
+  const admin = await startAdmin({ config, log, redact: scrub, now: () => realClock.now() });
+  try {
+    const gw = await startServing(config, log, admin, { credentials, downlinkMqtt, rescrub });
+    return { ...gw, async stop() { try { await gw.stop(); } finally { await admin?.close(); } } };
+  } catch (err) {
+    await admin?.close();
+    throw err;
+  }
+}
+
+/** The gateway behind its admin endpoint: data dir, registry, handlers, core, listeners, intake. */
+async function startServing(
+  config: GatewayConfig, log: Log, admin: Admin | undefined,
+  { credentials, downlinkMqtt, rescrub }: { credentials: (MqttCredentials | undefined)[]; downlinkMqtt: MqttCredentials | undefined; rescrub: (routeSecrets: string[]) => void },
+): Promise<RunningGateway> {
   config.routes.forEach((r, i) => {
     if (r.handler === 'mqtt' && credentials[i]?.inUrl) log.warn(`gateway: routes[${i}].url carries credentials; they belong in its username and password (or passwordFile) keys`, { url: redactUrl(r.url) });
   });
@@ -168,6 +204,7 @@ async function startGateway(config: GatewayConfig, opts: { log?: Log }): Promise
     clock, log, dataDir: config.dataDir, limits, authenticate, logSummary: summary,
     routes: config.routes.map((r, i) => ({ match: r.match, handler: handlers[i]! })),
     newSessionId: randomUUID, rng: Math.random, downlink,
+    ...(admin ? { observer: admin.observer, stopwatch: () => { const t0 = performance.now(); return () => (performance.now() - t0) / 1000; } } : {}),
   });
   core = gw;
 
@@ -227,13 +264,25 @@ async function startGateway(config: GatewayConfig, opts: { log?: Log }): Promise
   let stopping = false;
   let running = config;
   let reloads: Promise<void> = Promise.resolve();
-  const ports: RunningGateway['ports'] = { ...listener.ports, ...longpoll?.http.ports, ...(intake.api ? { api: intake.api.port } : {}) };
+  const ports: RunningGateway['ports'] = { ...listener.ports, ...longpoll?.http.ports, ...(intake.api ? { api: intake.api.port } : {}), ...(admin ? { admin: admin.port } : {}) };
+  admin?.attach({
+    listeners: () => (['tcp', 'tls', 'http', 'https', 'api', 'admin'] as const).flatMap((kind) => {
+      const hostPort = config.listen[kind];
+      const port = ports[kind];
+      return typeof hostPort === 'string' && port !== undefined ? [{ kind, address: hostOf(hostPort), port }] : [];
+    }),
+    downlink: () => ({ ...downlink.stats(), queues: downlink.queues(statusQueuesMax) }),
+    totals: () => {
+      const { sessions, dispatched, rejected, duplicates, retried } = gw.stats();
+      return { sessions, dispatched, rejected, duplicates, retried };
+    },
+  });
   log.info('gateway: listening', {
     tcp: config.listen.tcp !== undefined ? `${hostOf(config.listen.tcp)}:${ports.tcp}` : null,
     tls: config.listen.tls !== undefined ? `${hostOf(config.listen.tls)}:${ports.tls}` : null,
     http: config.listen.http !== undefined ? `${hostOf(config.listen.http)}:${ports.http}` : null,
     https: config.listen.https !== undefined ? `${hostOf(config.listen.https)}:${ports.https}` : null,
-    api: intake.api?.url ?? null, downlinkMqtt: config.downlink.mqtt ? redactUrl(config.downlink.mqtt.url) : null,
+    api: intake.api?.url ?? null, admin: admin?.url ?? null, downlinkMqtt: config.downlink.mqtt ? redactUrl(config.downlink.mqtt.url) : null,
     clientCerts: tlsFiles?.ca !== undefined, authRequired: config.auth.required, routes: config.routes.length, agentsKnown: agents.list().length,
   });
 
@@ -241,6 +290,7 @@ async function startGateway(config: GatewayConfig, opts: { log?: Log }): Promise
     port: (ports.tcp ?? ports.tls ?? ports.http ?? ports.https)!,
     ports,
     ...(intake.api ? { apiUrl: intake.api.url } : {}),
+    ...(admin ? { adminUrl: admin.url } : {}),
     stats: () => {
       const l = listener.stats();
       const dl = { downlink: { ...downlink.stats(), ...intake.stats() } };
@@ -282,7 +332,7 @@ async function startGateway(config: GatewayConfig, opts: { log?: Log }): Promise
           log, load,
           openHandlers: async (routes) => {
             const creds = credentialsOf(routes);
-            scrub = secretScrubber([...secrets, ...routeSecrets(routes, creds)]);
+            rescrub(routeSecrets(routes, creds));
             return openHandlers(routes, log, floorOf, creds);
           },
           replaceRoutes: (routes) => gw.replaceRoutes(routes),

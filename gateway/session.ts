@@ -16,6 +16,7 @@ import type { LogSummary } from './log-summary.js';
 import type { Router } from './routes.js';
 import type { DownlinkQueues } from './downlink/queue.js';
 import { DownlinkSender } from './downlink/sender.js';
+import { transportKind, type GatewayObserver } from './admin/observer.js';
 
 export interface SessionOptions {
   helloTimeoutMs: number;
@@ -71,6 +72,8 @@ export interface SessionDeps {
   summary?: LogSummary;
   /** the downlink queues; absent: no DOWN is ever sent */
   downlink?: DownlinkQueues;
+  /** told of this session's start and end, its packets and PINGs (status, metrics) */
+  observer?: GatewayObserver;
 }
 
 /** The body of a frame the transport takes when it names no limit of its own (the agent's default decoder limit). */
@@ -85,6 +88,8 @@ const downFrameBytesMaxDefault = 1024 * 1024;
  */
 export class Session {
   agent: string | null = null;
+  /** the session ID told in WELCOME, once the agent is admitted */
+  private sessionId = '';
   /** How the agent proved who it is (set with `agent`; absent without authenticate): checked again when the registry changes. */
   credential: Credential | undefined = undefined;
   private readonly lanes = new Map<string, Lane>();
@@ -132,7 +137,10 @@ export class Session {
       if (this.timer !== null) deps.clock.clearTimeout(this.timer);
       if (this.shedTimer !== null) deps.clock.clearTimeout(this.shedTimer);
       this.downlink?.close();
-      if (this.agent) deps.unregister(this.agent, this);
+      if (this.agent) {
+        deps.unregister(this.agent, this);
+        deps.observer?.sessionClosed(this.agent, this.sessionId);
+      }
       if (err) this.note('info', 'session: closed', (err as FerryError).code ?? 'UNKNOWN', { agent: this.agent, address: this.t.peer?.address, error: err.message });
     });
   }
@@ -204,6 +212,7 @@ export class Session {
     }
     switch (f.t) {
       case FrameType.DATA:
+        this.deps.observer?.packetsReceived(this.agent, f.packets.length);
         for (const p of f.packets) {
           if (this.closed) return;
           this.onPacket(p);
@@ -211,6 +220,7 @@ export class Session {
         return;
       case FrameType.PING:
         if (f.ackedSeq !== undefined) this.agentLetGo(f.ackedSeq);
+        this.deps.observer?.pinged(this.agent, { ...(f.backlogPackets !== undefined ? { backlogPackets: f.backlogPackets } : {}), ...(f.backlogBytes !== undefined ? { backlogBytes: f.backlogBytes } : {}), ...(f.oldestAgeMs !== undefined ? { oldestAgeMs: f.oldestAgeMs } : {}) });
         return this.t.send({ t: FrameType.PONG, id: f.id });
       case FrameType.PONG:
         return;
@@ -244,6 +254,8 @@ export class Session {
     this.credential = auth.credential;
     this.raiseFloor(h.ackedSeq);
     const session = this.deps.newSessionId();
+    this.sessionId = session;
+    this.deps.observer?.sessionOpened({ agent: h.agent, session, transport: transportKind(this.t.peer), address: this.t.peer?.address });
     const dispatchedSeq = dispatchLog.floor(h.agent);
     const ranges = dispatchLog.ranges(h.agent, ackRangesMax);
     log.info('session: agent connected', { agent: h.agent, session, dispatchedSeq, gaps: dispatchLog.gaps(h.agent), agentAckedSeq: h.ackedSeq });

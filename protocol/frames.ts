@@ -74,8 +74,13 @@ export interface DataFrame { t: typeof FrameType.DATA; packets: Packet[] }
 export interface AckFrame { t: typeof FrameType.ACK; seq: number; ranges?: SeqRange[]; creditPackets: number; creditBytes: number }
 /** The packet `seq` was not dispatched; `retryAfterMs` set means retry later, absent means permanent. */
 export interface NackFrame { t: typeof FrameType.NACK; seq: number; code: string; message: string; retryAfterMs?: number }
-/** `ackedSeq` (agent → gateway): the agent's store has let go of every seq up to it, so the gateway may forget gaps below it. */
-export interface PingFrame { t: typeof FrameType.PING; id: number; ackedSeq?: number }
+/**
+ * `ackedSeq` (agent → gateway): the agent's store has let go of every seq up to it, so the gateway may forget gaps below it.
+ * The agent's backlog as it sends the PING (optional, absent from older agents; shown by the gateway's status):
+ * `backlogPackets` stored and not acked, `backlogBytes` its store's size on disk, `oldestAgeMs` the age of the
+ * oldest packet it has in flight or waiting for a retry (absent when none).
+ */
+export interface PingFrame { t: typeof FrameType.PING; id: number; ackedSeq?: number; backlogPackets?: number; backlogBytes?: number; oldestAgeMs?: number }
 export interface PongFrame { t: typeof FrameType.PONG; id: number }
 /** `retryAfterMs`: do not dial again sooner (the gateway paces reconnect storms). */
 export interface ByeFrame { t: typeof FrameType.BYE; code: string; reason: string; retryAfterMs?: number }
@@ -243,6 +248,8 @@ export function frameFromValue(v: unknown): Frame {
     case FrameType.PING: {
       const f: PingFrame = { t: FrameType.PING, id: uint(v, 'id') };
       if (v.ackedSeq !== undefined) f.ackedSeq = seqOf(v, 'ackedSeq');
+      // Unsigned safe integers, like every count on the wire: nothing larger can be held exactly.
+      for (const key of ['backlogPackets', 'backlogBytes', 'oldestAgeMs'] as const) if (v[key] !== undefined) f[key] = uint(v, key);
       return f;
     }
     case FrameType.PONG:

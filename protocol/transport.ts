@@ -14,6 +14,8 @@ export interface PeerInfo {
   address: string;
   /** true when the connection is TLS */
   tls: boolean;
+  /** true when the agent's transport is HTTP long-poll (the status says which carrier an agent uses) */
+  longpoll?: boolean;
   /** subject CN of the client certificate, present only when the certificate was verified against the configured CA */
   certSubject?: string;
 }

@@ -8,8 +8,8 @@ cd "$(dirname "$0")/.."
 # normal user's PATH on Debian: mosquitto, nft, ip).
 want="socat:socat"
 # tinyproxy: the real forward proxy of the long-poll proxy tests; nft and ip: the network-namespace
-# firewall tests (issue 11).
-[ "${1:-demo}" = "test" ] && want="socat:socat mosquitto:mosquitto openssl:openssl tinyproxy:tinyproxy nft:nftables ip:iproute2"
+# firewall tests (issue 11); chromium: the status page's browser test (playwright-core drives /usr/bin/chromium).
+[ "${1:-demo}" = "test" ] && want="socat:socat mosquitto:mosquitto openssl:openssl tinyproxy:tinyproxy nft:nftables ip:iproute2 chromium:chromium"
 missing=""
 for pair in $want; do
   cmd="${pair%%:*}"

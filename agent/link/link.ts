@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import type { Clock } from '../../common/clock.js';
 import type { Log } from '../../common/log.js';
 import { ErrorCode, FerryError } from '../../protocol/errors.js';
-import { FrameType, protocolVersion, seqRenumberTopMax, type AckFrame, type DownFrame, type Frame, type NackFrame, type SeqRange, type WelcomeFrame } from '../../protocol/frames.js';
+import { FrameType, protocolVersion, seqRenumberTopMax, type AckFrame, type DownFrame, type Frame, type NackFrame, type PingFrame, type SeqRange, type WelcomeFrame } from '../../protocol/frames.js';
 import { dataFrameOverheadBytes } from '../../protocol/codec.js';
 import { packetCreditBytes, type Packet } from '../../protocol/packet.js';
 import type { Dialer, Transport } from '../../protocol/transport.js';
@@ -69,6 +69,10 @@ export interface LinkStats {
   retries: number;
   connects: number;
   rttMs: number | null;
+  /** NACKs received, by code (those with retry-after too) */
+  nacked: Record<string, number>;
+  /** why the last session or dial ended, while backing off; else null */
+  error: string | null;
 }
 
 /** Why a session ended, and how long the gateway asked us to stay away. */
@@ -107,6 +111,7 @@ export class Link extends EventEmitter<{ status: [LinkStatus] }> {
   private retryTimer: unknown = null;
   private byeRetryAfterMs = 0;
   private counters = { deadLetters: 0, retries: 0, connects: 0 };
+  private readonly nacked: Record<string, number> = {};
   private liveness: Liveness | null = null;
   private wakeBackoff: (() => void) | null = null;
   private running: Promise<void> | null = null;
@@ -164,6 +169,7 @@ export class Link extends EventEmitter<{ status: [LinkStatus] }> {
     return {
       state: this.status.state, inflightPackets: this.inflight.size, retryPackets: this.retry.size,
       creditPackets: this.inflight.creditPackets, creditBytes: this.inflight.creditBytes, ...this.counters, rttMs: this.liveness?.rttMs ?? null,
+      nacked: { ...this.nacked }, error: this.status.state === 'backoff' ? this.status.error : null,
     };
   }
 
@@ -209,6 +215,14 @@ export class Link extends EventEmitter<{ status: [LinkStatus] }> {
     }
   }
 
+  /** What a PING tells the gateway: the store's durable ack point, and the backlog for the gateway's status. */
+  private pingState(): Pick<PingFrame, 'ackedSeq' | 'backlogPackets' | 'backlogBytes' | 'oldestAgeMs'> {
+    const s = this.deps.store.stats();
+    const times = [this.inflight.oldestTs(), this.retry.oldestTs()].filter((x): x is number => x !== undefined);
+    const oldestAgeMs = times.length > 0 ? Math.max(0, this.deps.clock.now() - Math.min(...times)) : undefined;
+    return { ackedSeq: s.durableAckedSeq, backlogPackets: s.backlogPackets, backlogBytes: s.storeBytes, ...(oldestAgeMs !== undefined ? { oldestAgeMs } : {}) };
+  }
+
   /** One session on one transport; resolves with why it ended. */
   private async runSession(t: Transport): Promise<SessionEnd> {
     const { clock } = this.deps;
@@ -219,7 +233,7 @@ export class Link extends EventEmitter<{ status: [LinkStatus] }> {
     let opened = false;
     let welcomed = false;
     const liveness = new Liveness(clock, this.opts.peerTimeoutMs, {
-      ping: (id) => t.send({ t: FrameType.PING, id, ackedSeq: this.deps.store.stats().durableAckedSeq }),
+      ping: (id) => t.send({ t: FrameType.PING, id, ...this.pingState() }),
       dead: () => t.close(new FerryError(ErrorCode.PEER_TIMEOUT, `nothing from gateway for ${this.opts.peerTimeoutMs} ms`)),
     });
     this.liveness = liveness;
@@ -372,6 +386,7 @@ export class Link extends EventEmitter<{ status: [LinkStatus] }> {
   private onNack(f: NackFrame): void {
     const entry = this.inflight.take(f.seq);
     if (!entry) return;
+    this.nacked[f.code] = (this.nacked[f.code] ?? 0) + 1;
     if (f.retryAfterMs !== undefined) {
       // Refused for now: keep it and offer it again when due; the session and other targets go on.
       this.counters.retries++;

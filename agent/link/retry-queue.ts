@@ -25,6 +25,13 @@ export class RetryQueue {
     return this.entries.length >= this.packetsMax || this.totalBytes >= this.bytesMax;
   }
 
+  /** The `ts` of the oldest packet waiting, or undefined when none is (for the PING's backlog age). */
+  oldestTs(): number | undefined {
+    let min: number | undefined;
+    for (const e of this.entries) if (min === undefined || e.packet.ts < min) min = e.packet.ts;
+    return min;
+  }
+
   add(packet: Packet, bytes: number, dueMs: number): void {
     let i = this.entries.length;
     while (i > 0 && this.entries[i - 1]!.packet.seq > packet.seq) i--;

@@ -60,6 +60,13 @@ export class InflightWindow {
     return e;
   }
 
+  /** The `ts` of the oldest packet in flight, or undefined when none is (for the PING's backlog age). */
+  oldestTs(): number | undefined {
+    let min: number | undefined;
+    for (const e of this.entries.values()) if (min === undefined || e.packet.ts < min) min = e.packet.ts;
+    return min;
+  }
+
   /** Takes every packet `done` says is done out of flight. */
   settle(done: (seq: number) => boolean): void {
     for (const seq of [...this.entries.keys()]) if (done(seq)) this.take(seq);

@@ -21,6 +21,8 @@ export interface SourceStats {
   open: boolean;
   /** `ok ...`/`err ...` lines read (answers to downlink commands, never readings) */
   answers: number;
+  /** why the device is not open, while waiting to reopen it; else null */
+  error: string | null;
 }
 
 /** Who hears the device's answers to a command (agent/downlink/serial-consumer.ts); one at a time. */
@@ -49,6 +51,7 @@ export class SerialSource {
   private readonly counters = { readings: 0, invalidLines: 0, opens: 0, answers: 0 };
   private listener: AnswerListener | null = null;
   private lastWarnMs = 0;
+  private lastError: string | null = null;
 
   constructor(
     private readonly config: SerialSourceConfig,
@@ -85,7 +88,8 @@ export class SerialSource {
   }
 
   stats(): SourceStats {
-    return { ...this.counters, open: this.port?.isOpen ?? false };
+    const open = this.port?.isOpen ?? false;
+    return { ...this.counters, open, error: open ? null : this.lastError };
   }
 
   async stop(): Promise<void> {
@@ -111,6 +115,7 @@ export class SerialSource {
     const retry = (why: string): void => {
       if (retried || this.stopped) return;
       retried = true;
+      this.lastError = why;
       if (this.port === port) this.port = null;
       log.warn('serial: device unavailable; will reopen', { path: this.config.path, why, delayMs: this.config.reopenDelayMs });
       this.reopenTimer = this.deps.clock.setTimeout(() => {

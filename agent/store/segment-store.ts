@@ -23,6 +23,7 @@ import { recoverSegments, type SegmentMeta } from './recover.js';
 import { encodeHeader, encodeTrailer, segmentFileName, segmentHeaderBytes } from './segment.js';
 import { SegmentCursor } from './segment-cursor.js';
 import { TailCache } from './tail-cache.js';
+import { firstUnacked } from './backlog-head.js';
 import type { DeadLetter, DropCounts, FullPolicy, PacketStore, StoreStats, SyncPolicy } from './store.js';
 
 export interface SegmentStoreOptions {
@@ -41,6 +42,10 @@ export interface SegmentStoreOptions {
   log?: Log;
   /** every file of the store (segments, dead letters, the lock) goes through this; default realFiles */
   files?: Files;
+  /** told how long each commit (a group's write and its sync) took, in seconds; the agent's metrics histogram */
+  onCommit?: (seconds: number) => void;
+  /** a monotonic clock in ms for timing commits; default performance.now */
+  monoNowMs?: () => number;
 }
 
 interface Pending {
@@ -55,7 +60,11 @@ const ackRangesMax = 4096;
 const renumberTmpName = 'renumber.tmp';
 
 export class SegmentStore implements PacketStore {
-  private readonly o: Required<Omit<SegmentStoreOptions, 'clock' | 'log' | 'files'>>;
+  private readonly o: Required<Omit<SegmentStoreOptions, 'clock' | 'log' | 'files' | 'onCommit' | 'monoNowMs'>>;
+  private readonly onCommit: ((seconds: number) => void) | undefined;
+  private readonly monoNowMs: () => number;
+  /** the oldest backlog packet last found (seq and ts only): found again only once it is acked */
+  private head: { seq: number; ts: number } | null = null;
   private readonly clock: Clock;
   private readonly files: Files;
   private readonly log: Log;
@@ -109,6 +118,8 @@ export class SegmentStore implements PacketStore {
     this.clock = opts.clock ?? realClock;
     this.log = opts.log ?? silentLog;
     this.files = opts.files ?? realFiles;
+    this.onCommit = opts.onCommit;
+    this.monoNowMs = opts.monoNowMs ?? (() => performance.now());
   }
 
   static async open(opts: SegmentStoreOptions): Promise<SegmentStore> {
@@ -365,10 +376,12 @@ export class SegmentStore implements PacketStore {
       this.cutPending = null;
     }
     try {
+      const startMs = this.onCommit ? this.monoNowMs() : 0;
       // Whole or failed: a write that comes back short (a full disk) is finished or fails the batch.
       await fh.writeAll(buf, offset);
       if (this.o.sync === 'batch' || (seal && this.o.sync === 'none')) await fh.datasync();
       if (seal || this.o.sync !== 'none') this.counters.syncs++;
+      this.onCommit?.((this.monoNowMs() - startMs) / 1000);
     } catch (err) {
       // Cut back to the last whole record, so nothing of a refused batch can come back at recovery.
       await fh.truncate(offset).catch(() => {
@@ -451,6 +464,11 @@ export class SegmentStore implements PacketStore {
     if (newly === 0) return;
     this.counters.acked += newly;
     this.markAcksDirty();
+  }
+
+  /** Acked, dead-lettered or dropped (`ferry send --wait` asks before it waits). */
+  isDone(seq: number): boolean {
+    return this.acks.isDone(seq);
   }
 
   async ackOne(seq: number, to = seq): Promise<void> {
@@ -776,6 +794,30 @@ export class SegmentStore implements PacketStore {
       ...this.counters, fresh: this.fresh, lastSeq: this.lastSeq, ackedSeq: this.acks.ackedSeq, durableAckedSeq: this.durableAckedSeq, backlogPackets,
       storeBytes: this.storeBytes(), dropped: { ...this.dropped }, recovery: { ...this.recovery }, segments: this.segments.length,
     };
+  }
+
+  /** Bytes of the segments that still hold backlog packets, and of appends not yet written: an upper bound (acked records in those segments count too). */
+  backlogBytes(): number {
+    let bytes = this.pendingBytes;
+    for (const m of this.segments) {
+      const from = Math.max(m.baseSeq, this.acks.ackedSeq + 1);
+      if (m.lastSeq >= from && m.lastSeq - from + 1 > this.acks.countDoneIn(from, m.lastSeq)) bytes += m.bytes;
+    }
+    return bytes;
+  }
+
+  /**
+   * The oldest packet neither acked nor dropped (its seq and ts), or null with no backlog. Kept
+   * until it is acked, so asking again costs nothing; else found in memory, or on flash by a
+   * cursor of its own (the link's stays where it is), reading at most to that packet.
+   */
+  async oldestBacklog(): Promise<{ seq: number; ts: number } | null> {
+    if (this.closed) throw closedError();
+    if (this.head && this.head.seq > this.acks.ackedSeq && !this.acks.isDone(this.head.seq)) return this.head;
+    const p = await firstUnacked({ acks: this.acks, cache: this.tailCache, segments: [...this.segments], files: this.files })
+      ?? this.pending.find((x) => !this.acks.isDone(x.packet.seq))?.packet;
+    this.head = p ? { seq: p.seq, ts: p.ts } : null;
+    return this.head;
   }
 
   async close(): Promise<void> {

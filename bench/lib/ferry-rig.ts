@@ -76,7 +76,7 @@ export interface StartedGateway {
 
 function gatewayYaml(dir: string, spec: GatewaySpec, limits: Record<string, number>): string {
   // Loopback only; bench clients (idle-agents) say HELLO as thousands of unregistered agents: auth stays off, as measured before.
-  const lines = ['listen:', '  tcp: 127.0.0.1:0', ...(spec.http ? ['  http: 127.0.0.1:0'] : []), ...(spec.api ? ['  api: 127.0.0.1:0'] : []), `dataDir: ${join(dir, 'gateway')}`, 'auth:', '  required: false', 'routes:', ...spec.routes];
+  const lines = ['listen:', '  tcp: 127.0.0.1:0', '  admin: 127.0.0.1:0', ...(spec.http ? ['  http: 127.0.0.1:0'] : []), ...(spec.api ? ['  api: 127.0.0.1:0'] : []), `dataDir: ${join(dir, 'gateway')}`, 'auth:', '  required: false', 'routes:', ...spec.routes];
   if (Object.keys(limits).length > 0) {
     // `group.key` names a key of a nested map (limits.longpoll.*).
     const flat = Object.entries(limits).filter(([k]) => !k.includes('.'));

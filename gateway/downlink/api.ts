@@ -227,7 +227,7 @@ export async function listenApi(o: ApiOptions): Promise<ApiServer> {
     socket.destroy();
   });
   if (tls) server.on('tlsClientError', () => (refused[ErrorCode.TLS_FAILED] = (refused[ErrorCode.TLS_FAILED] ?? 0) + 1));
-  const port = await bind(server, o.listen);
+  const port = await bind(server, o.listen, 'listen.api');
   const host = o.listen.slice(0, o.listen.lastIndexOf(':'));
 
   return {

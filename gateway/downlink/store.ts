@@ -292,6 +292,15 @@ export class DownlinkStore implements DownlinkQueues {
     return { ...this.tally, ...this.counts, agents: this.agents.size, syncs: this.journal.syncs };
   }
 
+  /** Per agent with live messages: queued (not sent), in flight (sent, no verdict yet) and their bytes; at most `agentsMax`, the fullest first. */
+  queues(agentsMax: number): { agent: string; queued: number; inFlight: number; bytes: number }[] {
+    const out: { agent: string; queued: number; inFlight: number; bytes: number }[] = [];
+    for (const q of this.agents.values()) {
+      if (q.liveMessages > 0) out.push({ agent: q.agent, queued: q.liveMessages - q.deliveredMessages, inFlight: q.deliveredMessages, bytes: q.liveBytes });
+    }
+    return out.sort((a, b) => b.queued + b.inFlight - (a.queued + a.inFlight)).slice(0, agentsMax);
+  }
+
   /** Compactions of the file so far (tests). */
   get compactions(): number {
     return this.journal.compactions;

@@ -26,13 +26,14 @@
  * from it), and if that fails the next batch fails with it.
  */
 import { dirname } from 'node:path';
-import { mkdirDurable, writeFileAtomic } from '../../common/durable-file.js';
+import { syncDirChain, writeFileAtomic } from '../../common/durable-file.js';
 import type { FileHandle, Files } from '../../common/files.js';
 import { realFiles } from '../../common/real-files.js';
 import { ErrorCode, FerryError } from '../../protocol/errors.js';
 import { bytesAsBase64 } from '../../protocol/packet.js';
 import { isMarked, mark, readOlderMarks, rotate, scanLines, type SeqMarks } from './file-rotation.js';
 import type { DispatchPacket, Handler, HandlerResult } from './handler.js';
+import { prepareOutputDir } from './file-dir.js';
 
 export interface FileHandlerOptions {
   path: string;
@@ -63,10 +64,9 @@ interface Queued {
 
 /**
  * The output is for other programs on the gateway host (a log shipper in the gateway's group),
- * never for everyone: 0640 and its directories 0750 when this handler creates them, whatever the umask.
+ * never for everyone: 0640, and its directory 0750 when this handler creates it (file-dir.ts), whatever the umask.
  */
 const outputFileMode = 0o640;
-const outputDirMode = 0o750;
 
 export class FileHandler implements Handler {
   readonly kind = 'file';
@@ -94,10 +94,17 @@ export class FileHandler implements Handler {
 
   static async open(opts: FileHandlerOptions): Promise<FileHandler> {
     const h = new FileHandler(opts);
-    await h.files.mkdir(dirname(opts.path), outputDirMode);
-    await mkdirDurable(h.files, dirname(opts.path));
-    h.written = await readOlderMarks(h.files, opts.path, h.keep);
-    h.fh = await h.openAppend();
+    await prepareOutputDir(h.files, opts.path);
+    await syncDirChain(h.files, dirname(opts.path));
+    try {
+      h.written = await readOlderMarks(h.files, opts.path, h.keep);
+      h.fh = await h.openAppend();
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      // A path that names a directory, or a file this user may not write: the route's setting is at fault.
+      if (code === undefined || err instanceof FerryError) throw err;
+      throw new FerryError(ErrorCode.CONFIG_INVALID, `file handler ${opts.path}: cannot open it to append (${code})`, { cause: err });
+    }
     try {
       await h.recover(h.fh);
       // NAME may be new: its directory entry must outlive a power cut like the lines in it.

@@ -221,7 +221,7 @@ export async function listenHttp(opts: HttpListenOptions): Promise<HttpListener>
     if (opts.http !== undefined) {
       const server = createServer(serverOptions, onRequest(false));
       setUp(server);
-      ports.http = await bind(server, opts.http);
+      ports.http = await bind(server, opts.http, 'listen.http');
     }
     if (opts.https !== undefined) {
       const files = opts.tlsFiles;
@@ -234,7 +234,7 @@ export async function listenHttp(opts: HttpListenOptions): Promise<HttpListener>
       }, onRequest(true));
       server.on('tlsClientError', () => note(ErrorCode.TLS_FAILED));
       setUp(server);
-      ports.https = await bind(server, opts.https);
+      ports.https = await bind(server, opts.https, 'listen.https');
     }
   } catch (err) {
     for (const s of servers) s.close();

@@ -287,7 +287,7 @@ export class LongPollSessions {
       tokens: this.deps.limits.requestsPerSessionPerSecondMax - 1, refilledAtMs: now,
     };
     s.transport = new ChannelTransport(channel, {
-      peer: { ...req.peer },
+      peer: { ...req.peer, longpoll: true },
       onSendable: () => this.pump(s),
       onClose: () => this.pump(s),
       onTraffic: (dir, frame) => {

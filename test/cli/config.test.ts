@@ -55,7 +55,7 @@ function agentYaml(dir: string): string {
 }
 
 function gatewayYaml(dir: string): string {
-  return ['listen:', '  tcp: 127.0.0.1:0', `dataDir: ${join(dir, 'gw-data')}`, 'routes:', '  - match: telemetry/#', '    handler: file', `    path: ${join(dir, 'out.jsonl')}`, ''].join('\n');
+  return ['listen:', '  tcp: 127.0.0.1:0', '  admin: 127.0.0.1:0', `dataDir: ${join(dir, 'gw-data')}`, 'routes:', '  - match: telemetry/#', '    handler: file', `    path: ${join(dir, 'out.jsonl')}`, ''].join('\n');
 }
 
 async function writeConfig(dir: string, name: string, text: string): Promise<string> {

@@ -28,7 +28,7 @@ async function gateway(t: Test, limits: Record<string, unknown>): Promise<{ gw: 
   const dir = t.testdir();
   const lines: string[] = [];
   const config = gatewayConfigSchema.parse({
-    listen: { tcp: '127.0.0.1:0', tls: '127.0.0.1:0' },
+    listen: { tcp: '127.0.0.1:0', tls: '127.0.0.1:0', admin: '127.0.0.1:0' },
     tls: { cert: certs.main.gateway.cert, key: certs.main.gateway.key },
     auth: { required: false },
     dataDir: join(dir, 'gw'), limits,

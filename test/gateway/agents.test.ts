@@ -65,7 +65,7 @@ t.test('agents - issueToken replaces the old token', async (t) => {
   t.not(first, second);
   t.notOk(r.verifyToken('pi-1', first), 'the old token no longer works');
   t.ok(r.verifyToken('pi-1', second));
-  await t.rejects(r.issueToken('ghost'), { code: ErrorCode.CONFIG_INVALID, message: /ghost is not registered/ });
+  await t.rejects(r.issueToken('ghost'), { code: ErrorCode.AGENT_UNKNOWN, message: /ghost is not registered/ });
 });
 
 t.test('agents - revoke forgets the token; add registers the agent again', async (t) => {
@@ -78,6 +78,8 @@ t.test('agents - revoke forgets the token; add registers the agent again', async
   t.notOk(r.verifyToken('pi-1', token));
   t.equal(await r.revoke('pi-1'), 'already', 'revoking twice is harmless');
   await t.rejects(r.issueToken('pi-1'), { code: ErrorCode.CONFIG_INVALID, message: /revoked/ });
+  await t.rejects(r.revoke('ghost', { unregistered: 'refuse' }), { code: ErrorCode.AGENT_UNKNOWN }, 'refused when no certificate could authenticate it');
+  t.equal(r.get('ghost'), undefined, 'and nothing is recorded');
   t.equal(await r.revoke('ghost'), 'unregistered', 'an unregistered ID gets a revoked entry');
   t.same(r.get('ghost'), { id: 'ghost', revoked: true, addedAt: 2000, revokedAt: 2000 });
   now = 3000;

@@ -71,7 +71,7 @@ t.test('apps - revoke forgets the token; add makes a new one', async (t) => {
   t.equal(r.byToken(token), undefined);
   t.same(r.get('dashboard'), { name: 'dashboard', revoked: true, agents: ['pi-1'], addedAt: 1000, revokedAt: 2000 });
   t.equal(await r.revoke('dashboard'), 'already');
-  await t.rejects(r.revoke('ghost'), { code: ErrorCode.CONFIG_INVALID, message: /ghost is not added/ });
+  await t.rejects(r.revoke('ghost'), { code: ErrorCode.APP_UNKNOWN, message: /ghost is not added/ });
   const fresh = await r.add('dashboard');
   t.equal(r.byToken(fresh)?.agents, undefined, 'added again, now for every agent');
   t.equal(r.byToken(token), undefined, 'the old token stays dead');

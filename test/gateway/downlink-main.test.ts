@@ -18,7 +18,7 @@ t.test('downlink main - ports.api, apiUrl and stats().downlink; the queue outliv
   const token = await apps.add('app');
   apps.close();
   const config = gatewayConfigSchema.parse({
-    listen: { tcp: '127.0.0.1:0', api: '127.0.0.1:0' }, dataDir,
+    listen: { tcp: '127.0.0.1:0', api: '127.0.0.1:0', admin: '127.0.0.1:0' }, dataDir,
     routes: [{ match: '#', handler: 'file', path: join(dir, 'out.jsonl') }],
   });
   const gw = await runGateway(config, { log: silentLog });

@@ -9,7 +9,8 @@ import type { DispatchPacket, HandlerResult } from '../../gateway/handlers/handl
 import { Rng } from '../sim/rng.js';
 import { SimDisk } from '../sim/sim-disk.js';
 
-const path = '/gw/out/packets.jsonl';
+// The output's own directory is made by the handler; the one above it must exist (file-dir.ts).
+const path = '/gw/packets.jsonl';
 
 function pkt(agent: string, seq: number, target = 't/a', pad = 0): DispatchPacket {
   return { agent, seq, target, ts: 1_700_000_000_000 + seq, data: { v: seq, pad: 'x'.repeat(pad) } };
@@ -128,8 +129,8 @@ t.test('file-handler - a lower seq of another target, after a higher one was wri
 t.test('file-handler - a .NAME.seqs in the old format (one number per agent) still means every seq up to it', async (t) => {
   const disk = new SimDisk({ rng: new Rng(5).fn });
   const files = disk.process('gw');
-  await files.mkdir('/gw/out');
-  const fh = await files.open('/gw/out/.packets.jsonl.seqs', { create: true });
+  await files.mkdir('/gw');
+  const fh = await files.open('/gw/.packets.jsonl.seqs', { create: true });
   await fh.writeAll(Buffer.from(JSON.stringify({ x: 7 })), 0);
   await fh.close();
   const h = await FileHandler.open({ path, files, sync: 'always', rotateBytes: 1000 });

@@ -14,7 +14,7 @@ import { testSeed } from '../helpers/seed.js';
 import { Rng } from '../sim/rng.js';
 import { SimDisk } from '../sim/sim-disk.js';
 
-const path = '/gw/out/rot.jsonl';
+const path = '/gw/rot.jsonl';
 
 function pkt(seq: number, pad = 40): DispatchPacket {
   return { agent: 'a2', seq, target: 'rot/b', ts: 1_700_000_000_000 + seq, data: { id: `a2-${seq}`, pad: 'x'.repeat(pad) } };

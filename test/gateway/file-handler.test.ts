@@ -1,6 +1,8 @@
 import t from 'tap';
 import { appendFile, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { existsSync } from 'node:fs';
+import { ErrorCode } from '../../protocol/errors.js';
 import { FileHandler } from '../../gateway/handlers/file.js';
 import type { DispatchPacket } from '../../gateway/handlers/handler.js';
 import type { PacketData } from '../../protocol/packet.js';
@@ -118,12 +120,19 @@ t.test('file-handler - lines that are not packets are left alone', async (t) => 
   t.equal(text.split('\n').length, 4, 'and the packet appended after them');
 });
 
-t.test('file-handler - a new file is created with its directories', async (t) => {
-  const path = join(t.testdir(), 'deep', 'er', 'out.jsonl');
+t.test('file-handler - a new file is created with its own directory (0750), none above it', async (t) => {
+  const dir = t.testdir();
+  const path = join(dir, 'out', 'out.jsonl');
   const h = await open(t, path);
   t.equal(h.kind, 'file');
   await h.handle(pkt('a', 1));
   t.equal((await lines(path)).length, 1);
+  t.equal((await stat(join(dir, 'out'))).mode & 0o777, 0o750, 'its directory is 0750');
+  await t.rejects(FileHandler.open({ path: join(dir, 'deep', 'er', 'out.jsonl'), sync: 'none' }), { code: ErrorCode.CONFIG_INVALID, message: /deep does not exist.*\(ENOENT\)/ }, 'a missing grandparent is refused');
+  t.notOk(existsSync(join(dir, 'deep')), 'and not created');
+  await writeFile(join(dir, 'plain'), 'x');
+  await t.rejects(FileHandler.open({ path: join(dir, 'plain', 'sub', 'out.jsonl'), sync: 'none' }), { code: ErrorCode.CONFIG_INVALID, message: /plain is not a directory \(ENOTDIR\)/ }, 'a path through a file names it');
+  await t.rejects(FileHandler.open({ path: join(dir, 'out'), sync: 'none' }), { code: ErrorCode.CONFIG_INVALID, message: /cannot open it to append \(EISDIR\)/ }, 'a path that is a directory');
 });
 
 t.test('file-handler - the same packet handed over twice at once is written once', async (t) => {

@@ -35,7 +35,7 @@ async function gateway(t: Test, agents: string[], limits: Record<string, unknown
   registry.close();
   const out = join(dir, 'out.jsonl');
   const config = gatewayConfigSchema.parse({
-    listen: { http: '127.0.0.1:0', ...listen }, dataDir, limits,
+    listen: { http: '127.0.0.1:0', admin: '127.0.0.1:0', ...listen }, dataDir, limits,
     routes: [{ match: '#', handler: 'file', path: out }],
   });
   const lines: string[] = [];
@@ -268,7 +268,7 @@ t.test('longpoll http - over HTTPS a verified client certificate authenticates, 
   const dir = t.testdir();
   const certs = makeCerts(dir);
   const config = gatewayConfigSchema.parse({
-    listen: { https: '127.0.0.1:0' }, dataDir: join(dir, 'gw'), limits: { longpoll: { holdMs: 500 } },
+    listen: { https: '127.0.0.1:0', admin: '127.0.0.1:0' }, dataDir: join(dir, 'gw'), limits: { longpoll: { holdMs: 500 } },
     tls: { cert: certs.main.gateway.cert, key: certs.main.gateway.key, ca: certs.main.ca },
     routes: [{ match: '#', handler: 'file', path: join(dir, 'out.jsonl') }],
   });

@@ -21,7 +21,7 @@ t.test('gateway log flood - 3,000 bad HELLOs cost log lines in proportion to tim
   const raw: string[] = [];
   const intervalMs = 200;
   const gw = await runGateway(gatewayConfigSchema.parse({
-    listen: { tcp: '127.0.0.1:0' }, dataDir: join(dir, 'gw'),
+    listen: { tcp: '127.0.0.1:0', admin: '127.0.0.1:0' }, dataDir: join(dir, 'gw'),
     routes: [{ match: '#', handler: 'file', path: join(dir, 'out.jsonl') }],
     log: { summaryIntervalMs: intervalMs },
   }), { log: createLog({ write: (l) => raw.push(l) }) });

@@ -32,7 +32,7 @@ t.test('gateway registry - a damaged agents.json: the running gateway keeps its 
   t.teardown(() => cli.close());
   const token = await cli.add('pi-1');
   const gw = await runGateway(gatewayConfigSchema.parse({
-    listen: { tcp: '127.0.0.1:0' }, auth: { required: true }, dataDir, routes: [{ match: '#', handler: 'file', path: join(dir, 'out.jsonl') }],
+    listen: { tcp: '127.0.0.1:0', admin: '127.0.0.1:0' }, auth: { required: true }, dataDir, routes: [{ match: '#', handler: 'file', path: join(dir, 'out.jsonl') }],
   }), { log: createLog({ write: (l) => lines.push(l) }) });
   t.teardown(() => gw.stop());
   const url = `tcp://127.0.0.1:${gw.port}`;
@@ -59,7 +59,7 @@ t.test('gateway registry - issue-token ends only the session opened with the old
   const old = await cli.add('pi-1');
   const other = await cli.add('pi-2');
   const gw = await runGateway(gatewayConfigSchema.parse({
-    listen: { tcp: '127.0.0.1:0' }, auth: { required: true }, dataDir, routes: [{ match: '#', handler: 'file', path: join(dir, 'out.jsonl') }],
+    listen: { tcp: '127.0.0.1:0', admin: '127.0.0.1:0' }, auth: { required: true }, dataDir, routes: [{ match: '#', handler: 'file', path: join(dir, 'out.jsonl') }],
   }), { log: createLog({ write: () => undefined }) });
   t.teardown(() => gw.stop());
   const url = `tcp://127.0.0.1:${gw.port}`;

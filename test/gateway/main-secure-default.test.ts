@@ -32,7 +32,7 @@ t.test('gateway secure default - an unauthenticated HELLO for dev-3 with ackedSe
   const out = join(dir, 'out.jsonl');
   const lines: string[] = [];
   // No `auth` key: the defaults decide.
-  const config = gatewayConfigSchema.parse({ listen: { tcp: '127.0.0.1:0' }, dataDir, routes: [{ match: '#', handler: 'file', path: out }] });
+  const config = gatewayConfigSchema.parse({ listen: { tcp: '127.0.0.1:0', admin: '127.0.0.1:0' }, dataDir, routes: [{ match: '#', handler: 'file', path: out }] });
   const gw = await runGateway(config, { log: createLog({ write: (l) => lines.push(l) }) });
   let gwStopped = false;
   t.teardown(() => (gwStopped ? undefined : gw.stop()));
@@ -157,7 +157,7 @@ t.test('gateway secure default - a gateway started with auth off on loopback say
   const dir = t.testdir();
   const lines: string[] = [];
   const gw = await runGateway(gatewayConfigSchema.parse({
-    listen: { tcp: '127.0.0.1:0' }, dataDir: join(dir, 'gw'), auth: { required: false },
+    listen: { tcp: '127.0.0.1:0', admin: '127.0.0.1:0' }, dataDir: join(dir, 'gw'), auth: { required: false },
     routes: [{ match: '#', handler: 'file', path: join(dir, 'out.jsonl') }],
   }), { log: createLog({ write: (l) => lines.push(l) }) });
   await gw.stop();

@@ -29,7 +29,7 @@ async function gateway(t: Test, auth: Record<string, unknown>, lines: string[] =
   const dir = t.testdir();
   const dataDir = join(dir, 'gw');
   const config = gatewayConfigSchema.parse({
-    listen: { tcp: '127.0.0.1:0', tls: '127.0.0.1:0' },
+    listen: { tcp: '127.0.0.1:0', tls: '127.0.0.1:0', admin: '127.0.0.1:0' },
     tls: { cert: certs.main.gateway.cert, key: certs.main.gateway.key, ca: certs.main.ca },
     auth, dataDir, limits,
     routes: [{ match: '#', handler: 'file', path: join(dir, 'out.jsonl') }],
@@ -122,7 +122,7 @@ t.test('gateway security - bad TLS files stop the start with CONFIG_INVALID nami
   const dir = t.testdir();
   const notPem = join(dir, 'not-pem.txt');
   writeFileSync(notPem, 'hello\n');
-  const base = { listen: { tls: '127.0.0.1:0' }, dataDir: join(dir, 'gw'), routes: [{ match: '#', handler: 'file', path: join(dir, 'out.jsonl') }] };
+  const base = { listen: { tls: '127.0.0.1:0', admin: '127.0.0.1:0' as const }, dataDir: join(dir, 'gw'), routes: [{ match: '#', handler: 'file', path: join(dir, 'out.jsonl') }] };
   const cases: [string, Record<string, string>, RegExp][] = [
     ['a missing certificate file', { cert: join(dir, 'nope.pem'), key: certs.main.gateway.key }, /^tls\.cert: .*nope\.pem: cannot read file \(ENOENT\)/],
     ['a key file given as the certificate', { cert: certs.main.gateway.key, key: certs.main.gateway.key }, /^tls\.cert: .*gateway\.key: no PEM certificate/],
@@ -151,7 +151,7 @@ t.test('gateway security - config: listen needs tcp or tls; listen.tls needs tls
   t.match(issues({ ...base, listen: { tls: '0.0.0.0:7801' } }), [/^tls: listen.tls needs tls.cert and tls.key/]);
   t.match(issues({ ...base, listen: { tls: '0.0.0.0:7801' }, tls: { cert: 'c', key: 'k' }, auth: { clientCert: 'require' } }), [/^auth.clientCert: 'require' needs listen.tls or listen.https, and tls.ca/]);
   t.same(issues({ ...base, listen: { tls: '0.0.0.0:7801' }, tls: { cert: 'c', key: 'k', ca: 'a' }, auth: { required: true, clientCert: 'require' } }), []);
-  const c = gatewayConfigSchema.parse({ ...base, listen: { tcp: '127.0.0.1:0' } });
+  const c = gatewayConfigSchema.parse({ ...base, listen: { tcp: '127.0.0.1:0', admin: '127.0.0.1:0' } });
   t.same(c.auth, { required: true, allowUnauthenticatedRemote: false, clientCert: 'accept' });
   t.equal(c.limits.connectionsPerAddressMax, 64);
   t.equal(c.limits.sessionsPerSecondMax, 500);

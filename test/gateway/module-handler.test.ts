@@ -56,7 +56,7 @@ async function moduleFile(t: Test, name: string, source: string): Promise<string
 t.test('module handler - the example stdout handler, loaded through a module route, prints each packet once', async (t) => {
   // The route as the config file gives it, with the path relative to the working directory.
   const config = gatewayConfigSchema.parse({
-    listen: { tcp: '127.0.0.1:0' },
+    listen: { tcp: '127.0.0.1:0', admin: '127.0.0.1:0' },
     dataDir: t.testdir(),
     routes: [{ match: 'debug/#', handler: 'module', module: relative(process.cwd(), example) }],
   });

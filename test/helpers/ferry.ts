@@ -72,7 +72,7 @@ export async function makeRig(opts: RigOptions = {}): Promise<Rig> {
   const httpPort = await portOf(opts.http);
   const httpsPort = await portOf(opts.https);
   const apiPort = await portOf(opts.api);
-  const listen = `listen:\n  tcp: 127.0.0.1:${port}\n${httpPort !== null ? `  http: 127.0.0.1:${httpPort}\n` : ''}${httpsPort !== null ? `  https: 127.0.0.1:${httpsPort}\n` : ''}${apiPort !== null ? `  api: 127.0.0.1:${apiPort}\n` : ''}`;
+  const listen = `listen:\n  tcp: 127.0.0.1:${port}\n  admin: 127.0.0.1:0\n${httpPort !== null ? `  http: 127.0.0.1:${httpPort}\n` : ''}${httpsPort !== null ? `  https: 127.0.0.1:${httpsPort}\n` : ''}${apiPort !== null ? `  api: 127.0.0.1:${apiPort}\n` : ''}`;
   await writeFile(join(dir, 'gateway.yaml'), `${listen}dataDir: ${join(dir, 'gw')}\nroutes:\n${routes}${opts.gatewayYaml ?? ''}`);
   // The gateway requires authentication by default: register the agent, as `ferry gateway add-agent` does.
   const agentId = opts.agentId ?? 'it-agent';

@@ -37,7 +37,7 @@ export async function startTlsFleet(t: Test, authYaml: string): Promise<TlsFleet
   const received = join(dir, 'received.jsonl');
   const gatewayYaml = join(dir, 'gateway.yaml');
   await writeFile(gatewayYaml, [
-    'listen: { tls: 127.0.0.1:0 }',
+    'listen: { tls: 127.0.0.1:0, admin: 127.0.0.1:0 }',
     `tls: { cert: ${certs.main.gateway.cert}, key: ${certs.main.gateway.key}, ca: ${certs.main.ca} }`,
     authYaml,
     `dataDir: ${join(dir, 'gw')}`,

@@ -29,7 +29,8 @@ t.test('file modes - with umask 000, the data dirs, store, dead letters, agents.
   });
   t.teardown(() => rig.cleanup());
   const out = join(rig.dir, 'out');
-  // The file handler writes into directories of its own making.
+  // The file handler writes into a directory of its own making (sub); the one above is the operator's.
+  await mkdir(out, { mode: 0o750 });
   const gatewayYaml = join(rig.dir, 'gateway.yaml');
   await writeFile(gatewayYaml, (await readFile(gatewayYaml, 'utf8')).replace(rig.received, join(out, 'sub', 'received.jsonl')));
   // An agent dataDir made earlier, open to everyone: tightened at start.

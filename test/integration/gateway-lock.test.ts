@@ -16,7 +16,7 @@ t.test('gateway - a second gateway on the same dataDir exits with DATA_DIR_LOCKE
   await symlink(dataDir, join(dir, 'gw-link')); // dangling until the first gateway creates gw
   /** A gateway config on its own free port, so only the dataDir is shared. */
   const start = async (name: string, dataDirPath: string): Promise<FerryProcess> => {
-    await writeFile(join(dir, `${name}.yaml`), `listen:\n  tcp: 127.0.0.1:${await freePort()}\ndataDir: ${dataDirPath}\nroutes:\n  - match: "#"\n    handler: file\n    path: ${join(dir, 'received.jsonl')}\n`);
+    await writeFile(join(dir, `${name}.yaml`), `listen:\n  tcp: 127.0.0.1:${await freePort()}\n  admin: 127.0.0.1:0\ndataDir: ${dataDirPath}\nroutes:\n  - match: "#"\n    handler: file\n    path: ${join(dir, 'received.jsonl')}\n`);
     const p = startFerry(['gateway', '--config', join(dir, `${name}.yaml`)], { readyPattern: /ferry gateway listening/, logFile: join(dir, `${name}.log`) });
     procs.push(p);
     return p;

@@ -82,7 +82,7 @@ t.test('gateway (default config: auth on) - fuzzed strangers get only coded BYEs
   const received = join(dir, 'received.jsonl');
   const dataDir = join(dir, 'gw');
   await writeFile(join(dir, 'gateway.yaml'), [
-    `listen:\n  tcp: 127.0.0.1:${port}`, `dataDir: ${dataDir}`,
+    `listen:\n  tcp: 127.0.0.1:${port}\n  admin: 127.0.0.1:0`, `dataDir: ${dataDir}`,
     'limits:\n  sessionsPerSecondMax: 100000\n  connectionsPerAddressMax: 1000\n  helloTimeoutMs: 500',
     `routes:\n  - match: "#"\n    handler: file\n    path: ${received}`, '',
   ].join('\n'));

@@ -44,7 +44,7 @@ t.test('store - dead letters can be listed and requeued with ferry agent, also w
   t.teardown(() => rig.cleanup());
   // Only good/# has a route: bad/x is rejected by the gateway and becomes a dead letter.
   const { writeFile } = await import('node:fs/promises');
-  await writeFile(join(rig.dir, 'gateway.yaml'), `listen:\n  tcp: 127.0.0.1:${rig.port}\ndataDir: ${join(rig.dir, 'gw')}\nroutes:\n  - match: "good/#"\n    handler: file\n    path: ${rig.received}\n`);
+  await writeFile(join(rig.dir, 'gateway.yaml'), `listen:\n  tcp: 127.0.0.1:${rig.port}\n  admin: 127.0.0.1:0\ndataDir: ${join(rig.dir, 'gw')}\nroutes:\n  - match: "good/#"\n    handler: file\n    path: ${rig.received}\n`);
   await rig.start('gateway');
   let agent = await rig.start('agent');
   const bad = await ferry(['send', '--socket', rig.socket, '--target', 'bad/x', '--data', '{"v":1}']);
