@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import { z } from 'zod';
+import { shutdownTimeoutMsDefault, shutdownTimeoutMsMax } from '../common/shutdown.js';
 import { agentIdPattern, agentIdRule } from '../protocol/ids.js';
 import { checkTarget, dataBytesMaxDefault } from '../protocol/packet.js';
 import { compilePattern } from '../protocol/pattern.js';
@@ -147,6 +148,8 @@ export const agentConfigSchema = z.strictObject({
   rules: z.array(rule).default([]),
   /** how often time-driven rules (heartbeat) are evaluated */
   tickMs: positiveInt.default(50),
+  /** on SIGTERM, how long the agent waits for the gateway to ack the packets it already sent before it stops anyway (docs/operations.md) */
+  shutdownTimeoutMs: positiveInt.max(shutdownTimeoutMsMax).default(shutdownTimeoutMsDefault),
   log: z.strictObject({
     level: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
     format: z.enum(logFormats).default('auto'),

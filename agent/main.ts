@@ -30,6 +30,7 @@ import { realFiles } from '../common/real-files.js';
 import { dataDepthMaxDefault } from '../protocol/limits.js';
 import { dataToJson, type NewPacket } from '../protocol/packet.js';
 import type { StoreStats } from './store/store.js';
+import { within } from '../common/shutdown.js';
 import type { AgentMetrics } from './metrics.js';
 import { RateWindow } from './rate-window.js';
 import { agentStatus, type AgentStatus } from './status.js';
@@ -40,6 +41,11 @@ export interface RunningAgent {
   metricsUrl: string | null;
   stats(): AgentStats;
   status(): Promise<AgentStatus>;
+  /**
+   * Stops: takes no new packet (sources' readings and ticks are dropped, the local API refuses
+   * sends with AGENT_STOPPING), waits at most `shutdownTimeoutMs` for the gateway to ack what was
+   * sent, then closes the link, the consumers and the store (flushed). Unacked packets stay stored.
+   */
   stop(): Promise<void>;
 }
 
@@ -121,7 +127,10 @@ export async function runAgent(config: AgentConfig, opts: { log?: Log } = {}): P
   });
   const choice = candidates.length > 1 ? gatewayChoice(candidates, { fallbackAfterMs: config.link.fallbackAfterMs, probeIntervalMs: config.link.probeIntervalMs, clock, log }) : undefined;
   const dial = choice ?? candidates[0]!.dial;
+  let stopping = false;
   const produce = (packets: NewPacket[]): void => {
+    // Stopping: readings are no longer turned into packets (the sources stay open for the downlink until the end).
+    if (stopping) return;
     for (const p of packets) store.append(p).catch((err: unknown) => log.warn('agent: packet not stored', { target: p.target, err }));
   };
   const rules: Rule[] = config.rules.map(createRule);
@@ -185,7 +194,10 @@ export async function runAgent(config: AgentConfig, opts: { log?: Log } = {}): P
   const server: LocalApiServer = await startLocalApi(
     socketPath,
     {
-      send: async (target, data, extra) => (await store.append({ target, data, ts: clock.now(), ...extra })).seq,
+      send: async (target, data, extra) => {
+        if (stopping) throw new FerryError(ErrorCode.AGENT_STOPPING, 'the agent is stopping; send again once it runs');
+        return (await store.append({ target, data, ts: clock.now(), ...extra })).seq;
+      },
       stats,
       status,
       deadLetters: async () => (await store.deadLetters()).map((d) => ({ ...d, packet: { ...d.packet, data: dataToJson(d.packet.data) } })),
@@ -205,7 +217,12 @@ export async function runAgent(config: AgentConfig, opts: { log?: Log } = {}): P
     stats,
     status,
     async stop() {
+      stopping = true;
       clearInterval(tick);
+      // While the link drains the local API still answers: a send is refused with AGENT_STOPPING, stats still work.
+      const drained = await within(link.drain(), config.shutdownTimeoutMs, clock);
+      const left = link.stats().inflightPackets;
+      if (!drained && left > 0) log.warn('agent: stopping with packets sent and not acked after shutdownTimeoutMs; they stay in the store and are sent again after the next start', { inflight: left, shutdownTimeoutMs: config.shutdownTimeoutMs });
       clearInterval(rateTimer);
       await metrics?.close();
       // No new local clients; those connected (subscribers) stay until the inbox is done.

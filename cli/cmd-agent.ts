@@ -9,6 +9,7 @@ import { dataToJson } from '../protocol/packet.js';
 import { flags } from './args.js';
 import type { Command } from './command.js';
 import { loadConfig } from './load-config.js';
+import { closeGraceMs } from '../common/shutdown.js';
 import { untilSignal } from './until-signal.js';
 
 export const command: Command = {
@@ -28,7 +29,8 @@ export const command: Command = {
                     put every dead letter back in the queue (new seqs) and exit
 
 Prints "ferry agent metrics on http://HOST:PORT/metrics" when metrics.listen is set, then
-"ferry agent running; local socket PATH" once started. Stops on SIGINT/SIGTERM and then
+"ferry agent running; local socket PATH" once started. Stops on SIGINT/SIGTERM (sends nothing
+new, waits at most shutdownTimeoutMs for the gateway's acks; a second signal exits at once) and then
 prints "ferry agent stopped; lastSeq N ackedSeq M backlog B".
 `,
   async run(args) {
@@ -48,7 +50,7 @@ prints "ferry agent stopped; lastSeq N ackedSeq M backlog B".
       await a.stop();
       const s = a.stats();
       process.stdout.write(`ferry agent stopped; lastSeq ${s.lastSeq} ackedSeq ${s.ackedSeq} backlog ${s.backlog}\n`);
-    });
+    }, config.shutdownTimeoutMs + closeGraceMs);
   },
 };
 

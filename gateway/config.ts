@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { shutdownTimeoutMsDefault, shutdownTimeoutMsMax } from '../common/shutdown.js';
 import { dataDepthMaxCeiling, dataDepthMaxDefault, packetLimitsDefault } from '../protocol/limits.js';
 import { compilePattern } from './routes.js';
 import { hostOf, isLoopbackHost, unauthenticatedRemoteProblem } from './auth-posture.js';
@@ -104,6 +105,8 @@ export const gatewayConfigSchema = z.strictObject({
     clientCert: z.enum(['off', 'accept', 'require']).default('accept'),
   }).prefault({}),
   dataDir: z.string().min(1),
+  /** on SIGTERM, how long the gateway lets handlers finish the packets they hold (and acks them) before it stops anyway (docs/operations.md) */
+  shutdownTimeoutMs: positiveInt.max(shutdownTimeoutMsMax).default(shutdownTimeoutMsDefault),
   routes: z.array(z.discriminatedUnion('handler', [fileRoute, mqttRoute, webhookRoute, moduleRoute])).min(1),
   limits: z.strictObject({
     /** the largest frame body read (told to agents in WELCOME); a connection's first frame, before HELLO, is held to 4 KiB (protocol/limits.ts helloFrameBytesMax) */

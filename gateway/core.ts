@@ -11,10 +11,11 @@ import type { Transport } from '../protocol/transport.js';
 import type { GatewayConfig } from './config.js';
 import { DispatchLog } from './dispatch-log.js';
 import type { Handler } from './handlers/handler.js';
-import { Router } from './routes.js';
 import { RouteTrouble } from './route-trouble.js';
 import type { StuckLog } from '../common/stuck-log.js';
+import { RouteTable } from './route-table.js';
 import { Session, type SessionDeps } from './session.js';
+import { within } from '../common/shutdown.js';
 import type { DownlinkQueues } from './downlink/queue.js';
 import type { GatewayObserver } from './admin/observer.js';
 import { observedHandler, type Stopwatch } from './admin/observed-handler.js';
@@ -72,6 +73,14 @@ export interface GatewayCore {
   stats(): GatewayCoreStats;
   /** Ends every session with a BYE. */
   byeAll(code: ErrorCode, reason: string): void;
+  /** New packets go to these routes from now on; the old handlers close once the packets they hold are done (SIGHUP). */
+  replaceRoutes(routes: { match: string; handler: Handler }[]): void;
+  /**
+   * Stops taking work (a new transport gets BYE SHUTDOWN, a new packet NACK SHUTDOWN) and waits,
+   * at most `timeoutMs`, for the packets in handlers to be recorded and acked. Resolves with how
+   * many were still in a handler at the end (0: all done).
+   */
+  drain(timeoutMs: number): Promise<{ inHandlers: number }>;
   /** Ends every session, then closes the handlers and the dispatch log. */
   close(): Promise<void>;
 }
@@ -88,8 +97,13 @@ export async function createGatewayCore(o: GatewayCoreOptions): Promise<GatewayC
     return () => (clock.now() - t0) / 1000;
   });
   // A route is named by its pattern in the status and the metrics (`route` label).
-  const routed = observer ? o.routes.map((r) => ({ match: r.match, handler: observedHandler(r.handler, r.match, observer, stopwatch) })) : o.routes;
-  const router = new Router(routed);
+  const observed = (rs: { match: string; handler: Handler }[]) => (observer ? rs.map((r) => ({ match: r.match, handler: observedHandler(r.handler, r.match, observer, stopwatch) })) : rs);
+  const firstRoutes = observed(o.routes);
+  // Sessions look the router up per packet, so a reload reaches sessions already open.
+  const routes = new RouteTable(firstRoutes, { clock, log, inUse: (h) => [...sessions.values()].some((s) => s.holds(h)) });
+  // Keyed by the handlers sessions see (observed ones, when watched); a reload names them again.
+  const trouble = o.stuck ? new RouteTrouble(o.stuck, firstRoutes) : undefined;
+  let draining = false;
   const counters = { dispatched: 0, rejected: 0, duplicates: 0, retried: 0 };
   const inDispatch: SessionDeps['inDispatch'] = new Map();
   const sessionOptions = {
@@ -101,13 +115,12 @@ export async function createGatewayCore(o: GatewayCoreOptions): Promise<GatewayC
     ...(limits.frameBytesMax !== undefined ? { frameBytesMax: limits.frameBytesMax } : {}),
   };
   const deps: SessionDeps = {
-    clock, log, dispatchLog, router, counters, inDispatch,
+    clock, log, dispatchLog, router: routes.router, counters, inDispatch,
     newSessionId: o.newSessionId,
     ...(o.authenticate ? { authenticate: o.authenticate } : {}),
     ...(o.logSummary ? { summary: o.logSummary } : {}),
     ...(o.downlink ? { downlink: o.downlink } : {}),
-    // Keyed by the handlers sessions see (observed ones, when watched).
-    ...(o.stuck ? { trouble: new RouteTrouble(o.stuck, routed) } : {}),
+    ...(trouble ? { trouble } : {}),
     ...(observer ? { observer } : {}),
     register(agent, s) {
       const older = sessions.get(agent);
@@ -127,15 +140,31 @@ export async function createGatewayCore(o: GatewayCoreOptions): Promise<GatewayC
     for (const s of sessions.values()) s.bye(code, reason);
   };
   return {
-    accept: (t) => new Session(t, sessionOptions, deps),
+    accept: (t) => {
+      const s = new Session(t, sessionOptions, deps);
+      if (draining) s.bye(ErrorCode.SHUTDOWN, 'gateway stopping');
+      return s;
+    },
     sessions,
     dispatchLog,
     downlink: o.downlink,
     stats: () => ({ sessions: sessions.size, ...counters, logSyncs: dispatchLog.syncs }),
     byeAll,
+    replaceRoutes(next) {
+      const obs = observed(next);
+      routes.replace(obs);
+      trouble?.rename(obs);
+      deps.router = routes.router;
+    },
+    async drain(timeoutMs) {
+      draining = true;
+      // Sessions that said no HELLO yet are not in `sessions`; they hold no packets either.
+      await within(Promise.all([...sessions.values()].map((s) => s.drain())), timeoutMs, clock);
+      return { inHandlers: [...sessions.values()].reduce((n, s) => n + s.inHandlers, 0) };
+    },
     async close() {
       byeAll(ErrorCode.SHUTDOWN, 'gateway stopping');
-      await Promise.all(o.routes.map((r) => r.handler.close()));
+      await routes.close();
       await dispatchLog.close();
       await o.downlink?.close();
     },

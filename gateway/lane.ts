@@ -79,6 +79,11 @@ export class Lane {
 
   constructor(private readonly opts: LaneOptions, private readonly cb: LaneCallbacks) {}
 
+  /** The routes were reloaded and this target's packets go to another handler from now on (called while the lane is empty). */
+  setInflightMax(n: number): void {
+    this.opts.inflightMax = n;
+  }
+
   /** Packets waiting or in the handler. */
   get size(): number {
     return this.queue.length + this.active;

@@ -35,6 +35,7 @@ import { uplinkReachesDownlink } from './handlers/topic-filter.js';
 import { downlinkTopic } from './downlink/mqtt-message.js';
 import type { DownlinkStats } from './downlink/queue.js';
 import { startIntake, type Intake, type IntakeStats } from './downlink/intake.js';
+import { reloadGateway, type ReloadOutcome } from './reload.js';
 import { startAdmin, type Admin } from './admin/index.js';
 import { statusQueuesMax } from './admin/status.js';
 
@@ -56,7 +57,37 @@ export interface RunningGateway {
     /** the downlink queues, and what came in through the API and the MQTT subscription */
     downlink: DownlinkStats & IntakeStats;
   };
+  /**
+   * Stops: takes no new connection, packet or downlink message, lets the handlers finish what
+   * they hold (acking it) for at most `shutdownTimeoutMs`, then ends the sessions and closes the
+   * handlers, the dispatch log and the queues.
+   */
   stop(): Promise<void>;
+  /** SIGHUP: applies the routes and the registries that `load()` and the data dir now hold (gateway/reload.ts). */
+  reload(load: () => GatewayConfig): Promise<ReloadOutcome>;
+}
+
+/** The MQTT routes' credentials (password files read now), by route index. */
+const credentialsOf = (routes: readonly RouteConfig[]): (MqttCredentials | undefined)[] =>
+  routes.map((r, i) => (r.handler === 'mqtt' ? mqttCredentials(r, `routes[${i}]`, (p) => readFileSync(p, 'utf8')) : undefined));
+
+/** Makes every route's handler; if one fails, those already made are closed and the error names the route. */
+/** What every route's handler is made with, whichever config the routes come from (start or SIGHUP). */
+interface HandlerDeps {
+  log: Log;
+  floorOf: (agent: string) => number;
+  /** route i's broker connection reports go to its stuck cause */
+  backendOf: (r: RouteConfig, i: number) => MqttHandlerOptions['backend'];
+  /** topics the gateway's own downlink subscription listens on: no route may publish there */
+  reservedFilters: readonly string[];
+}
+
+async function openHandlers(routes: readonly RouteConfig[], d: HandlerDeps, credentials: readonly (MqttCredentials | undefined)[]): Promise<Handler[]> {
+  const made = await Promise.allSettled(routes.map((r, i) => createHandler(r, d.log, d.floorOf, credentials[i], d.backendOf(r, i), d.reservedFilters)));
+  const failed = made.findIndex((m) => m.status === 'rejected');
+  if (failed < 0) return made.map((m) => (m as PromiseFulfilledResult<Handler>).value);
+  await Promise.all(made.map((m) => (m.status === 'fulfilled' ? m.value.close().catch(() => undefined) : undefined)));
+  throw routeStartError(routes[failed]!, failed, (made[failed] as PromiseRejectedResult).reason);
 }
 
 async function createHandler(route: RouteConfig, log: Log, floorOf: (agent: string) => number, credentials: MqttCredentials | undefined, backend: MqttHandlerOptions['backend'], reservedFilters: readonly string[]): Promise<Handler> {
@@ -120,16 +151,21 @@ export async function runGateway(config: GatewayConfig, opts: { log?: Log } = {}
 
 async function startGateway(config: GatewayConfig, opts: { log?: Log }): Promise<RunningGateway> {
   // Password files are read before anything opens; every secret the routes hold is kept out of the log.
-  const credentials = config.routes.map((r, i) => (r.handler === 'mqtt' ? mqttCredentials(r, `routes[${i}]`, (p) => readFileSync(p, 'utf8')) : undefined));
+  const credentials = credentialsOf(config.routes);
   const downlinkMqtt = config.downlink.mqtt ? mqttCredentials(config.downlink.mqtt, 'downlink.mqtt', (p) => readFileSync(p, 'utf8')) : undefined;
   const downlinkSecret = downlinkMqtt?.password ?? (config.downlink.mqtt ? credentialsFromUrl(config.downlink.mqtt.url).password : undefined);
   const secrets = [...routeSecrets(config.routes, credentials), ...(downlinkSecret !== undefined ? [downlinkSecret, encodeURIComponent(downlinkSecret)] : [])];
-  const scrub = secretScrubber(secrets);
+  // A reload may bring new secrets: the scrubber is swapped behind one function (the log and the admin keep it).
+  let current = secretScrubber(secrets);
+  const scrub = (text: string): string => current(text);
   const log = scrubbingLog(opts.log ?? createLog({ level: config.log.level, format: config.log.format, base: { role: 'gateway' } }), scrub);
+  const rescrub = (more: string[]): void => {
+    current = secretScrubber([...secrets, ...more]);
+  };
   // The admin port is bound first: a taken one (LISTEN_FAILED) stops the start before agents can connect.
   const admin = await startAdmin({ config, log, redact: scrub, now: () => realClock.now() });
   try {
-    const gw = await startServing(config, log, admin, { credentials, downlinkMqtt });
+    const gw = await startServing(config, log, admin, { credentials, downlinkMqtt, rescrub });
     return { ...gw, async stop() { try { await gw.stop(); } finally { await admin?.close(); } } };
   } catch (err) {
     await admin?.close();
@@ -140,7 +176,7 @@ async function startGateway(config: GatewayConfig, opts: { log?: Log }): Promise
 /** The gateway behind its admin endpoint: data dir, registry, handlers, core, listeners, intake. */
 async function startServing(
   config: GatewayConfig, log: Log, admin: Admin | undefined,
-  { credentials, downlinkMqtt }: { credentials: (MqttCredentials | undefined)[]; downlinkMqtt: MqttCredentials | undefined },
+  { credentials, downlinkMqtt, rescrub }: { credentials: (MqttCredentials | undefined)[]; downlinkMqtt: MqttCredentials | undefined; rescrub: (routeSecrets: string[]) => void },
 ): Promise<RunningGateway> {
   config.routes.forEach((r, i) => {
     if (r.handler === 'mqtt' && credentials[i]?.inUrl) log.warn(`gateway: routes[${i}].url carries credentials; they belong in its username and password (or passwordFile) keys`, { url: redactUrl(r.url) });
@@ -186,9 +222,8 @@ async function startServing(
     down: (code, error) => stuck.fail(routeScope(i), code, { msg: 'mqtt handler: cannot connect to the broker', fields: { route: i, match: r.match, url: r.handler === 'mqtt' ? redactUrl(r.url) : undefined, error } }),
     up: () => stuck.clear(routeScope(i)),
   });
-  const handlers = await Promise.all(config.routes.map((r, i) => createHandler(r, log, floorOf, credentials[i], backendOf(r, i), reservedFilters).catch((err: unknown) => {
-    throw routeStartError(r, i, err);
-  })));
+  const handlerDeps: HandlerDeps = { log, floorOf, backendOf, reservedFilters };
+  const handlers = await openHandlers(config.routes, handlerDeps, credentials);
   const { limits } = config;
   // One summary for the listener's refusals and the sessions' ends: strangers cannot flood the log.
   const summary = new LogSummary({ log, clock, intervalMs: config.log.summaryIntervalMs });
@@ -255,6 +290,9 @@ async function startServing(
     await gw.close();
     throw err;
   }
+  let stopping = false;
+  let running = config;
+  let reloads: Promise<void> = Promise.resolve();
   const ports: RunningGateway['ports'] = { ...listener.ports, ...longpoll?.http.ports, ...(intake.api ? { api: intake.api.port } : {}), ...(admin ? { admin: admin.port } : {}) };
   admin?.attach({
     listeners: () => (['tcp', 'tls', 'http', 'https', 'api', 'admin'] as const).flatMap((kind) => {
@@ -291,10 +329,18 @@ async function startServing(
       return { ...gw.stats(), ...l, longpoll: { ...s, connections: h.connections, refused: { ...h.refused, ...s.refused } }, ...dl };
     },
     async stop() {
+      stopping = true;
       agents.close();
       // No new downlink messages from here on; one being queued finishes and is answered first.
       await intake.close();
+      // No new connections; those open stay until the handlers finished what they hold and it is acked.
       const closed = listener.close();
+      const { inHandlers } = await gw.drain(config.shutdownTimeoutMs);
+      if (inHandlers > 0) {
+        log.warn('gateway: stopping with packets still in handlers after shutdownTimeoutMs; they are not acked and the agents send them again', { inHandlers, shutdownTimeoutMs: config.shutdownTimeoutMs });
+      } else {
+        log.info('gateway: drained; every packet handed to a handler is recorded and acked');
+      }
       gw.byeAll(ErrorCode.SHUTDOWN, 'gateway stopping');
       // The BYEs go out in the held requests' answers; then every session ends and the sockets close.
       longpoll?.sessions.close();
@@ -307,6 +353,29 @@ async function startServing(
       await gw.close();
       summary.close();
       stuck.close();
+    },
+    reload(load) {
+      // One reload at a time, in the order the signals came; none once stopping.
+      const next = reloads.then(async (): Promise<ReloadOutcome> => {
+        if (stopping) return { ok: false, code: ErrorCode.SHUTDOWN, error: 'the gateway is stopping' };
+        const outcome = await reloadGateway(running, {
+          log, load,
+          openHandlers: async (routes) => {
+            const creds = credentialsOf(routes);
+            rescrub(routeSecrets(routes, creds));
+            return openHandlers(routes, handlerDeps, creds);
+          },
+          replaceRoutes: (routes) => gw.replaceRoutes(routes),
+          reloadRegistries: async () => {
+            await agents.reload();
+            await intake.reload();
+          },
+        });
+        if (outcome.ok) running = outcome.config;
+        return outcome;
+      });
+      reloads = next.then(() => undefined);
+      return next;
     },
   };
 }

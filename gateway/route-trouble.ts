@@ -11,6 +11,14 @@ export class RouteTrouble {
   private readonly scopes = new Map<Handler, { scope: string; route: number; match: string }>();
 
   constructor(private readonly stuck: StuckLog, routes: { match: string; handler: Handler }[]) {
+    this.rename(routes);
+  }
+
+  /**
+   * The routes after a reload (SIGHUP). Old handlers still finishing keep their scope, so their
+   * failures still count and their next delivery still clears it.
+   */
+  rename(routes: { match: string; handler: Handler }[]): void {
     routes.forEach((r, i) => this.scopes.set(r.handler, { scope: routeScope(i), route: i, match: r.match }));
   }
 

@@ -96,6 +96,10 @@ export class Session {
   /** How the agent proved who it is (set with `agent`; absent without authenticate): checked again when the registry changes. */
   credential: Credential | undefined = undefined;
   private readonly lanes = new Map<string, Lane>();
+  /** per target: the handler its lane hands packets to (another after a reload, once the lane is empty) */
+  private readonly laneHandlers = new Map<string, Handler>();
+  /** the gateway is stopping: no new packet is taken */
+  private draining = false;
   private queuedPackets = 0;
   private queuedBytes = 0;
   private closed = false;
@@ -165,6 +169,37 @@ export class Session {
   private note(level: 'info' | 'warn', msg: string, code: string, fields: LogFields): void {
     if (this.deps.summary) this.deps.summary.note(level, msg, code, fields);
     else this.deps.log[level](msg, { code, ...fields });
+  }
+
+  /** Packets handed to a handler (or on their way to it) whose verdict has not come. */
+  get inHandlers(): number {
+    let n = 0;
+    for (const lane of this.lanes.values()) n += lane.size;
+    return n;
+  }
+
+  /** Whether a lane of this session has packets waiting for or in `handler`. */
+  holds(handler: Handler): boolean {
+    for (const [target, lane] of this.lanes) if (lane.size > 0 && this.laneHandlers.get(target) === handler) return true;
+    return false;
+  }
+
+  /**
+   * The gateway is stopping: packets waiting in a lane go to no handler (the agent sends them
+   * again after it reconnects) and new ones are refused with SHUTDOWN; resolves once every packet
+   * already in a handler has its verdict, recorded and acked (or the session ended). `pollMs` is
+   * how often it looks.
+   */
+  drain(pollMs = 10): Promise<void> {
+    this.draining = true;
+    for (const lane of this.lanes.values()) lane.close();
+    return new Promise((resolve) => {
+      const look = (): void => {
+        if (this.closed || (this.inHandlers === 0 && !this.ackScheduled)) return resolve();
+        this.deps.clock.setTimeout(look, pollMs);
+      };
+      look();
+    });
   }
 
   /** Packets this session holds (received, not yet acked or nacked). */
@@ -288,15 +323,34 @@ export class Session {
       this.lanes.get(p.target)?.settledElsewhere(p.seq);
       return this.done(item);
     }
+    if (this.draining) return this.refuse(item, { code: ErrorCode.SHUTDOWN, message: 'the gateway is stopping', retryAfterMs: 1000 });
     const handler = router.route(p.target);
-    if (!handler) return this.reject(item, ErrorCode.UNKNOWN_TARGET, `no route for target ${p.target}`);
     let lane = this.lanes.get(p.target);
+    if (lane && this.laneHandlers.get(p.target) !== handler) {
+      // The routes were reloaded: this target's earlier packets finish with the handler they went
+      // to, and later ones wait behind them (held in seq order) before the new handler gets any.
+      if (lane.size > 0) {
+        const why = { code: ErrorCode.TARGET_BUSY, message: `the routes changed: earlier packets of ${p.target} are still with the previous handler`, retryAfterMs: this.opts.busyRetryAfterMs };
+        return this.refuse(item, lane.refuseNow(item, why));
+      }
+      if (handler) {
+        this.laneHandlers.set(p.target, handler);
+        lane.setInflightMax(handler.inflightMax ?? 1);
+      } else {
+        this.lanes.delete(p.target);
+        this.laneHandlers.delete(p.target);
+        lane = undefined;
+      }
+    }
+    if (!handler) return this.reject(item, ErrorCode.UNKNOWN_TARGET, `no route for target ${p.target}`);
     if (!lane) {
+      const target = p.target;
       lane = new Lane({ ...this.laneShare, inflightMax: handler.inflightMax ?? 1 }, {
-        run: (i) => this.run(handler, i), settled: (i, r) => this.settled(i, r), refused: (i, r) => this.refuse(i, r),
+        run: (i) => this.run(this.laneHandlers.get(target) ?? handler, i), settled: (i, r) => this.settled(i, r), refused: (i, r) => this.refuse(i, r),
         now: () => this.deps.clock.now(), later: (fn, ms) => void this.deps.clock.setTimeout(() => !this.closed && fn(), ms),
       });
-      this.lanes.set(p.target, lane);
+      this.lanes.set(target, lane);
+      this.laneHandlers.set(target, handler);
     }
     // The dispatch log bounds what it remembers per agent: past that, the packet waits its turn.
     const admitted = dispatchLog.admit(agent, p.seq);
@@ -314,7 +368,10 @@ export class Session {
       let busy = false;
       for (const [target, lane] of this.lanes) {
         lane.shed();
-        if (lane.idle) this.lanes.delete(target);
+        if (lane.idle) {
+          this.lanes.delete(target);
+          this.laneHandlers.delete(target);
+        }
         else busy ||= lane.size > 0;
       }
       if (busy) this.armShed();

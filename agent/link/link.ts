@@ -132,6 +132,8 @@ export class Link extends EventEmitter<{ status: [LinkStatus] }> {
   private sessionOpen = false;
   /** the current session broke the trust rule: it is closing, and nothing more it says is taken */
   private violated = false;
+  /** stopping: nothing new is sent; resolved once nothing is in flight or the session ended */
+  private draining: (() => void) | null = null;
 
   constructor(private readonly opts: LinkOptions, private readonly deps: LinkDeps) {
     super();
@@ -142,6 +144,22 @@ export class Link extends EventEmitter<{ status: [LinkStatus] }> {
 
   start(): void {
     this.running ??= this.loop();
+  }
+
+  /**
+   * Sends nothing more (no store reads, no retries) and resolves once every packet in flight was
+   * acked or refused, or the session ended; at once when no session is open. What is not acked
+   * stays in the store. The caller bounds the wait, then calls stop().
+   */
+  drain(): Promise<void> {
+    return new Promise((resolve) => {
+      this.draining = resolve;
+      this.checkDrained();
+    });
+  }
+
+  private checkDrained(): void {
+    if (this.draining && (this.inflight.size === 0 || !this.sessionOpen)) this.draining();
   }
 
   async stop(): Promise<void> {
@@ -264,6 +282,7 @@ export class Link extends EventEmitter<{ status: [LinkStatus] }> {
     this.transport = null;
     this.sessionOpen = false;
     this.resetSessionState();
+    this.checkDrained();
     return { error, retryAfterMs: this.byeRetryAfterMs, opened };
   }
 
@@ -370,6 +389,7 @@ export class Link extends EventEmitter<{ status: [LinkStatus] }> {
     if (named > lastSeq) return this.violation(t, `ACK names seq ${named}; this agent has issued seqs up to ${lastSeq} only`, { gatewaySeq: named, lastSeq });
     this.inflight.setCredit(f.creditPackets, f.creditBytes);
     this.applyAcks(f.seq, f.ranges);
+    this.checkDrained();
     this.pump();
   }
 
@@ -387,6 +407,7 @@ export class Link extends EventEmitter<{ status: [LinkStatus] }> {
       this.counters.deadLetters++;
       this.deps.store.deadLetter(entry.packet, f.code, f.message).catch((err) => this.deps.log.error('store: dead letter write failed', { err }));
     }
+    this.checkDrained();
     this.pump();
   }
 
@@ -448,7 +469,7 @@ export class Link extends EventEmitter<{ status: [LinkStatus] }> {
   private async fill(): Promise<void> {
     for (;;) {
       const t = this.transport;
-      if (!t || this.status.state !== 'connected') return;
+      if (!t || this.status.state !== 'connected' || this.draining) return;
       this.sendFrames(t, this.retry.takeDue(this.deps.clock.now(), this.inflight.room()));
       const packetsRoom = this.inflight.packetsRoom;
       if (this.retry.full || packetsRoom <= 0) return;

@@ -41,6 +41,8 @@ export interface Intake {
   /** the API's port and URL, when listen.api is set */
   api?: { port: number; url: string };
   stats(): IntakeStats;
+  /** Re-reads the application registry (SIGHUP); nothing without listen.api. */
+  reload(): Promise<void>;
   /** Stops taking messages: what is being queued finishes (and is answered or acknowledged) first. */
   close(): Promise<void>;
 }
@@ -93,6 +95,9 @@ export async function startIntake(o: IntakeOptions): Promise<Intake> {
   return {
     ...(api ? { api: { port: api.port, url: api.url } } : {}),
     stats: () => ({ ...(api ? { api: api.stats() } : {}), ...(mqtt ? { mqtt: mqtt.stats() } : {}) }),
+    reload: async () => {
+      await apps?.reload();
+    },
     async close() {
       apps?.close();
       await Promise.all([api?.close(), mqtt?.close()]);

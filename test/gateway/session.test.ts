@@ -11,13 +11,14 @@ import { FrameType, type AckFrame, type Frame, type NackFrame } from '../../prot
 import type { Packet } from '../../protocol/packet.js';
 import { agentMessage } from '../../gateway/agent-message.js';
 import { DispatchLog } from '../../gateway/dispatch-log.js';
-import type { DispatchPacket, Handler, HandlerResult } from '../../gateway/handlers/handler.js';
+import type { Handler, HandlerResult } from '../../gateway/handlers/handler.js';
 import { Router } from '../../gateway/routes.js';
 import { Session, type SessionDeps, type SessionOptions } from '../../gateway/session.js';
 import { MemoryTransport } from '../helpers/memory-transport.js';
 import { FakeClock } from '../agent/fixtures/fake-clock.js';
 import { JitterClock } from '../helpers/jitter-clock.js';
 import { turn, until } from '../helpers/wait.js';
+import { FakeHandler } from '../helpers/fake-handler.js';
 
 /** A subtest, as `t.test` hands it to its callback. */
 type Test = Parameters<Parameters<typeof t.test>[0]>[0];
@@ -31,34 +32,6 @@ const turns = async (n = 10): Promise<void> => {
   for (let i = 0; i < n; i++) await turn();
 };
 
-
-/**
- * A handler whose calls wait for the test (`finish`), unless `auto` answers them at once.
- * `calls` lists the seqs handed over, in call order.
- */
-class FakeHandler implements Handler {
-  readonly kind = 'fake';
-  readonly calls: number[] = [];
-  private readonly waiting: { seq: number; resolve: (r: HandlerResult) => void }[] = [];
-  constructor(private readonly auto?: (p: DispatchPacket, call: number) => HandlerResult | undefined, readonly inflightMax = 1) {}
-  handle(p: DispatchPacket): Promise<HandlerResult> {
-    this.calls.push(p.seq);
-    const r = this.auto?.(p, this.calls.length);
-    if (r) return Promise.resolve(r);
-    return new Promise((resolve) => this.waiting.push({ seq: p.seq, resolve }));
-  }
-  /** Seqs whose call has not been answered. */
-  get open(): number[] {
-    return this.waiting.map((w) => w.seq);
-  }
-  /** Answers the oldest open call for `seq`. */
-  finish(seq: number, r: HandlerResult = ok): void {
-    const i = this.waiting.findIndex((w) => w.seq === seq);
-    if (i < 0) throw new Error(`seq ${seq} is not in the handler`);
-    this.waiting.splice(i, 1)[0]!.resolve(r);
-  }
-  async close(): Promise<void> {}
-}
 
 const options: SessionOptions = {
   helloTimeoutMs: 1e9, peerTimeoutMs: 1e9, pingIntervalMs: 15_000, queuePacketsMax: 16, queueBytesMax: 100_000,
