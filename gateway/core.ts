@@ -98,11 +98,10 @@ export async function createGatewayCore(o: GatewayCoreOptions): Promise<GatewayC
   });
   // A route is named by its pattern in the status and the metrics (`route` label).
   const observed = (rs: { match: string; handler: Handler }[]) => (observer ? rs.map((r) => ({ match: r.match, handler: observedHandler(r.handler, r.match, observer, stopwatch) })) : rs);
-  const firstRoutes = observed(o.routes);
   // Sessions look the router up per packet, so a reload reaches sessions already open.
-  const routes = new RouteTable(firstRoutes, { clock, log, inUse: (h) => [...sessions.values()].some((s) => s.holds(h)) });
-  // Keyed by the handlers sessions see (observed ones, when watched); a reload names them again.
-  const trouble = o.stuck ? new RouteTrouble(o.stuck, firstRoutes) : undefined;
+  const routes = new RouteTable(observed(o.routes), { clock, log, inUse: (h) => [...sessions.values()].some((s) => s.holds(h)) });
+  // Keyed by the handlers sessions are given (the table's); a reload names them again.
+  const trouble = o.stuck ? new RouteTrouble(o.stuck, routes.entries) : undefined;
   let draining = false;
   const counters = { dispatched: 0, rejected: 0, duplicates: 0, retried: 0 };
   const inDispatch: SessionDeps['inDispatch'] = new Map();
@@ -151,9 +150,8 @@ export async function createGatewayCore(o: GatewayCoreOptions): Promise<GatewayC
     stats: () => ({ sessions: sessions.size, ...counters, logSyncs: dispatchLog.syncs }),
     byeAll,
     replaceRoutes(next) {
-      const obs = observed(next);
-      routes.replace(obs);
-      trouble?.rename(obs);
+      routes.replace(observed(next));
+      trouble?.rename(routes.entries);
       deps.router = routes.router;
     },
     async drain(timeoutMs) {

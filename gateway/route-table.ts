@@ -50,6 +50,7 @@ export interface RouteTableOptions {
 
 export class RouteTable {
   private handlers: CountedHandler[];
+  private matches: string[];
   private live: Router<Handler>;
   private readonly retiring = new Set<Promise<void>>();
   /** closing: retiring handlers stop waiting for their packets */
@@ -57,7 +58,13 @@ export class RouteTable {
 
   constructor(routes: { match: string; handler: Handler }[], private readonly o: RouteTableOptions) {
     this.handlers = routes.map((r) => new CountedHandler(r.handler));
-    this.live = new Router(routes.map((r, i) => ({ match: r.match, handler: this.handlers[i]! })));
+    this.matches = routes.map((r) => r.match);
+    this.live = new Router(this.entries);
+  }
+
+  /** The live routes with the handlers sessions are given (the counted ones). */
+  get entries(): { match: string; handler: Handler }[] {
+    return this.matches.map((match, i) => ({ match, handler: this.handlers[i]! }));
   }
 
   /** The router for new packets (sessions look it up per packet). */
@@ -77,7 +84,8 @@ export class RouteTable {
   replace(routes: { match: string; handler: Handler }[]): void {
     const old = this.handlers;
     this.handlers = routes.map((r) => new CountedHandler(r.handler));
-    this.live = new Router(routes.map((r, i) => ({ match: r.match, handler: this.handlers[i]! })));
+    this.matches = routes.map((r) => r.match);
+    this.live = new Router(this.entries);
     for (const h of old) {
       const p = this.retire(h).finally(() => this.retiring.delete(p));
       this.retiring.add(p);
