@@ -85,7 +85,8 @@ t.test('shutdown - past shutdownTimeoutMs the gateway exits 0 with a warning, an
   gw.kill('SIGTERM');
   const exit = await gw.exited;
   t.equal(exit.code, 0, 'the gateway exited 0');
-  t.match(gw.output(), /still in handlers after shutdownTimeoutMs.*"inHandlers":[1-9]/, 'it warned what was left');
+  t.ok(gw.output().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { msg?: string; inHandlers?: number })
+    .some((r) => /still in handlers after shutdownTimeoutMs/.test(r.msg ?? '') && (r.inHandlers ?? 0) >= 1), 'it warned what was left');
   await restartAndDeliver(rig, hook);
   t.same([...new Set(hook.answered)].sort((a, b) => a - b), sent, 'every packet was answered once it could be');
 });
