@@ -365,7 +365,11 @@ async function startServing(
             rescrub(routeSecrets(routes, creds));
             return openHandlers(routes, handlerDeps, creds);
           },
-          replaceRoutes: (routes) => gw.replaceRoutes(routes),
+          replaceRoutes: (routes, routesConfig) => {
+            gw.replaceRoutes(routes);
+            // The status shows the routes now in force (the metrics label by pattern already).
+            admin?.routesChanged(routesConfig);
+          },
           reloadRegistries: async () => {
             await agents.reload();
             await intake.reload();
