@@ -330,6 +330,8 @@ async function startServing(
     },
     async stop() {
       stopping = true;
+      // A reload under way may still be making handlers: let it put them in the route table, which closes them below.
+      await reloads.catch(() => undefined);
       agents.close();
       // No new downlink messages from here on; one being queued finishes and is answered first.
       await intake.close();
