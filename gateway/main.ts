@@ -330,6 +330,8 @@ async function startServing(
     },
     async stop() {
       stopping = true;
+      // A reload under way may still be making handlers: let it put them in the route table, which closes them below.
+      await reloads.catch(() => undefined);
       agents.close();
       // No new downlink messages from here on; one being queued finishes and is answered first.
       await intake.close();
@@ -365,7 +367,11 @@ async function startServing(
             rescrub(routeSecrets(routes, creds));
             return openHandlers(routes, handlerDeps, creds);
           },
-          replaceRoutes: (routes) => gw.replaceRoutes(routes),
+          replaceRoutes: (routes, routesConfig) => {
+            gw.replaceRoutes(routes);
+            // The status shows the routes now in force (the metrics label by pattern already).
+            admin?.routesChanged(routesConfig);
+          },
           reloadRegistries: async () => {
             await agents.reload();
             await intake.reload();

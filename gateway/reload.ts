@@ -16,8 +16,8 @@ export interface ReloadDeps {
   load(): GatewayConfig;
   /** makes every route's handler, or throws (having closed those it made) */
   openHandlers(routes: GatewayConfig['routes']): Promise<Handler[]>;
-  /** hands new packets to these routes; the old handlers close once idle */
-  replaceRoutes(routes: { match: string; handler: Handler }[]): void;
+  /** hands new packets to these routes (made from `config`); the old handlers close once idle */
+  replaceRoutes(routes: { match: string; handler: Handler }[], config: GatewayConfig['routes']): void;
   /** re-reads the agent registry and the application registry (sessions a change made stale end) */
   reloadRegistries(): Promise<void>;
 }
@@ -54,7 +54,7 @@ export async function reloadGateway(running: GatewayConfig, deps: ReloadDeps): P
   }
   const needsRestart = keysNeedingRestart(running, next);
   if (needsRestart.length > 0) log.warn('gateway: reload: these keys changed and need a restart; ignored until then', { keys: needsRestart });
-  deps.replaceRoutes(next.routes.map((r, i) => ({ match: r.match, handler: handlers[i]! })));
+  deps.replaceRoutes(next.routes.map((r, i) => ({ match: r.match, handler: handlers[i]! })), next.routes);
   try {
     await deps.reloadRegistries();
   } catch (err) {

@@ -70,9 +70,17 @@ export class FleetView implements GatewayObserver {
 
   constructor(private readonly o: FleetViewOptions) {
     this.startedAtMs = o.now();
-    for (const r of o.routes) {
+    this.setRoutes(o.routes);
+  }
+
+  /** The routes in force (at start, and after each SIGHUP): one kept with its pattern and handler keeps its counts. */
+  setRoutes(routes: { route: string; handler: string }[]): void {
+    const old = new Map(this.routes);
+    this.routes.clear();
+    for (const r of routes) {
       if (this.routes.has(r.route)) continue; // a repeated pattern never matches: the first one wins
-      this.routes.set(r.route, {
+      const kept = old.get(r.route);
+      this.routes.set(r.route, kept?.handler === r.handler ? kept : {
         route: r.route, handler: r.handler, dispatched: 0, failures: 0, failuresByCode: {}, health: { state: 'idle' },
         okRing: new CountRing(1000, 60), failRing: new CountRing(1000, 60),
       });
@@ -119,20 +127,20 @@ export class FleetView implements GatewayObserver {
   }
 
   handled(route: string, _seconds: number, v: { ok: true } | { ok: false; code: string; cause: string; retryable: boolean }): void {
+    const now = this.o.now();
+    // The history counts every verdict, also a replaced handler's late ones for a route a reload removed.
+    (v.ok ? this.dispatchedHistory : this.failureHistory).add(now);
     const r = this.routes.get(route);
     if (!r) return;
-    const now = this.o.now();
     if (v.ok) {
       r.dispatched++;
       r.okRing.add(now);
-      this.dispatchedHistory.add(now);
       if (r.health.state !== 'ok') r.health = { state: 'ok', sinceMs: now };
       return;
     }
     r.failures++;
     r.failuresByCode[v.code] = (r.failuresByCode[v.code] ?? 0) + 1;
     r.failRing.add(now);
-    this.failureHistory.add(now);
     const reason = this.o.redact(v.cause).slice(0, 500);
     r.health = { state: 'failing', code: v.code, reason, sinceMs: r.health.state === 'failing' ? r.health.sinceMs! : now };
   }

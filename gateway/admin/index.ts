@@ -26,6 +26,8 @@ export interface Admin {
   port: number;
   url: string;
   attach(sources: AdminSources): void;
+  /** A reload put these routes in force (the status shows them from now on). */
+  routesChanged(routes: GatewayConfig['routes']): void;
   close(): Promise<void>;
 }
 
@@ -35,7 +37,8 @@ export async function startAdmin(o: { config: GatewayConfig; log: Log; redact: (
   if (hostPort === false) return undefined;
   const tokenFile = config.admin.tokenFile;
   const token = tokenFile === undefined ? undefined : parseAdminToken(readFileSync(tokenFile, 'utf8'), tokenFile);
-  const fleet = new FleetView({ now: o.now, redact: o.redact, routes: config.routes.map((r) => ({ route: r.match, handler: r.handler })) });
+  const routeList = (routes: GatewayConfig['routes']) => routes.map((r) => ({ route: r.match, handler: r.handler }));
+  const fleet = new FleetView({ now: o.now, redact: o.redact, routes: routeList(config.routes) });
   let sources: AdminSources = {
     listeners: () => [], downlink: () => ({ queued: 0, delivered: 0, queues: [] }),
     totals: () => ({ sessions: 0, dispatched: 0, rejected: 0, duplicates: 0, retried: 0 }),
@@ -49,6 +52,7 @@ export async function startAdmin(o: { config: GatewayConfig; log: Log; redact: (
   return {
     observer: observeAll([fleet, metrics]), port: server.port, url: server.url,
     attach: (s) => void (sources = s),
+    routesChanged: (routes) => fleet.setRoutes(routeList(routes)),
     close: () => server.close(),
   };
 }
