@@ -1,3 +1,4 @@
+import { resolve as resolvePath } from 'node:path';
 import { z } from 'zod';
 import { shutdownTimeoutMsDefault, shutdownTimeoutMsMax } from '../common/shutdown.js';
 import { dataDepthMaxCeiling, dataDepthMaxDefault, packetLimitsDefault } from '../protocol/limits.js';
@@ -220,6 +221,15 @@ export const gatewayConfigSchema = z.strictObject({
     stuckSummaryIntervalMs: positiveInt.min(100).default(stuckSummaryIntervalMsDefault),
   }).prefault({}),
 }).superRefine((c, ctx) => {
+  // One writer per file: two file handlers on one path would each cut it back to their own length after a failed write.
+  const filePaths = new Map<string, number>();
+  c.routes.forEach((r, i) => {
+    if (r.handler !== 'file') return;
+    const p = resolvePath(r.path);
+    const first = filePaths.get(p);
+    if (first !== undefined) ctx.addIssue({ code: 'custom', path: ['routes', i, 'path'], message: `routes[${first}] writes ${r.path} already: each file route needs a file of its own (one route may match several targets)` });
+    else filePaths.set(p, i);
+  });
   if (c.limits.writeQueueBytesHigh >= c.limits.writeQueueBytesMax) ctx.addIssue({ code: 'custom', path: ['limits', 'writeQueueBytesHigh'], message: 'must be below limits.writeQueueBytesMax' });
   if (c.listen.tls !== undefined && c.tls === undefined) ctx.addIssue({ code: 'custom', path: ['tls'], message: 'listen.tls needs tls.cert and tls.key' });
   if (c.listen.https !== undefined && c.tls === undefined) ctx.addIssue({ code: 'custom', path: ['tls'], message: 'listen.https needs tls.cert and tls.key' });

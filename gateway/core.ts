@@ -97,7 +97,19 @@ export async function createGatewayCore(o: GatewayCoreOptions): Promise<GatewayC
     return () => (clock.now() - t0) / 1000;
   });
   // A route is named by its pattern in the status and the metrics (`route` label).
-  const observed = (rs: { match: string; handler: Handler }[]) => (observer ? rs.map((r) => ({ match: r.match, handler: observedHandler(r.handler, r.match, observer, stopwatch) })) : rs);
+  // One observed wrapper per handler, so a handler a reload keeps is the same one the route table holds.
+  let wrapped = new Map<Handler, Handler>();
+  const observed = (rs: { match: string; handler: Handler }[]): { match: string; handler: Handler }[] => {
+    if (!observer) return rs;
+    const next = new Map<Handler, Handler>();
+    const out = rs.map((r) => {
+      const w = wrapped.get(r.handler) ?? observedHandler(r.handler, r.match, observer, stopwatch);
+      next.set(r.handler, w);
+      return { match: r.match, handler: w };
+    });
+    wrapped = next;
+    return out;
+  };
   // Sessions look the router up per packet, so a reload reaches sessions already open.
   const routes = new RouteTable(observed(o.routes), { clock, log, inUse: (h) => [...sessions.values()].some((s) => s.holds(h)) });
   // Keyed by the handlers sessions are given (the table's); a reload names them again.

@@ -32,6 +32,7 @@ import { join } from 'node:path';
 import { DownlinkStore } from './downlink/store.js';
 import { credentialsFromUrl } from './handlers/mqtt.js';
 import { uplinkReachesDownlink } from './handlers/topic-filter.js';
+import { reusePlan, type LiveRoute } from './route-reuse.js';
 import { downlinkTopic } from './downlink/mqtt-message.js';
 import type { DownlinkStats } from './downlink/queue.js';
 import { startIntake, type Intake, type IntakeStats } from './downlink/intake.js';
@@ -292,6 +293,9 @@ async function startServing(
   }
   let stopping = false;
   let running = config;
+  /** the routes in force with their handlers (a reload keeps those whose settings did not change) */
+  let current: LiveRoute[] = config.routes.map((r, i) => ({ config: r, creds: credentials[i], handler: handlers[i]! }));
+  let pending: LiveRoute[] | undefined;
   let reloads: Promise<void> = Promise.resolve();
   const ports: RunningGateway['ports'] = { ...listener.ports, ...longpoll?.http.ports, ...(intake.api ? { api: intake.api.port } : {}), ...(admin ? { admin: admin.port } : {}) };
   admin?.attach({
@@ -365,9 +369,17 @@ async function startServing(
           openHandlers: async (routes) => {
             const creds = credentialsOf(routes);
             rescrub(routeSecrets(routes, creds));
-            return openHandlers(routes, handlerDeps, creds);
+            // A route whose settings did not change keeps its handler: one writer per file, one broker connection.
+            const plan = reusePlan(current, routes, creds);
+            const made = await openHandlers(plan.fresh.map((i) => routes[i]!), handlerDeps, plan.fresh.map((i) => creds[i]));
+            const out = plan.reused.slice();
+            plan.fresh.forEach((i, k) => (out[i] = { config: routes[i]!, creds: creds[i], handler: made[k]! }));
+            pending = out as LiveRoute[];
+            return pending.map((r) => r.handler);
           },
           replaceRoutes: (routes, routesConfig) => {
+            if (pending) current = pending;
+            pending = undefined;
             gw.replaceRoutes(routes);
             // The status shows the routes now in force (the metrics label by pattern already).
             admin?.routesChanged(routesConfig);

@@ -83,10 +83,14 @@ export class RouteTable {
    */
   replace(routes: { match: string; handler: Handler }[]): void {
     const old = this.handlers;
-    this.handlers = routes.map((r) => new CountedHandler(r.handler));
+    // A handler the new set keeps (a route whose settings did not change) stays as it is, counts and all.
+    const kept = new Map(old.map((h) => [h.inner, h]));
+    this.handlers = routes.map((r) => kept.get(r.handler) ?? new CountedHandler(r.handler));
     this.matches = routes.map((r) => r.match);
     this.live = new Router(this.entries);
+    const live = new Set(this.handlers);
     for (const h of old) {
+      if (live.has(h)) continue;
       const p = this.retire(h).finally(() => this.retiring.delete(p));
       this.retiring.add(p);
     }
