@@ -64,7 +64,9 @@ t.test('dispatch-log records - with a small record limit, a random state many ti
       writes.push(d.record(agent, seq));
     }
     await Promise.all(writes);
-    if (rng() < 0.5) {
+    // Each round's writes are about one group commit, and compaction is looked at after a commit: an
+    // instance reopened after every round would never compact (seed 152299111), so the first sees two.
+    if (round > 0 && rng() < 0.5) {
       compactions += d.compactions;
       await d.close();
       d = await DispatchLog.open(dir, silentLog, opts);

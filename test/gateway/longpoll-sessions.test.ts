@@ -65,7 +65,7 @@ t.test('longpoll sessions - opening makes a session, hands over its transport wi
   const { p, tr } = await open('pi-1', certPeer);
   t.equal(p.session, 'sess-1', 'the response carries the session ID');
   t.equal(transports.length, 1);
-  t.same(tr.peer, certPeer, 'the transport carries the peer info');
+  t.same(tr.peer, { ...certPeer, longpoll: true }, 'the transport carries the peer info, marked long-poll');
   t.equal(sessions.stats().sessions, 1);
 });
 
