@@ -46,7 +46,8 @@ export class AckWaiters {
 
   constructor(private readonly limits: AckWaitersLimits, private readonly deps: AckWaitersDeps) {}
 
-  async wait(seq: number, timeoutMs: number): Promise<SendVerdict> {
+  /** `cancel`: the asker went away; the wait ends (rejected) and frees its slot. */
+  async wait(seq: number, timeoutMs: number, cancel?: AbortSignal): Promise<SendVerdict> {
     if (seq > this.deps.lastSeq()) throw new FerryError(ErrorCode.LOCAL_REQUEST_INVALID, `no packet with seq ${seq} was stored (the last is ${this.deps.lastSeq()})`);
     if (timeoutMs > this.limits.waitMsMax) throw new FerryError(ErrorCode.LOCAL_REQUEST_INVALID, `timeoutMs ${timeoutMs} is over waitMsMax ${this.limits.waitMsMax}`);
     if (!this.beingRefused.has(seq) && this.deps.isDone(seq)) {
@@ -58,11 +59,17 @@ export class AckWaiters {
     }
     return new Promise<SendVerdict>((resolve, reject) => {
       const w: Waiter = { seq, resolve, reject, timer: null };
-      w.timer = this.deps.clock.setTimeout(() => {
-        this.waiters.delete(w);
-        reject(new FerryError(ErrorCode.SEND_WAIT_TIMEOUT, `no verdict from the gateway on seq ${seq} within ${timeoutMs} ms; the packet stays queued and is sent when the gateway takes it`));
-      }, timeoutMs);
+      const end = (err: FerryError): void => {
+        if (!this.waiters.delete(w)) return;
+        this.deps.clock.clearTimeout(w.timer);
+        cancel?.removeEventListener('abort', onCancel);
+        reject(err);
+      };
+      const onCancel = (): void => end(new FerryError(ErrorCode.SEND_WAIT_TIMEOUT, `the wait for seq ${seq} was given up by its client; the packet stays queued`));
+      w.timer = this.deps.clock.setTimeout(() => end(new FerryError(ErrorCode.SEND_WAIT_TIMEOUT, `no verdict from the gateway on seq ${seq} within ${timeoutMs} ms; the packet stays queued and is sent when the gateway takes it`)), timeoutMs);
       this.waiters.add(w);
+      if (cancel?.aborted) onCancel();
+      else cancel?.addEventListener('abort', onCancel, { once: true });
     });
   }
 

@@ -54,7 +54,7 @@ export interface LocalApiHandlers {
   deadLetters?(): Promise<unknown[]>;
   requeueDeadLetters?(): Promise<number>;
   /** the gateway's verdict on a seq (agent/ack-waiters.ts); absent: waitAcked is an unknown op */
-  waitAcked?(seq: number, timeoutMs: number): Promise<SendVerdict>;
+  waitAcked?(seq: number, timeoutMs: number, cancel?: AbortSignal): Promise<SendVerdict>;
   /** downlink subscribers; absent: subscribe/ack/refuse are unknown ops */
   subscribers?: LocalSubscribers;
 }
@@ -99,6 +99,9 @@ export type LocalApiServer = Server & {
   endClients(): void;
 };
 
+/** Aborted when the client's connection closes (its waits end then). */
+const connectionGone = new WeakMap<object, AbortSignal>();
+
 export async function startLocalApi(socketPath: string, handlers: LocalApiHandlers, opts: LocalApiOptions): Promise<LocalApiServer> {
   await removeStaleSocket(socketPath);
   const limits: PacketLimits = { dataBytesMax: opts.dataBytesMax, dataDepthMax: opts.dataDepthMax ?? dataDepthMaxDefault };
@@ -123,9 +126,13 @@ export async function startLocalApi(socketPath: string, handlers: LocalApiHandle
   const server = createServer((socket) => {
     const c = new LocalClient(socket, clientLimits, deps);
     clients.add(c);
+    const gone = new AbortController();
+    connectionGone.set(c, gone.signal);
     socket.once('close', () => {
       clients.delete(c);
       handlers.subscribers?.disconnected(c);
+      // A client that went away waits for nothing: its waits give their slots back now, not at their time-out.
+      gone.abort();
     });
   });
   server.maxConnections = connectionsMax;
@@ -202,7 +209,7 @@ async function handle(line: string, handlers: LocalApiHandlers, limits: PacketLi
     if (r.op === 'deadLetters' && handlers.deadLetters) return { ok: true, deadLetters: await handlers.deadLetters() };
     if (r.op === 'requeueDeadLetters' && handlers.requeueDeadLetters) return { ok: true, requeued: await handlers.requeueDeadLetters() };
     if (r.op === 'waitAcked' && handlers.waitAcked) {
-      const v = await handlers.waitAcked(checkInt(r.seq, 'seq', 1, Number.MAX_SAFE_INTEGER), checkInt(r.timeoutMs, 'timeoutMs', 1, 0xffffffff));
+      const v = await handlers.waitAcked(checkInt(r.seq, 'seq', 1, Number.MAX_SAFE_INTEGER), checkInt(r.timeoutMs, 'timeoutMs', 1, 0xffffffff), connectionGone.get(conn));
       return v.acked ? { ok: true, acked: true } : { ok: true, acked: false, refusal: v.refusal };
     }
     const subs = handlers.subscribers;

@@ -202,7 +202,7 @@ export async function runAgent(config: AgentConfig, opts: { log?: Log } = {}): P
       status,
       deadLetters: async () => (await store.deadLetters()).map((d) => ({ ...d, packet: { ...d.packet, data: dataToJson(d.packet.data) } })),
       requeueDeadLetters: () => store.requeueDeadLetters(),
-      waitAcked: (seq, timeoutMs) => waiters.wait(seq, timeoutMs),
+      waitAcked: (seq, timeoutMs, cancel) => waiters.wait(seq, timeoutMs, cancel),
       subscribers,
     },
     { log, dataBytesMax: config.dataBytesMax, ...(socketGid !== undefined ? { socketGid } : {}) },

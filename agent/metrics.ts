@@ -9,7 +9,7 @@
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { ErrorCode, FerryError } from '../protocol/errors.js';
+import { bind } from '../common/bind.js';
 import type { AgentStatus } from './status.js';
 
 export interface AgentMetrics {
@@ -53,11 +53,7 @@ export async function startAgentMetrics(listen: { host: string; port: number }):
   }
 
   const host = listen.host.replace(/^\[(.*)\]$/, '$1');
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', (err: NodeJS.ErrnoException) =>
-      reject(new FerryError(ErrorCode.CONFIG_INVALID, `metrics.listen ${listen.host}:${listen.port}: ${err.code ?? err.message}`, { cause: err })));
-    server.listen({ host, port: listen.port }, () => resolve());
-  });
+  await bind(server, `${listen.host}:${listen.port}`, 'metrics.listen');
   const port = (server.address() as { port: number }).port;
   return {
     url: `http://${host.includes(':') ? `[${host}]` : host}:${port}/metrics`,

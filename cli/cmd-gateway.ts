@@ -1,6 +1,5 @@
 /** `ferry gateway`: runs the gateway, or manages its agents and applications (subcommands). */
 import { gatewayConfigSchema } from '../gateway/config.js';
-import { runGateway } from '../gateway/main.js';
 import { hostOf } from '../gateway/auth-posture.js';
 import { ErrorCode, FerryError } from '../protocol/errors.js';
 import { flags } from './args.js';
@@ -43,6 +42,8 @@ refused (logged) and the running configuration stays (docs/operations.md).
       { path: ['dataDir'], value: f['data-dir'] },
     ];
     const config = loadConfig(f.config, gatewayConfigSchema, overrides, 'gateway');
+    // Loaded here, not at the top: add-agent, apps and the other registry commands need none of it.
+    const { runGateway } = await import('../gateway/main.js');
     const gw = await runGateway(config);
     // SIGHUP re-reads the file (the same flags apply); the gateway logs what it did or refused.
     const onHup = (): void => void gw.reload(() => loadConfig(f.config, gatewayConfigSchema, overrides, 'gateway'));

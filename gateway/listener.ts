@@ -14,12 +14,12 @@
  * at the TLS level (`rejectUnauthorized: false`): the session decides (gateway/auth.ts), so an
  * unverified certificate reaches the session as no certificate and is refused with a ferry code.
  */
-import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { createServer, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import type { Log } from '../common/log.js';
 import { encodeFrame } from '../protocol/codec.js';
-import { ErrorCode, FerryError, type ErrorCode as Code } from '../protocol/errors.js';
-import { splitHostPort } from '../common/host-port.js';
+import { ErrorCode, type ErrorCode as Code } from '../protocol/errors.js';
+import { bind } from '../common/bind.js';
 import { FrameType } from '../protocol/frames.js';
 import { helloFrameBytesMax } from '../protocol/limits.js';
 import { SocketTransport, type WriteLimits } from '../protocol/socket-transport.js';
@@ -85,33 +85,7 @@ interface Pending {
 
 const tlsHandshakeByte = 0x16;
 
-/** Why a listen failed, in words, by errno (the errno itself is kept in the message). */
-const listenFailures: Record<string, string> = {
-  EADDRINUSE: 'the address is in use (another process listens there)',
-  EACCES: 'permission denied (a port below 1024 needs root or CAP_NET_BIND_SERVICE)',
-  EADDRNOTAVAIL: 'the address is not one of this host\'s',
-  ENOTFOUND: 'the host name does not resolve',
-  EAI_AGAIN: 'the host name could not be resolved now',
-};
-
-/**
- * Listens on HOST:PORT (port 0: any free one); resolves with the port bound. A failure is
- * LISTEN_FAILED naming `key` (the setting, e.g. listen.tcp) and the address.
- */
-export function bind(server: Server, hostPort: string, key: string): Promise<number> {
-  const { host, port } = splitHostPort(hostPort);
-  return new Promise((resolve, reject) => {
-    const fail = (err: NodeJS.ErrnoException): void => {
-      const code = err.code ?? 'unknown';
-      reject(new FerryError(ErrorCode.LISTEN_FAILED, `${key} ${hostPort}: cannot listen: ${listenFailures[code] ?? err.message} (${code})`, { cause: err }));
-    };
-    server.once('error', fail);
-    server.listen(port, host, () => {
-      server.off('error', fail);
-      resolve((server.address() as AddressInfo).port);
-    });
-  });
-}
+export { bind };
 
 /** Refused sockets kept open at once so their BYE can be read (admission refusals on the plaintext port). */
 const refusingSocketsMax = 256;

@@ -57,3 +57,20 @@ t.test('ack-waiters - time-out, limit, unknown seq and failAll each answer with 
   await t.rejects(b, { code: 'SHUTDOWN' });
   t.equal(w.size, 0);
 });
+
+t.test('ack-waiters - a wait whose client went away ends at once and gives its slot back', async (t) => {
+  const { w } = setup({ waitersMax: 1 });
+  const gone = new AbortController();
+  const a = w.wait(3, 60_000, gone.signal);
+  await t.rejects(w.wait(4, 1000), { code: 'SEND_WAITERS_FULL' }, 'the one slot is taken');
+  gone.abort();
+  await t.rejects(a, { code: 'SEND_WAIT_TIMEOUT', message: /given up by its client/ });
+  t.equal(w.size, 0, 'no wait is left');
+  const b = w.wait(4, 1000);
+  w.acked(1, 4);
+  t.same(await b, { acked: true }, 'the slot serves the next client');
+  const already = new AbortController();
+  already.abort();
+  await t.rejects(w.wait(5, 1000, already.signal), { code: 'SEND_WAIT_TIMEOUT' }, 'a client gone before its wait began waits for nothing');
+  t.equal(w.size, 0);
+});

@@ -7,7 +7,7 @@
  *
  * The child runs compiled (dist/test/agent/fixtures/crash-child.js, see that file for why):
  * run `npx tsc -p .` first (`npm test` does). The parent uses the TypeScript source in-process.
- * Replay with SEED=<seed>; ROUNDS=<n> changes the number of rounds (default 100).
+ * Replay with SEED=<seed>; ROUNDS=<n> changes the number of rounds (default 70).
  */
 import t from 'tap';
 import { readAll } from './fixtures/read-all.js';
@@ -23,8 +23,8 @@ import { distPath, staleBuild } from './fixtures/compiled.js';
 import type { CrashChildConfig } from './fixtures/crash-child.js';
 import { crashIndexOf } from './fixtures/crash-packets.js';
 
-// 100 per run (was 200): each CI run draws a new seed, and the suite must stay within its 15 minutes.
-const roundsDefault = 100;
+// 70 per run (was 200, then 100): each CI run draws a new seed, and the suite must stay within its 15 minutes.
+const roundsDefault = 70;
 const segmentBytes = 16 * 1024;
 const bytesMax = 1024 ** 3; // never full: a drop would look like a loss
 const killDelayMs = { min: 10, max: 110 };

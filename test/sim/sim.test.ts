@@ -34,4 +34,4 @@ t.test('sim - regression seeds: failing as found while their bug is open, passin
 });
 
 // Half of CI's 1,000 random seeds; sim-seeds.test.ts runs the other half (two files: tap runs them side by side, each within its time-out).
-t.test('sim - 500 seeds: no checker fails with the fault kinds whose bugs are fixed', (t) => runRandomSeeds(t, 500));
+t.test('sim - 350 seeds: no checker fails with the fault kinds whose bugs are fixed', (t) => runRandomSeeds(t, 350));
