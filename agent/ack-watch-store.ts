@@ -35,6 +35,7 @@ export function watchAcks(store: PacketStore, waiters: AckWaiters): PacketStore 
       return n;
     },
     stats: () => store.stats(),
+    ...(store.backlogBytes ? { backlogBytes: () => store.backlogBytes!() } : {}),
     highestIssuedSeq: () => store.highestIssuedSeq(),
     close: () => store.close(),
   };

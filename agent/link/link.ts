@@ -229,7 +229,9 @@ export class Link extends EventEmitter<{ status: [LinkStatus] }> {
     const s = this.deps.store.stats();
     const times = [this.inflight.oldestTs(), this.retry.oldestTs()].filter((x): x is number => x !== undefined);
     const oldestAgeMs = times.length > 0 ? Math.max(0, this.deps.clock.now() - Math.min(...times)) : undefined;
-    return { ackedSeq: s.durableAckedSeq, backlogPackets: s.backlogPackets, backlogBytes: s.storeBytes, ...(oldestAgeMs !== undefined ? { oldestAgeMs } : {}) };
+    // No backlog is no bytes: the store's own size counts acked records its segments still hold.
+    const backlogBytes = s.backlogPackets === 0 ? 0 : (this.deps.store.backlogBytes?.() ?? s.storeBytes);
+    return { ackedSeq: s.durableAckedSeq, backlogPackets: s.backlogPackets, backlogBytes, ...(oldestAgeMs !== undefined ? { oldestAgeMs } : {}) };
   }
 
   /** One session on one transport; resolves with why it ended. */

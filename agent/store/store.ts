@@ -78,6 +78,8 @@ export interface PacketStore {
   requeueDeadLetters(): Promise<number>;
   /** Called after each durable append, so a link waiting for work can wake up. */
   onAppend(listener: () => void): void;
+  /** Bytes on flash that hold backlog (an upper bound); absent: the link reports the store's size. */
+  backlogBytes?(): number;
   /** Raises the seq counter so the next append gets a seq above `seq`; durable before it resolves. */
   advanceSeq(seq: number): Promise<void>;
   /**

@@ -490,6 +490,8 @@ t.test('link - PING every WELCOME pingIntervalMs with the store\'s ackedSeq; PON
   await h.persisted();
   await h.advance(969);
   t.same(tr.sentOf(FrameType.PING).map((p) => [p.id, p.ackedSeq]), [[1, 2], [2, 3]], 'the next one a second later, with the new ackedSeq');
+  const second = tr.sentOf(FrameType.PING)[1];
+  t.same([second?.backlogPackets, second?.backlogBytes], [0, 0], 'no backlog is no backlog bytes (the store still holds the acked records)');
 });
 
 t.test('link - silence longer than peerTimeoutMs closes with PEER_TIMEOUT, and the link dials again', async (t) => {
