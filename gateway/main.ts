@@ -83,12 +83,13 @@ interface HandlerDeps {
   reservedFilters: readonly string[];
 }
 
-async function openHandlers(routes: readonly RouteConfig[], d: HandlerDeps, credentials: readonly (MqttCredentials | undefined)[]): Promise<Handler[]> {
-  const made = await Promise.allSettled(routes.map((r, i) => createHandler(r, d.log, d.floorOf, credentials[i], d.backendOf(r, i), d.reservedFilters)));
+/** `indices`: each route's place in its config (a reload opens only some routes), for its stuck cause and its errors. */
+async function openHandlers(routes: readonly RouteConfig[], d: HandlerDeps, credentials: readonly (MqttCredentials | undefined)[], indices: readonly number[] = routes.map((_, i) => i)): Promise<Handler[]> {
+  const made = await Promise.allSettled(routes.map((r, i) => createHandler(r, d.log, d.floorOf, credentials[i], d.backendOf(r, indices[i]!), d.reservedFilters)));
   const failed = made.findIndex((m) => m.status === 'rejected');
   if (failed < 0) return made.map((m) => (m as PromiseFulfilledResult<Handler>).value);
   await Promise.all(made.map((m) => (m.status === 'fulfilled' ? m.value.close().catch(() => undefined) : undefined)));
-  throw routeStartError(routes[failed]!, failed, (made[failed] as PromiseRejectedResult).reason);
+  throw routeStartError(routes[failed]!, indices[failed]!, (made[failed] as PromiseRejectedResult).reason);
 }
 
 async function createHandler(route: RouteConfig, log: Log, floorOf: (agent: string) => number, credentials: MqttCredentials | undefined, backend: MqttHandlerOptions['backend'], reservedFilters: readonly string[]): Promise<Handler> {
@@ -371,7 +372,7 @@ async function startServing(
             rescrub(routeSecrets(routes, creds));
             // A route whose settings did not change keeps its handler: one writer per file, one broker connection.
             const plan = reusePlan(current, routes, creds);
-            const made = await openHandlers(plan.fresh.map((i) => routes[i]!), handlerDeps, plan.fresh.map((i) => creds[i]));
+            const made = await openHandlers(plan.fresh.map((i) => routes[i]!), handlerDeps, plan.fresh.map((i) => creds[i]), plan.fresh);
             const out = plan.reused.slice();
             plan.fresh.forEach((i, k) => (out[i] = { config: routes[i]!, creds: creds[i], handler: made[k]! }));
             pending = out as LiveRoute[];
