@@ -221,8 +221,8 @@ async function startServing(
   // A route whose backend or dispatch keeps failing is one stuck cause: logged once, then summarised.
   const stuck = new StuckLog({ log, clock, summaryIntervalMs: config.log.stuckSummaryIntervalMs });
   const backendOf = (r: RouteConfig, i: number): MqttHandlerOptions['backend'] => ({
-    down: (code, error) => stuck.fail(routeScope(i), code, { msg: 'mqtt handler: cannot connect to the broker', fields: { route: i, match: r.match, url: r.handler === 'mqtt' ? redactUrl(r.url) : undefined, error } }),
-    up: () => stuck.clear(routeScope(i)),
+    down: (code, error) => stuck.fail(routeScope(r.match), code, { msg: 'mqtt handler: cannot connect to the broker', fields: { route: i, match: r.match, url: r.handler === 'mqtt' ? redactUrl(r.url) : undefined, error } }),
+    up: () => stuck.clear(routeScope(r.match)),
   });
   const handlerDeps: HandlerDeps = { log, floorOf, backendOf, reservedFilters };
   const handlers = await openHandlers(config.routes, handlerDeps, credentials);

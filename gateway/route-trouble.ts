@@ -19,7 +19,7 @@ export class RouteTrouble {
    * failures still count and their next delivery still clears it.
    */
   rename(routes: { match: string; handler: Handler }[]): void {
-    routes.forEach((r, i) => this.scopes.set(r.handler, { scope: routeScope(i), route: i, match: r.match }));
+    routes.forEach((r, i) => this.scopes.set(r.handler, { scope: routeScope(r.match), route: i, match: r.match }));
   }
 
   /** One attempt of `handler` failed, retryably; `cause` is the handler's own (redacted) message. */
@@ -40,7 +40,10 @@ export class RouteTrouble {
   }
 }
 
-/** The stuck-cause scope of route `i`: its dispatch failures and its backend's connection share it. */
-export function routeScope(i: number): string {
-  return `routes[${i}]`;
+/**
+ * The stuck-cause scope of a route: its dispatch failures and its backend's connection share it.
+ * Named by the route's pattern, not its position, so a route a reload keeps but moves stays one cause.
+ */
+export function routeScope(match: string): string {
+  return `routes[${JSON.stringify(match)}]`;
 }
