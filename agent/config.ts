@@ -7,7 +7,7 @@ import { compilePattern } from '../protocol/pattern.js';
 import { logFormats } from '../common/log.js';
 import { stuckSummaryIntervalMsDefault } from '../common/stuck-log.js';
 import { isLoopbackHost } from '../common/loopback.js';
-import { hostPortProblem } from '../common/host-port.js';
+import { hostPortProblem, splitHostPort } from '../common/host-port.js';
 
 /** The same rule packets are held to, checked at load so a bad rule target fails at start. */
 const target = z.string().superRefine((s, ctx) => {
@@ -207,7 +207,6 @@ export function metricsListen(c: { metrics: { listen?: number | string | undefin
   const l = c.metrics.listen;
   if (l === undefined) return null;
   if (typeof l === 'number') return { host: '127.0.0.1', port: l };
-  const i = l.lastIndexOf(':');
-  return i < 0 ? { host: '127.0.0.1', port: Number(l) } : { host: l.slice(0, i), port: Number(l.slice(i + 1)) };
+  return l.includes(':') ? splitHostPort(l) : { host: '127.0.0.1', port: Number(l) };
 }
 

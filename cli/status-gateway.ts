@@ -4,7 +4,7 @@
  * readable summary or (--json) the JSON of GET /status. cli/status.ts dispatches here.
  */
 import { readFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
+import { flags } from './args.js';
 import { ErrorCode, FerryError } from '../protocol/errors.js';
 import type { GatewayStatus } from '../gateway/admin/status.js';
 
@@ -77,12 +77,7 @@ export function formatGatewayStatus(s: GatewayStatus): string {
 }
 
 export async function runGatewayStatus(args: string[]): Promise<number> {
-  let f: { gateway?: string; config?: string; 'token-file'?: string; json?: boolean };
-  try {
-    f = parseArgs({ args, options: { gateway: { type: 'string' }, config: { type: 'string' }, 'token-file': { type: 'string' }, json: { type: 'boolean' } }, strict: true, allowPositionals: false }).values;
-  } catch (err) {
-    throw new FerryError(ErrorCode.CONFIG_INVALID, (err as Error).message);
-  }
+  const f = flags(args, { gateway: { type: 'string' }, config: { type: 'string' }, 'token-file': { type: 'string' }, json: { type: 'boolean' } });
   const { url, token } = await target(f);
   const s = await fetchStatus(url, token);
   process.stdout.write(f.json ? `${JSON.stringify(s, null, 2)}\n` : formatGatewayStatus(s));

@@ -4,27 +4,23 @@
  * hands over to cli/status-gateway.ts. Loaded only when the command runs.
  */
 import { readFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
 import { localRequest } from '../agent/local-request.js';
 import type { AgentStatus } from '../agent/status.js';
 import { ErrorCode, FerryError, isFerryError } from '../protocol/errors.js';
 import { formatAgentStatus } from './status-format.js';
+import { agentSocketPath } from './agent-socket.js';
+import { flags } from './args.js';
 
 /** Exit code when no agent answers on the socket, as `systemctl status` says "not running". */
 export const exitNotRunning = 3;
 
 export async function runStatus(args: string[]): Promise<number> {
   if (await isGatewayStatus(args)) return (await import('./status-gateway.js')).runGatewayStatus(args);
-  let f;
-  try {
-    f = parseArgs({ args, options: { config: { type: 'string' }, socket: { type: 'string' }, json: { type: 'boolean' }, 'timeout-ms': { type: 'string' } }, strict: true }).values;
-  } catch (err) {
-    throw new FerryError(ErrorCode.CONFIG_INVALID, (err as Error).message);
-  }
+  const f = flags(args, { config: { type: 'string' }, socket: { type: 'string' }, json: { type: 'boolean' }, 'timeout-ms': { type: 'string' } });
   const timeoutMs = f['timeout-ms'] === undefined ? 5000 : Number(f['timeout-ms']);
   if (!Number.isInteger(timeoutMs) || timeoutMs <= 0) throw new FerryError(ErrorCode.CONFIG_INVALID, `--timeout-ms: expected a positive whole number of ms, got '${f['timeout-ms']}'`);
-  const socketPath = f.socket ?? (f.config !== undefined ? await agentSocketOf(f.config) : undefined);
-  if (socketPath === undefined) throw new FerryError(ErrorCode.CONFIG_INVALID, 'give --config AGENT_CONFIG or --socket PATH (or --gateway URL for a gateway)');
+  if (f.socket === undefined && f.config === undefined) throw new FerryError(ErrorCode.CONFIG_INVALID, 'give --config AGENT_CONFIG or --socket PATH (or --gateway URL for a gateway)');
+  const socketPath = await agentSocketPath(f);
   let status: AgentStatus;
   try {
     const res = await localRequest(socketPath, { op: 'status' }, timeoutMs);
@@ -46,11 +42,6 @@ function notRunning(socketPath: string, err: FerryError): string {
   if (code === 'ECONNREFUSED') return `agent not running: nothing listens on ${socketPath} (left by an agent that stopped)`;
   if (code === 'EACCES') return `cannot use ${socketPath}: permission denied (run as the agent's user, or a member of its socketGroup)`;
   return err.message;
-}
-
-async function agentSocketOf(configPath: string): Promise<string> {
-  const [{ loadYamlFile }, { agentConfigSchema, socketPathOf }] = await Promise.all([import('../hw/yaml-file.js'), import('../agent/config.js')]);
-  return socketPathOf(loadYamlFile(configPath, agentConfigSchema));
 }
 
 /** `--gateway`, or a config file with a gateway's keys (`routes` or `listen`, and no `gateway`). */

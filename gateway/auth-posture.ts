@@ -5,6 +5,7 @@
  * clients are on this host, so a non-loopback listener needs a second, explicit key.
  */
 import { isLoopbackHost } from '../common/loopback.js';
+import { splitHostPort } from '../common/host-port.js';
 
 // Shared with the agent's metrics listener; kept exported here for the gateway's callers.
 export { isLoopbackHost };
@@ -17,7 +18,7 @@ export interface AuthPosture {
 
 /** The host of a `HOST:PORT` listen setting. */
 export function hostOf(hostPort: string): string {
-  return hostPort.slice(0, hostPort.lastIndexOf(':'));
+  return splitHostPort(hostPort).host;
 }
 
 type ListenKey = 'tcp' | 'tls' | 'http' | 'https';

@@ -11,6 +11,7 @@ import type { Log } from '../../common/log.js';
 import { hostOf } from '../auth-posture.js';
 import { bearerMatches } from './token.js';
 import { bind } from '../listener.js';
+import { endWithJson } from '../../common/http-raw-reply.js';
 
 export interface AdminLimits {
   requestTimeoutMs: number;
@@ -45,13 +46,6 @@ export interface AdminServerOptions {
 function refuse(res: ServerResponse, status: number, code: ErrorCode, message: string, headers: Record<string, string> = {}): void {
   res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store', ...headers });
   res.end(JSON.stringify({ code, message }));
-}
-
-/** A refusal written on a raw socket (the request never became one node:http hands over). */
-function refuseRaw(socket: Socket, status: number, reason: string, code: ErrorCode, message: string): void {
-  if (!socket.writable) return void socket.destroy();
-  const body = JSON.stringify({ code, message });
-  socket.end(`HTTP/1.1 ${status} ${reason}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
 }
 
 async function serve(o: AdminServerOptions, req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -98,9 +92,9 @@ export async function listenAdmin(o: AdminServerOptions): Promise<AdminServer> {
   });
   server.maxConnections = limits.connectionsMax;
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
-    if (err.code === 'HPE_HEADER_OVERFLOW') return refuseRaw(socket, 431, 'Request Header Fields Too Large', ErrorCode.ADMIN_REQUEST_INVALID, `request headers over ${limits.headersBytesMax} bytes (admin.headersBytesMax)`);
-    if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') return refuseRaw(socket, 408, 'Request Timeout', ErrorCode.ADMIN_REQUEST_TIMEOUT, `the request did not arrive within ${limits.requestTimeoutMs} ms (admin.requestTimeoutMs)`);
-    refuseRaw(socket, 400, 'Bad Request', ErrorCode.ADMIN_REQUEST_INVALID, 'not an HTTP request the admin endpoint reads');
+    if (err.code === 'HPE_HEADER_OVERFLOW') return endWithJson(socket, 431, { code: ErrorCode.ADMIN_REQUEST_INVALID, message: `request headers over ${limits.headersBytesMax} bytes (admin.headersBytesMax)` });
+    if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') return endWithJson(socket, 408, { code: ErrorCode.ADMIN_REQUEST_TIMEOUT, message: `the request did not arrive within ${limits.requestTimeoutMs} ms (admin.requestTimeoutMs)` });
+    endWithJson(socket, 400, { code: ErrorCode.ADMIN_REQUEST_INVALID, message: 'not an HTTP request the admin endpoint reads' });
   });
   const host = hostOf(o.hostPort);
   const bound = await bind(server, o.hostPort, 'listen.admin');

@@ -33,6 +33,8 @@ import { agentIdPattern } from '../../protocol/ids.js';
 import type { TlsFiles } from '../../protocol/tls-files.js';
 import { appMayReach, type AppEntry, type AppLookup } from '../apps.js';
 import { bind } from '../listener.js';
+import { endWithJson } from '../../common/http-raw-reply.js';
+import { hostOf } from '../auth-posture.js';
 import { SocketGate } from '../socket-gate.js';
 import type { LogSummary } from '../log-summary.js';
 import { bearerToken, isJsonContentType, isMessageId, matchRoute, parseMessageBody, type ApiRoute } from './api-request.js';
@@ -253,13 +255,12 @@ export async function listenApi(o: ApiOptions): Promise<ApiServer> {
         : [400, ErrorCode.API_BODY_INVALID, 'not a readable HTTP request'];
     refused[code] = (refused[code] ?? 0) + 1;
     o.summary.note('info', 'api: request refused', code, { status, address: socket.remoteAddress ?? 'unknown' });
-    const body = JSON.stringify({ code, message });
-    if (socket.writable) socket.end(`HTTP/1.1 ${status} ${status === 431 ? 'Request Header Fields Too Large' : status === 408 ? 'Request Timeout' : 'Bad Request'}\r\nconnection: close\r\ncontent-type: ${jsonType}\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+    endWithJson(socket, status, { code, message });
     socket.destroy();
   });
   if (tls) server.on('tlsClientError', () => (refused[ErrorCode.TLS_FAILED] = (refused[ErrorCode.TLS_FAILED] ?? 0) + 1));
   const port = await bind(server, o.listen, 'listen.api');
-  const host = o.listen.slice(0, o.listen.lastIndexOf(':'));
+  const host = hostOf(o.listen);
 
   return {
     port,
